@@ -1,0 +1,257 @@
+#include "commands.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+#include <ATen/Parallel.h>
+
+#include "absl/strings/str_cat.h"
+#include "launcher.h"
+#include "polytune/engine/adapter_io.h"
+#include "polytune/engine/communicator.h"
+#include "polytune/engine/evaluator.h"
+#include "polytune/engine/model_io.h"
+#include "polytune/engine/model_loader.h"
+#include "polytune/engine/token_dataset.h"
+#include "polytune/engine/train_config.h"
+#include "polytune/engine/trainer.h"
+
+namespace polytune::cli {
+namespace {
+
+using namespace polytune::engine;
+
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "polytune: error: %s\n", std::string(status.message()).c_str());
+  return 1;
+}
+
+std::string SelfExecutable() {
+  char buf[4096];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  if (n <= 0) return "polytune";
+  buf[n] = 0;
+  return buf;
+}
+
+// Splits the machine's cores among the local ranks unless the config pins a count.
+void ConfigureThreads(int64_t configured, int local_ranks) {
+  int n = static_cast<int>(configured);
+  if (n <= 0) n = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(1, local_ranks));
+  at::set_num_threads(n);
+}
+
+struct ModelInitArgs {
+  std::string out;
+  int64_t hidden = 256, layers = 4, heads = 8, kv_heads = 4, intermediate = 688, vocab = 512, seed = 0;
+  int64_t head_dim = 0, max_positions = 2048;
+  std::string dtype = "float32";
+  bool tie = false;
+};
+
+int RunModelInit(const ModelInitArgs& a) {
+  ModelConfig c;
+  c.hidden_size = a.hidden;
+  c.num_hidden_layers = a.layers;
+  c.num_attention_heads = a.heads;
+  c.num_key_value_heads = a.kv_heads;
+  c.intermediate_size = a.intermediate;
+  c.vocab_size = a.vocab;
+  c.head_dim = a.head_dim > 0 ? a.head_dim : a.hidden / std::max<int64_t>(1, a.heads);
+  c.max_position_embeddings = a.max_positions;
+  c.tie_word_embeddings = a.tie;
+  c.rope_theta = 10000.0;
+  c.rms_norm_eps = 1e-5;
+  c.bos_token_id = 1;
+  c.eos_token_id = 2;
+  // Validate through the same parser that loading uses.
+  auto parsed = ParseModelConfig(ModelConfigToJson(c), "model init");
+  if (!parsed.ok()) return Fail(parsed.status());
+  absl::Status st = WriteRandomModel(a.out, c, static_cast<uint64_t>(a.seed), a.dtype);
+  if (!st.ok()) return Fail(st);
+  std::printf("wrote %s (hidden %lld, %lld layers, %lld heads / %lld kv heads, vocab %lld)\n", a.out.c_str(),
+              static_cast<long long>(a.hidden), static_cast<long long>(a.layers), static_cast<long long>(a.heads),
+              static_cast<long long>(a.kv_heads), static_cast<long long>(a.vocab));
+  return 0;
+}
+
+struct TrainArgs {
+  std::string config;
+  int nproc = 1;
+  std::string resume_dir;
+  bool resume = false;
+  // Set by the launcher (or the control plane) for rank processes.
+  int rank = -1, world_size = 1, local_rank = 0, master_port = 0;
+  std::string master_addr = "127.0.0.1";
+  int collective_timeout = 120;
+};
+
+int RunTrain(const TrainArgs& a, const std::vector<std::string>& raw_args) {
+  auto config = LoadTrainConfig(a.config);
+  if (!config.ok()) return Fail(config.status());
+  if (a.rank < 0 && a.nproc > 1) {
+    // Launcher mode: re-run this binary once per rank with the rendezvous flags.
+    absl::Status st = RunLocalRanks(SelfExecutable(), raw_args, a.nproc);
+    if (!st.ok()) return Fail(st);
+    return 0;
+  }
+  ConfigureThreads(config->training.num_threads, a.rank < 0 ? 1 : a.world_size);
+  std::unique_ptr<Communicator> comm;
+  if (a.rank < 0) {
+    comm = MakeSingleProcessCommunicator();
+  } else {
+    RendezvousOptions ro;
+    ro.master_addr = a.master_addr;
+    ro.master_port = a.master_port;
+    ro.rank = a.rank;
+    ro.world_size = a.world_size;
+    ro.timeout = std::chrono::seconds(a.collective_timeout);
+    auto device = ResolveDevice(config->training.device, a.local_rank);
+    if (!device.ok()) return Fail(device.status());
+    ro.cuda = device->is_cuda();
+    auto c = ConnectProcessGroup(ro);
+    if (!c.ok()) return Fail(c.status());
+    comm = std::move(*c);
+  }
+  TrainRunOptions options;
+  options.resume = a.resume;
+  options.resume_dir = a.resume_dir;
+  options.local_rank = a.local_rank;
+  options.progress = comm->rank() == 0;
+  auto summary = RunTraining(*config, *comm, options);
+  if (!summary.ok()) return Fail(summary.status());
+  return 0;
+}
+
+struct EvalArgs {
+  std::string model, data, adapter, quantization = "none", device = "cpu";
+  bool double_quant = false, json = false;
+  int64_t batch_size = 8, max_seq_len = 4096;
+};
+
+int RunEval(const EvalArgs& a) {
+  at::set_num_threads(std::max(1u, std::thread::hardware_concurrency()));
+  auto quant = ParseQuantization(a.quantization);
+  if (!quant.ok()) return Fail(quant.status());
+  auto device = ResolveDevice(a.device, 0);
+  if (!device.ok()) return Fail(device.status());
+  LoadOptions opts;
+  opts.quantization = *quant;
+  opts.double_quant = a.double_quant;
+  opts.device = *device;
+  auto model = LoadModel(a.model, opts);
+  if (!model.ok()) return Fail(model.status());
+  if (!a.adapter.empty()) {
+    auto adapter = LoadPeftAdapter(a.adapter);
+    if (!adapter.ok()) return Fail(adapter.status());
+    absl::Status st = ApplyPeftAdapter(*adapter, model->get());
+    if (!st.ok()) return Fail(st);
+  }
+  auto data = LoadTokenDataset(a.data, a.max_seq_len, (*model)->config().vocab_size);
+  if (!data.ok()) return Fail(data.status());
+  auto comm = MakeSingleProcessCommunicator();
+  auto result = Evaluate(**model, *data, a.batch_size, *comm);
+  if (!result.ok()) return Fail(result.status());
+  if (a.json) {
+    std::printf("%s\n", result->ToJson().dump().c_str());
+    return 0;
+  }
+  std::printf("%-10s %10s %10s %10s %10s\n", "language", "loss", "ppl", "accuracy", "tokens");
+  for (const auto& [lang, f] : result->languages)
+    std::printf("%-10s %10.4f %10.3f %10.4f %10lld\n", lang.c_str(), f.loss, f.ppl, f.accuracy, static_cast<long long>(f.tokens));
+  const auto& o = result->overall;
+  std::printf("%-10s %10.4f %10.3f %10.4f %10lld\n", "overall", o.loss, o.ppl, o.accuracy, static_cast<long long>(o.tokens));
+  return 0;
+}
+
+}  // namespace
+
+std::function<int()> RegisterCommands(CLI::App& app) {
+  app.require_subcommand(1);
+  auto run = std::make_shared<std::function<int()>>([] { return 0; });
+
+  // polytune model init
+  auto* model_cmd = app.add_subcommand("model", "Create or inspect model checkpoints");
+  model_cmd->require_subcommand(1);
+  auto* init = model_cmd->add_subcommand("init", "Write a small randomly initialised Llama checkpoint (HF format)");
+  auto init_args = std::make_shared<ModelInitArgs>();
+  init->add_option("--out", init_args->out, "Output directory")->required();
+  init->add_option("--hidden-size", init_args->hidden, "Hidden size")->capture_default_str();
+  init->add_option("--layers", init_args->layers, "Decoder layers")->capture_default_str();
+  init->add_option("--heads", init_args->heads, "Attention heads")->capture_default_str();
+  init->add_option("--kv-heads", init_args->kv_heads, "Key/value heads (GQA)")->capture_default_str();
+  init->add_option("--intermediate-size", init_args->intermediate, "MLP width")->capture_default_str();
+  init->add_option("--vocab-size", init_args->vocab, "Vocabulary size")->capture_default_str();
+  init->add_option("--head-dim", init_args->head_dim, "Head dimension (default hidden/heads)");
+  init->add_option("--seed", init_args->seed, "Random seed")->capture_default_str();
+  init->add_option("--dtype", init_args->dtype, "float32, float16 or bfloat16")->capture_default_str();
+  init->add_flag("--tie-embeddings", init_args->tie, "Tie lm_head to the embeddings");
+  init->callback([run, init_args] { *run = [init_args] { return RunModelInit(*init_args); }; });
+
+  // polytune train
+  auto* train = app.add_subcommand("train", "Fine-tune with QLoRA from a YAML config");
+  auto train_args = std::make_shared<TrainArgs>();
+  train->add_option("config", train_args->config, "Training config (YAML)")->required()->check(CLI::ExistingFile);
+  train->add_option("--nproc", train_args->nproc, "Local data-parallel ranks")->check(CLI::PositiveNumber);
+  auto* resume = train->add_option("--resume", train_args->resume_dir,
+                                   "Continue from a checkpoint (default: the latest in output_dir)")
+                     ->expected(0, 1);
+  train->add_option("--rank", train_args->rank)->group("");
+  train->add_option("--world-size", train_args->world_size)->group("");
+  train->add_option("--local-rank", train_args->local_rank)->group("");
+  train->add_option("--master-addr", train_args->master_addr)->group("");
+  train->add_option("--master-port", train_args->master_port)->group("");
+  train->add_option("--collective-timeout", train_args->collective_timeout,
+                    "Seconds a collective may take before the rank gives up")->capture_default_str();
+  train->callback([run, train_args, resume, train] {
+    train_args->resume = resume->count() > 0;
+    // Arguments for rank processes: everything the user gave, minus --nproc.
+    std::vector<std::string> raw = {"train", train_args->config};
+    if (train_args->resume) {
+      raw.push_back("--resume");
+      if (!train_args->resume_dir.empty()) raw.push_back(train_args->resume_dir);
+    }
+    raw.push_back("--collective-timeout");
+    raw.push_back(std::to_string(train_args->collective_timeout));
+    *run = [train_args, raw] { return RunTrain(*train_args, raw); };
+  });
+
+  // polytune eval
+  auto* eval = app.add_subcommand("eval", "Loss, perplexity and accuracy per language");
+  auto eval_args = std::make_shared<EvalArgs>();
+  eval->add_option("--model", eval_args->model, "HF model directory")->required();
+  eval->add_option("--data", eval_args->data, "Tokenised JSONL")->required();
+  eval->add_option("--adapter", eval_args->adapter, "PEFT adapter directory");
+  eval->add_option("--quantization", eval_args->quantization, "none or nf4")->capture_default_str();
+  eval->add_flag("--double-quant", eval_args->double_quant, "Double-quantise NF4 absmax");
+  eval->add_option("--device", eval_args->device, "cpu, cuda or auto")->capture_default_str();
+  eval->add_option("--batch-size", eval_args->batch_size)->capture_default_str();
+  eval->add_option("--max-seq-len", eval_args->max_seq_len)->capture_default_str();
+  eval->add_flag("--json", eval_args->json, "Print one JSON object");
+  eval->callback([run, eval_args] { *run = [eval_args] { return RunEval(*eval_args); }; });
+
+  // polytune export
+  auto* exp = app.add_subcommand("export", "Merge an adapter into a full-precision HF checkpoint");
+  auto exp_model = std::make_shared<std::string>(), exp_adapter = std::make_shared<std::string>(),
+       exp_out = std::make_shared<std::string>();
+  exp->add_option("--model", *exp_model, "Base model directory")->required();
+  exp->add_option("--adapter", *exp_adapter, "PEFT adapter directory")->required();
+  exp->add_option("--out", *exp_out, "Output directory")->required();
+  exp->callback([run, exp_model, exp_adapter, exp_out] {
+    *run = [=] {
+      at::set_num_threads(std::max(1u, std::thread::hardware_concurrency()));
+      absl::Status st = ExportMergedModel(*exp_model, *exp_adapter, *exp_out);
+      if (!st.ok()) return Fail(st);
+      std::printf("wrote merged model to %s\n", exp_out->c_str());
+      return 0;
+    };
+  });
+
+  return [run] { return (*run)(); };
+}
+
+}  // namespace polytune::cli

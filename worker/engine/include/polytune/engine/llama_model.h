@@ -1,0 +1,93 @@
+// Llama-family decoder (Llama, Mistral, Qwen2) with frozen (optionally NF4) base weights and
+// trainable LoRA adapters, following Hugging Face's modeling code: RMSNorm in fp32, RoPE in
+// the rotate_half convention, grouped-query attention, SwiGLU MLP.
+#pragma once
+
+#include <array>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+
+#include "polytune/engine/frozen_linear.h"
+#include "polytune/engine/lora.h"
+#include "polytune/engine/model_config.h"
+
+namespace polytune::engine {
+
+struct Projection {
+  FrozenWeight weight;
+  at::Tensor bias;  // undefined when the module has none
+  std::optional<LoraAdapter> lora;
+};
+
+struct DecoderLayer {
+  at::Tensor input_layernorm;           // [hidden]
+  at::Tensor post_attention_layernorm;  // [hidden]
+  std::array<Projection, kNumProjKinds> proj;
+  bool HasLora() const;
+};
+
+struct ForwardOptions {
+  bool training = false;
+  bool gradient_checkpointing = false;
+  uint64_t dropout_seed = 0;
+  int64_t step = 0;
+  std::vector<int64_t> example_ids;  // one per batch row; needed when LoRA dropout applies
+};
+
+class LlamaModel {
+ public:
+  LlamaModel(ModelConfig config, at::Device device, at::ScalarType compute_dtype);
+
+  const ModelConfig& config() const { return config_; }
+  at::Device device() const { return device_; }
+  at::ScalarType compute_dtype() const { return compute_dtype_; }
+
+  // Final normed hidden states [batch, seq, hidden] for input_ids [batch, seq] (int64).
+  // position_ids default to 0..seq-1 for every row. Attention is causal (plus the sliding
+  // window when the config has one); right padding therefore never affects real tokens.
+  at::Tensor ForwardHidden(const at::Tensor& input_ids, const ForwardOptions& options,
+                           const at::Tensor& position_ids = at::Tensor()) const;
+  // fp32 logits [batch, seq, vocab].
+  at::Tensor Logits(const at::Tensor& hidden) const;
+  at::Tensor Forward(const at::Tensor& input_ids, const ForwardOptions& options = {}) const {
+    return Logits(ForwardHidden(input_ids, options));
+  }
+
+  // Adds LoRA adapters as `settings` asks; A is seeded from `seed` per layer and module.
+  void AttachLora(const LoraSettings& settings, uint64_t seed);
+  const std::optional<LoraSettings>& lora_settings() const { return lora_settings_; }
+  // Trainable tensors keyed by PEFT name, e.g.
+  // "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight".
+  std::map<std::string, at::Tensor> LoraParameters() const;
+
+  // Parts, filled by the loader.
+  at::Tensor embed_tokens;  // [vocab, hidden]
+  at::Tensor final_norm;    // [hidden]
+  at::Tensor lm_head;       // [vocab, hidden]; undefined when tied to embed_tokens
+  std::vector<DecoderLayer> layers;
+
+  // Bytes held by base weights (quantised or not), for reports.
+  int64_t BaseWeightBytes() const;
+  int64_t QuantizedParameterCount() const;
+  int64_t QuantizedBytes() const;
+
+ private:
+  ModelConfig config_;
+  at::Device device_;
+  at::ScalarType compute_dtype_;
+  at::Tensor inv_freq_;
+  std::optional<LoraSettings> lora_settings_;
+};
+
+// RMSNorm as Hugging Face computes it: fp32 statistics, cast back, times weight.
+at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps);
+
+// PEFT tensor name of a LoRA matrix ("A" or "B").
+std::string PeftLoraName(int64_t layer, ProjKind kind, char matrix);
+
+}  // namespace polytune::engine

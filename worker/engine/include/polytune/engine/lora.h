@@ -1,0 +1,64 @@
+// LoRA adapters (Hu et al. 2021) with PEFT's semantics and initialisation.
+//
+// y = base(x) + B(A(dropout(x))) * scaling, scaling = alpha / r (or alpha / sqrt(r) with
+// rsLoRA). A is [r, in] kaiming-uniform(a = sqrt 5), i.e. U(-1/sqrt(in), 1/sqrt(in)); B is
+// [out, r] zeros. A and B are fp32 leaves; the product is computed in the input's dtype.
+//
+// Dropout masks are a pure function of (seed, step, example id, layer, module, element):
+// a counter-based hash evaluated with tensor ops on the input's device. The same example
+// therefore sees the same mask however the global batch is split into micro-batches and
+// ranks, and activation checkpointing recomputes exactly the forward's masks.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+
+namespace polytune::engine {
+
+// The seven projection modules of a decoder block, in PEFT naming.
+enum class ProjKind { kQ = 0, kK, kV, kO, kGate, kUp, kDown };
+constexpr int kNumProjKinds = 7;
+const char* ProjName(ProjKind kind);          // "q_proj", ...
+const char* ProjParentName(ProjKind kind);    // "self_attn" or "mlp"
+bool ParseProjName(const std::string& name, ProjKind* kind);
+
+struct LoraSettings {
+  int64_t r = 16;
+  double alpha = 32;
+  double dropout = 0.05;
+  bool rslora = false;
+  std::vector<std::string> target_modules = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+  std::vector<int64_t> layers;  // empty: all layers
+  double Scaling() const;
+  bool TargetsLayer(int64_t layer) const;
+  bool TargetsModule(ProjKind kind) const;
+};
+
+// Identifies which dropout mask a LoRA input gets.
+struct DropoutKey {
+  uint64_t seed = 0;
+  int64_t step = 0;
+  int64_t layer = 0;
+  int module = 0;
+  const std::vector<int64_t>* example_ids = nullptr;  // one per batch row
+};
+
+struct LoraAdapter {
+  at::Tensor a;  // [r, in], fp32, requires_grad
+  at::Tensor b;  // [out, r], fp32, requires_grad
+  double scaling = 1.0;
+  double dropout = 0.0;
+
+  static LoraAdapter Create(int64_t in_features, int64_t out_features, const LoraSettings& settings, uint64_t seed,
+                            const at::Device& device);
+  // The adapter's delta for input x [batch, seq, in]; `key` is only read when dropout applies.
+  at::Tensor Forward(const at::Tensor& x, bool training, const DropoutKey& key) const;
+};
+
+// Keep-mask scaled by 1/(1-p) for x of shape [batch, ...]; see the header comment.
+at::Tensor LoraDropoutMask(const at::Tensor& x, double p, const DropoutKey& key);
+
+}  // namespace polytune::engine

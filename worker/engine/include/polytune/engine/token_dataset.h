@@ -1,0 +1,73 @@
+// Pre-tokenised JSONL datasets and the order in which training visits them.
+//
+// One example per line: {"input_ids": [...], "labels": [...] (optional, -100 masks a
+// position), "lang": "es" (optional)}. Labels are aligned with input_ids; the model predicts
+// labels[t + 1] from position t, as Hugging Face's causal-LM loss does.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+
+#include "absl/status/statusor.h"
+
+namespace polytune::engine {
+
+constexpr int64_t kIgnoreIndex = -100;
+
+struct TokenExample {
+  std::vector<int64_t> input_ids;
+  std::vector<int64_t> labels;
+  int32_t language = 0;  // index into TokenDataset::languages
+  // Positions that contribute to the loss (labels[t] != -100 for t >= 1).
+  int64_t TargetCount() const;
+};
+
+struct TokenDataset {
+  std::string path;
+  std::vector<TokenExample> examples;
+  std::vector<std::string> languages;  // sorted; "und" for lines without "lang"
+};
+
+// Reads and validates a JSONL file. Sequences longer than max_seq_len are truncated; ids
+// must lie in [0, vocab_size). A malformed line is an error naming file, line and field.
+absl::StatusOr<TokenDataset> LoadTokenDataset(const std::string& path, int64_t max_seq_len, int64_t vocab_size);
+
+// A padded micro-batch: input_ids padded with 0, labels with -100.
+struct Batch {
+  at::Tensor input_ids;  // int64 [rows, seq]
+  at::Tensor labels;     // int64 [rows, seq]
+  std::vector<int64_t> example_ids;  // stream positions, keys for LoRA dropout
+  std::vector<int32_t> languages;
+  int64_t tokens = 0;  // real (unpadded) input tokens
+};
+
+Batch Collate(const TokenDataset& data, const std::vector<int64_t>& example_indices,
+              const std::vector<int64_t>& example_ids);
+
+// The deterministic visiting order: an endless stream of epochs, each a seeded permutation
+// of the dataset. Step k's global batch is stream positions [k*B, (k+1)*B), so the set of
+// examples in a step depends only on the seed and the global batch size B, never on how it
+// is split into ranks and micro-batches.
+class BatchSchedule {
+ public:
+  BatchSchedule(int64_t num_examples, int64_t global_batch_size, uint64_t seed);
+  int64_t global_batch_size() const { return global_batch_; }
+  // Dataset index of stream position `pos`.
+  int64_t ExampleAt(int64_t pos) const;
+  double EpochAt(int64_t step) const;  // fractional epoch after `step` steps
+  // Steps needed for `epochs` passes (the last step may wrap into the next epoch).
+  int64_t StepsForEpochs(int64_t epochs) const;
+
+ private:
+  const std::vector<int64_t>& Permutation(int64_t epoch) const;
+  int64_t n_;
+  int64_t global_batch_;
+  uint64_t seed_;
+  mutable std::map<int64_t, std::vector<int64_t>> permutations_;
+};
+
+}  // namespace polytune::engine

@@ -1,0 +1,41 @@
+// The QLoRA training loop of one data-parallel rank.
+//
+// Each optimizer step takes the global batch from BatchSchedule (the same examples whatever
+// the world size), gives every rank a contiguous share split into micro-batches, normalises
+// the loss by the target-token count of the whole step (all micro-batches, all ranks), sums
+// LoRA gradients across ranks in one flat buffer, clips by global norm and applies AdamW.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
+#include "polytune/engine/communicator.h"
+#include "polytune/engine/train_config.h"
+
+namespace polytune::engine {
+
+struct TrainRunOptions {
+  bool resume = false;
+  std::string resume_dir;  // empty with resume: the latest checkpoint in output_dir
+  int local_rank = 0;      // picks the CUDA device on multi-GPU hosts
+  bool progress = true;    // rank 0 prints a progress line to stderr
+  // Called on rank 0 with every metrics record (step or eval), after it is written.
+  std::function<void(const nlohmann::json&)> on_record;
+  // Called on rank 0 after each checkpoint is committed, with its directory.
+  std::function<void(const std::string&)> on_checkpoint;
+};
+
+struct TrainSummary {
+  int64_t steps = 0;
+  double final_loss = 0;
+  std::string adapter_dir;
+};
+
+absl::StatusOr<TrainSummary> RunTraining(const TrainConfig& config, Communicator& comm, const TrainRunOptions& options);
+
+// The torch device a config asks for ("auto": CUDA when present).
+absl::StatusOr<at::Device> ResolveDevice(const std::string& name, int local_rank);
+
+}  // namespace polytune::engine

@@ -1,0 +1,103 @@
+#include "polytune/engine/communicator.h"
+
+#include <cstdlib>
+
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef POLYTUNE_WITH_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+
+#include "absl/strings/str_cat.h"
+
+namespace polytune::engine {
+namespace {
+
+class SingleProcessCommunicator : public Communicator {
+ public:
+  int rank() const override { return 0; }
+  int world_size() const override { return 1; }
+  absl::Status AllReduceSum(at::Tensor&) override { return absl::OkStatus(); }
+  absl::Status Barrier() override { return absl::OkStatus(); }
+};
+
+class ProcessGroupCommunicator : public Communicator {
+ public:
+  ProcessGroupCommunicator(c10::intrusive_ptr<c10d::Store> store, c10::intrusive_ptr<c10d::ProcessGroup> group, int rank,
+                           int world, std::chrono::milliseconds timeout)
+      : store_(std::move(store)), group_(std::move(group)), rank_(rank), world_(world), timeout_(timeout) {}
+
+  int rank() const override { return rank_; }
+  int world_size() const override { return world_; }
+
+  absl::Status AllReduceSum(at::Tensor& tensor) override {
+    try {
+      std::vector<at::Tensor> tensors = {tensor};
+      c10d::AllreduceOptions opts;
+      opts.reduceOp = c10d::ReduceOp::SUM;
+      auto work = group_->allreduce(tensors, opts);
+      if (!work->wait(timeout_)) return absl::DeadlineExceededError("all-reduce did not complete in time");
+    } catch (const std::exception& e) {
+      return absl::UnavailableError(absl::StrCat("rank ", rank_, ": all-reduce failed (a peer rank probably exited): ", e.what()));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Barrier() override {
+    at::Tensor t = at::zeros({1}, at::kFloat);
+    return AllReduceSum(t);
+  }
+
+ private:
+  c10::intrusive_ptr<c10d::Store> store_;
+  c10::intrusive_ptr<c10d::ProcessGroup> group_;
+  int rank_, world_;
+  std::chrono::milliseconds timeout_;
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> MakeSingleProcessCommunicator() { return std::make_unique<SingleProcessCommunicator>(); }
+
+absl::StatusOr<std::unique_ptr<Communicator>> ConnectProcessGroup(const RendezvousOptions& o) {
+  if (o.world_size < 1 || o.rank < 0 || o.rank >= o.world_size)
+    return absl::InvalidArgumentError(absl::StrCat("invalid rank ", o.rank, " for world size ", o.world_size));
+  if (o.world_size == 1 && !o.cuda) return MakeSingleProcessCommunicator();
+  try {
+    c10d::TCPStoreOptions store_opts;
+    store_opts.port = static_cast<uint16_t>(o.master_port);
+    store_opts.isServer = o.rank == 0;
+    store_opts.numWorkers = o.world_size;
+    store_opts.waitWorkers = true;
+    store_opts.timeout = o.timeout;
+    auto store = c10::make_intrusive<c10d::TCPStore>(o.master_addr, store_opts);
+    c10::intrusive_ptr<c10d::ProcessGroup> group;
+    if (o.cuda) {
+#ifdef POLYTUNE_WITH_NCCL
+      // Surface a dead peer as an error instead of a hang (name differs across versions).
+      setenv("NCCL_ASYNC_ERROR_HANDLING", "1", 0);
+      setenv("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1", 0);
+      auto opts = c10d::ProcessGroupNCCL::Options::create();
+      opts->timeout = o.timeout;
+      group = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, o.rank, o.world_size, opts);
+#else
+      return absl::FailedPreconditionError("this build of polytune has no NCCL support; rebuild against a CUDA libtorch");
+#endif
+    } else {
+      auto opts = c10d::ProcessGroupGloo::Options::create();
+      opts->timeout = o.timeout;
+      std::string local = o.local_addr;
+      if (local.empty() && (o.master_addr == "127.0.0.1" || o.master_addr == "localhost")) local = "127.0.0.1";
+      opts->devices.push_back(local.empty() ? c10d::ProcessGroupGloo::createDefaultDevice()
+                                            : c10d::ProcessGroupGloo::createDeviceForHostname(local));
+      group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, o.rank, o.world_size, opts);
+    }
+    return std::unique_ptr<Communicator>(
+        new ProcessGroupCommunicator(store, group, o.rank, o.world_size, o.timeout));
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(absl::StrCat("rank ", o.rank, " could not join the process group at ", o.master_addr, ":",
+                                               o.master_port, " within ", o.timeout.count() / 1000, " s: ", e.what()));
+  }
+}
+
+}  // namespace polytune::engine

@@ -1,0 +1,62 @@
+#include "polytune/engine/frozen_linear.h"
+
+#include <torch/csrc/autograd/custom_function.h>
+
+namespace polytune::engine {
+
+FrozenWeight FrozenWeight::Dense(at::Tensor weight) {
+  FrozenWeight w;
+  w.out_ = weight.size(0);
+  w.in_ = weight.size(1);
+  w.dense_ = weight.detach();
+  return w;
+}
+
+FrozenWeight FrozenWeight::Quantized(Nf4Tensor weight) {
+  FrozenWeight w;
+  w.out_ = weight.shape.at(0);
+  w.in_ = weight.shape.at(1);
+  w.quantized_ = std::move(weight);
+  return w;
+}
+
+at::Tensor FrozenWeight::Materialize(at::ScalarType dtype) const {
+  if (quantized_) return DequantizeNf4(*quantized_, dtype);
+  return dense_.scalar_type() == dtype ? dense_ : dense_.to(dtype);
+}
+
+int64_t FrozenWeight::StorageBytes() const {
+  if (quantized_) return quantized_->StorageBytes();
+  return dense_.numel() * dense_.element_size();
+}
+
+namespace {
+
+class FrozenLinearFunction : public torch::autograd::Function<FrozenLinearFunction> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const FrozenWeight* weight) {
+    ctx->saved_data["weight"] = reinterpret_cast<int64_t>(weight);
+    ctx->saved_data["dtype"] = static_cast<int64_t>(x.scalar_type());
+    at::Tensor w = weight->Materialize(x.scalar_type());
+    return at::matmul(x, w.t());
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_outputs) {
+    const auto* weight = reinterpret_cast<const FrozenWeight*>(ctx->saved_data["weight"].toInt());
+    const auto dtype = static_cast<at::ScalarType>(ctx->saved_data["dtype"].toInt());
+    at::Tensor w = weight->Materialize(dtype);
+    return {at::matmul(grad_outputs[0].to(dtype), w), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+at::Tensor FrozenLinear(const at::Tensor& x, const FrozenWeight& weight, const at::Tensor& bias) {
+  at::Tensor y = x.requires_grad() ? FrozenLinearFunction::apply(x, &weight)
+                                   : at::matmul(x, weight.Materialize(x.scalar_type()).t());
+  if (bias.defined()) y = y + bias;
+  return y;
+}
+
+}  // namespace polytune::engine

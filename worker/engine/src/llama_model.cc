@@ -1,0 +1,245 @@
+#include "polytune/engine/llama_model.h"
+
+#include <cmath>
+
+#include <torch/csrc/autograd/custom_function.h>
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/version.h>
+
+#include "absl/strings/str_cat.h"
+#include "polytune/engine/rope.h"
+
+namespace polytune::engine {
+namespace {
+
+// Everything a decoder layer needs besides its weights and input.
+struct LayerRun {
+  const ModelConfig* config;
+  const DecoderLayer* layer;
+  int64_t layer_index;
+  at::Tensor cos, sin;  // [batch, seq, head_dim], fp32
+  const ForwardOptions* options;
+};
+
+at::Tensor RunProjection(const LayerRun& run, ProjKind kind, const at::Tensor& x) {
+  const Projection& p = run.layer->proj[static_cast<int>(kind)];
+  at::Tensor y = FrozenLinear(x, p.weight, p.bias);
+  if (p.lora) {
+    DropoutKey key{run.options->dropout_seed, run.options->step, run.layer_index, static_cast<int>(kind),
+                   &run.options->example_ids};
+    y = y + p.lora->Forward(x, run.options->training, key);
+  }
+  return y;
+}
+
+at::Tensor Attention(const LayerRun& run, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  const ModelConfig& c = *run.config;
+  const int64_t groups = c.num_attention_heads / c.num_key_value_heads;
+  at::Tensor kk = groups == 1 ? k : k.repeat_interleave(groups, 1);
+  at::Tensor vv = groups == 1 ? v : v.repeat_interleave(groups, 1);
+  const int64_t seq = q.size(2);
+  const bool windowed = c.sliding_window > 0 && seq > c.sliding_window;
+#if TORCH_VERSION_MAJOR >= 2
+  if (!windowed && q.is_cuda()) {
+    return at::scaled_dot_product_attention(q, kk, vv, {}, 0.0, /*is_causal=*/true);
+  }
+#endif
+  at::Tensor scores = at::matmul(q, kk.transpose(-1, -2)) * (1.0 / std::sqrt(static_cast<double>(c.head_dim)));
+  auto bool_opts = at::TensorOptions().dtype(at::kBool).device(q.device());
+  at::Tensor masked = at::ones({seq, seq}, bool_opts).triu(1);
+  if (windowed) masked = masked.logical_or(at::ones({seq, seq}, bool_opts).tril(-c.sliding_window));
+  scores = scores.masked_fill(masked, -std::numeric_limits<float>::infinity());
+  at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
+  return at::matmul(probs, vv);
+}
+
+at::Tensor DecoderForward(const LayerRun& run, const at::Tensor& x) {
+  const ModelConfig& c = *run.config;
+  const int64_t batch = x.size(0), seq = x.size(1);
+  at::Tensor h = RmsNorm(x, run.layer->input_layernorm, c.rms_norm_eps);
+  at::Tensor q = RunProjection(run, ProjKind::kQ, h).view({batch, seq, c.num_attention_heads, c.head_dim}).transpose(1, 2);
+  at::Tensor k = RunProjection(run, ProjKind::kK, h).view({batch, seq, c.num_key_value_heads, c.head_dim}).transpose(1, 2);
+  at::Tensor v = RunProjection(run, ProjKind::kV, h).view({batch, seq, c.num_key_value_heads, c.head_dim}).transpose(1, 2);
+  q = ApplyRope(q, run.cos, run.sin);
+  k = ApplyRope(k, run.cos, run.sin);
+  at::Tensor attn = Attention(run, q, k, v).transpose(1, 2).reshape({batch, seq, c.num_attention_heads * c.head_dim});
+  at::Tensor out = x + RunProjection(run, ProjKind::kO, attn);
+  at::Tensor h2 = RmsNorm(out, run.layer->post_attention_layernorm, c.rms_norm_eps);
+  at::Tensor mlp = RunProjection(run, ProjKind::kDown,
+                                 at::silu(RunProjection(run, ProjKind::kGate, h2)) * RunProjection(run, ProjKind::kUp, h2));
+  return out + mlp;
+}
+
+std::vector<at::Tensor> LayerLoraTensors(const DecoderLayer& layer) {
+  std::vector<at::Tensor> params;
+  for (const auto& p : layer.proj) {
+    if (p.lora) {
+      params.push_back(p.lora->a);
+      params.push_back(p.lora->b);
+    }
+  }
+  return params;
+}
+
+// Activation checkpointing: forward keeps only the layer input; backward recomputes the
+// layer with grad enabled (same dropout masks: they are a function of the key) and
+// back-propagates through the recomputed graph.
+class CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, at::TensorList params,
+                            const LayerRun* run) {
+    ctx->save_for_backward({x, run->cos, run->sin});
+    ctx->saved_data["config"] = reinterpret_cast<int64_t>(run->config);
+    ctx->saved_data["layer"] = reinterpret_cast<int64_t>(run->layer);
+    ctx->saved_data["layer_index"] = run->layer_index;
+    ctx->saved_data["training"] = run->options->training;
+    ctx->saved_data["seed"] = static_cast<int64_t>(run->options->dropout_seed);
+    ctx->saved_data["step"] = run->options->step;
+    ctx->saved_data["example_ids"] = run->options->example_ids;
+    ctx->saved_data["num_params"] = static_cast<int64_t>(params.size());
+    return DecoderForward(*run, x);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_outputs) {
+    auto saved = ctx->get_saved_variables();
+    ForwardOptions options;
+    options.training = ctx->saved_data["training"].toBool();
+    options.dropout_seed = static_cast<uint64_t>(ctx->saved_data["seed"].toInt());
+    options.step = ctx->saved_data["step"].toInt();
+    options.example_ids = ctx->saved_data["example_ids"].toIntVector();
+    LayerRun run{reinterpret_cast<const ModelConfig*>(ctx->saved_data["config"].toInt()),
+                 reinterpret_cast<const DecoderLayer*>(ctx->saved_data["layer"].toInt()),
+                 ctx->saved_data["layer_index"].toInt(), saved[1], saved[2], &options};
+    std::vector<at::Tensor> params = LayerLoraTensors(*run.layer);
+    at::Tensor x = saved[0].detach().requires_grad_(saved[0].requires_grad());
+    at::Tensor out;
+    {
+      at::AutoGradMode enable(true);
+      out = DecoderForward(run, x);
+    }
+    std::vector<at::Tensor> inputs;
+    if (x.requires_grad()) inputs.push_back(x);
+    for (const auto& p : params) inputs.push_back(p);
+    std::vector<at::Tensor> grads = torch::autograd::grad({out}, inputs, {grad_outputs[0]}, /*retain_graph=*/false,
+                                                          /*create_graph=*/false, /*allow_unused=*/true);
+    torch::autograd::variable_list result;
+    size_t g = 0;
+    result.push_back(x.requires_grad() ? grads[g++] : at::Tensor());
+    for (size_t i = 0; i < params.size(); ++i) result.push_back(grads[g++]);
+    result.push_back(at::Tensor());  // run pointer
+    return result;
+  }
+};
+
+}  // namespace
+
+bool DecoderLayer::HasLora() const {
+  for (const auto& p : proj)
+    if (p.lora) return true;
+  return false;
+}
+
+at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  at::Tensor xf = x.to(at::kFloat);
+  at::Tensor variance = xf.pow(2).mean(-1, /*keepdim=*/true);
+  xf = xf * at::rsqrt(variance + eps);
+  return weight * xf.to(x.scalar_type());
+}
+
+std::string PeftLoraName(int64_t layer, ProjKind kind, char matrix) {
+  return absl::StrCat("base_model.model.model.layers.", layer, ".", ProjParentName(kind), ".", ProjName(kind), ".lora_",
+                      std::string(1, matrix), ".weight");
+}
+
+LlamaModel::LlamaModel(ModelConfig config, at::Device device, at::ScalarType compute_dtype)
+    : config_(std::move(config)), device_(device), compute_dtype_(compute_dtype) {
+  inv_freq_ = RopeInverseFrequencies(config_).to(device_);
+}
+
+at::Tensor LlamaModel::ForwardHidden(const at::Tensor& input_ids, const ForwardOptions& options,
+                                     const at::Tensor& position_ids) const {
+  const int64_t batch = input_ids.size(0), seq = input_ids.size(1);
+  at::Tensor ids = input_ids.to(device_);
+  at::Tensor positions = position_ids.defined()
+                             ? position_ids.to(device_)
+                             : at::arange(seq, at::TensorOptions().dtype(at::kLong).device(device_)).unsqueeze(0).expand({batch, seq});
+  auto [cos, sin] = RopeCosSin(inv_freq_, positions);
+  at::Tensor x = at::embedding(embed_tokens, ids).to(compute_dtype_);
+  for (size_t i = 0; i < layers.size(); ++i) {
+    LayerRun run{&config_, &layers[i], static_cast<int64_t>(i), cos, sin, &options};
+    const bool needs_graph = at::GradMode::is_enabled() && (x.requires_grad() || layers[i].HasLora());
+    if (!needs_graph) {
+      at::NoGradGuard no_grad;
+      x = DecoderForward(run, x);
+    } else if (options.gradient_checkpointing) {
+      std::vector<at::Tensor> params = LayerLoraTensors(layers[i]);
+      x = CheckpointedLayer::apply(x, at::TensorList(params), &run);
+    } else {
+      x = DecoderForward(run, x);
+    }
+  }
+  return RmsNorm(x, final_norm, config_.rms_norm_eps);
+}
+
+at::Tensor LlamaModel::Logits(const at::Tensor& hidden) const {
+  const at::Tensor& head = lm_head.defined() ? lm_head : embed_tokens;
+  return at::matmul(hidden, head.to(hidden.scalar_type()).t()).to(at::kFloat);
+}
+
+void LlamaModel::AttachLora(const LoraSettings& settings, uint64_t seed) {
+  lora_settings_ = settings;
+  for (size_t l = 0; l < layers.size(); ++l) {
+    if (!settings.TargetsLayer(static_cast<int64_t>(l))) continue;
+    for (int k = 0; k < kNumProjKinds; ++k) {
+      if (!settings.TargetsModule(static_cast<ProjKind>(k))) continue;
+      Projection& p = layers[l].proj[k];
+      const uint64_t module_seed = seed * 1000003ULL + l * kNumProjKinds + k;
+      p.lora = LoraAdapter::Create(p.weight.in_features(), p.weight.out_features(), settings, module_seed, device_);
+    }
+  }
+}
+
+std::map<std::string, at::Tensor> LlamaModel::LoraParameters() const {
+  std::map<std::string, at::Tensor> out;
+  for (size_t l = 0; l < layers.size(); ++l) {
+    for (int k = 0; k < kNumProjKinds; ++k) {
+      const auto& p = layers[l].proj[k];
+      if (!p.lora) continue;
+      out[PeftLoraName(static_cast<int64_t>(l), static_cast<ProjKind>(k), 'A')] = p.lora->a;
+      out[PeftLoraName(static_cast<int64_t>(l), static_cast<ProjKind>(k), 'B')] = p.lora->b;
+    }
+  }
+  return out;
+}
+
+int64_t LlamaModel::BaseWeightBytes() const {
+  int64_t bytes = embed_tokens.numel() * embed_tokens.element_size() + final_norm.numel() * final_norm.element_size();
+  if (lm_head.defined()) bytes += lm_head.numel() * lm_head.element_size();
+  for (const auto& layer : layers) {
+    bytes += (layer.input_layernorm.numel() + layer.post_attention_layernorm.numel()) * layer.input_layernorm.element_size();
+    for (const auto& p : layer.proj) {
+      bytes += p.weight.StorageBytes();
+      if (p.bias.defined()) bytes += p.bias.numel() * p.bias.element_size();
+    }
+  }
+  return bytes;
+}
+
+int64_t LlamaModel::QuantizedParameterCount() const {
+  int64_t n = 0;
+  for (const auto& layer : layers)
+    for (const auto& p : layer.proj)
+      if (p.weight.is_quantized()) n += p.weight.nf4().numel;
+  return n;
+}
+
+int64_t LlamaModel::QuantizedBytes() const {
+  int64_t n = 0;
+  for (const auto& layer : layers)
+    for (const auto& p : layer.proj)
+      if (p.weight.is_quantized()) n += p.weight.StorageBytes();
+  return n;
+}
+
+}  // namespace polytune::engine

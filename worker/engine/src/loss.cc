@@ -1,0 +1,35 @@
+#include "polytune/engine/loss.h"
+
+#include "polytune/engine/token_dataset.h"
+
+namespace polytune::engine {
+
+at::Tensor SumTokenCrossEntropy(const at::Tensor& logits, const at::Tensor& labels) {
+  const int64_t vocab = logits.size(-1);
+  at::Tensor shifted_logits = logits.slice(1, 0, logits.size(1) - 1).reshape({-1, vocab});
+  at::Tensor shifted_labels = labels.to(logits.device()).slice(1, 1).reshape({-1});
+  return at::cross_entropy_loss(shifted_logits, shifted_labels, {}, at::Reduction::Sum, kIgnoreIndex);
+}
+
+RowStats ComputeRowStats(const at::Tensor& logits, const at::Tensor& labels) {
+  at::NoGradGuard no_grad;
+  const int64_t rows = logits.size(0), seq = logits.size(1), vocab = logits.size(2);
+  at::Tensor lg = logits.slice(1, 0, seq - 1);
+  at::Tensor lb = labels.to(logits.device()).slice(1, 1);
+  at::Tensor per_token = at::cross_entropy_loss(lg.reshape({-1, vocab}), lb.reshape({-1}), {}, at::Reduction::None, kIgnoreIndex)
+                             .view({rows, seq - 1});
+  at::Tensor valid = lb.ne(kIgnoreIndex);
+  at::Tensor correct = lg.argmax(-1).eq(lb).logical_and(valid);
+  at::Tensor loss_rows = per_token.to(at::kDouble).sum(1).cpu();
+  at::Tensor correct_rows = correct.sum(1).cpu();
+  at::Tensor target_rows = valid.sum(1).cpu();
+  RowStats s;
+  for (int64_t r = 0; r < rows; ++r) {
+    s.loss.push_back(loss_rows[r].item<double>());
+    s.correct.push_back(correct_rows[r].item<int64_t>());
+    s.targets.push_back(target_rows[r].item<int64_t>());
+  }
+  return s;
+}
+
+}  // namespace polytune::engine

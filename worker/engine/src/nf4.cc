@@ -1,0 +1,154 @@
+#include "polytune/engine/nf4.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace polytune::engine {
+namespace {
+
+at::Tensor CodeTensor(const float* values, int64_t n, const at::Device& device) {
+  return at::from_blob(const_cast<float*>(values), {n}, at::kFloat).to(device);
+}
+
+// Midpoints between consecutive sorted code values. bucketize(x, midpoints) with right=false
+// returns the number of midpoints strictly below x, i.e. a value exactly on a midpoint goes
+// to the lower code, as bitsandbytes' `x > midpoint` decision tree does.
+at::Tensor Midpoints(const float* values, int64_t n, const at::Device& device) {
+  std::vector<float> mids(n - 1);
+  for (int64_t i = 0; i + 1 < n; ++i) mids[i] = (values[i] + values[i + 1]) * 0.5f;
+  return at::from_blob(mids.data(), {n - 1}, at::kFloat).clone().to(device);
+}
+
+// Pads a flat fp32 tensor with zeros to a multiple of `block` and views it as [nblocks, block].
+at::Tensor Blocked(const at::Tensor& flat, int64_t block) {
+  const int64_t n = flat.numel();
+  const int64_t padded = (n + block - 1) / block * block;
+  at::Tensor p = padded == n ? flat : at::constant_pad_nd(flat, {0, padded - n}, 0.0);
+  return p.view({padded / block, block});
+}
+
+// Per-row absmax and indices of the nearest code value for a [nblocks, block] tensor.
+std::pair<at::Tensor, at::Tensor> QuantizeBlocks(const at::Tensor& blocks, const at::Tensor& midpoints) {
+  at::Tensor absmax = blocks.abs().amax(1);
+  // Multiply by the reciprocal, as bitsandbytes' kernel does. An all-zero block has absmax 0:
+  // its values normalise to 0 instead of NaN.
+  at::Tensor inv = at::where(absmax > 0, absmax.reciprocal(), at::zeros_like(absmax));
+  at::Tensor normed = blocks * inv.unsqueeze(1);
+  at::Tensor idx = at::bucketize(normed, midpoints, /*out_int32=*/false, /*right=*/false).to(at::kByte);
+  return {absmax, idx};
+}
+
+}  // namespace
+
+const std::array<float, 16>& Nf4CodeBook() {
+  static const std::array<float, 16> kCode = {
+      -1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f, -0.28444138169288635f,
+      -0.18477343022823334f, -0.09105003625154495f, 0.0f, 0.07958029955625534f, 0.16093020141124725f,
+      0.24611230194568634f, 0.33791524171829224f, 0.44070982933044434f, 0.5626170039176941f,
+      0.7229568362236023f, 1.0f};
+  return kCode;
+}
+
+const std::array<float, 256>& DynamicMap8Bit() {
+  static const std::array<float, 256> kMap = [] {
+    // bitsandbytes: for each exponent i in [0, 7), 2^i fraction bins linearly spaced in
+    // [0.1, 1] (float32 linspace), their midpoints scaled by 10^(i - 6), both signs; then 0
+    // and 1; sorted.
+    std::vector<float> data;
+    const int max_exponent_bits = 7;
+    for (int i = 0; i < max_exponent_bits; ++i) {
+      const int fraction_items = (1 << i) + 1;
+      std::vector<float> bounds(fraction_items);
+      // torch.linspace in float32: start + step * k, step = (end - start) / (steps - 1).
+      const float start = 0.1f, end = 1.0f;
+      const float step = (end - start) / static_cast<float>(fraction_items - 1);
+      const int halfway = fraction_items / 2;
+      for (int k = 0; k < fraction_items; ++k) {
+        // torch's linspace kernel fills the second half from the end for symmetry.
+        bounds[k] = k < halfway ? start + step * static_cast<float>(k)
+                                : end - step * static_cast<float>(fraction_items - 1 - k);
+      }
+      const float scale = static_cast<float>(std::pow(10.0, -(max_exponent_bits - 1) + i));
+      for (int k = 0; k + 1 < fraction_items; ++k) {
+        const float mean = (bounds[k] + bounds[k + 1]) / 2.0f;
+        data.push_back(scale * mean);
+        data.push_back(-scale * mean);
+      }
+    }
+    data.push_back(0.0f);
+    data.push_back(1.0f);
+    std::sort(data.begin(), data.end());
+    std::array<float, 256> out{};
+    std::copy(data.begin(), data.end(), out.begin());
+    return out;
+  }();
+  return kMap;
+}
+
+int64_t Nf4Tensor::StorageBytes() const {
+  int64_t bytes = packed.numel();
+  if (double_quant) bytes += absmax_q.numel() + absmax2.numel() * 4 + 4;
+  else bytes += absmax.numel() * 4;
+  return bytes;
+}
+
+Nf4Tensor QuantizeNf4(const at::Tensor& weight, bool double_quant) {
+  at::NoGradGuard no_grad;
+  const at::Device device = weight.device();
+  Nf4Tensor q;
+  q.shape = weight.sizes().vec();
+  q.numel = weight.numel();
+  at::Tensor flat = weight.detach().reshape({-1}).to(at::kFloat);
+  static const auto& code = Nf4CodeBook();
+  auto [absmax, idx] = QuantizeBlocks(Blocked(flat, kNf4BlockSize), Midpoints(code.data(), 16, device));
+  // Drop the padding indices, pad to even length with index 7 (code 0.0), pack pairs.
+  at::Tensor flat_idx = idx.reshape({-1}).slice(0, 0, q.numel);
+  if (q.numel % 2 != 0) flat_idx = at::cat({flat_idx, at::full({1}, 7, flat_idx.options())});
+  at::Tensor pairs = flat_idx.view({-1, 2});
+  q.packed = at::bitwise_or(at::bitwise_left_shift(pairs.select(1, 0), 4), pairs.select(1, 1)).contiguous();
+  if (!double_quant) {
+    q.absmax = absmax.contiguous();
+    return q;
+  }
+  q.double_quant = true;
+  q.absmax_offset = absmax.mean().item<float>();
+  static const auto& dyn = DynamicMap8Bit();
+  auto [absmax2, idx2] = QuantizeBlocks(Blocked(absmax - q.absmax_offset, kDoubleQuantBlockSize),
+                                        Midpoints(dyn.data(), 256, device));
+  q.absmax_q = idx2.reshape({-1}).slice(0, 0, absmax.numel()).contiguous();
+  q.absmax2 = absmax2.contiguous();
+  return q;
+}
+
+at::Tensor Nf4BlockAbsmax(const Nf4Tensor& q) {
+  if (!q.double_quant) return q.absmax;
+  static const auto& dyn = DynamicMap8Bit();
+  at::Tensor code2 = CodeTensor(dyn.data(), 256, q.absmax_q.device());
+  at::Tensor values = code2.index_select(0, q.absmax_q.to(at::kLong));
+  at::Tensor scale = q.absmax2.repeat_interleave(kDoubleQuantBlockSize).slice(0, 0, values.numel());
+  return values * scale + q.absmax_offset;
+}
+
+at::Tensor DequantizeNf4(const Nf4Tensor& q, at::ScalarType dtype) {
+  at::NoGradGuard no_grad;
+  // One gather per byte: a 256 x 2 table maps a packed byte to its (high, low) code values.
+  // Cached per thread and device; a small upload per call would dominate small layers.
+  thread_local at::Tensor cached_pairs;
+  if (!cached_pairs.defined() || cached_pairs.device() != q.packed.device()) {
+    static const auto& code = Nf4CodeBook();
+    std::vector<float> pairs(512);
+    for (int b = 0; b < 256; ++b) {
+      pairs[2 * b] = code[b >> 4];
+      pairs[2 * b + 1] = code[b & 15];
+    }
+    cached_pairs = at::from_blob(pairs.data(), {256, 2}, at::kFloat).clone().to(q.packed.device());
+  }
+  at::Tensor values = cached_pairs.index_select(0, q.packed.to(at::kLong)).reshape({-1});
+  if (values.numel() != q.numel) values = values.slice(0, 0, q.numel);
+  at::Tensor absmax = Nf4BlockAbsmax(q);
+  at::Tensor scaled = Blocked(values, kNf4BlockSize) * absmax.unsqueeze(1);
+  if (scaled.numel() != q.numel) return scaled.reshape({-1}).slice(0, 0, q.numel).view(q.shape).to(dtype);
+  return scaled.view(q.shape).to(dtype);
+}
+
+}  // namespace polytune::engine

@@ -1,0 +1,318 @@
+#include "polytune/engine/trainer.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "polytune/common/file_util.h"
+#include "polytune/common/status_macros.h"
+#include "polytune/engine/adamw.h"
+#include "polytune/engine/adapter_io.h"
+#include "polytune/engine/checkpoint.h"
+#include "polytune/engine/evaluator.h"
+#include "polytune/engine/loss.h"
+#include "polytune/engine/lr_schedule.h"
+#include "polytune/engine/model_loader.h"
+#include "polytune/engine/token_dataset.h"
+
+namespace polytune::engine {
+namespace fs = std::filesystem;
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+std::string FormatDuration(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  const int64_t t = static_cast<int64_t>(s + 0.5);
+  if (t >= 3600) return absl::StrFormat("%dh%02dm", t / 3600, (t % 3600) / 60);
+  if (t >= 60) return absl::StrFormat("%dm%02ds", t / 60, t % 60);
+  return absl::StrFormat("%ds", t);
+}
+
+// Appends JSON lines to output_dir/metrics.jsonl (rank 0 only).
+class MetricsLog {
+ public:
+  explicit MetricsLog(const std::string& path) : path_(path) {}
+
+  // On resume, drops records past the checkpoint so the log reads like one run.
+  absl::Status TruncateAfter(int64_t step) {
+    auto text = ReadFileToString(path_);
+    if (!text.ok()) return absl::OkStatus();
+    std::string kept;
+    size_t start = 0;
+    while (start < text->size()) {
+      size_t end = text->find('\n', start);
+      if (end == std::string::npos) break;  // a torn last line is dropped
+      std::string line = text->substr(start, end - start);
+      start = end + 1;
+      try {
+        auto j = nlohmann::json::parse(line);
+        if (j.value("step", int64_t{0}) <= step) kept += line + "\n";
+      } catch (...) {
+      }
+    }
+    return WriteFileAtomic(path_, kept);
+  }
+
+  void Append(const nlohmann::json& record) {
+    std::ofstream out(path_, std::ios::app);
+    out << record.dump() << "\n";
+  }
+
+ private:
+  std::string path_;
+};
+
+// LoRA gradients flattened into one fp32 buffer (plus trailing scalars) and back.
+class FlatGradients {
+ public:
+  explicit FlatGradients(std::vector<at::Tensor> params) : params_(std::move(params)) {
+    for (const auto& p : params_) total_ += p.numel();
+  }
+
+  at::Tensor Pack(const std::vector<double>& extras) const {
+    std::vector<at::Tensor> parts;
+    for (const auto& p : params_) {
+      parts.push_back(p.grad().defined() ? p.grad().reshape({-1}).to(at::kFloat) : at::zeros({p.numel()}, p.options()));
+    }
+    at::Tensor extra = at::tensor(std::vector<float>(extras.begin(), extras.end()), at::kFloat);
+    parts.push_back(extra.to(params_.empty() ? at::Device(at::kCPU) : params_[0].device()));
+    return at::cat(parts);
+  }
+
+  // Writes the reduced buffer back into .grad and returns the trailing scalars.
+  std::vector<double> Unpack(const at::Tensor& flat, size_t n_extras) {
+    at::NoGradGuard no_grad;
+    int64_t offset = 0;
+    for (auto& p : params_) {
+      at::Tensor g = flat.slice(0, offset, offset + p.numel()).view(p.sizes()).to(p.scalar_type());
+      p.mutable_grad() = g.clone();
+      offset += p.numel();
+    }
+    at::Tensor extras = flat.slice(0, offset, offset + static_cast<int64_t>(n_extras)).cpu().to(at::kDouble);
+    std::vector<double> out;
+    for (size_t i = 0; i < n_extras; ++i) out.push_back(extras[i].item<double>());
+    return out;
+  }
+
+ private:
+  std::vector<at::Tensor> params_;
+  int64_t total_ = 0;
+};
+
+}  // namespace
+
+absl::StatusOr<at::Device> ResolveDevice(const std::string& name, int local_rank) {
+  if (name == "cpu") return at::Device(at::kCPU);
+  if (name == "auto") {
+    if (at::hasCUDA()) return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(local_rank));
+    return at::Device(at::kCPU);
+  }
+  if (!at::hasCUDA())
+    return absl::FailedPreconditionError(absl::StrCat("training.device is '", name, "' but this build or machine has no CUDA"));
+  if (name == "cuda") return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(local_rank));
+  try {
+    return at::Device(name);
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("training.device '", name, "' is not a device name"));
+  }
+}
+
+absl::StatusOr<TrainSummary> RunTraining(const TrainConfig& config, Communicator& comm, const TrainRunOptions& options) {
+  const bool leader = comm.rank() == 0;
+  const auto& tc = config.training;
+  ASSIGN_OR_RETURN(at::Device device, ResolveDevice(tc.device, options.local_rank));
+
+  LoadOptions load;
+  load.quantization = config.model.quantization;
+  load.double_quant = config.model.double_quant;
+  load.device = device;
+  ASSIGN_OR_RETURN(std::unique_ptr<LlamaModel> model, LoadModel(config.model.path, load));
+  const int64_t n_layers = model->config().num_hidden_layers;
+  if (!config.init_adapter.empty()) {
+    ASSIGN_OR_RETURN(PeftAdapter init, LoadPeftAdapter(config.init_adapter));
+    init.settings.dropout = config.lora.dropout;
+    RETURN_IF_ERROR(ApplyPeftAdapter(init, model.get()));
+  } else {
+    for (int64_t l : config.lora.layers)
+      if (l >= n_layers)
+        return absl::InvalidArgumentError(absl::StrCat("lora.layers names layer ", l, " but the model has ", n_layers, " layers"));
+    model->AttachLora(config.lora, tc.seed);
+  }
+
+  const int64_t vocab = model->config().vocab_size;
+  ASSIGN_OR_RETURN(TokenDataset train, LoadTokenDataset(config.data.train, config.data.max_seq_len, vocab));
+  std::optional<TokenDataset> eval;
+  if (!config.data.eval.empty()) {
+    ASSIGN_OR_RETURN(TokenDataset e, LoadTokenDataset(config.data.eval, config.data.max_seq_len, vocab));
+    eval = std::move(e);
+  }
+
+  const int64_t world = comm.world_size();
+  const int64_t per_rank = tc.micro_batch_size * tc.grad_accum_steps;
+  const int64_t global_batch = per_rank * world;
+  BatchSchedule schedule(static_cast<int64_t>(train.examples.size()), global_batch, tc.seed);
+  const int64_t total_steps = tc.max_steps > 0 ? tc.max_steps : schedule.StepsForEpochs(tc.epochs);
+
+  std::map<std::string, at::Tensor> named = model->LoraParameters();
+  std::vector<at::Tensor> params;
+  for (auto& [name, p] : named) params.push_back(p);
+  AdamW optimizer(params, AdamWOptions{tc.adam_beta1, tc.adam_beta2, tc.adam_epsilon, tc.weight_decay});
+  FlatGradients flat(params);
+
+  std::error_code ec;
+  fs::create_directories(config.output_dir, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot create output_dir '", config.output_dir, "': ", ec.message()));
+  MetricsLog metrics(config.output_dir + "/metrics.jsonl");
+
+  int64_t start_step = 0;
+  if (options.resume) {
+    std::string dir = options.resume_dir;
+    if (dir.empty()) {
+      auto latest = LatestCheckpoint(config.output_dir);
+      if (!latest) return absl::NotFoundError(absl::StrCat("--resume: no checkpoint under ", config.output_dir, "/checkpoints"));
+      dir = *latest;
+    }
+    ASSIGN_OR_RETURN(TrainerState state, LoadCheckpoint(dir, model.get(), &optimizer));
+    if (state.global_batch_size != global_batch || state.seed != tc.seed)
+      return absl::FailedPreconditionError(absl::StrCat(
+          dir, ": checkpoint was written with global batch ", state.global_batch_size, " and seed ", state.seed,
+          "; this run has global batch ", global_batch, " (micro_batch_size x grad_accum_steps x ranks) and seed ", tc.seed,
+          ". Resume with the same settings."));
+    start_step = state.step;
+    if (leader) {
+      RETURN_IF_ERROR(metrics.TruncateAfter(start_step));
+      std::fprintf(stderr, "resuming from %s (step %lld)\n", dir.c_str(), static_cast<long long>(start_step));
+    }
+  } else if (leader) {
+    RETURN_IF_ERROR(WriteFileAtomic(config.output_dir + "/metrics.jsonl", ""));
+  }
+
+  auto record = [&](const nlohmann::json& j) {
+    if (!leader) return;
+    metrics.Append(j);
+    if (options.on_record) options.on_record(j);
+  };
+  auto run_eval = [&](int64_t step) -> absl::Status {
+    if (!eval) return absl::OkStatus();
+    ASSIGN_OR_RETURN(EvalResult r, Evaluate(*model, *eval, tc.micro_batch_size, comm));
+    record({{"step", step}, {"epoch", schedule.EpochAt(step)}, {"eval", r.ToJson()}});
+    if (leader && options.progress)
+      std::fprintf(stderr, "\neval @ step %lld: loss %.4f ppl %.2f acc %.3f\n", static_cast<long long>(step),
+                   r.overall.loss, r.overall.ppl, r.overall.accuracy);
+    return absl::OkStatus();
+  };
+  auto checkpoint = [&](int64_t step, double lr) -> absl::Status {
+    if (leader) {
+      TrainerState state{step, total_steps, global_batch, tc.seed, step * global_batch, schedule.EpochAt(step), lr};
+      const std::string dir = config.output_dir + "/checkpoints/" + CheckpointDirName(step);
+      RETURN_IF_ERROR(SaveCheckpoint(dir, *model, config.model.path, optimizer, state));
+      if (options.on_checkpoint) options.on_checkpoint(dir);
+    }
+    return absl::OkStatus();
+  };
+
+  if (start_step == 0) RETURN_IF_ERROR(run_eval(0));
+  const auto t0 = Clock::now();
+  double last_loss = 0, last_lr = 0;
+  const bool tty = ::isatty(STDERR_FILENO);
+  for (int64_t step = start_step; step < total_steps; ++step) {
+    const auto step_start = Clock::now();
+    const int64_t base = step * global_batch;
+    // Every rank knows the whole step's examples, so the normaliser needs no communication.
+    int64_t global_targets = 0, global_tokens = 0;
+    for (int64_t i = 0; i < global_batch; ++i) {
+      const TokenExample& ex = train.examples[schedule.ExampleAt(base + i)];
+      global_targets += ex.TargetCount();
+      global_tokens += static_cast<int64_t>(ex.input_ids.size());
+    }
+    const double norm = static_cast<double>(std::max<int64_t>(1, global_targets));
+    double local_loss = 0;
+    ForwardOptions fwd;
+    fwd.training = true;
+    fwd.gradient_checkpointing = tc.gradient_checkpointing;
+    fwd.dropout_seed = tc.seed;
+    fwd.step = step;
+    for (int64_t m = 0; m < tc.grad_accum_steps; ++m) {
+      std::vector<int64_t> idx, ids;
+      for (int64_t i = 0; i < tc.micro_batch_size; ++i) {
+        const int64_t pos = base + comm.rank() * per_rank + m * tc.micro_batch_size + i;
+        ids.push_back(pos);
+        idx.push_back(schedule.ExampleAt(pos));
+      }
+      Batch b = Collate(train, idx, ids);
+      fwd.example_ids = b.example_ids;
+      at::Tensor logits = model->Forward(b.input_ids, fwd);
+      at::Tensor loss_sum = SumTokenCrossEntropy(logits, b.labels);
+      local_loss += loss_sum.item<double>();
+      (loss_sum / norm).backward();
+    }
+    at::Tensor buffer = flat.Pack({local_loss});
+    RETURN_IF_ERROR(comm.AllReduceSum(buffer));
+    const double step_loss = flat.Unpack(buffer, 1)[0] / norm;
+
+    // Global-norm clipping, as torch.nn.utils.clip_grad_norm_.
+    double grad_norm = 0;
+    {
+      at::NoGradGuard no_grad;
+      at::Tensor sq = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device));
+      for (auto& p : params) sq += p.grad().to(at::kDouble).pow(2).sum();
+      grad_norm = std::sqrt(sq.item<double>());
+      if (tc.max_grad_norm > 0) {
+        const double coef = std::min(1.0, tc.max_grad_norm / (grad_norm + 1e-6));
+        if (coef < 1.0)
+          for (auto& p : params) p.mutable_grad().mul_(coef);
+      }
+    }
+    const double lr = LearningRateAt(tc.lr_schedule, tc.lr, step, tc.warmup_steps, total_steps);
+    optimizer.Step(lr);
+    for (auto& p : params) p.mutable_grad().reset();
+    last_loss = step_loss;
+    last_lr = lr;
+
+    const int64_t done = step + 1;
+    const double step_seconds = Seconds(Clock::now() - step_start);
+    const double elapsed = Seconds(Clock::now() - t0);
+    record({{"step", done},
+            {"epoch", schedule.EpochAt(done)},
+            {"loss", step_loss},
+            {"lr", lr},
+            {"grad_norm", grad_norm},
+            {"tokens", global_tokens},
+            {"target_tokens", global_targets},
+            {"tokens_per_second", global_tokens / std::max(step_seconds, 1e-9)},
+            {"elapsed_seconds", elapsed}});
+    if (leader && options.progress) {
+      const double eta = elapsed / static_cast<double>(done - start_step) * static_cast<double>(total_steps - done);
+      std::fprintf(stderr, "%sstep %lld/%lld | loss %.4f | lr %.2e | %.0f tok/s | ETA %s%s", tty ? "\r" : "",
+                   static_cast<long long>(done), static_cast<long long>(total_steps), step_loss, lr,
+                   global_tokens / std::max(step_seconds, 1e-9), FormatDuration(eta).c_str(), tty ? "   " : "\n");
+      std::fflush(stderr);
+    }
+    const bool last = done == total_steps;
+    if (tc.eval_every > 0 && done % tc.eval_every == 0 && !last) RETURN_IF_ERROR(run_eval(done));
+    if ((tc.checkpoint_every > 0 && done % tc.checkpoint_every == 0) || last) RETURN_IF_ERROR(checkpoint(done, lr));
+  }
+  if (start_step < total_steps || eval) RETURN_IF_ERROR(run_eval(total_steps));
+  TrainSummary summary;
+  summary.steps = total_steps;
+  summary.final_loss = last_loss;
+  summary.adapter_dir = config.output_dir + "/adapter";
+  if (leader) {
+    RETURN_IF_ERROR(SavePeftAdapter(*model, config.model.path, summary.adapter_dir));
+    if (options.progress) std::fprintf(stderr, "\nadapter written to %s\n", summary.adapter_dir.c_str());
+  }
+  (void)last_lr;
+  RETURN_IF_ERROR(comm.Barrier());
+  return summary;
+}
+
+}  // namespace polytune::engine
