@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstdio>
 #include <iostream>
 #include <thread>
@@ -122,6 +123,10 @@ int RunTrain(const TrainArgs& a, const std::vector<std::string>& raw_args) {
   options.resume_dir = a.resume_dir;
   options.local_rank = a.local_rank;
   options.progress = comm->rank() == 0;
+  // Test hook: simulate a crashed rank (see tests/engine/training_e2e_test.cc).
+  const char* kill_rank = std::getenv("POLYTUNE_TEST_KILL_RANK");
+  const char* kill_step = std::getenv("POLYTUNE_TEST_KILL_AT_STEP");
+  if (kill_rank && kill_step && std::atoi(kill_rank) == comm->rank()) options.kill_at_step = std::atoll(kill_step);
   auto summary = RunTraining(*config, *comm, options);
   if (!summary.ok()) return Fail(summary.status());
   return 0;

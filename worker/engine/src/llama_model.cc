@@ -49,7 +49,7 @@ at::Tensor Attention(const LayerRun& run, const at::Tensor& q, const at::Tensor&
   at::Tensor masked = at::ones({seq, seq}, bool_opts).triu(1);
   if (windowed) masked = masked.logical_or(at::ones({seq, seq}, bool_opts).tril(-c.sliding_window));
   scores = scores.masked_fill(masked, -std::numeric_limits<float>::infinity());
-  at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
+  at::Tensor probs = at::softmax(scores, -1, at::promote_types(q.scalar_type(), at::kFloat)).to(q.scalar_type());
   return at::matmul(probs, vv);
 }
 
@@ -141,7 +141,8 @@ bool DecoderLayer::HasLora() const {
 }
 
 at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
-  at::Tensor xf = x.to(at::kFloat);
+  // fp32 statistics (HF); a float64 input stays float64 so gradient checks can run exactly.
+  at::Tensor xf = x.to(at::promote_types(x.scalar_type(), at::kFloat));
   at::Tensor variance = xf.pow(2).mean(-1, /*keepdim=*/true);
   xf = xf * at::rsqrt(variance + eps);
   return weight * xf.to(x.scalar_type());
@@ -184,7 +185,7 @@ at::Tensor LlamaModel::ForwardHidden(const at::Tensor& input_ids, const ForwardO
 
 at::Tensor LlamaModel::Logits(const at::Tensor& hidden) const {
   const at::Tensor& head = lm_head.defined() ? lm_head : embed_tokens;
-  return at::matmul(hidden, head.to(hidden.scalar_type()).t()).to(at::kFloat);
+  return at::matmul(hidden, head.to(hidden.scalar_type()).t()).to(at::promote_types(hidden.scalar_type(), at::kFloat));
 }
 
 void LlamaModel::AttachLora(const LoraSettings& settings, uint64_t seed) {

@@ -51,29 +51,18 @@ const std::array<float, 16>& Nf4CodeBook() {
 
 const std::array<float, 256>& DynamicMap8Bit() {
   static const std::array<float, 256> kMap = [] {
-    // bitsandbytes: for each exponent i in [0, 7), 2^i fraction bins linearly spaced in
-    // [0.1, 1] (float32 linspace), their midpoints scaled by 10^(i - 6), both signs; then 0
-    // and 1; sorted.
+    // bitsandbytes builds the map with torch ops (float32 linspace, midpoints, times a
+    // Python float); the same ops here give the same float32 values bit for bit.
     std::vector<float> data;
     const int max_exponent_bits = 7;
     for (int i = 0; i < max_exponent_bits; ++i) {
-      const int fraction_items = (1 << i) + 1;
-      std::vector<float> bounds(fraction_items);
-      // torch.linspace in float32: start + step * k, step = (end - start) / (steps - 1).
-      const float start = 0.1f, end = 1.0f;
-      const float step = (end - start) / static_cast<float>(fraction_items - 1);
-      const int halfway = fraction_items / 2;
-      for (int k = 0; k < fraction_items; ++k) {
-        // torch's linspace kernel fills the second half from the end for symmetry.
-        bounds[k] = k < halfway ? start + step * static_cast<float>(k)
-                                : end - step * static_cast<float>(fraction_items - 1 - k);
-      }
-      const float scale = static_cast<float>(std::pow(10.0, -(max_exponent_bits - 1) + i));
-      for (int k = 0; k + 1 < fraction_items; ++k) {
-        const float mean = (bounds[k] + bounds[k + 1]) / 2.0f;
-        data.push_back(scale * mean);
-        data.push_back(-scale * mean);
-      }
+      const int64_t fraction_items = (int64_t{1} << i) + 1;
+      at::Tensor bounds = at::linspace(0.1, 1.0, fraction_items, at::kFloat);
+      at::Tensor means = (bounds.slice(0, 0, fraction_items - 1) + bounds.slice(0, 1)) / 2.0;
+      const double scale = std::pow(10.0, -(max_exponent_bits - 1) + i);
+      at::Tensor pos = (means * scale).contiguous(), neg = (means * -scale).contiguous();
+      data.insert(data.end(), pos.data_ptr<float>(), pos.data_ptr<float>() + pos.numel());
+      data.insert(data.end(), neg.data_ptr<float>(), neg.data_ptr<float>() + neg.numel());
     }
     data.push_back(0.0f);
     data.push_back(1.0f);

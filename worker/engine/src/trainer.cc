@@ -1,5 +1,6 @@
 #include "polytune/engine/trainer.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -225,6 +226,7 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainConfig& config, Communicator
   double last_loss = 0, last_lr = 0;
   const bool tty = ::isatty(STDERR_FILENO);
   for (int64_t step = start_step; step < total_steps; ++step) {
+    if (step == options.kill_at_step) ::raise(SIGKILL);
     const auto step_start = Clock::now();
     const int64_t base = step * global_batch;
     // Every rank knows the whole step's examples, so the normaliser needs no communication.

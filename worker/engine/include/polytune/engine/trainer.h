@@ -23,6 +23,8 @@ struct TrainRunOptions {
   bool progress = true;    // rank 0 prints a progress line to stderr
   // Called on rank 0 with every metrics record (step or eval), after it is written.
   std::function<void(const nlohmann::json&)> on_record;
+  // Fault injection for tests: this rank SIGKILLs itself when it reaches this step.
+  int64_t kill_at_step = -1;
   // Called on rank 0 after each checkpoint is committed, with its directory.
   std::function<void(const std::string&)> on_checkpoint;
 };

@@ -1,0 +1,111 @@
+// NF4 storage against vectors computed independently by tests/reference/make_fixtures.py.
+#include "polytune/engine/nf4.h"
+
+#include <gtest/gtest.h>
+
+#include "polytune/engine/frozen_linear.h"
+#include "polytune/engine/safetensors.h"
+#include "test_util.h"
+
+namespace polytune::engine {
+namespace {
+
+class Nf4Vectors : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto f = SafetensorsFile::Open(std::string(POLYTUNE_FIXTURES) + "/nf4_vectors.safetensors");
+    ASSERT_TRUE(f.ok()) << f.status();
+    file_ = std::move(*f);
+  }
+  at::Tensor Get(const std::string& name) { return *file_->Load(name); }
+  std::unique_ptr<SafetensorsFile> file_;
+};
+
+TEST_F(Nf4Vectors, PackedBytesAndAbsmaxMatchReference) {
+  Nf4Tensor q = QuantizeNf4(Get("input"), /*double_quant=*/false);
+  EXPECT_EQ(q.numel, 301);
+  EXPECT_EQ(q.packed.numel(), 151);
+  EXPECT_TRUE(q.packed.equal(Get("packed"))) << "NF4 bytes differ from the reference";
+  EXPECT_TRUE(q.absmax.equal(Get("absmax")));
+}
+
+TEST_F(Nf4Vectors, PackingPutsEvenElementInHighNibble) {
+  // Values chosen to hit code 15 (1.0) then code 0 (-1.0) in one block scaled by absmax 2.
+  at::Tensor t = at::zeros({64});
+  t[0] = 2.0;
+  t[1] = -2.0;
+  Nf4Tensor q = QuantizeNf4(t, false);
+  EXPECT_EQ(q.packed[0].item<uint8_t>(), 0xF0);
+  EXPECT_EQ(q.packed[1].item<uint8_t>(), 0x77);  // zeros map to code 7 (0.0)
+  EXPECT_FLOAT_EQ(q.absmax[0].item<float>(), 2.0f);
+}
+
+TEST_F(Nf4Vectors, DynamicMapMatchesBitsandbytes) {
+  at::Tensor ref = Get("dynamic_map");
+  const auto& map = DynamicMap8Bit();
+  ASSERT_EQ(ref.numel(), 256);
+  for (int i = 0; i < 256; ++i) EXPECT_EQ(map[i], ref[i].item<float>()) << "index " << i;
+}
+
+TEST_F(Nf4Vectors, DoubleQuantisationMatchesReference) {
+  Nf4Tensor q = QuantizeNf4(Get("dq_input"), /*double_quant=*/true);
+  ASSERT_TRUE(q.double_quant);
+  EXPECT_TRUE(q.packed.equal(Get("dq_packed")));
+  EXPECT_TRUE(q.absmax2.equal(Get("dq_absmax2")));
+  EXPECT_FLOAT_EQ(q.absmax_offset, Get("dq_offset")[0].item<float>());
+  // Indices may only differ where the centred absmax sits on a rounding boundary.
+  const double mismatches = q.absmax_q.ne(Get("dq_absmax_q")).sum().item<double>();
+  EXPECT_EQ(mismatches, 0);
+}
+
+TEST(Nf4, DequantisationErrorWithinHalfCodeGap) {
+  at::Tensor w = at::randn({96, 80}) * 0.1;
+  Nf4Tensor q = QuantizeNf4(w, false);
+  at::Tensor back = DequantizeNf4(q, at::kFloat);
+  ASSERT_EQ(back.sizes(), w.sizes());
+  // Largest gap between neighbouring codes is 1.0 - 0.7229..., so the error is at most half
+  // of it times the block's absmax.
+  const auto& code = Nf4CodeBook();
+  double max_gap = 0;
+  for (int i = 0; i + 1 < 16; ++i) max_gap = std::max<double>(max_gap, code[i + 1] - code[i]);
+  at::Tensor absmax = q.absmax.repeat_interleave(64).slice(0, 0, w.numel()).view(w.sizes());
+  at::Tensor ratio = (back - w).abs() / absmax;
+  EXPECT_LE(ratio.max().item<double>(), max_gap / 2 + 1e-6);
+}
+
+TEST(Nf4, DoubleQuantAbsmaxErrorWithinBoundAndSavesMemory) {
+  at::Tensor w = at::randn({512, 512}) * 0.05;
+  Nf4Tensor plain = QuantizeNf4(w, false);
+  Nf4Tensor dq = QuantizeNf4(w, true);
+  at::Tensor absmax_dq = Nf4BlockAbsmax(dq);
+  // Each absmax is rebuilt from an 8-bit code: error <= half the largest gap of the dynamic
+  // map times its 256-block's absmax2.
+  const auto& map = DynamicMap8Bit();
+  double max_gap = 0;
+  for (int i = 0; i + 1 < 256; ++i) max_gap = std::max<double>(max_gap, map[i + 1] - map[i]);
+  at::Tensor absmax2 = dq.absmax2.repeat_interleave(256).slice(0, 0, plain.absmax.numel());
+  at::Tensor err = (absmax_dq - plain.absmax).abs() / absmax2;
+  EXPECT_LE(err.max().item<double>(), max_gap / 2 + 1e-6);
+  // In practice the mean relative error of absmax is far below 1%.
+  EXPECT_LT(((absmax_dq - plain.absmax).abs() / plain.absmax).mean().item<double>(), 0.01);
+  // bits per parameter: 4 + 32/64 = 4.5 plain, about 4.127 with double quantisation.
+  const double bits_plain = 8.0 * plain.StorageBytes() / w.numel();
+  const double bits_dq = 8.0 * dq.StorageBytes() / w.numel();
+  EXPECT_NEAR(bits_plain, 4.5, 1e-9);
+  EXPECT_LT(bits_dq, 4.13);
+}
+
+TEST(Nf4, FrozenLinearGradientIsDequantisedWeight) {
+  at::Tensor w = at::randn({12, 64});
+  FrozenWeight fw = FrozenWeight::Quantized(QuantizeNf4(w, true));
+  at::Tensor x = at::randn({3, 64}).set_requires_grad(true);
+  at::Tensor y = FrozenLinear(x, fw, at::Tensor());
+  at::Tensor g = at::randn({3, 12});
+  y.backward(g);
+  at::Tensor deq = fw.Materialize(at::kFloat);
+  EXPECT_TRUE(y.allclose(at::matmul(x.detach(), deq.t()), 1e-5, 1e-6));
+  EXPECT_TRUE(x.grad().allclose(at::matmul(g, deq), 1e-5, 1e-6));
+}
+
+}  // namespace
+}  // namespace polytune::engine

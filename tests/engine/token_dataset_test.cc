@@ -1,0 +1,84 @@
+#include "polytune/engine/token_dataset.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "polytune/common/file_util.h"
+#include "test_util.h"
+
+namespace polytune::engine {
+namespace {
+
+std::string Write(const testing::TempDir& dir, const std::string& text) {
+  const std::string path = dir / "data.jsonl";
+  EXPECT_TRUE(WriteFileAtomic(path, text).ok());
+  return path;
+}
+
+TEST(TokenDataset, LoadsLabelsLanguagesAndTruncates) {
+  testing::TempDir dir;
+  auto d = LoadTokenDataset(Write(dir, "{\"input_ids\": [1,2,3,4], \"labels\": [-100,2,3,4], \"lang\": \"es\"}\n\n"
+                                       "{\"input_ids\": [5,6,7,8,9,10]}\n"),
+                            5, 16);
+  ASSERT_TRUE(d.ok()) << d.status();
+  ASSERT_EQ(d->examples.size(), 2u);
+  EXPECT_EQ(d->languages, (std::vector<std::string>{"es", "und"}));
+  EXPECT_EQ(d->examples[0].TargetCount(), 3);
+  EXPECT_EQ(d->examples[1].input_ids.size(), 5u);
+  EXPECT_EQ(d->examples[1].labels, d->examples[1].input_ids);
+  EXPECT_EQ(d->examples[1].language, 1);
+}
+
+TEST(TokenDataset, MalformedLinesNameFileLineAndField) {
+  testing::TempDir dir;
+  struct Case {
+    std::string text, expect;
+  } cases[] = {
+      {"{\"input_ids\": [1]}\n{\"input_ids\": [1,2\n", "data.jsonl:2: invalid JSON"},
+      {"{\"input_ids\": [1, \"x\"]}\n", "data.jsonl:1: field 'input_ids' element 1 is not an integer"},
+      {"{\"input_ids\": [1, 99]}\n", "field 'input_ids' element 1 = 99 is outside the vocabulary"},
+      {"{\"input_ids\": [1, 2], \"labels\": [1]}\n", "field 'labels' has 1 entries"},
+      {"{\"input_ids\": [1], \"lang\": 3}\n", "field 'lang'"},
+      {"{\"text\": \"hi\"}\n", "field 'text' is not a known field"},
+      {"{\"labels\": [1]}\n", "field 'input_ids' is missing"},
+      {"", "no examples"},
+  };
+  for (const auto& c : cases) {
+    auto d = LoadTokenDataset(Write(dir, c.text), 16, 32);
+    ASSERT_FALSE(d.ok()) << c.text;
+    EXPECT_NE(d.status().message().find(c.expect), std::string::npos) << d.status();
+  }
+}
+
+TEST(BatchSchedule, EachEpochVisitsEveryExampleOnceInASeededOrder) {
+  BatchSchedule a(10, 4, 42), b(10, 4, 42), c(10, 4, 43);
+  std::set<int64_t> epoch0, epoch1;
+  bool differs = false;
+  for (int64_t p = 0; p < 10; ++p) {
+    epoch0.insert(a.ExampleAt(p));
+    epoch1.insert(a.ExampleAt(10 + p));
+    EXPECT_EQ(a.ExampleAt(p), b.ExampleAt(p));
+    differs |= a.ExampleAt(p) != c.ExampleAt(p);
+  }
+  EXPECT_EQ(epoch0.size(), 10u);
+  EXPECT_EQ(epoch1.size(), 10u);
+  EXPECT_TRUE(differs);
+  EXPECT_EQ(a.StepsForEpochs(2), 5);
+  EXPECT_DOUBLE_EQ(a.EpochAt(5), 2.0);
+}
+
+TEST(Collate, PadsInputsWithZeroAndLabelsWithIgnore) {
+  TokenDataset d;
+  d.examples.push_back({{1, 2, 3}, {1, 2, 3}, 0});
+  d.examples.push_back({{4}, {-100}, 0});
+  Batch b = Collate(d, {0, 1}, {7, 8});
+  EXPECT_EQ(b.input_ids.sizes(), (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(b.input_ids[1][1].item<int64_t>(), 0);
+  EXPECT_EQ(b.labels[1][2].item<int64_t>(), -100);
+  EXPECT_EQ(b.tokens, 4);
+  EXPECT_EQ(b.example_ids, (std::vector<int64_t>{7, 8}));
+}
+
+}  // namespace
+}  // namespace polytune::engine
