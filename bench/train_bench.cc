@@ -22,8 +22,11 @@
 
 #include <ATen/Parallel.h>
 
+#include <torch/csrc/autograd/profiler_legacy.h>
+
 #include "nlohmann/json.hpp"
 #include "polytune/engine/communicator.h"
+#include "polytune/engine/cpu_threads.h"
 #include "polytune/engine/model_io.h"
 #include "polytune/engine/model_loader.h"
 #include "polytune/engine/train_config.h"
@@ -102,6 +105,7 @@ int64_t ArgValue(int argc, char** argv, const char* name, int64_t fallback) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  ReexecWithPassiveOpenMpWait(argc, argv);
   Args a;
   a.hidden = ArgValue(argc, argv, "--hidden", a.hidden);
   a.layers = ArgValue(argc, argv, "--layers", a.layers);
@@ -110,12 +114,13 @@ int main(int argc, char** argv) {
   a.steps = ArgValue(argc, argv, "--steps", a.steps);
   a.vocab = ArgValue(argc, argv, "--vocab", a.vocab);
   a.threads = ArgValue(argc, argv, "--threads", 0);
+  const int64_t skip_sgemm = ArgValue(argc, argv, "--skip-sgemm", 0);
   a.rank = static_cast<int>(ArgValue(argc, argv, "--rank", -1));
   a.world = static_cast<int>(ArgValue(argc, argv, "--world", 1));
   a.port = static_cast<int>(ArgValue(argc, argv, "--port", 0));
   const int threads = a.threads > 0 ? static_cast<int>(a.threads)
                                     : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / a.world);
-  at::set_num_threads(threads);
+  ConfigureCpuThreads(threads);
 
   const std::string model_dir = a.work + "/model-" + std::to_string(a.hidden) + "x" + std::to_string(a.layers);
   ModelConfig mc;
@@ -153,6 +158,9 @@ int main(int argc, char** argv) {
   cfg.training.max_steps = a.steps;
   cfg.training.micro_batch_size = a.world > 1 ? a.batch / a.world : a.batch;
   cfg.training.lr = 1e-4;
+  if (ArgValue(argc, argv, "--no-quant", 0)) cfg.model.quantization = Quantization::kNone;
+  cfg.training.gradient_checkpointing = ArgValue(argc, argv, "--checkpointing", 1) != 0;
+  cfg.lora.dropout = static_cast<double>(ArgValue(argc, argv, "--dropout-percent", 5)) / 100.0;
   cfg.training.device = "cpu";
   cfg.output_dir = a.work + "/run-" + std::to_string(a.world) + "-" + std::to_string(std::max(0, a.rank));
 
@@ -177,7 +185,13 @@ int main(int argc, char** argv) {
   opts.on_record = [&](const nlohmann::json& j) {
     if (j.contains("tokens_per_second")) step_tps.push_back(j["tokens_per_second"].get<double>());
   };
+  // --profile FILE: chrome trace of the whole run (torch's legacy profiler), for finding
+  // where non-matmul time goes.
+  std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
+  for (int i = 1; i + 1 < argc; ++i)
+    if (std::strcmp(argv[i], "--profile") == 0) profile = std::make_unique<torch::autograd::profiler::RecordProfile>(argv[i + 1]);
   auto summary = RunTraining(cfg, *comm, opts);
+  profile.reset();
   if (!summary.ok()) {
     std::fprintf(stderr, "%s\n", std::string(summary.status().message()).c_str());
     return 1;
@@ -205,7 +219,7 @@ int main(int argc, char** argv) {
                         {"tokens_per_second", tokens_per_second},
                         {"peak_rss_bytes", static_cast<int64_t>(ru.ru_maxrss) * 1024},
                         {"bytes_per_quantized_param", bytes_per_qparam}};
-  if (a.world == 1) {
+  if (a.world == 1 && !skip_sgemm) {
     const double step_seconds = static_cast<double>(a.batch * a.seq) / tokens_per_second;
     const double flops = CountFlops(mc, a.batch, a.seq).Total();
     const double sgemm = SgemmSeconds(mc, a.batch, a.seq);

@@ -14,6 +14,7 @@
 #include "launcher.h"
 #include "polytune/engine/adapter_io.h"
 #include "polytune/engine/communicator.h"
+#include "polytune/engine/cpu_threads.h"
 #include "polytune/engine/evaluator.h"
 #include "polytune/engine/model_io.h"
 #include "polytune/engine/model_loader.h"
@@ -43,7 +44,7 @@ std::string SelfExecutable() {
 void ConfigureThreads(int64_t configured, int local_ranks) {
   int n = static_cast<int>(configured);
   if (n <= 0) n = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(1, local_ranks));
-  at::set_num_threads(n);
+  ConfigureCpuThreads(n);
 }
 
 struct ModelInitArgs {
@@ -139,7 +140,7 @@ struct EvalArgs {
 };
 
 int RunEval(const EvalArgs& a) {
-  at::set_num_threads(std::max(1u, std::thread::hardware_concurrency()));
+  ConfigureCpuThreads(static_cast<int>(std::thread::hardware_concurrency()));
   auto quant = ParseQuantization(a.quantization);
   if (!quant.ok()) return Fail(quant.status());
   auto device = ResolveDevice(a.device, 0);
@@ -248,7 +249,7 @@ std::function<int()> RegisterCommands(CLI::App& app) {
   exp->add_option("--out", *exp_out, "Output directory")->required();
   exp->callback([run, exp_model, exp_adapter, exp_out] {
     *run = [=] {
-      at::set_num_threads(std::max(1u, std::thread::hardware_concurrency()));
+      ConfigureCpuThreads(static_cast<int>(std::thread::hardware_concurrency()));
       absl::Status st = ExportMergedModel(*exp_model, *exp_adapter, *exp_out);
       if (!st.ok()) return Fail(st);
       std::printf("wrote merged model to %s\n", exp_out->c_str());

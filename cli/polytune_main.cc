@@ -2,8 +2,10 @@
 #include <CLI/CLI.hpp>
 
 #include "commands.h"
+#include "polytune/engine/cpu_threads.h"
 
 int main(int argc, char** argv) {
+  polytune::engine::ReexecWithPassiveOpenMpWait(argc, argv);
   CLI::App app{"polytune: multilingual QLoRA fine-tuning"};
   auto run = polytune::cli::RegisterCommands(app);
   try {

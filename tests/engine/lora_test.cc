@@ -149,6 +149,13 @@ TEST(Lora, CheckpointingGivesSameGradientsAsPlainBackward) {
   for (auto& [n, g] : grads[0]) EXPECT_TRUE(g.allclose(grads[1][n], 1e-5, 1e-7)) << n;
 }
 
+TEST(Lora, DropoutMaskCpuLoopEqualsTensorOps) {
+  std::vector<int64_t> ids = {3, 1000003, 77};
+  DropoutKey key{42, 9, 2, 6, &ids};
+  at::Tensor x = at::ones({3, 17, 33});
+  EXPECT_TRUE(LoraDropoutMask(x, 0.1, key).equal(LoraDropoutMaskTensorOps(x, 0.1, key)));
+}
+
 TEST(Lora, DropoutMaskDependsOnExampleNotBatchPosition) {
   at::Tensor x = at::ones({2, 5, 8});
   std::vector<int64_t> ids = {40, 41};

@@ -95,6 +95,15 @@ TEST(Nf4, DoubleQuantAbsmaxErrorWithinBoundAndSavesMemory) {
   EXPECT_LT(bits_dq, 4.13);
 }
 
+TEST(Nf4, FusedCpuPathEqualsTensorOpPath) {
+  for (bool dq : {false, true}) {
+    at::Tensor w = at::randn({37, 70}) * 0.2;  // 2590 values: a partial last block
+    Nf4Tensor q = QuantizeNf4(w, dq);
+    EXPECT_TRUE(DequantizeNf4(q, at::kFloat).equal(DequantizeNf4TensorOps(q, at::kFloat))) << "double_quant " << dq;
+    EXPECT_TRUE(DequantizeNf4(q, at::kBFloat16).equal(DequantizeNf4TensorOps(q, at::kBFloat16)));
+  }
+}
+
 TEST(Nf4, FrozenLinearGradientIsDequantisedWeight) {
   at::Tensor w = at::randn({12, 64});
   FrozenWeight fw = FrozenWeight::Quantized(QuantizeNf4(w, true));

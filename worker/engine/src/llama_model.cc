@@ -27,9 +27,26 @@ at::Tensor RunProjection(const LayerRun& run, ProjKind kind, const at::Tensor& x
   if (p.lora) {
     DropoutKey key{run.options->dropout_seed, run.options->step, run.layer_index, static_cast<int>(kind),
                    &run.options->example_ids};
-    y = y + p.lora->Forward(x, run.options->training, key);
+    y = p.lora->AddTo(y, x, run.options->training, key);
   }
   return y;
+}
+
+// Additive causal mask (0 on and below the diagonal, -inf above; also -inf beyond the
+// sliding window), cached per thread since every layer of a forward pass uses the same one.
+const at::Tensor& CausalMask(int64_t seq, int64_t window, at::ScalarType dtype, const at::Device& device) {
+  thread_local at::Tensor cached;
+  thread_local int64_t cached_window = -1;
+  if (!cached.defined() || cached.size(0) != seq || cached_window != window || cached.scalar_type() != dtype ||
+      cached.device() != device) {
+    auto bool_opts = at::TensorOptions().dtype(at::kBool).device(device);
+    at::Tensor masked = at::ones({seq, seq}, bool_opts).triu(1);
+    if (window > 0 && seq > window) masked = masked.logical_or(at::ones({seq, seq}, bool_opts).tril(-window));
+    cached = at::zeros({seq, seq}, at::TensorOptions().dtype(dtype).device(device))
+                 .masked_fill(masked, -std::numeric_limits<float>::infinity());
+    cached_window = window;
+  }
+  return cached;
 }
 
 at::Tensor Attention(const LayerRun& run, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
@@ -37,20 +54,20 @@ at::Tensor Attention(const LayerRun& run, const at::Tensor& q, const at::Tensor&
   const int64_t groups = c.num_attention_heads / c.num_key_value_heads;
   at::Tensor kk = groups == 1 ? k : k.repeat_interleave(groups, 1);
   at::Tensor vv = groups == 1 ? v : v.repeat_interleave(groups, 1);
-  const int64_t seq = q.size(2);
+  const int64_t batch = q.size(0), heads = q.size(1), seq = q.size(2), dim = q.size(3);
   const bool windowed = c.sliding_window > 0 && seq > c.sliding_window;
 #if TORCH_VERSION_MAJOR >= 2
   if (!windowed && q.is_cuda()) {
     return at::scaled_dot_product_attention(q, kk, vv, {}, 0.0, /*is_causal=*/true);
   }
 #endif
-  at::Tensor scores = at::matmul(q, kk.transpose(-1, -2)) * (1.0 / std::sqrt(static_cast<double>(c.head_dim)));
-  auto bool_opts = at::TensorOptions().dtype(at::kBool).device(q.device());
-  at::Tensor masked = at::ones({seq, seq}, bool_opts).triu(1);
-  if (windowed) masked = masked.logical_or(at::ones({seq, seq}, bool_opts).tril(-c.sliding_window));
-  scores = scores.masked_fill(masked, -std::numeric_limits<float>::infinity());
+  // scores = mask + scale * q @ k^T in one batched GEMM (no separate scale or mask passes).
+  const double scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
+  const at::Tensor& mask = CausalMask(seq, windowed ? c.sliding_window : 0, q.scalar_type(), q.device());
+  at::Tensor scores = at::baddbmm(mask.unsqueeze(0).expand({batch * heads, seq, seq}), q.reshape({batch * heads, seq, dim}),
+                                  kk.reshape({batch * heads, seq, dim}).transpose(1, 2), /*beta=*/1.0, /*alpha=*/scale);
   at::Tensor probs = at::softmax(scores, -1, at::promote_types(q.scalar_type(), at::kFloat)).to(q.scalar_type());
-  return at::matmul(probs, vv);
+  return at::bmm(probs, vv.reshape({batch * heads, seq, dim})).view({batch, heads, seq, dim});
 }
 
 at::Tensor DecoderForward(const LayerRun& run, const at::Tensor& x) {

@@ -5,6 +5,7 @@
 
 #include <ATen/core/Generator.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 
 namespace polytune::engine {
 namespace {
@@ -18,16 +19,6 @@ uint64_t SplitMix64(uint64_t z) {
   return z ^ (z >> 31);
 }
 
-int64_t AsSigned(uint64_t v) {
-  int64_t s;
-  std::memcpy(&s, &v, sizeof(s));
-  return s;
-}
-
-// Logical right shift of an int64 tensor holding uint64 bit patterns.
-at::Tensor ShiftRightLogical(const at::Tensor& z, int k) {
-  return at::bitwise_and(at::bitwise_right_shift(z, k), AsSigned((~0ULL) >> k));
-}
 
 }  // namespace
 
@@ -78,39 +69,99 @@ LoraAdapter LoraAdapter::Create(int64_t in_features, int64_t out_features, const
   return adapter;
 }
 
-at::Tensor LoraDropoutMask(const at::Tensor& x, double p, const DropoutKey& key) {
-  const int64_t rows = x.size(0);
-  const int64_t per_row = x.numel() / rows;
+namespace {
+
+std::vector<int32_t> RowKeys(int64_t rows, const DropoutKey& key) {
   TORCH_CHECK(key.example_ids != nullptr && static_cast<int64_t>(key.example_ids->size()) == rows,
               "LoRA dropout needs one example id per batch row");
-  std::vector<int64_t> row_keys(rows);
+  std::vector<int32_t> row_keys(rows);
   for (int64_t r = 0; r < rows; ++r) {
     uint64_t h = SplitMix64(key.seed);
     h = SplitMix64(h ^ static_cast<uint64_t>(key.step));
     h = SplitMix64(h ^ static_cast<uint64_t>((*key.example_ids)[r]));
     h = SplitMix64(h ^ static_cast<uint64_t>(key.layer));
     h = SplitMix64(h ^ static_cast<uint64_t>(key.module));
-    row_keys[r] = AsSigned(h);
+    row_keys[r] = static_cast<int32_t>(static_cast<uint32_t>(h));
   }
-  const auto opts = at::TensorOptions().dtype(at::kLong).device(x.device());
-  at::Tensor z = at::from_blob(row_keys.data(), {rows, 1}, at::kLong).to(x.device()) +
-                 at::arange(per_row, opts).mul(AsSigned(0x9e3779b97f4a7c15ULL)).unsqueeze(0);
-  // SplitMix64 finaliser; int64 multiplication wraps like uint64.
-  z = at::bitwise_xor(z, ShiftRightLogical(z, 30)).mul(AsSigned(0xbf58476d1ce4e5b9ULL));
-  z = at::bitwise_xor(z, ShiftRightLogical(z, 27)).mul(AsSigned(0x94d049bb133111ebULL));
-  z = at::bitwise_xor(z, ShiftRightLogical(z, 31));
+  return row_keys;
+}
+
+inline uint32_t Fmix32(uint32_t z) {
+  z ^= z >> 16;
+  z *= 0x85ebca6bu;
+  z ^= z >> 13;
+  z *= 0xc2b2ae35u;
+  return z ^ (z >> 16);
+}
+
+// CPU: the same hash as the tensor-op version, in one parallel loop.
+at::Tensor DropoutMaskCpu(const at::Tensor& x, double p, const std::vector<int32_t>& row_keys) {
+  const int64_t rows = x.size(0);
+  const int64_t per_row = x.numel() / rows;
+  at::Tensor mask = at::empty(x.sizes(), x.options().dtype(at::kFloat));
+  float* dst = mask.data_ptr<float>();
+  const uint32_t threshold = static_cast<uint32_t>(p * 16777216.0);
+  const float keep = static_cast<float>(1.0 / (1.0 - p));
+  at::parallel_for(0, rows * per_row, 1 << 16, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t r = i / per_row;
+      const uint32_t counter = static_cast<uint32_t>(i - r * per_row) * 0x9e3779b9u;
+      const uint32_t z = Fmix32(counter + static_cast<uint32_t>(row_keys[r]));
+      dst[i] = (z >> 8) >= threshold ? keep : 0.0f;
+    }
+  });
+  return x.scalar_type() == at::kFloat ? mask : mask.to(x.scalar_type());
+}
+
+}  // namespace
+
+at::Tensor LoraDropoutMask(const at::Tensor& x, double p, const DropoutKey& key) {
+  const int64_t rows = x.size(0);
+  const int64_t per_row = x.numel() / rows;
+  TORCH_CHECK(per_row < (int64_t{1} << 31), "LoRA dropout: row too large for the 32-bit counter");
+  std::vector<int32_t> row_keys = RowKeys(rows, key);
+  if (x.device().is_cpu()) return DropoutMaskCpu(x, p, row_keys);
+  return LoraDropoutMaskTensorOps(x, p, key);
+}
+
+at::Tensor LoraDropoutMaskTensorOps(const at::Tensor& x, double p, const DropoutKey& key) {
+  const int64_t rows = x.size(0);
+  const int64_t per_row = x.numel() / rows;
+  std::vector<int32_t> row_keys = RowKeys(rows, key);
+  // Counter = element index * golden ratio, cached: it only depends on the row length.
+  thread_local at::Tensor counter;
+  if (!counter.defined() || counter.numel() < per_row || counter.device() != x.device())
+    counter = at::arange(per_row, at::TensorOptions().dtype(at::kInt).device(x.device())).mul(static_cast<int32_t>(0x9e3779b9u));
+  at::Tensor z = counter.slice(0, 0, per_row).unsqueeze(0) +
+                 at::from_blob(row_keys.data(), {rows, 1}, at::kInt).to(x.device());
+  // murmur3's fmix32 on int32 lanes (multiplication wraps like uint32; shifts made logical).
+  auto shr = [](const at::Tensor& t, int k) {
+    return at::bitwise_and(at::bitwise_right_shift(t, k), static_cast<int32_t>(0xffffffffu >> k));
+  };
+  z = at::bitwise_xor(z, shr(z, 16)).mul_(static_cast<int32_t>(0x85ebca6bu));
+  z = at::bitwise_xor(z, shr(z, 13)).mul_(static_cast<int32_t>(0xc2b2ae35u));
+  z = at::bitwise_xor(z, shr(z, 16));
   // Top 24 bits as a uniform in [0, 1).
-  at::Tensor u = ShiftRightLogical(z, 40).to(at::kFloat).mul(1.0 / 16777216.0);
-  at::Tensor keep = (u >= p).to(x.scalar_type()).mul(1.0 / (1.0 - p));
+  at::Tensor u = shr(z, 8).to(at::kFloat);
+  at::Tensor keep = u.ge_(static_cast<float>(p * 16777216.0)).to(x.scalar_type()).mul_(1.0 / (1.0 - p));
   return keep.view(x.sizes());
 }
 
 at::Tensor LoraAdapter::Forward(const at::Tensor& x, bool training, const DropoutKey& key) const {
+  return AddTo(at::zeros({}, x.options()), x, training, key);
+}
+
+at::Tensor LoraAdapter::AddTo(const at::Tensor& base_out, const at::Tensor& x, bool training, const DropoutKey& key) const {
   at::Tensor input = x;
   if (training && dropout > 0.0) input = x * LoraDropoutMask(x, dropout, key);
   const auto dtype = x.scalar_type();
-  at::Tensor h = at::matmul(input, a.to(dtype).t());
-  return at::matmul(h, b.to(dtype).t()).mul(scaling);
+  const int64_t in = x.size(-1);
+  at::Tensor h = at::matmul(input.reshape({-1, in}), a.to(dtype).t());  // [rows, r]
+  // base + scaling * h @ B^T as one GEMM with accumulation.
+  std::vector<int64_t> out_shape = x.sizes().vec();
+  out_shape.back() = b.size(0);
+  at::Tensor base2d = base_out.dim() == 0 ? base_out.expand({h.size(0), b.size(0)}) : base_out.reshape({-1, b.size(0)});
+  return at::addmm(base2d, h, b.to(dtype).t(), /*beta=*/1.0, /*alpha=*/scaling).view(out_shape);
 }
 
 }  // namespace polytune::engine

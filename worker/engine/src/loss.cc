@@ -6,9 +6,11 @@ namespace polytune::engine {
 
 at::Tensor SumTokenCrossEntropy(const at::Tensor& logits, const at::Tensor& labels) {
   const int64_t vocab = logits.size(-1);
-  at::Tensor shifted_logits = logits.slice(1, 0, logits.size(1) - 1).reshape({-1, vocab});
-  at::Tensor shifted_labels = labels.to(logits.device()).slice(1, 1).reshape({-1});
-  return at::cross_entropy_loss(shifted_logits, shifted_labels, {}, at::Reduction::Sum, kIgnoreIndex);
+  // Shift the labels left (last position gets -100) rather than slicing the logits: slicing
+  // would make backward allocate and copy a second logits-sized gradient.
+  at::Tensor lb = labels.to(logits.device());
+  at::Tensor shifted = at::cat({lb.slice(1, 1), at::full({lb.size(0), 1}, kIgnoreIndex, lb.options())}, 1);
+  return at::cross_entropy_loss(logits.reshape({-1, vocab}), shifted.reshape({-1}), {}, at::Reduction::Sum, kIgnoreIndex);
 }
 
 RowStats ComputeRowStats(const at::Tensor& logits, const at::Tensor& labels) {

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include <ATen/Parallel.h>
+
 namespace polytune::engine {
 namespace {
 
@@ -118,7 +120,51 @@ at::Tensor Nf4BlockAbsmax(const Nf4Tensor& q) {
   return values * scale + q.absmax_offset;
 }
 
+namespace {
+
+// CPU fast path: one pass over the packed bytes writing fp32 directly, blocks split across
+// threads. The tensor-op path below needs five passes and three temporaries.
+at::Tensor DequantizeNf4Cpu(const Nf4Tensor& q) {
+  static const auto& code = Nf4CodeBook();
+  at::Tensor absmax = Nf4BlockAbsmax(q).contiguous();
+  at::Tensor out = at::empty(q.shape, at::kFloat);
+  const uint8_t* packed = q.packed.data_ptr<uint8_t>();
+  const float* am = absmax.data_ptr<float>();
+  float* dst = out.data_ptr<float>();
+  const int64_t n = q.numel;
+  const int64_t blocks = q.num_blocks();
+  at::parallel_for(0, blocks, 256, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      const float scale = am[b];
+      float lut[16];
+      for (int i = 0; i < 16; ++i) lut[i] = code[i] * scale;
+      const int64_t first = b * kNf4BlockSize;
+      const int64_t last = std::min(n, first + kNf4BlockSize);
+      int64_t i = first;
+      // Blocks start on even elements (64 is even), so pairs never straddle a block.
+      for (; i + 1 < last; i += 2) {
+        const uint8_t byte = packed[i >> 1];
+        dst[i] = lut[byte >> 4];
+        dst[i + 1] = lut[byte & 15];
+      }
+      if (i < last) dst[i] = lut[packed[i >> 1] >> 4];
+    }
+  });
+  return out;
+}
+
+}  // namespace
+
 at::Tensor DequantizeNf4(const Nf4Tensor& q, at::ScalarType dtype) {
+  at::NoGradGuard no_grad;
+  if (q.packed.device().is_cpu()) {
+    at::Tensor out = DequantizeNf4Cpu(q);
+    return dtype == at::kFloat ? out : out.to(dtype);
+  }
+  return DequantizeNf4TensorOps(q, dtype);
+}
+
+at::Tensor DequantizeNf4TensorOps(const Nf4Tensor& q, at::ScalarType dtype) {
   at::NoGradGuard no_grad;
   // One gather per byte: a 256 x 2 table maps a packed byte to its (high, low) code values.
   // Cached per thread and device; a small upload per call would dominate small layers.

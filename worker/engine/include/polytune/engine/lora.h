@@ -56,9 +56,14 @@ struct LoraAdapter {
                             const at::Device& device);
   // The adapter's delta for input x [batch, seq, in]; `key` is only read when dropout applies.
   at::Tensor Forward(const at::Tensor& x, bool training, const DropoutKey& key) const;
+  // base_out + delta(x), fused into one GEMM with accumulation.
+  at::Tensor AddTo(const at::Tensor& base_out, const at::Tensor& x, bool training, const DropoutKey& key) const;
 };
 
 // Keep-mask scaled by 1/(1-p) for x of shape [batch, ...]; see the header comment.
 at::Tensor LoraDropoutMask(const at::Tensor& x, double p, const DropoutKey& key);
+// The device-generic (tensor-op) implementation CUDA uses; CPU runs a fused loop with the
+// same hash. Exposed so CPU-only tests keep the accelerator path honest.
+at::Tensor LoraDropoutMaskTensorOps(const at::Tensor& x, double p, const DropoutKey& key);
 
 }  // namespace polytune::engine

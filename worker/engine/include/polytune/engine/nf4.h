@@ -53,4 +53,8 @@ at::Tensor Nf4BlockAbsmax(const Nf4Tensor& q);
 // Dequantises to `dtype` with the original shape: code[index] * absmax in fp32, then cast.
 at::Tensor DequantizeNf4(const Nf4Tensor& q, at::ScalarType dtype);
 
+// The device-generic implementation (plain tensor ops) that CUDA uses; CPU has a fused
+// loop. Exposed so tests on CPU-only machines keep the accelerator path honest.
+at::Tensor DequantizeNf4TensorOps(const Nf4Tensor& q, at::ScalarType dtype);
+
 }  // namespace polytune::engine
