@@ -154,6 +154,14 @@ TEST(Lora, DropoutMaskCpuLoopEqualsTensorOps) {
   DropoutKey key{42, 9, 2, 6, &ids};
   at::Tensor x = at::ones({3, 17, 33});
   EXPECT_TRUE(LoraDropoutMask(x, 0.1, key).equal(LoraDropoutMaskTensorOps(x, 0.1, key)));
+  // The fused forward/backward applies exactly that mask.
+  at::Tensor v = at::randn({3, 17, 33}).set_requires_grad(true);
+  at::Tensor y = ApplyLoraDropout(v, 0.1, key);
+  at::Tensor mask = LoraDropoutMask(v, 0.1, key);
+  EXPECT_TRUE(y.equal(v.detach() * mask));
+  at::Tensor g = at::randn({3, 17, 33});
+  y.backward(g);
+  EXPECT_TRUE(v.grad().equal(g * mask));
 }
 
 TEST(Lora, DropoutMaskDependsOnExampleNotBatchPosition) {

@@ -184,6 +184,24 @@ TEST_F(TrainingE2E, EvalPrintsPerLanguageJsonAndAdapterHelps) {
   EXPECT_NEAR(jm["overall"]["loss"].get<double>(), ju["overall"]["loss"].get<double>(), 1e-5);
 }
 
+TEST_F(TrainingE2E, InitAdapterContinuesFromAPreviousAdapter) {
+  Result first = Shell(kBin + " train " + Config("stage1", "max_steps: 8, micro_batch_size: 4"));
+  ASSERT_EQ(first.code, 0) << first.output;
+  // Stage 2 starts from stage 1's adapter: its step-0 eval equals stage 1's final eval.
+  Result second = Shell(kBin + " train " + Config("stage2", "max_steps: 2, micro_batch_size: 4",
+                                                    "dropout: 0.1, init_adapter: " + (dir_ / "out-stage1/adapter")));
+  ASSERT_EQ(second.code, 0) << second.output;
+  nlohmann::json end1, start2;
+  for (const auto& m : Metrics("stage1"))
+    if (m.contains("eval")) end1 = m;
+  for (const auto& m : Metrics("stage2"))
+    if (m.contains("eval") && start2.is_null()) start2 = m;
+  ASSERT_FALSE(end1.is_null());
+  ASSERT_FALSE(start2.is_null());
+  EXPECT_EQ(start2["step"], 0);
+  EXPECT_NEAR(start2["eval"]["overall"]["loss"].get<double>(), end1["eval"]["overall"]["loss"].get<double>(), 1e-9);
+}
+
 TEST_F(TrainingE2E, BadInputsGiveOneClearLine) {
   const std::string cfg = dir_ / "bad.yaml";
   std::ofstream(cfg) << "model: {path: m}\ndata: {train: t}\noutput_dir: o\ntraining: {lr: 0.1, epocs: 2}\n";

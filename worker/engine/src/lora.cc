@@ -6,6 +6,7 @@
 #include <ATen/core/Generator.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
+#include <torch/csrc/autograd/custom_function.h>
 
 namespace polytune::engine {
 namespace {
@@ -113,7 +114,53 @@ at::Tensor DropoutMaskCpu(const at::Tensor& x, double p, const std::vector<int32
   return x.scalar_type() == at::kFloat ? mask : mask.to(x.scalar_type());
 }
 
+// CPU fp32: y = x * mask in one loop, and backward recomputes the mask from the hash
+// instead of saving it (no mask tensor, one pass each way).
+void ApplyHashDropout(const float* src, float* dst, int64_t rows, int64_t per_row, double p,
+                      const std::vector<int64_t>& row_keys) {
+  const uint32_t threshold = static_cast<uint32_t>(p * 16777216.0);
+  const float keep = static_cast<float>(1.0 / (1.0 - p));
+  at::parallel_for(0, rows * per_row, 1 << 16, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t r = i / per_row;
+      const uint32_t counter = static_cast<uint32_t>(i - r * per_row) * 0x9e3779b9u;
+      const uint32_t z = Fmix32(counter + static_cast<uint32_t>(row_keys[r]));
+      dst[i] = (z >> 8) >= threshold ? src[i] * keep : 0.0f;
+    }
+  });
+}
+
+class HashDropoutFunction : public torch::autograd::Function<HashDropoutFunction> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, double p,
+                            std::vector<int64_t> row_keys) {
+    at::Tensor xc = x.contiguous();
+    at::Tensor out = at::empty_like(xc);
+    ApplyHashDropout(xc.data_ptr<float>(), out.data_ptr<float>(), x.size(0), x.numel() / x.size(0), p, row_keys);
+    ctx->saved_data["p"] = p;
+    ctx->saved_data["keys"] = row_keys;
+    return out;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    at::Tensor g = grads[0].contiguous();
+    at::Tensor out = at::empty_like(g);
+    ApplyHashDropout(g.data_ptr<float>(), out.data_ptr<float>(), g.size(0), g.numel() / g.size(0),
+                     ctx->saved_data["p"].toDouble(), ctx->saved_data["keys"].toIntVector());
+    return {out, at::Tensor(), at::Tensor()};
+  }
+};
+
 }  // namespace
+
+at::Tensor ApplyLoraDropout(const at::Tensor& x, double p, const DropoutKey& key) {
+  if (x.device().is_cpu() && x.scalar_type() == at::kFloat) {
+    std::vector<int32_t> keys32 = RowKeys(x.size(0), key);
+    std::vector<int64_t> keys(keys32.begin(), keys32.end());
+    return HashDropoutFunction::apply(x, p, keys);
+  }
+  return x * LoraDropoutMask(x, p, key);
+}
 
 at::Tensor LoraDropoutMask(const at::Tensor& x, double p, const DropoutKey& key) {
   const int64_t rows = x.size(0);
@@ -153,7 +200,7 @@ at::Tensor LoraAdapter::Forward(const at::Tensor& x, bool training, const Dropou
 
 at::Tensor LoraAdapter::AddTo(const at::Tensor& base_out, const at::Tensor& x, bool training, const DropoutKey& key) const {
   at::Tensor input = x;
-  if (training && dropout > 0.0) input = x * LoraDropoutMask(x, dropout, key);
+  if (training && dropout > 0.0) input = ApplyLoraDropout(x, dropout, key);
   const auto dtype = x.scalar_type();
   const int64_t in = x.size(-1);
   at::Tensor h = at::matmul(input.reshape({-1, in}), a.to(dtype).t());  // [rows, r]

@@ -62,6 +62,8 @@ struct LoraAdapter {
 
 // Keep-mask scaled by 1/(1-p) for x of shape [batch, ...]; see the header comment.
 at::Tensor LoraDropoutMask(const at::Tensor& x, double p, const DropoutKey& key);
+// x * LoraDropoutMask(x, p, key); on CPU fp32 fused, with the mask recomputed in backward.
+at::Tensor ApplyLoraDropout(const at::Tensor& x, double p, const DropoutKey& key);
 // The device-generic (tensor-op) implementation CUDA uses; CPU runs a fused loop with the
 // same hash. Exposed so CPU-only tests keep the accelerator path honest.
 at::Tensor LoraDropoutMaskTensorOps(const at::Tensor& x, double p, const DropoutKey& key);
