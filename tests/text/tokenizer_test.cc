@@ -1,0 +1,67 @@
+// Tokenizer parity against vectors made independently with transformers.js' tokenizers
+// (tests/reference/make_tokenizer_vectors.mjs) on real tokenizer.json files.
+#include "polytune/text/tokenizer.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "nlohmann/json.hpp"
+
+namespace polytune::text {
+namespace {
+
+const std::string kDir = std::string(POLYTUNE_FIXTURES) + "/tokenizers/";
+
+class TokenizerParity : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(TokenizerParity, IdsAndDecodeMatchHuggingFace) {
+  auto tok = Tokenizer::Load(kDir + GetParam());
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  std::ifstream in(kDir + GetParam() + "/vectors.json");
+  nlohmann::json vectors = nlohmann::json::parse(in);
+  ASSERT_GT(vectors.size(), 20u);
+  for (const auto& v : vectors) {
+    const std::string text = v["text"].get<std::string>();
+    EXPECT_EQ((*tok)->Encode(text, false), v["ids"].get<std::vector<int64_t>>()) << GetParam() << ": " << text;
+    EXPECT_EQ((*tok)->Encode(text, true), v["ids_with_special"].get<std::vector<int64_t>>()) << GetParam() << ": " << text;
+    EXPECT_EQ((*tok)->Decode(v["ids"].get<std::vector<int64_t>>()), v["decoded"].get<std::string>()) << GetParam() << ": " << text;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Real, TokenizerParity, ::testing::Values("gpt2", "llama2", "llama3", "qwen2_5"));
+
+TEST(Tokenizer, SpecialTokenIdsFromConfig) {
+  auto llama2 = Tokenizer::Load(kDir + "llama2");
+  ASSERT_TRUE(llama2.ok());
+  EXPECT_EQ((*llama2)->bos_id(), 1);
+  EXPECT_EQ((*llama2)->eos_id(), 2);
+  auto qwen = Tokenizer::Load(kDir + "qwen2_5");
+  ASSERT_TRUE(qwen.ok());
+  EXPECT_EQ((*qwen)->eos_id(), (*qwen)->TokenToId("<|im_end|>"));
+  EXPECT_EQ((*qwen)->pad_id(), 151643);
+  EXPECT_FALSE((*qwen)->chat_template().empty());
+}
+
+TEST(Tokenizer, UnsupportedComponentIsNamed) {
+  auto t = Tokenizer::FromJson(R"({"model": {"type": "WordPiece", "vocab": {}}})", "{}", "tok.json");
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("WordPiece"), std::string::npos) << t.status();
+  auto p = Tokenizer::FromJson(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []},
+                                   "pre_tokenizer": {"type": "BertPreTokenizer"}})", "{}", "tok.json");
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.status().message().find("pre_tokenizer type 'BertPreTokenizer'"), std::string::npos) << p.status();
+}
+
+TEST(Tokenizer, MergesAsPairsEqualMergesAsStrings) {
+  const std::string vocab = R"("vocab": {"a": 0, "b": 1, "ab": 2, "abab": 3})";
+  auto s = Tokenizer::FromJson(std::string(R"({"model": {"type": "BPE", )") + vocab + R"(, "merges": ["a b", "ab ab"]}})", "{}", "s");
+  auto p = Tokenizer::FromJson(std::string(R"({"model": {"type": "BPE", )") + vocab + R"(, "merges": [["a", "b"], ["ab", "ab"]]}})", "{}", "p");
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ((*s)->Encode("ababa"), (std::vector<int64_t>{3, 0}));
+  EXPECT_EQ((*p)->Encode("ababa"), (*s)->Encode("ababa"));
+}
+
+}  // namespace
+}  // namespace polytune::text
