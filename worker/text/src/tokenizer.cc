@@ -218,18 +218,36 @@ std::vector<int64_t> Tokenizer::Encode(const std::string& text, bool add_special
   return ids;
 }
 
-std::string Tokenizer::Decode(const std::vector<int64_t>& ids) const {
-  const Impl& im = *impl_;
+std::string Tokenizer::DecodeRaw(const std::vector<int64_t>& ids) const {
   std::vector<std::string> tokens;
   for (int64_t id : ids) tokens.push_back(IdToToken(id));
-  if (im.decoder) tokens = im.decoder->Chain(std::move(tokens));
+  if (impl_->decoder) tokens = impl_->decoder->Chain(std::move(tokens));
   std::string out;
   for (const auto& t : tokens) out += t;
+  return out;
+}
+
+std::string Tokenizer::Decode(const std::vector<int64_t>& ids) const {
+  const Impl& im = *impl_;
+  std::string out = DecodeRaw(ids);
   if (im.clean_up_spaces) {
     out = absl::StrReplaceAll(out, {{" .", "."}, {" ?", "?"}, {" !", "!"}, {" ,", ","}, {" ' ", "'"}, {" n't", "n't"},
                                     {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}});
   }
   return out;
+}
+
+std::optional<std::pair<size_t, size_t>> Tokenizer::FindSpecialToken(const std::string& text, size_t from, size_t to) const {
+  for (size_t i = from; i < to && i < text.size(); ++i) {
+    auto it = impl_->added_by_first_byte.find(static_cast<unsigned char>(text[i]));
+    if (it == impl_->added_by_first_byte.end()) continue;
+    for (const AddedToken* a : it->second) {
+      if (!(a->special || (impl_->eos && a->id == *impl_->eos))) continue;
+      if (i + a->content.size() <= to && text.compare(i, a->content.size(), a->content) == 0)
+        return std::make_pair(i, i + a->content.size());
+    }
+  }
+  return std::nullopt;
 }
 
 std::optional<int64_t> Tokenizer::TokenToId(const std::string& token) const {

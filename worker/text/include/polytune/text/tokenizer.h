@@ -35,8 +35,13 @@ class Tokenizer {
   std::vector<int64_t> Encode(const std::string& text, bool add_special_tokens = false) const;
   // Ids back to UTF-8 text (special tokens included as their content).
   std::string Decode(const std::vector<int64_t>& ids) const;
+  // Decode without clean_up_tokenization_spaces: the exact inverse of Encode for the
+  // supported tokenizers, used to align tokens with text.
+  std::string DecodeRaw(const std::vector<int64_t>& ids) const;
 
   std::optional<int64_t> TokenToId(const std::string& token) const;
+  // The first special added token (or EOS) in text[from, to): its byte range.
+  std::optional<std::pair<size_t, size_t>> FindSpecialToken(const std::string& text, size_t from, size_t to) const;
   std::string IdToToken(int64_t id) const;
   int64_t vocab_size() const;  // largest id + 1
   std::optional<int64_t> bos_id() const;
