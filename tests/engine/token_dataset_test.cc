@@ -37,10 +37,11 @@ TEST(TokenDataset, MalformedLinesNameFileLineAndField) {
   } cases[] = {
       {"{\"input_ids\": [1]}\n{\"input_ids\": [1,2\n", "data.jsonl:2: invalid JSON"},
       {"{\"input_ids\": [1, \"x\"]}\n", "data.jsonl:1: field 'input_ids' element 1 is not an integer"},
+      {"{\"input_ids\": [1, 2], \"labels\": [1, 40]}\n", "field 'labels' element 1 = 40 is outside the vocabulary"},
       {"{\"input_ids\": [1, 99]}\n", "field 'input_ids' element 1 = 99 is outside the vocabulary"},
       {"{\"input_ids\": [1, 2], \"labels\": [1]}\n", "field 'labels' has 1 entries"},
       {"{\"input_ids\": [1], \"lang\": 3}\n", "field 'lang'"},
-      {"{\"text\": \"hi\"}\n", "field 'text' is not a known field"},
+      {"{\"text\": \"hi\"}\n", "field 'input_ids' is missing"},
       {"{\"labels\": [1]}\n", "field 'input_ids' is missing"},
       {"", "no examples"},
   };

@@ -22,25 +22,6 @@ absl::Status LineError(const std::string& path, int64_t line, const std::string&
       absl::StrCat(path, ":", line, ": ", field.empty() ? "" : absl::StrCat("field '", field, "' "), why));
 }
 
-absl::Status ReadIds(const nlohmann::json& j, const std::string& path, int64_t line, const std::string& field,
-                     bool allow_ignore, int64_t vocab_size, std::vector<int64_t>* out) {
-  if (!j.is_array()) return LineError(path, line, field, "must be an array of integers");
-  out->reserve(j.size());
-  for (size_t i = 0; i < j.size(); ++i) {
-    const auto& v = j[i];
-    if (!v.is_number_integer()) return LineError(path, line, field, absl::StrCat("element ", i, " is not an integer"));
-    int64_t id = v.get<int64_t>();
-    if (allow_ignore && id == kIgnoreIndex) {
-      out->push_back(id);
-      continue;
-    }
-    if (id < 0 || id >= vocab_size)
-      return LineError(path, line, field, absl::StrCat("element ", i, " = ", id, " is outside the vocabulary [0, ", vocab_size, ")"));
-    out->push_back(id);
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 int64_t TokenExample::TargetCount() const {
@@ -50,6 +31,13 @@ int64_t TokenExample::TargetCount() const {
 }
 
 absl::StatusOr<TokenDataset> LoadTokenDataset(const std::string& path, int64_t max_seq_len, int64_t vocab_size) {
+  DatasetOptions o;
+  o.max_seq_len = max_seq_len;
+  o.vocab_size = vocab_size;
+  return LoadDataset(path, o);
+}
+
+absl::StatusOr<TokenDataset> LoadDataset(const std::string& path, const DatasetOptions& o) {
   std::ifstream in(path);
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open dataset file"));
   TokenDataset data;
@@ -57,44 +45,40 @@ absl::StatusOr<TokenDataset> LoadTokenDataset(const std::string& path, int64_t m
   std::vector<std::string> langs;
   std::string text;
   int64_t line = 0;
+  text::EncodeOptions enc{o.tokenizer, o.chat_template, o.train_on_inputs};
   while (std::getline(in, text)) {
     ++line;
     if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const std::string where = absl::StrCat(path, ":", line);
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(text);
     } catch (const nlohmann::json::parse_error& e) {
       return LineError(path, line, "", absl::StrCat("invalid JSON: ", e.what()));
     }
-    if (!j.is_object()) return LineError(path, line, "", "must be a JSON object");
-    for (auto it = j.begin(); it != j.end(); ++it)
-      if (it.key() != "input_ids" && it.key() != "labels" && it.key() != "lang")
-        return LineError(path, line, it.key(), "is not a known field (expected input_ids, labels, lang)");
-    if (!j.contains("input_ids")) return LineError(path, line, "input_ids", "is missing");
+    auto parsed = text::ParseExample(j, o.format, where);
+    if (!parsed.ok()) return parsed.status();
+    auto encoded = text::EncodeExample(*parsed, enc, where);
+    if (!encoded.ok()) return encoded.status();
     TokenExample ex;
-    absl::Status st = ReadIds(j["input_ids"], path, line, "input_ids", false, vocab_size, &ex.input_ids);
-    if (!st.ok()) return st;
-    if (ex.input_ids.empty()) return LineError(path, line, "input_ids", "must not be empty");
-    if (j.contains("labels") && !j["labels"].is_null()) {
-      st = ReadIds(j["labels"], path, line, "labels", true, vocab_size, &ex.labels);
-      if (!st.ok()) return st;
-      if (ex.labels.size() != ex.input_ids.size())
-        return LineError(path, line, "labels",
-                         absl::StrCat("has ", ex.labels.size(), " entries but input_ids has ", ex.input_ids.size()));
-    } else {
-      ex.labels = ex.input_ids;
+    ex.input_ids = std::move(encoded->input_ids);
+    ex.labels = std::move(encoded->labels);
+    if (ex.input_ids.empty()) return LineError(path, line, "", "encodes to no tokens");
+    for (size_t i = 0; i < ex.input_ids.size(); ++i) {
+      const char* field = parsed->format == text::DataFormat::kTokens ? "input_ids" : "(tokenised text)";
+      if (ex.input_ids[i] < 0 || ex.input_ids[i] >= o.vocab_size)
+        return LineError(path, line, field, absl::StrCat("element ", i, " = ", ex.input_ids[i], " is outside the vocabulary [0, ", o.vocab_size, ")"));
+      if (ex.labels[i] != kIgnoreIndex && (ex.labels[i] < 0 || ex.labels[i] >= o.vocab_size))
+        return LineError(path, line, "labels", absl::StrCat("element ", i, " = ", ex.labels[i], " is outside the vocabulary [0, ", o.vocab_size, ")"));
     }
-    std::string lang = "und";
-    if (j.contains("lang") && !j["lang"].is_null()) {
-      if (!j["lang"].is_string() || j["lang"].get<std::string>().empty())
-        return LineError(path, line, "lang", "must be a non-empty string");
-      lang = j["lang"].get<std::string>();
+    data.untruncated_lengths.push_back(static_cast<int64_t>(ex.input_ids.size()));
+    if (static_cast<int64_t>(ex.input_ids.size()) > o.max_seq_len) {
+      ex.input_ids.resize(o.max_seq_len);
+      ex.labels.resize(o.max_seq_len);
+      ++data.truncated;
     }
-    if (static_cast<int64_t>(ex.input_ids.size()) > max_seq_len) {
-      ex.input_ids.resize(max_seq_len);
-      ex.labels.resize(max_seq_len);
-    }
-    langs.push_back(lang);
+    ++data.format_counts[text::DataFormatName(parsed->format)];
+    langs.push_back(parsed->lang.empty() ? "und" : parsed->lang);
     data.examples.push_back(std::move(ex));
   }
   if (data.examples.empty()) return absl::InvalidArgumentError(absl::StrCat(path, ": dataset has no examples"));

@@ -9,6 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "polytune/common/file_util.h"
+#include "polytune/text/chat_template.h"
+#include "polytune/text/examples.h"
 
 namespace polytune::engine {
 namespace fs = std::filesystem;
@@ -161,13 +163,22 @@ absl::StatusOr<TrainConfig> ParseTrainConfig(const std::string& yaml_text, const
   }
 
   const YAML::Node data = root["data"];
-  RETURN_IF_ERROR_LOCAL(p.Keys(data, "data", {"train", "eval", "format", "max_seq_len"}));
+  RETURN_IF_ERROR_LOCAL(p.Keys(data, "data", {"train", "eval", "format", "max_seq_len", "tokenizer", "chat_template",
+                                              "train_on_inputs", "packing"}));
   RETURN_IF_ERROR_LOCAL(p.Path(data, "data", "train", &c.data.train));
   if (c.data.train.empty()) return p.Error(data, "data.train", "is required");
   RETURN_IF_ERROR_LOCAL(p.Path(data, "data", "eval", &c.data.eval));
   RETURN_IF_ERROR_LOCAL(p.Get(data, "data", "format", &c.data.format, "a format name"));
-  if (c.data.format != "tokens")
-    return p.Error(data["format"], "data.format", absl::StrCat("'", c.data.format, "' is not supported; use tokens"));
+  if (!text::ParseDataFormat(c.data.format).ok())
+    return p.Error(data["format"], "data.format",
+                   absl::StrCat("must be auto, messages, alpaca, text or tokens, got '", c.data.format, "'"));
+  RETURN_IF_ERROR_LOCAL(p.Path(data, "data", "tokenizer", &c.data.tokenizer));
+  RETURN_IF_ERROR_LOCAL(p.Get(data, "data", "chat_template", &c.data.chat_template, "a built-in template name"));
+  if (!c.data.chat_template.empty() && !text::ChatTemplate::Builtin(c.data.chat_template).ok())
+    return p.Error(data["chat_template"], "data.chat_template",
+                   absl::StrCat("'", c.data.chat_template, "' is not a built-in template (llama3, chatml, mistral, plain)"));
+  RETURN_IF_ERROR_LOCAL(p.Get(data, "data", "train_on_inputs", &c.data.train_on_inputs, "true or false"));
+  RETURN_IF_ERROR_LOCAL(p.Get(data, "data", "packing", &c.data.packing, "true or false"));
   RETURN_IF_ERROR_LOCAL(p.Get(data, "data", "max_seq_len", &c.data.max_seq_len, "an integer"));
   RETURN_IF_ERROR_LOCAL(p.Positive(data, "data", "max_seq_len", c.data.max_seq_len, 2));
 

@@ -111,6 +111,37 @@ class FlatGradients {
 
 }  // namespace
 
+DatasetOptions TextPipeline::Options(const TrainConfig& config, int64_t vocab_size) const {
+  DatasetOptions o;
+  o.max_seq_len = config.data.max_seq_len;
+  o.vocab_size = vocab_size;
+  o.format = *text::ParseDataFormat(config.data.format);
+  o.tokenizer = tokenizer.get();
+  o.chat_template = chat_template ? &*chat_template : nullptr;
+  o.train_on_inputs = config.data.train_on_inputs;
+  return o;
+}
+
+absl::StatusOr<TextPipeline> LoadTextPipeline(const TrainConfig& config) {
+  TextPipeline p;
+  if (config.data.format == "tokens") return p;
+  const std::string dir = config.data.tokenizer.empty() ? config.model.path : config.data.tokenizer;
+  if (!fs::exists(dir + "/tokenizer.json")) {
+    if (config.data.format == "auto") return p;  // pre-tokenised lines still work; text lines will say why not
+    return absl::NotFoundError(absl::StrCat("data.format ", config.data.format, " needs a tokenizer, but ", dir,
+                                            "/tokenizer.json does not exist; set data.tokenizer"));
+  }
+  ASSIGN_OR_RETURN(p.tokenizer, text::Tokenizer::Load(dir));
+  if (!config.data.chat_template.empty()) {
+    ASSIGN_OR_RETURN(text::ChatTemplate t, text::ChatTemplate::Builtin(config.data.chat_template));
+    p.chat_template = std::move(t);
+  } else if (!p.tokenizer->chat_template().empty()) {
+    ASSIGN_OR_RETURN(text::ChatTemplate t, text::ChatTemplate::FromSource(p.tokenizer->chat_template(), "tokenizer_config.json"));
+    p.chat_template = std::move(t);
+  }
+  return p;
+}
+
 absl::StatusOr<at::Device> ResolveDevice(const std::string& name, int local_rank) {
   if (name == "cpu") return at::Device(at::kCPU);
   if (name == "auto") {
@@ -149,11 +180,12 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainConfig& config, Communicator
     model->AttachLora(config.lora, tc.seed);
   }
 
-  const int64_t vocab = model->config().vocab_size;
-  ASSIGN_OR_RETURN(TokenDataset train, LoadTokenDataset(config.data.train, config.data.max_seq_len, vocab));
+  ASSIGN_OR_RETURN(TextPipeline pipeline, LoadTextPipeline(config));
+  DatasetOptions data_options = pipeline.Options(config, model->config().vocab_size);
+  ASSIGN_OR_RETURN(TokenDataset train, LoadDataset(config.data.train, data_options));
   std::optional<TokenDataset> eval;
   if (!config.data.eval.empty()) {
-    ASSIGN_OR_RETURN(TokenDataset e, LoadTokenDataset(config.data.eval, config.data.max_seq_len, vocab));
+    ASSIGN_OR_RETURN(TokenDataset e, LoadDataset(config.data.eval, data_options));
     eval = std::move(e);
   }
 

@@ -13,6 +13,9 @@
 #include <ATen/ATen.h>
 
 #include "absl/status/statusor.h"
+#include "polytune/text/chat_template.h"
+#include "polytune/text/examples.h"
+#include "polytune/text/tokenizer.h"
 
 namespace polytune::engine {
 
@@ -30,10 +33,27 @@ struct TokenDataset {
   std::string path;
   std::vector<TokenExample> examples;
   std::vector<std::string> languages;  // sorted; "und" for lines without "lang"
+  // What loading saw, for `polytune data inspect`.
+  std::map<std::string, int64_t> format_counts;
+  int64_t truncated = 0;                 // examples cut to max_seq_len
+  std::vector<int64_t> untruncated_lengths;  // token counts before truncation
 };
 
-// Reads and validates a JSONL file. Sequences longer than max_seq_len are truncated; ids
-// must lie in [0, vocab_size). A malformed line is an error naming file, line and field.
+struct DatasetOptions {
+  int64_t max_seq_len = 1024;
+  int64_t vocab_size = 0;
+  text::DataFormat format = text::DataFormat::kTokens;
+  const text::Tokenizer* tokenizer = nullptr;       // needed for text formats
+  const text::ChatTemplate* chat_template = nullptr;  // needed for messages / alpaca
+  bool train_on_inputs = false;
+};
+
+// Reads, renders, tokenises and validates a JSONL file. Sequences longer than max_seq_len
+// are truncated; ids must lie in [0, vocab_size). A malformed line is an error naming file,
+// line and field.
+absl::StatusOr<TokenDataset> LoadDataset(const std::string& path, const DatasetOptions& options);
+
+// Pre-tokenised data only (format tokens).
 absl::StatusOr<TokenDataset> LoadTokenDataset(const std::string& path, int64_t max_seq_len, int64_t vocab_size);
 
 // A padded micro-batch: input_ids padded with 0, labels with -100.

@@ -28,8 +28,12 @@ struct TrainConfig {
   struct Data {
     std::string train;
     std::string eval;  // empty: no evaluation
-    std::string format = "tokens";
+    std::string format = "auto";  // auto | messages | alpaca | text | tokens
     int64_t max_seq_len = 1024;
+    std::string tokenizer;       // folder with tokenizer.json; empty: model.path
+    std::string chat_template;   // built-in name; empty: the tokenizer's own
+    bool train_on_inputs = false;
+    bool packing = false;
   } data;
   struct Training {
     int64_t max_steps = 0;  // 0: derived from epochs

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
 #include "polytune/engine/communicator.h"
+#include "polytune/engine/token_dataset.h"
 #include "polytune/engine/train_config.h"
 
 namespace polytune::engine {
@@ -34,6 +35,14 @@ struct TrainSummary {
   double final_loss = 0;
   std::string adapter_dir;
 };
+
+// The tokenizer and chat template a config's data needs (none for pre-tokenised data).
+struct TextPipeline {
+  std::unique_ptr<text::Tokenizer> tokenizer;
+  std::optional<text::ChatTemplate> chat_template;
+  DatasetOptions Options(const TrainConfig& config, int64_t vocab_size) const;
+};
+absl::StatusOr<TextPipeline> LoadTextPipeline(const TrainConfig& config);
 
 absl::StatusOr<TrainSummary> RunTraining(const TrainConfig& config, Communicator& comm, const TrainRunOptions& options);
 
