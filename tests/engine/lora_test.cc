@@ -4,6 +4,7 @@
 #include "polytune/engine/loss.h"
 #include "polytune/engine/model_loader.h"
 #include "polytune/engine/safetensors.h"
+#include "polytune/engine/token_dataset.h"
 #include "test_util.h"
 
 namespace polytune::engine {
@@ -93,9 +94,8 @@ void CheckGradients(bool checkpointing, double dropout) {
   ForwardOptions fwd;
   fwd.training = true;
   fwd.gradient_checkpointing = checkpointing;
-  fwd.dropout_seed = 9;
-  fwd.step = 4;
-  fwd.example_ids = {17, 18};
+  for (int64_t r = 0; r < 2; ++r)
+    for (int64_t t = 0; t < 10; ++t) fwd.token_keys.push_back(DropoutTokenKey(9, 4, 17 + r, t));
   auto loss = [&] { return SumTokenCrossEntropy(model->Forward(ids, fwd), labels) / 15.0; };
   loss().backward();
   const double h = 1e-6;
@@ -142,7 +142,7 @@ TEST(Lora, CheckpointingGivesSameGradientsAsPlainBackward) {
     ForwardOptions fwd;
     fwd.training = true;
     fwd.gradient_checkpointing = mode == 1;
-    fwd.example_ids = {0, 1};
+    for (int64_t k = 0; k < 20; ++k) fwd.token_keys.push_back(DropoutTokenKey(1, 0, k / 10, k % 10));
     SumTokenCrossEntropy(model->Forward(ids, fwd), ids).backward();
     for (auto& [n, p] : model->LoraParameters()) grads[mode][n] = p.grad().clone();
   }
@@ -150,8 +150,9 @@ TEST(Lora, CheckpointingGivesSameGradientsAsPlainBackward) {
 }
 
 TEST(Lora, DropoutMaskCpuLoopEqualsTensorOps) {
-  std::vector<int64_t> ids = {3, 1000003, 77};
-  DropoutKey key{42, 9, 2, 6, &ids};
+  std::vector<int64_t> keys;
+  for (int64_t k = 0; k < 3 * 17; ++k) keys.push_back(DropoutTokenKey(42, 9, k / 17 + 1000, k % 17));
+  DropoutKey key{2, 6, &keys};
   at::Tensor x = at::ones({3, 17, 33});
   EXPECT_TRUE(LoraDropoutMask(x, 0.1, key).equal(LoraDropoutMaskTensorOps(x, 0.1, key)));
   // The fused forward/backward applies exactly that mask.
@@ -164,20 +165,58 @@ TEST(Lora, DropoutMaskCpuLoopEqualsTensorOps) {
   EXPECT_TRUE(v.grad().equal(g * mask));
 }
 
-TEST(Lora, DropoutMaskDependsOnExampleNotBatchPosition) {
-  at::Tensor x = at::ones({2, 5, 8});
-  std::vector<int64_t> ids = {40, 41};
-  DropoutKey key{1, 2, 3, 4, &ids};
-  at::Tensor m = LoraDropoutMask(x, 0.5, key);
-  std::vector<int64_t> single = {41};
-  DropoutKey key1{1, 2, 3, 4, &single};
+TEST(Lora, DropoutMaskDependsOnTokenKeyNotBatchPosition) {
+  // Example 41 as row 1 of a padded batch, and alone in a shorter batch.
+  std::vector<int64_t> keys;
+  for (int64_t r = 0; r < 2; ++r)
+    for (int64_t t = 0; t < 5; ++t) keys.push_back(DropoutTokenKey(1, 2, 40 + r, t));
+  DropoutKey key{3, 4, &keys};
+  at::Tensor m = LoraDropoutMask(at::ones({2, 5, 8}), 0.5, key);
+  std::vector<int64_t> single;
+  for (int64_t t = 0; t < 3; ++t) single.push_back(DropoutTokenKey(1, 2, 41, t));
+  DropoutKey key1{3, 4, &single};
   at::Tensor m1 = LoraDropoutMask(at::ones({1, 3, 8}), 0.5, key1);
-  // Same example, shorter sequence: the mask of its first 3 positions is identical.
   EXPECT_TRUE(m1[0].equal(m[1].slice(0, 0, 3)));
+  // Another module of the same layer gets another mask.
+  DropoutKey other{3, 5, &keys};
+  EXPECT_FALSE(LoraDropoutMask(at::ones({2, 5, 8}), 0.5, other).equal(m));
   const double kept = m.ne(0).to(at::kDouble).mean().item<double>();
   EXPECT_GT(kept, 0.3);
   EXPECT_LT(kept, 0.7);
   EXPECT_TRUE(m.eq(0).logical_or(m.eq(2.0)).all().item<bool>());
+}
+
+}  // namespace
+}  // namespace polytune::engine
+
+namespace polytune::engine {
+namespace {
+
+TEST(Packing, PackedLogitsEqualUnpackedPerExample) {
+  for (const char* name : {"llama_gqa", "mistral_window"}) {
+    LoadOptions o;
+    o.quantization = Quantization::kNf4;
+    auto model = LoadModel(std::string(POLYTUNE_FIXTURES) + "/models/" + name, o);
+    ASSERT_TRUE(model.ok()) << model.status();
+    TokenDataset d;
+    d.examples.push_back({{5, 9, 2, 7, 7, 1, 3}, {}, 0});
+    d.examples.push_back({{4, 4, 8, 1, 6, 6, 0, 2, 9}, {}, 0});
+    for (auto& e : d.examples) e.labels = e.input_ids;
+    at::NoGradGuard ng;
+    Batch packed = Collate(d, {0, 1}, {0, 1}, /*pack_len=*/16);
+    ASSERT_EQ(packed.rows, 1);
+    ForwardOptions fwd;
+    fwd.segment_ids = packed.segment_ids;
+    at::Tensor lp = (*model)->Logits((*model)->ForwardHidden(packed.input_ids, fwd, packed.position_ids));
+    int64_t offset = 0;
+    for (int e = 0; e < 2; ++e) {
+      const int64_t len = static_cast<int64_t>(d.examples[e].input_ids.size());
+      Batch single = Collate(d, {e}, {e});
+      at::Tensor lu = (*model)->Forward(single.input_ids);
+      EXPECT_LT(testing::RelativeMaxError(lp[0].slice(0, offset, offset + len), lu[0]), 1e-5) << name << " example " << e;
+      offset += len;
+    }
+  }
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "polytune/engine/token_dataset.h"
 
+#include "polytune/engine/llama_model.h"
+
 #include <gtest/gtest.h>
 
 #include <set>
@@ -78,7 +80,25 @@ TEST(Collate, PadsInputsWithZeroAndLabelsWithIgnore) {
   EXPECT_EQ(b.input_ids[1][1].item<int64_t>(), 0);
   EXPECT_EQ(b.labels[1][2].item<int64_t>(), -100);
   EXPECT_EQ(b.tokens, 4);
-  EXPECT_EQ(b.example_ids, (std::vector<int64_t>{7, 8}));
+  EXPECT_EQ(b.labels[0][0].item<int64_t>(), -100) << "the first position is never a target";
+  EXPECT_EQ(b.token_examples, (std::vector<int64_t>{7, 7, 7, 8, -1, -1}));
+  EXPECT_FALSE(b.segment_ids.defined());
+}
+
+TEST(Collate, PackingPlacesExamplesFirstFitWithRestartingPositions) {
+  TokenDataset d;
+  d.examples.push_back({{1, 2, 3}, {1, 2, 3}, 0});
+  d.examples.push_back({{4, 5, 6, 7}, {4, 5, 6, 7}, 0});
+  d.examples.push_back({{8, 9}, {8, 9}, 0});
+  Batch b = Collate(d, {0, 1, 2}, {10, 11, 12}, /*pack_len=*/5);
+  // Rows: [ex0, ex2] (3 + 2 = 5 tokens) and [ex1].
+  ASSERT_EQ(b.rows, 2);
+  EXPECT_EQ(b.input_ids[0].equal(at::tensor({1, 2, 3, 8, 9}, at::kLong)), true);
+  EXPECT_TRUE(b.position_ids[0].equal(at::tensor({0, 1, 2, 0, 1}, at::kLong)));
+  EXPECT_TRUE(b.segment_ids[0].equal(at::tensor({0, 0, 0, 2, 2}, at::kLong)));
+  EXPECT_TRUE(b.labels[0].equal(at::tensor({-100, 2, 3, -100, 9}, at::kLong)));
+  EXPECT_TRUE(b.segment_ids[1].equal(at::tensor({1, 1, 1, 1, -1}, at::kLong)));
+  EXPECT_EQ(b.tokens, 9);
 }
 
 }  // namespace

@@ -41,7 +41,7 @@ absl::StatusOr<EvalResult> Evaluate(const LlamaModel& model, const TokenDataset&
   for (size_t start = 0; start < mine.size(); start += batch_size) {
     std::vector<int64_t> idx(mine.begin() + start, mine.begin() + std::min(mine.size(), start + batch_size));
     Batch b = Collate(data, idx, idx);
-    at::Tensor logits = model.Forward(b.input_ids, options);
+    at::Tensor logits = model.Logits(model.ForwardHidden(b.input_ids, options, b.position_ids));
     RowStats s = ComputeRowStats(logits, b.labels);
     for (size_t r = 0; r < idx.size(); ++r) {
       acc[b.languages[r]][0] += s.loss[r];

@@ -19,14 +19,14 @@ struct LayerRun {
   int64_t layer_index;
   at::Tensor cos, sin;  // [batch, seq, head_dim], fp32
   const ForwardOptions* options;
+  at::Tensor attn_mask;  // additive [batch, 1, seq, seq] for packed rows; undefined otherwise
 };
 
 at::Tensor RunProjection(const LayerRun& run, ProjKind kind, const at::Tensor& x) {
   const Projection& p = run.layer->proj[static_cast<int>(kind)];
   at::Tensor y = FrozenLinear(x, p.weight, p.bias);
   if (p.lora) {
-    DropoutKey key{run.options->dropout_seed, run.options->step, run.layer_index, static_cast<int>(kind),
-                   &run.options->example_ids};
+    DropoutKey key{run.layer_index, static_cast<int>(kind), &run.options->token_keys};
     y = p.lora->AddTo(y, x, run.options->training, key);
   }
   return y;
@@ -57,14 +57,20 @@ at::Tensor Attention(const LayerRun& run, const at::Tensor& q, const at::Tensor&
   const int64_t batch = q.size(0), heads = q.size(1), seq = q.size(2), dim = q.size(3);
   const bool windowed = c.sliding_window > 0 && seq > c.sliding_window;
 #if TORCH_VERSION_MAJOR >= 2
-  if (!windowed && q.is_cuda()) {
-    return at::scaled_dot_product_attention(q, kk, vv, {}, 0.0, /*is_causal=*/true);
+  if (q.is_cuda()) {
+    if (run.attn_mask.defined())
+      return at::scaled_dot_product_attention(q, kk, vv, run.attn_mask.to(q.scalar_type()), 0.0, /*is_causal=*/false);
+    if (!windowed) return at::scaled_dot_product_attention(q, kk, vv, {}, 0.0, /*is_causal=*/true);
   }
 #endif
   // scores = mask + scale * q @ k^T in one batched GEMM (no separate scale or mask passes).
   const double scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
-  const at::Tensor& mask = CausalMask(seq, windowed ? c.sliding_window : 0, q.scalar_type(), q.device());
-  at::Tensor scores = at::baddbmm(mask.unsqueeze(0).expand({batch * heads, seq, seq}), q.reshape({batch * heads, seq, dim}),
+  at::Tensor mask = run.attn_mask.defined()
+                        ? run.attn_mask.to(q.scalar_type()).expand({batch, heads, seq, seq}).reshape({batch * heads, seq, seq})
+                        : CausalMask(seq, windowed ? c.sliding_window : 0, q.scalar_type(), q.device())
+                              .unsqueeze(0)
+                              .expand({batch * heads, seq, seq});
+  at::Tensor scores = at::baddbmm(mask, q.reshape({batch * heads, seq, dim}),
                                   kk.reshape({batch * heads, seq, dim}).transpose(1, 2), /*beta=*/1.0, /*alpha=*/scale);
   at::Tensor probs = at::softmax(scores, -1, at::promote_types(q.scalar_type(), at::kFloat)).to(q.scalar_type());
   return at::bmm(probs, vv.reshape({batch * heads, seq, dim})).view({batch, heads, seq, dim});
@@ -105,14 +111,12 @@ class CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, at::TensorList params,
                             const LayerRun* run) {
-    ctx->save_for_backward({x, run->cos, run->sin});
+    ctx->save_for_backward({x, run->cos, run->sin, run->attn_mask});
     ctx->saved_data["config"] = reinterpret_cast<int64_t>(run->config);
     ctx->saved_data["layer"] = reinterpret_cast<int64_t>(run->layer);
     ctx->saved_data["layer_index"] = run->layer_index;
     ctx->saved_data["training"] = run->options->training;
-    ctx->saved_data["seed"] = static_cast<int64_t>(run->options->dropout_seed);
-    ctx->saved_data["step"] = run->options->step;
-    ctx->saved_data["example_ids"] = run->options->example_ids;
+    ctx->saved_data["token_keys"] = run->options->token_keys;
     ctx->saved_data["num_params"] = static_cast<int64_t>(params.size());
     return DecoderForward(*run, x);
   }
@@ -122,12 +126,10 @@ class CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
     auto saved = ctx->get_saved_variables();
     ForwardOptions options;
     options.training = ctx->saved_data["training"].toBool();
-    options.dropout_seed = static_cast<uint64_t>(ctx->saved_data["seed"].toInt());
-    options.step = ctx->saved_data["step"].toInt();
-    options.example_ids = ctx->saved_data["example_ids"].toIntVector();
+    options.token_keys = ctx->saved_data["token_keys"].toIntVector();
     LayerRun run{reinterpret_cast<const ModelConfig*>(ctx->saved_data["config"].toInt()),
                  reinterpret_cast<const DecoderLayer*>(ctx->saved_data["layer"].toInt()),
-                 ctx->saved_data["layer_index"].toInt(), saved[1], saved[2], &options};
+                 ctx->saved_data["layer_index"].toInt(), saved[1], saved[2], &options, saved[3]};
     std::vector<at::Tensor> params = LayerLoraTensors(*run.layer);
     at::Tensor x = saved[0].detach().requires_grad_(saved[0].requires_grad());
     at::Tensor out;
@@ -183,9 +185,23 @@ at::Tensor LlamaModel::ForwardHidden(const at::Tensor& input_ids, const ForwardO
                              ? position_ids.to(device_)
                              : at::arange(seq, at::TensorOptions().dtype(at::kLong).device(device_)).unsqueeze(0).expand({batch, seq});
   auto [cos, sin] = RopeCosSin(inv_freq_, positions);
+  at::Tensor attn_mask;
+  if (options.segment_ids.defined()) {
+    // Block-diagonal causal: token i sees token j iff same segment and j <= i (and within
+    // the sliding window, if any). Every token sees itself, so no softmax row is empty.
+    at::Tensor seg = options.segment_ids.to(device_);
+    at::Tensor allowed = seg.unsqueeze(2).eq(seg.unsqueeze(1));
+    auto bool_opts = at::TensorOptions().dtype(at::kBool).device(device_);
+    at::Tensor causal = at::ones({seq, seq}, bool_opts).tril();
+    if (config_.sliding_window > 0 && seq > config_.sliding_window)
+      causal = causal.logical_and(at::ones({seq, seq}, bool_opts).triu(-(config_.sliding_window - 1)));
+    allowed = allowed.logical_and(causal.unsqueeze(0));
+    attn_mask = at::zeros({batch, 1, seq, seq}, at::TensorOptions().dtype(compute_dtype_).device(device_))
+                    .masked_fill(allowed.logical_not().unsqueeze(1), -std::numeric_limits<float>::infinity());
+  }
   at::Tensor x = at::embedding(embed_tokens, ids).to(compute_dtype_);
   for (size_t i = 0; i < layers.size(); ++i) {
-    LayerRun run{&config_, &layers[i], static_cast<int64_t>(i), cos, sin, &options};
+    LayerRun run{&config_, &layers[i], static_cast<int64_t>(i), cos, sin, &options, attn_mask};
     const bool needs_graph = at::GradMode::is_enabled() && (x.requires_grad() || layers[i].HasLora());
     if (!needs_graph) {
       at::NoGradGuard no_grad;

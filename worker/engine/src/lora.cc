@@ -72,21 +72,6 @@ LoraAdapter LoraAdapter::Create(int64_t in_features, int64_t out_features, const
 
 namespace {
 
-std::vector<int32_t> RowKeys(int64_t rows, const DropoutKey& key) {
-  TORCH_CHECK(key.example_ids != nullptr && static_cast<int64_t>(key.example_ids->size()) == rows,
-              "LoRA dropout needs one example id per batch row");
-  std::vector<int32_t> row_keys(rows);
-  for (int64_t r = 0; r < rows; ++r) {
-    uint64_t h = SplitMix64(key.seed);
-    h = SplitMix64(h ^ static_cast<uint64_t>(key.step));
-    h = SplitMix64(h ^ static_cast<uint64_t>((*key.example_ids)[r]));
-    h = SplitMix64(h ^ static_cast<uint64_t>(key.layer));
-    h = SplitMix64(h ^ static_cast<uint64_t>(key.module));
-    row_keys[r] = static_cast<int32_t>(static_cast<uint32_t>(h));
-  }
-  return row_keys;
-}
-
 inline uint32_t Fmix32(uint32_t z) {
   z ^= z >> 16;
   z *= 0x85ebca6bu;
@@ -95,10 +80,21 @@ inline uint32_t Fmix32(uint32_t z) {
   return z ^ (z >> 16);
 }
 
+// One 32-bit key per token row for this layer and module.
+std::vector<int32_t> RowKeys(int64_t rows, const DropoutKey& key) {
+  TORCH_CHECK(key.token_keys != nullptr && static_cast<int64_t>(key.token_keys->size()) == rows,
+              "LoRA dropout needs one key per token");
+  const uint32_t salt = Fmix32(static_cast<uint32_t>(key.layer) * 0x9e3779b1u + static_cast<uint32_t>(key.module) * 0x85ebca77u + 1u);
+  std::vector<int32_t> row_keys(rows);
+  for (int64_t r = 0; r < rows; ++r)
+    row_keys[r] = static_cast<int32_t>(Fmix32(static_cast<uint32_t>((*key.token_keys)[r]) ^ salt));
+  return row_keys;
+}
+
 // CPU: the same hash as the tensor-op version, in one parallel loop.
 at::Tensor DropoutMaskCpu(const at::Tensor& x, double p, const std::vector<int32_t>& row_keys) {
-  const int64_t rows = x.size(0);
-  const int64_t per_row = x.numel() / rows;
+  const int64_t per_row = x.size(-1);
+  const int64_t rows = x.numel() / per_row;
   at::Tensor mask = at::empty(x.sizes(), x.options().dtype(at::kFloat));
   float* dst = mask.data_ptr<float>();
   const uint32_t threshold = static_cast<uint32_t>(p * 16777216.0);
@@ -136,7 +132,7 @@ class HashDropoutFunction : public torch::autograd::Function<HashDropoutFunction
                             std::vector<int64_t> row_keys) {
     at::Tensor xc = x.contiguous();
     at::Tensor out = at::empty_like(xc);
-    ApplyHashDropout(xc.data_ptr<float>(), out.data_ptr<float>(), x.size(0), x.numel() / x.size(0), p, row_keys);
+    ApplyHashDropout(xc.data_ptr<float>(), out.data_ptr<float>(), x.numel() / x.size(-1), x.size(-1), p, row_keys);
     ctx->saved_data["p"] = p;
     ctx->saved_data["keys"] = row_keys;
     return out;
@@ -145,7 +141,7 @@ class HashDropoutFunction : public torch::autograd::Function<HashDropoutFunction
                                                  torch::autograd::variable_list grads) {
     at::Tensor g = grads[0].contiguous();
     at::Tensor out = at::empty_like(g);
-    ApplyHashDropout(g.data_ptr<float>(), out.data_ptr<float>(), g.size(0), g.numel() / g.size(0),
+    ApplyHashDropout(g.data_ptr<float>(), out.data_ptr<float>(), g.numel() / g.size(-1), g.size(-1),
                      ctx->saved_data["p"].toDouble(), ctx->saved_data["keys"].toIntVector());
     return {out, at::Tensor(), at::Tensor()};
   }
@@ -153,9 +149,18 @@ class HashDropoutFunction : public torch::autograd::Function<HashDropoutFunction
 
 }  // namespace
 
+int64_t DropoutTokenKey(uint64_t seed, int64_t step, int64_t example, int64_t position) {
+  uint64_t h = SplitMix64(seed);
+  h = SplitMix64(h ^ static_cast<uint64_t>(step));
+  h = SplitMix64(h ^ static_cast<uint64_t>(example));
+  h = SplitMix64(h ^ static_cast<uint64_t>(position));
+  return static_cast<int64_t>(h & 0xffffffffu);
+}
+
+// Masks treat x as [tokens, features]: one row per token.
 at::Tensor ApplyLoraDropout(const at::Tensor& x, double p, const DropoutKey& key) {
   if (x.device().is_cpu() && x.scalar_type() == at::kFloat) {
-    std::vector<int32_t> keys32 = RowKeys(x.size(0), key);
+    std::vector<int32_t> keys32 = RowKeys(x.numel() / x.size(-1), key);
     std::vector<int64_t> keys(keys32.begin(), keys32.end());
     return HashDropoutFunction::apply(x, p, keys);
   }
@@ -163,8 +168,8 @@ at::Tensor ApplyLoraDropout(const at::Tensor& x, double p, const DropoutKey& key
 }
 
 at::Tensor LoraDropoutMask(const at::Tensor& x, double p, const DropoutKey& key) {
-  const int64_t rows = x.size(0);
-  const int64_t per_row = x.numel() / rows;
+  const int64_t per_row = x.size(-1);
+  const int64_t rows = x.numel() / per_row;
   TORCH_CHECK(per_row < (int64_t{1} << 31), "LoRA dropout: row too large for the 32-bit counter");
   std::vector<int32_t> row_keys = RowKeys(rows, key);
   if (x.device().is_cpu()) return DropoutMaskCpu(x, p, row_keys);
@@ -172,8 +177,8 @@ at::Tensor LoraDropoutMask(const at::Tensor& x, double p, const DropoutKey& key)
 }
 
 at::Tensor LoraDropoutMaskTensorOps(const at::Tensor& x, double p, const DropoutKey& key) {
-  const int64_t rows = x.size(0);
-  const int64_t per_row = x.numel() / rows;
+  const int64_t per_row = x.size(-1);
+  const int64_t rows = x.numel() / per_row;
   std::vector<int32_t> row_keys = RowKeys(rows, key);
   // Counter = element index * golden ratio, cached: it only depends on the row length.
   thread_local at::Tensor counter;

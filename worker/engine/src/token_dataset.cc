@@ -91,25 +91,60 @@ absl::StatusOr<TokenDataset> LoadDataset(const std::string& path, const DatasetO
 }
 
 Batch Collate(const TokenDataset& data, const std::vector<int64_t>& example_indices,
-              const std::vector<int64_t>& example_ids) {
+              const std::vector<int64_t>& example_ids, int64_t pack_len) {
+  // Assign examples to rows: (row, offset) per example.
+  std::vector<std::vector<size_t>> rows;
+  std::vector<int64_t> row_fill;
+  for (size_t e = 0; e < example_indices.size(); ++e) {
+    const int64_t len = static_cast<int64_t>(data.examples[example_indices[e]].input_ids.size());
+    size_t r = rows.size();
+    if (pack_len > 0)
+      for (size_t k = 0; k < rows.size(); ++k)
+        if (row_fill[k] + len <= pack_len) {
+          r = k;
+          break;
+        }
+    if (r == rows.size()) {
+      rows.emplace_back();
+      row_fill.push_back(0);
+    }
+    rows[r].push_back(e);
+    row_fill[r] += len;
+  }
   Batch b;
-  const int64_t rows = static_cast<int64_t>(example_indices.size());
+  b.rows = static_cast<int64_t>(rows.size());
   int64_t seq = 1;
-  for (int64_t i : example_indices) seq = std::max<int64_t>(seq, data.examples[i].input_ids.size());
-  b.input_ids = at::zeros({rows, seq}, at::kLong);
-  b.labels = at::full({rows, seq}, kIgnoreIndex, at::kLong);
+  for (int64_t f : row_fill) seq = std::max(seq, f);
+  b.input_ids = at::zeros({b.rows, seq}, at::kLong);
+  b.labels = at::full({b.rows, seq}, kIgnoreIndex, at::kLong);
+  b.position_ids = at::zeros({b.rows, seq}, at::kLong);
+  at::Tensor segments = at::full({b.rows, seq}, -1, at::kLong);
+  b.token_examples.assign(b.rows * seq, -1);
+  b.token_positions.assign(b.rows * seq, 0);
   auto ids = b.input_ids.accessor<int64_t, 2>();
   auto labels = b.labels.accessor<int64_t, 2>();
-  for (int64_t r = 0; r < rows; ++r) {
-    const TokenExample& ex = data.examples[example_indices[r]];
-    for (size_t t = 0; t < ex.input_ids.size(); ++t) {
-      ids[r][t] = ex.input_ids[t];
-      labels[r][t] = ex.labels[t];
+  auto pos = b.position_ids.accessor<int64_t, 2>();
+  auto seg = segments.accessor<int64_t, 2>();
+  for (int64_t r = 0; r < b.rows; ++r) {
+    int64_t offset = 0;
+    for (size_t e : rows[r]) {
+      const TokenExample& ex = data.examples[example_indices[e]];
+      for (size_t t = 0; t < ex.input_ids.size(); ++t) {
+        ids[r][offset + t] = ex.input_ids[t];
+        // The first position is never a target (nothing precedes it in its example).
+        labels[r][offset + t] = t == 0 ? kIgnoreIndex : ex.labels[t];
+        pos[r][offset + t] = static_cast<int64_t>(t);
+        seg[r][offset + t] = static_cast<int64_t>(e);
+        b.token_examples[r * seq + offset + t] = example_ids[e];
+        b.token_positions[r * seq + offset + t] = static_cast<int64_t>(t);
+      }
+      offset += static_cast<int64_t>(ex.input_ids.size());
+      b.tokens += static_cast<int64_t>(ex.input_ids.size());
     }
-    b.tokens += static_cast<int64_t>(ex.input_ids.size());
-    b.languages.push_back(ex.language);
+    for (int64_t t = offset; t < seq; ++t) pos[r][t] = t;  // padding: any position works
   }
-  b.example_ids = example_ids;
+  for (size_t e = 0; e < example_indices.size(); ++e) b.languages.push_back(data.examples[example_indices[e]].language);
+  if (pack_len > 0) b.segment_ids = segments;
   return b;
 }
 

@@ -273,8 +273,7 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainConfig& config, Communicator
     ForwardOptions fwd;
     fwd.training = true;
     fwd.gradient_checkpointing = tc.gradient_checkpointing;
-    fwd.dropout_seed = tc.seed;
-    fwd.step = step;
+    const int64_t pack_len = config.data.packing ? config.data.max_seq_len : 0;
     for (int64_t m = 0; m < tc.grad_accum_steps; ++m) {
       std::vector<int64_t> idx, ids;
       for (int64_t i = 0; i < tc.micro_batch_size; ++i) {
@@ -282,9 +281,12 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainConfig& config, Communicator
         ids.push_back(pos);
         idx.push_back(schedule.ExampleAt(pos));
       }
-      Batch b = Collate(train, idx, ids);
-      fwd.example_ids = b.example_ids;
-      at::Tensor logits = model->Forward(b.input_ids, fwd);
+      Batch b = Collate(train, idx, ids, pack_len);
+      fwd.token_keys.resize(b.token_examples.size());
+      for (size_t k = 0; k < b.token_examples.size(); ++k)
+        fwd.token_keys[k] = DropoutTokenKey(tc.seed, step, b.token_examples[k], b.token_positions[k]);
+      fwd.segment_ids = b.segment_ids;
+      at::Tensor logits = model->Logits(model->ForwardHidden(b.input_ids, fwd, b.position_ids));
       at::Tensor loss_sum = SumTokenCrossEntropy(logits, b.labels);
       local_loss += loss_sum.item<double>();
       (loss_sum / norm).backward();

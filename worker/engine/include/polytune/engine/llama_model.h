@@ -34,9 +34,11 @@ struct DecoderLayer {
 struct ForwardOptions {
   bool training = false;
   bool gradient_checkpointing = false;
-  uint64_t dropout_seed = 0;
-  int64_t step = 0;
-  std::vector<int64_t> example_ids;  // one per batch row; needed when LoRA dropout applies
+  // One DropoutTokenKey per token (batch x seq, row-major); needed when LoRA dropout applies.
+  std::vector<int64_t> token_keys;
+  // Packed rows: segment id per token [batch, seq]; attention stays within a segment
+  // (block-diagonal causal). Undefined: plain causal attention.
+  at::Tensor segment_ids;
 };
 
 class LlamaModel {
@@ -49,7 +51,8 @@ class LlamaModel {
 
   // Final normed hidden states [batch, seq, hidden] for input_ids [batch, seq] (int64).
   // position_ids default to 0..seq-1 for every row. Attention is causal (plus the sliding
-  // window when the config has one); right padding therefore never affects real tokens.
+  // window when the config has one, and segments when packed); right padding therefore never
+  // affects real tokens.
   at::Tensor ForwardHidden(const at::Tensor& input_ids, const ForwardOptions& options,
                            const at::Tensor& position_ids = at::Tensor()) const;
   // fp32 logits [batch, seq, vocab].

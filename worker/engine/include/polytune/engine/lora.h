@@ -4,10 +4,11 @@
 // rsLoRA). A is [r, in] kaiming-uniform(a = sqrt 5), i.e. U(-1/sqrt(in), 1/sqrt(in)); B is
 // [out, r] zeros. A and B are fp32 leaves; the product is computed in the input's dtype.
 //
-// Dropout masks are a pure function of (seed, step, example id, layer, module, element):
-// a counter-based hash evaluated with tensor ops on the input's device. The same example
-// therefore sees the same mask however the global batch is split into micro-batches and
-// ranks, and activation checkpointing recomputes exactly the forward's masks.
+// Dropout masks are a pure function of (token key, layer, module, feature): a counter-based
+// hash. A token's key comes from (seed, step, example, position in the example), so an
+// example sees the same mask however the global batch is split into micro-batches and ranks
+// and whether or not it is packed with others, and activation checkpointing recomputes
+// exactly the forward's masks.
 #pragma once
 
 #include <cstdint>
@@ -39,12 +40,13 @@ struct LoraSettings {
 
 // Identifies which dropout mask a LoRA input gets.
 struct DropoutKey {
-  uint64_t seed = 0;
-  int64_t step = 0;
   int64_t layer = 0;
   int module = 0;
-  const std::vector<int64_t>* example_ids = nullptr;  // one per batch row
+  const std::vector<int64_t>* token_keys = nullptr;  // one per token (batch x seq, row-major)
 };
+
+// The key of a token: example is its stream position, position its index in the example.
+int64_t DropoutTokenKey(uint64_t seed, int64_t step, int64_t example, int64_t position);
 
 struct LoraAdapter {
   at::Tensor a;  // [r, in], fp32, requires_grad

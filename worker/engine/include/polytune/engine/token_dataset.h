@@ -58,15 +58,23 @@ absl::StatusOr<TokenDataset> LoadTokenDataset(const std::string& path, int64_t m
 
 // A padded micro-batch: input_ids padded with 0, labels with -100.
 struct Batch {
-  at::Tensor input_ids;  // int64 [rows, seq]
-  at::Tensor labels;     // int64 [rows, seq]
-  std::vector<int64_t> example_ids;  // stream positions, keys for LoRA dropout
-  std::vector<int32_t> languages;
+  at::Tensor input_ids;     // int64 [rows, seq]
+  at::Tensor labels;        // int64 [rows, seq]
+  at::Tensor position_ids;  // int64 [rows, seq]; restart at 0 for every example
+  at::Tensor segment_ids;   // packed only: int64 [rows, seq], -1 on padding
+  std::vector<int64_t> token_examples;   // per token: example id (stream position), -1 on padding
+  std::vector<int64_t> token_positions;  // per token: index within its example
+  std::vector<int32_t> languages;        // per example, in input order
+  int64_t rows = 0;
   int64_t tokens = 0;  // real (unpadded) input tokens
 };
 
+// Unpacked (pack_len 0): one example per row, right-padded to the longest. Packed: examples
+// in order, first-fit into rows of at most pack_len tokens; positions restart per example,
+// segment ids keep examples from attending to each other, and each example's first label is
+// masked (its predecessor belongs to another example), so the loss equals the unpacked one.
 Batch Collate(const TokenDataset& data, const std::vector<int64_t>& example_indices,
-              const std::vector<int64_t>& example_ids);
+              const std::vector<int64_t>& example_ids, int64_t pack_len = 0);
 
 // The deterministic visiting order: an endless stream of epochs, each a seeded permutation
 // of the dataset. Step k's global batch is stream positions [k*B, (k+1)*B), so the set of
