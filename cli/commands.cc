@@ -12,6 +12,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "launcher.h"
+#include "text_commands.h"
+#include "polytune/text/bpe_trainer.h"
+#include "polytune/text/tokenizer.h"
 #include "polytune/engine/adapter_io.h"
 #include "polytune/engine/communicator.h"
 #include "polytune/engine/cpu_threads.h"
@@ -53,6 +56,7 @@ struct ModelInitArgs {
   int64_t head_dim = 0, max_positions = 2048;
   std::string dtype = "float32";
   bool tie = false;
+  std::string tokenizer_corpus = POLYTUNE_DEFAULT_TOKENIZER_CORPUS;
 };
 
 int RunModelInit(const ModelInitArgs& a) {
@@ -68,8 +72,20 @@ int RunModelInit(const ModelInitArgs& a) {
   c.tie_word_embeddings = a.tie;
   c.rope_theta = 10000.0;
   c.rms_norm_eps = 1e-5;
-  c.bos_token_id = 1;
-  c.eos_token_id = 2;
+  // A byte-level BPE learned from the corpus (the bundled multilingual data by default), so
+  // the model sees real subwords; its size is the model's vocabulary.
+  if (!a.tokenizer_corpus.empty()) {
+    auto texts = text::ReadCorpusTexts(a.tokenizer_corpus);
+    if (!texts.ok()) return Fail(texts.status());
+    text::BpeTrainOptions bo;
+    bo.vocab_size = a.vocab;
+    absl::Status st = text::TrainByteLevelBpe(*texts, bo, a.out);
+    if (!st.ok()) return Fail(st);
+    auto tok = text::Tokenizer::Load(a.out);
+    if (!tok.ok()) return Fail(tok.status());
+    c.bos_token_id = (*tok)->bos_id().value_or(-1);
+    c.eos_token_id = (*tok)->eos_id().value_or(-1);
+  }
   // Validate through the same parser that loading uses.
   auto parsed = ParseModelConfig(ModelConfigToJson(c), "model init");
   if (!parsed.ok()) return Fail(parsed.status());
@@ -135,6 +151,7 @@ int RunTrain(const TrainArgs& a, const std::vector<std::string>& raw_args) {
 
 struct EvalArgs {
   std::string model, data, adapter, quantization = "none", device = "cpu";
+  std::string format = "auto", tokenizer, chat_template;
   bool double_quant = false, json = false;
   int64_t batch_size = 8, max_seq_len = 4096;
 };
@@ -157,7 +174,17 @@ int RunEval(const EvalArgs& a) {
     absl::Status st = ApplyPeftAdapter(*adapter, model->get());
     if (!st.ok()) return Fail(st);
   }
-  auto data = LoadTokenDataset(a.data, a.max_seq_len, (*model)->config().vocab_size);
+  // Text data goes through the same tokenizer, template and masking as training.
+  TrainConfig pipeline_config;
+  pipeline_config.model.path = a.model;
+  pipeline_config.data.format = a.format;
+  pipeline_config.data.tokenizer = a.tokenizer;
+  pipeline_config.data.chat_template = a.chat_template;
+  pipeline_config.data.max_seq_len = a.max_seq_len;
+  if (!text::ParseDataFormat(a.format).ok()) return Fail(text::ParseDataFormat(a.format).status());
+  auto pipeline = LoadTextPipeline(pipeline_config);
+  if (!pipeline.ok()) return Fail(pipeline.status());
+  auto data = LoadDataset(a.data, pipeline->Options(pipeline_config, (*model)->config().vocab_size));
   if (!data.ok()) return Fail(data.status());
   auto comm = MakeSingleProcessCommunicator();
   auto result = Evaluate(**model, *data, a.batch_size, *comm);
@@ -179,6 +206,7 @@ int RunEval(const EvalArgs& a) {
 std::function<int()> RegisterCommands(CLI::App& app) {
   app.require_subcommand(1);
   auto run = std::make_shared<std::function<int()>>([] { return 0; });
+  RegisterTextCommands(app, run);
 
   // polytune model init
   auto* model_cmd = app.add_subcommand("model", "Create or inspect model checkpoints");
@@ -196,6 +224,9 @@ std::function<int()> RegisterCommands(CLI::App& app) {
   init->add_option("--seed", init_args->seed, "Random seed")->capture_default_str();
   init->add_option("--dtype", init_args->dtype, "float32, float16 or bfloat16")->capture_default_str();
   init->add_flag("--tie-embeddings", init_args->tie, "Tie lm_head to the embeddings");
+  init->add_option("--tokenizer-corpus", init_args->tokenizer_corpus,
+                   "Text to learn the tokenizer from (JSONL or plain); empty: write no tokenizer")
+      ->capture_default_str();
   init->callback([run, init_args] { *run = [init_args] { return RunModelInit(*init_args); }; });
 
   // polytune train
@@ -238,6 +269,9 @@ std::function<int()> RegisterCommands(CLI::App& app) {
   eval->add_option("--batch-size", eval_args->batch_size)->capture_default_str();
   eval->add_option("--max-seq-len", eval_args->max_seq_len)->capture_default_str();
   eval->add_flag("--json", eval_args->json, "Print one JSON object");
+  eval->add_option("--format", eval_args->format, "auto, messages, alpaca, text or tokens")->capture_default_str();
+  eval->add_option("--tokenizer", eval_args->tokenizer, "Folder with tokenizer.json (default: the model folder)");
+  eval->add_option("--chat-template", eval_args->chat_template, "Built-in template instead of the model's own");
   eval->callback([run, eval_args] { *run = [eval_args] { return RunEval(*eval_args); }; });
 
   // polytune export

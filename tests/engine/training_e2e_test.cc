@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "nlohmann/json.hpp"
 #include "polytune/common/file_util.h"
@@ -39,7 +40,7 @@ class TrainingE2E : public ::testing::Test {
  protected:
   void SetUp() override {
     Result r = Shell(kBin + " model init --out " + (dir_ / "model") +
-                   " --hidden-size 64 --layers 2 --heads 4 --kv-heads 2 --intermediate-size 128 --vocab-size 300 --seed 3");
+                     " --hidden-size 64 --layers 2 --heads 4 --kv-heads 2 --intermediate-size 128 --vocab-size 320 --seed 3");
     ASSERT_EQ(r.code, 0) << r.output;
   }
 
@@ -200,6 +201,81 @@ TEST_F(TrainingE2E, InitAdapterContinuesFromAPreviousAdapter) {
   ASSERT_FALSE(start2.is_null());
   EXPECT_EQ(start2["step"], 0);
   EXPECT_NEAR(start2["eval"]["overall"]["loss"].get<double>(), end1["eval"]["overall"]["loss"].get<double>(), 1e-9);
+}
+
+TEST_F(TrainingE2E, PackedTrainingOnChatDataEqualsUnpacked) {
+  // Chat data through the model's own template (llama3, written by model init) with masking.
+  auto config = [&](const std::string& name, bool packing) {
+    const std::string path = dir_ / (name + ".yaml");
+    std::ofstream(path) << "model: {path: " << (dir_ / "model") << "}\n"
+                        << "lora: {r: 4, alpha: 8, dropout: 0.1}\n"
+                        << "data: {train: " << kExamples << "/data/instructions_train.jsonl, max_seq_len: 128, packing: "
+                        << (packing ? "true" : "false") << "}\n"
+                        << "training: {lr: 0.002, max_steps: 4, micro_batch_size: 6, seed: 3}\n"
+                        << "output_dir: " << (dir_ / ("out-" + name)) << "\n";
+    return path;
+  };
+  Result plain = Shell(kBin + " train " + config("unpacked", false));
+  ASSERT_EQ(plain.code, 0) << plain.output;
+  Result packed = Shell(kBin + " train " + config("packed", true));
+  ASSERT_EQ(packed.code, 0) << packed.output;
+  const double diff = MaxDiff(Adapter(dir_ / "out-unpacked/adapter"), Adapter(dir_ / "out-packed/adapter"));
+  EXPECT_LT(diff, 1e-5) << "packed and unpacked adapters differ by " << diff;
+  auto a = Metrics("unpacked"), b = Metrics("packed");
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!a[i].contains("loss")) continue;
+    EXPECT_NEAR(a[i]["loss"].get<double>(), b[i]["loss"].get<double>(), 1e-5) << i;
+    EXPECT_EQ(a[i]["target_tokens"], b[i]["target_tokens"]);
+  }
+}
+
+TEST_F(TrainingE2E, TokenizerAndDataCommands) {
+  // tokenizer encode on the real Llama 3 tokenizer fixture, against its HF vectors.
+  const std::string tok = std::string(POLYTUNE_FIXTURES) + "/tokenizers/llama3";
+  std::ifstream vin(tok + "/vectors.json");
+  nlohmann::json vectors = nlohmann::json::parse(vin);
+  {
+    std::ofstream in(dir_ / "lines.jsonl");
+    for (int i = 0; i < 5; ++i) in << nlohmann::json(vectors[i]["text"]).dump() << "\n";
+  }
+  Result enc = Shell(kBin + " tokenizer encode --tokenizer " + tok + " --jsonl < " + (dir_ / "lines.jsonl"));
+  ASSERT_EQ(enc.code, 0) << enc.output;
+  std::istringstream lines(enc.output);
+  std::string line;
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(std::getline(lines, line));
+    EXPECT_EQ(nlohmann::json::parse(line), vectors[i]["ids"]) << vectors[i]["text"];
+  }
+  // data render --json: one object per example with aligned ids and labels.
+  Result render = Shell(kBin + " data render --tokenizer " + (dir_ / "model") + " --data " + kExamples +
+                        "/data/instructions_eval.jsonl --json");
+  ASSERT_EQ(render.code, 0) << render.output;
+  std::istringstream rl(render.output);
+  int examples = 0;
+  while (std::getline(rl, line)) {
+    auto j = nlohmann::json::parse(line);
+    ASSERT_EQ(j["input_ids"].size(), j["labels"].size());
+    int trained = 0;
+    for (const auto& l : j["labels"]) trained += l.get<int64_t>() != -100;
+    EXPECT_GT(trained, 0);
+    EXPECT_LT(trained, static_cast<int>(j["labels"].size()));
+    ++examples;
+  }
+  EXPECT_EQ(examples, 16);
+  Result inspect = Shell(kBin + " data inspect " + kExamples + "/data/instructions_train.jsonl --tokenizer " +
+                         (dir_ / "model") + " --max-seq-len 64 --json");
+  ASSERT_EQ(inspect.code, 0) << inspect.output;
+  auto ij = nlohmann::json::parse(inspect.output);
+  EXPECT_EQ(ij["examples"], 48);
+  EXPECT_EQ(ij["languages"].size(), 8u);
+  EXPECT_EQ(ij["formats"]["alpaca"], 16);
+  EXPECT_GT(ij["truncated"].get<int>(), 0);
+  // A bad line names file, line and field.
+  std::ofstream(dir_ / "bad_chat.jsonl") << R"({"messages": [{"role": "user", "content": "hi"}, {"role": "robot", "content": "x"}]})" << "\n";
+  Result bad = Shell(kBin + " data render --tokenizer " + (dir_ / "model") + " --data " + (dir_ / "bad_chat.jsonl"));
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_NE(bad.output.find("bad_chat.jsonl:1: field 'messages[1].role' is 'robot'"), std::string::npos) << bad.output;
 }
 
 TEST_F(TrainingE2E, BadInputsGiveOneClearLine) {
