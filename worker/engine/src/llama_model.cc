@@ -1,6 +1,8 @@
 #include "polytune/engine/llama_model.h"
 
 #include <cmath>
+#include <map>
+#include <tuple>
 
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/autograd/autograd.h>
@@ -19,7 +21,8 @@ struct LayerRun {
   int64_t layer_index;
   at::Tensor cos, sin;  // [batch, seq, head_dim], fp32
   const ForwardOptions* options;
-  at::Tensor attn_mask;  // additive [batch, 1, seq, seq] for packed rows; undefined otherwise
+  // Packed rows: (row, start, end) triples covering every row; attention runs per span.
+  std::vector<int64_t> spans;
 };
 
 at::Tensor RunProjection(const LayerRun& run, ProjKind kind, const at::Tensor& x) {
@@ -35,18 +38,17 @@ at::Tensor RunProjection(const LayerRun& run, ProjKind kind, const at::Tensor& x
 // Additive causal mask (0 on and below the diagonal, -inf above; also -inf beyond the
 // sliding window), cached per thread since every layer of a forward pass uses the same one.
 const at::Tensor& CausalMask(int64_t seq, int64_t window, at::ScalarType dtype, const at::Device& device) {
-  thread_local at::Tensor cached;
-  thread_local int64_t cached_window = -1;
-  if (!cached.defined() || cached.size(0) != seq || cached_window != window || cached.scalar_type() != dtype ||
-      cached.device() != device) {
-    auto bool_opts = at::TensorOptions().dtype(at::kBool).device(device);
-    at::Tensor masked = at::ones({seq, seq}, bool_opts).triu(1);
-    if (window > 0 && seq > window) masked = masked.logical_or(at::ones({seq, seq}, bool_opts).tril(-window));
-    cached = at::zeros({seq, seq}, at::TensorOptions().dtype(dtype).device(device))
-                 .masked_fill(masked, -std::numeric_limits<float>::infinity());
-    cached_window = window;
-  }
-  return cached;
+  // Keyed by everything the mask depends on; packed rows use one mask per example length.
+  thread_local std::map<std::tuple<int64_t, int64_t, int, std::string>, at::Tensor> cache;
+  auto key = std::make_tuple(seq, window, static_cast<int>(dtype), device.str());
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  if (cache.size() > 256) cache.clear();
+  auto bool_opts = at::TensorOptions().dtype(at::kBool).device(device);
+  at::Tensor masked = at::ones({seq, seq}, bool_opts).triu(1);
+  if (window > 0 && seq > window) masked = masked.logical_or(at::ones({seq, seq}, bool_opts).tril(-window));
+  return cache[key] = at::zeros({seq, seq}, at::TensorOptions().dtype(dtype).device(device))
+                          .masked_fill(masked, -std::numeric_limits<float>::infinity());
 }
 
 at::Tensor Attention(const LayerRun& run, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
@@ -56,20 +58,32 @@ at::Tensor Attention(const LayerRun& run, const at::Tensor& q, const at::Tensor&
   at::Tensor vv = groups == 1 ? v : v.repeat_interleave(groups, 1);
   const int64_t batch = q.size(0), heads = q.size(1), seq = q.size(2), dim = q.size(3);
   const bool windowed = c.sliding_window > 0 && seq > c.sliding_window;
-#if TORCH_VERSION_MAJOR >= 2
-  if (q.is_cuda()) {
-    if (run.attn_mask.defined())
-      return at::scaled_dot_product_attention(q, kk, vv, run.attn_mask.to(q.scalar_type()), 0.0, /*is_causal=*/false);
-    if (!windowed) return at::scaled_dot_product_attention(q, kk, vv, {}, 0.0, /*is_causal=*/true);
+  if (!run.spans.empty()) {
+    // Packed rows: causal attention within each example's span only (cost sum of len^2,
+    // not seq^2), so packing never attends across examples and never costs extra.
+    std::vector<at::Tensor> rows(batch);
+    for (int64_t b = 0; b < batch; ++b) {
+      std::vector<at::Tensor> parts;
+      for (size_t i = 0; i + 2 < run.spans.size(); i += 3) {
+        if (run.spans[i] != b) continue;
+        const int64_t s0 = run.spans[i + 1], s1 = run.spans[i + 2];
+        LayerRun single = run;
+        single.spans.clear();
+        parts.push_back(Attention(single, q.slice(0, b, b + 1).slice(2, s0, s1), k.slice(0, b, b + 1).slice(2, s0, s1),
+                                  v.slice(0, b, b + 1).slice(2, s0, s1)));
+      }
+      rows[b] = parts.size() == 1 ? parts[0] : at::cat(parts, 2);
+    }
+    return batch == 1 ? rows[0] : at::cat(rows, 0);
   }
+#if TORCH_VERSION_MAJOR >= 2
+  if (q.is_cuda() && !windowed) return at::scaled_dot_product_attention(q, kk, vv, {}, 0.0, /*is_causal=*/true);
 #endif
   // scores = mask + scale * q @ k^T in one batched GEMM (no separate scale or mask passes).
   const double scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
-  at::Tensor mask = run.attn_mask.defined()
-                        ? run.attn_mask.to(q.scalar_type()).expand({batch, heads, seq, seq}).reshape({batch * heads, seq, seq})
-                        : CausalMask(seq, windowed ? c.sliding_window : 0, q.scalar_type(), q.device())
-                              .unsqueeze(0)
-                              .expand({batch * heads, seq, seq});
+  at::Tensor mask = CausalMask(seq, windowed ? c.sliding_window : 0, q.scalar_type(), q.device())
+                        .unsqueeze(0)
+                        .expand({batch * heads, seq, seq});
   at::Tensor scores = at::baddbmm(mask, q.reshape({batch * heads, seq, dim}),
                                   kk.reshape({batch * heads, seq, dim}).transpose(1, 2), /*beta=*/1.0, /*alpha=*/scale);
   at::Tensor probs = at::softmax(scores, -1, at::promote_types(q.scalar_type(), at::kFloat)).to(q.scalar_type());
@@ -111,7 +125,8 @@ class CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, at::TensorList params,
                             const LayerRun* run) {
-    ctx->save_for_backward({x, run->cos, run->sin, run->attn_mask});
+    ctx->save_for_backward({x, run->cos, run->sin});
+    ctx->saved_data["spans"] = run->spans;
     ctx->saved_data["config"] = reinterpret_cast<int64_t>(run->config);
     ctx->saved_data["layer"] = reinterpret_cast<int64_t>(run->layer);
     ctx->saved_data["layer_index"] = run->layer_index;
@@ -129,7 +144,8 @@ class CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
     options.token_keys = ctx->saved_data["token_keys"].toIntVector();
     LayerRun run{reinterpret_cast<const ModelConfig*>(ctx->saved_data["config"].toInt()),
                  reinterpret_cast<const DecoderLayer*>(ctx->saved_data["layer"].toInt()),
-                 ctx->saved_data["layer_index"].toInt(), saved[1], saved[2], &options, saved[3]};
+                 ctx->saved_data["layer_index"].toInt(), saved[1], saved[2], &options,
+                 ctx->saved_data["spans"].toIntVector()};
     std::vector<at::Tensor> params = LayerLoraTensors(*run.layer);
     at::Tensor x = saved[0].detach().requires_grad_(saved[0].requires_grad());
     at::Tensor out;
@@ -185,23 +201,24 @@ at::Tensor LlamaModel::ForwardHidden(const at::Tensor& input_ids, const ForwardO
                              ? position_ids.to(device_)
                              : at::arange(seq, at::TensorOptions().dtype(at::kLong).device(device_)).unsqueeze(0).expand({batch, seq});
   auto [cos, sin] = RopeCosSin(inv_freq_, positions);
-  at::Tensor attn_mask;
+  // Packed rows: runs of equal segment id become (row, start, end) spans.
+  std::vector<int64_t> spans;
   if (options.segment_ids.defined()) {
-    // Block-diagonal causal: token i sees token j iff same segment and j <= i (and within
-    // the sliding window, if any). Every token sees itself, so no softmax row is empty.
-    at::Tensor seg = options.segment_ids.to(device_);
-    at::Tensor allowed = seg.unsqueeze(2).eq(seg.unsqueeze(1));
-    auto bool_opts = at::TensorOptions().dtype(at::kBool).device(device_);
-    at::Tensor causal = at::ones({seq, seq}, bool_opts).tril();
-    if (config_.sliding_window > 0 && seq > config_.sliding_window)
-      causal = causal.logical_and(at::ones({seq, seq}, bool_opts).triu(-(config_.sliding_window - 1)));
-    allowed = allowed.logical_and(causal.unsqueeze(0));
-    attn_mask = at::zeros({batch, 1, seq, seq}, at::TensorOptions().dtype(compute_dtype_).device(device_))
-                    .masked_fill(allowed.logical_not().unsqueeze(1), -std::numeric_limits<float>::infinity());
+    at::Tensor seg = options.segment_ids.to(at::kCPU).contiguous();
+    auto acc = seg.accessor<int64_t, 2>();
+    for (int64_t r = 0; r < batch; ++r) {
+      int64_t start = 0;
+      for (int64_t t = 1; t <= seq; ++t) {
+        if (t == seq || acc[r][t] != acc[r][start]) {
+          spans.insert(spans.end(), {r, start, t});
+          start = t;
+        }
+      }
+    }
   }
   at::Tensor x = at::embedding(embed_tokens, ids).to(compute_dtype_);
   for (size_t i = 0; i < layers.size(); ++i) {
-    LayerRun run{&config_, &layers[i], static_cast<int64_t>(i), cos, sin, &options, attn_mask};
+    LayerRun run{&config_, &layers[i], static_cast<int64_t>(i), cos, sin, &options, spans};
     const bool needs_graph = at::GradMode::is_enabled() && (x.requires_grad() || layers[i].HasLora());
     if (!needs_graph) {
       at::NoGradGuard no_grad;
