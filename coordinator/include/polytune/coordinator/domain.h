@@ -1,0 +1,57 @@
+// Control-plane domain types. No gRPC or proto types here: those are converted at the edge
+// (proto_convert.cc).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace polytune::coordinator {
+
+enum class JobState { kPending, kScheduled, kRunning, kSucceeded, kFailed, kCancelled };
+const char* JobStateName(JobState s);
+bool IsTerminal(JobState s);
+// Whether the lifecycle PENDING -> SCHEDULED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED
+// allows from -> to (PENDING and SCHEDULED may also fail or be cancelled; a lost gang may
+// go back from SCHEDULED/RUNNING to PENDING when restarts are enabled).
+bool IsAllowedTransition(JobState from, JobState to);
+
+struct JobEvent {
+  int64_t time_micros = 0;
+  JobState state = JobState::kPending;
+  std::string reason;
+};
+
+struct Job {
+  std::string id;
+  std::string name;
+  int32_t priority = 0;   // higher first
+  int64_t sequence = 0;   // submission order (FIFO within a priority)
+  int32_t world_size = 1;
+  std::string spec_yaml;  // the validated training config
+  JobState state = JobState::kPending;
+  std::string reason;     // why it is in this state (pending: what it waits for)
+  int64_t submitted_micros = 0;
+  std::vector<std::string> assigned_workers;  // one per rank while scheduled/running
+  std::vector<JobEvent> events;
+};
+
+struct Device {
+  std::string kind;  // "cpu" or "cuda"
+  int32_t index = 0;
+  int64_t memory_bytes = 0;
+};
+
+struct Worker {
+  std::string id;           // stable name
+  std::string incarnation;  // random per daemon start: a restarted worker is a new incarnation
+  std::string address;      // host the worker's ranks bind to
+  std::vector<Device> devices;
+  int64_t last_heartbeat_micros = 0;
+  bool alive = true;
+  int32_t slots() const { return static_cast<int32_t>(devices.size()); }
+};
+
+}  // namespace polytune::coordinator

@@ -1,0 +1,42 @@
+// Registered workers and their liveness, judged against an injected clock.
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "polytune/common/clock.h"
+#include "polytune/coordinator/domain.h"
+
+namespace polytune::coordinator {
+
+class WorkerRegistry {
+ public:
+  WorkerRegistry(const Clock* clock, int64_t heartbeat_timeout_micros)
+      : clock_(clock), timeout_(heartbeat_timeout_micros) {}
+
+  // Registers (or re-registers) a worker. A new incarnation of a known id replaces the old
+  // one; the old incarnation is reported lost by the return value (its jobs must fail).
+  // Returns the ids of incarnations this registration superseded (empty or {id}).
+  std::vector<std::string> Register(Worker worker);
+
+  // FAILED_PRECONDITION for an unknown id or a stale incarnation: the daemon must register
+  // again (it was declared lost, or the coordinator restarted without it).
+  absl::Status Heartbeat(const std::string& id, const std::string& incarnation);
+
+  // Marks workers silent for longer than the timeout as lost and returns their ids.
+  std::vector<std::string> ExpireSilent();
+
+  std::vector<Worker> Snapshot() const;
+  std::vector<Worker> Alive() const;
+
+ private:
+  const Clock* clock_;
+  int64_t timeout_;
+  mutable std::mutex mu_;
+  std::map<std::string, Worker> workers_;
+};
+
+}  // namespace polytune::coordinator

@@ -1,0 +1,60 @@
+#include "polytune/coordinator/worker_registry.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace polytune::coordinator {
+
+std::vector<std::string> WorkerRegistry::Register(Worker worker) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::string> superseded;
+  auto it = workers_.find(worker.id);
+  if (it != workers_.end() && it->second.alive && it->second.incarnation != worker.incarnation)
+    superseded.push_back(worker.id);
+  worker.last_heartbeat_micros = clock_->NowMicros();
+  worker.alive = true;
+  workers_[worker.id] = std::move(worker);
+  return superseded;
+}
+
+absl::Status WorkerRegistry::Heartbeat(const std::string& id, const std::string& incarnation) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = workers_.find(id);
+  if (it == workers_.end())
+    return absl::FailedPreconditionError(absl::StrCat("worker '", id, "' is not registered; register again"));
+  if (it->second.incarnation != incarnation)
+    return absl::FailedPreconditionError(absl::StrCat("worker '", id, "' incarnation ", incarnation,
+                                                      " was superseded; register again"));
+  if (!it->second.alive)
+    return absl::FailedPreconditionError(absl::StrCat("worker '", id, "' was declared lost; register again"));
+  it->second.last_heartbeat_micros = clock_->NowMicros();
+  return absl::OkStatus();
+}
+
+std::vector<std::string> WorkerRegistry::ExpireSilent() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::string> lost;
+  const int64_t now = clock_->NowMicros();
+  for (auto& [id, w] : workers_) {
+    if (w.alive && now - w.last_heartbeat_micros > timeout_) {
+      w.alive = false;
+      lost.push_back(id);
+    }
+  }
+  return lost;
+}
+
+std::vector<Worker> WorkerRegistry::Snapshot() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<Worker> out;
+  for (const auto& [id, w] : workers_) out.push_back(w);
+  return out;
+}
+
+std::vector<Worker> WorkerRegistry::Alive() const {
+  std::vector<Worker> out;
+  for (auto& w : Snapshot())
+    if (w.alive) out.push_back(std::move(w));
+  return out;
+}
+
+}  // namespace polytune::coordinator
