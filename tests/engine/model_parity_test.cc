@@ -25,6 +25,8 @@ struct ParityCase {
   std::string mode;  // none, nf4, nf4_dq
 };
 
+void PrintTo(const ParityCase& c, std::ostream* os) { *os << c.model << "/" << c.mode; }
+
 class ModelParity : public ::testing::TestWithParam<ParityCase> {};
 
 TEST_P(ModelParity, LogitsAndLossMatchReference) {

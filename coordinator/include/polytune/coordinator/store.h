@@ -1,0 +1,45 @@
+// Durable control-plane state: jobs with their events, workers, metrics and checkpoint
+// records. SqliteStore keeps it in one SQLite database (WAL) so a coordinator restart
+// reloads everything; InMemoryStore is the fake for tests.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "polytune/coordinator/domain.h"
+
+namespace polytune::coordinator {
+
+struct CheckpointRecord {
+  std::string job_id;
+  int64_t step = 0;
+  std::string sha256;      // of the archive, verified before recording
+  int64_t size_bytes = 0;
+  std::string artifact;    // content-addressed path under the artifact root
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+  // Inserts or replaces a job with all its events, atomically.
+  virtual absl::Status PutJob(const Job& job) = 0;
+  virtual absl::StatusOr<std::optional<Job>> GetJob(const std::string& id) = 0;
+  virtual absl::StatusOr<std::vector<Job>> ListJobs() = 0;  // in submission order
+  virtual absl::StatusOr<int64_t> NextJobSequence() = 0;
+  virtual absl::Status PutWorker(const Worker& worker) = 0;
+  virtual absl::StatusOr<std::vector<Worker>> ListWorkers() = 0;
+  virtual absl::Status AppendMetric(const std::string& job_id, const std::string& json) = 0;
+  virtual absl::StatusOr<std::vector<std::string>> Metrics(const std::string& job_id) = 0;
+  virtual absl::Status PutCheckpoint(const CheckpointRecord& record) = 0;
+  virtual absl::StatusOr<std::vector<CheckpointRecord>> Checkpoints(const std::string& job_id) = 0;  // by step
+};
+
+std::unique_ptr<Store> MakeInMemoryStore();
+// Opens (creating if needed) `path`; errors name the file and what to do.
+absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path);
+
+}  // namespace polytune::coordinator

@@ -1,0 +1,79 @@
+#include <algorithm>
+#include <map>
+
+#include "polytune/coordinator/store.h"
+
+namespace polytune::coordinator {
+namespace {
+
+class InMemoryStore : public Store {
+ public:
+  absl::Status PutJob(const Job& job) override {
+    std::lock_guard<std::mutex> l(mu_);
+    jobs_[job.id] = job;
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::optional<Job>> GetJob(const std::string& id) override {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = jobs_.find(id);
+    if (it == jobs_.end()) return std::optional<Job>();
+    return std::optional<Job>(it->second);
+  }
+  absl::StatusOr<std::vector<Job>> ListJobs() override {
+    std::lock_guard<std::mutex> l(mu_);
+    std::vector<Job> out;
+    for (const auto& [id, j] : jobs_) out.push_back(j);
+    std::sort(out.begin(), out.end(), [](const Job& a, const Job& b) { return a.sequence < b.sequence; });
+    return out;
+  }
+  absl::StatusOr<int64_t> NextJobSequence() override {
+    std::lock_guard<std::mutex> l(mu_);
+    return ++sequence_;
+  }
+  absl::Status PutWorker(const Worker& w) override {
+    std::lock_guard<std::mutex> l(mu_);
+    workers_[w.id] = w;
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::vector<Worker>> ListWorkers() override {
+    std::lock_guard<std::mutex> l(mu_);
+    std::vector<Worker> out;
+    for (const auto& [id, w] : workers_) out.push_back(w);
+    return out;
+  }
+  absl::Status AppendMetric(const std::string& job_id, const std::string& json) override {
+    std::lock_guard<std::mutex> l(mu_);
+    metrics_[job_id].push_back(json);
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::vector<std::string>> Metrics(const std::string& job_id) override {
+    std::lock_guard<std::mutex> l(mu_);
+    return metrics_[job_id];
+  }
+  absl::Status PutCheckpoint(const CheckpointRecord& r) override {
+    std::lock_guard<std::mutex> l(mu_);
+    auto& v = checkpoints_[r.job_id];
+    v.erase(std::remove_if(v.begin(), v.end(), [&](const CheckpointRecord& c) { return c.step == r.step; }), v.end());
+    v.push_back(r);
+    std::sort(v.begin(), v.end(), [](const CheckpointRecord& a, const CheckpointRecord& b) { return a.step < b.step; });
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::vector<CheckpointRecord>> Checkpoints(const std::string& job_id) override {
+    std::lock_guard<std::mutex> l(mu_);
+    return checkpoints_[job_id];
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, Job> jobs_;
+  std::map<std::string, Worker> workers_;
+  std::map<std::string, std::vector<std::string>> metrics_;
+  std::map<std::string, std::vector<CheckpointRecord>> checkpoints_;
+  int64_t sequence_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Store> MakeInMemoryStore() { return std::make_unique<InMemoryStore>(); }
+
+}  // namespace polytune::coordinator

@@ -1,0 +1,255 @@
+// SQLite-backed Store. Every write is one transaction, so a crash leaves either the old or
+// the new row, never half of one. WAL mode lets readers proceed during writes.
+#include <sqlite3.h>
+
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+#include "polytune/coordinator/store.h"
+
+namespace polytune::coordinator {
+namespace {
+
+const char* kSchema = R"sql(
+PRAGMA journal_mode=WAL;
+PRAGMA synchronous=FULL;
+CREATE TABLE IF NOT EXISTS jobs (
+  id TEXT PRIMARY KEY, name TEXT NOT NULL, priority INTEGER NOT NULL, sequence INTEGER NOT NULL,
+  world_size INTEGER NOT NULL, spec_yaml TEXT NOT NULL, state INTEGER NOT NULL, reason TEXT NOT NULL,
+  submitted_micros INTEGER NOT NULL, assigned_workers TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS job_events (
+  job_id TEXT NOT NULL, idx INTEGER NOT NULL, time_micros INTEGER NOT NULL, state INTEGER NOT NULL,
+  reason TEXT NOT NULL, PRIMARY KEY (job_id, idx));
+CREATE TABLE IF NOT EXISTS workers (
+  id TEXT PRIMARY KEY, incarnation TEXT NOT NULL, address TEXT NOT NULL, devices TEXT NOT NULL,
+  last_heartbeat_micros INTEGER NOT NULL, alive INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS metrics (job_id TEXT NOT NULL, seq INTEGER PRIMARY KEY AUTOINCREMENT, json TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoints (
+  job_id TEXT NOT NULL, step INTEGER NOT NULL, sha256 TEXT NOT NULL, size_bytes INTEGER NOT NULL,
+  artifact TEXT NOT NULL, PRIMARY KEY (job_id, step));
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+)sql";
+
+class Statement {
+ public:
+  Statement(sqlite3* db, const char* sql) { rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr); }
+  ~Statement() { sqlite3_finalize(stmt_); }
+  bool ok() const { return rc_ == SQLITE_OK; }
+  Statement& Bind(int i, const std::string& v) {
+    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Statement& Bind(int i, int64_t v) {
+    sqlite3_bind_int64(stmt_, i, v);
+    return *this;
+  }
+  int Step() { return sqlite3_step(stmt_); }
+  std::string Text(int i) const {
+    const unsigned char* t = sqlite3_column_text(stmt_, i);
+    return t ? std::string(reinterpret_cast<const char*>(t), sqlite3_column_bytes(stmt_, i)) : std::string();
+  }
+  int64_t Int(int i) const { return sqlite3_column_int64(stmt_, i); }
+
+ private:
+  sqlite3_stmt* stmt_ = nullptr;
+  int rc_;
+};
+
+class SqliteStore : public Store {
+ public:
+  SqliteStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  ~SqliteStore() override { sqlite3_close(db_); }
+
+  absl::Status PutJob(const Job& j) override {
+    std::lock_guard<std::mutex> l(mu_);
+    return InTransaction([&]() -> absl::Status {
+      Statement s(db_,
+                  "INSERT OR REPLACE INTO jobs (id, name, priority, sequence, world_size, spec_yaml, state, reason, "
+                  "submitted_micros, assigned_workers) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
+      s.Bind(1, j.id).Bind(2, j.name).Bind(3, int64_t{j.priority}).Bind(4, j.sequence).Bind(5, int64_t{j.world_size});
+      s.Bind(6, j.spec_yaml).Bind(7, static_cast<int64_t>(j.state)).Bind(8, j.reason).Bind(9, j.submitted_micros);
+      s.Bind(10, nlohmann::json(j.assigned_workers).dump());
+      if (s.Step() != SQLITE_DONE) return Error("write job");
+      Statement del(db_, "DELETE FROM job_events WHERE job_id = ?1");
+      del.Bind(1, j.id);
+      if (del.Step() != SQLITE_DONE) return Error("write job events");
+      for (size_t i = 0; i < j.events.size(); ++i) {
+        Statement e(db_, "INSERT INTO job_events (job_id, idx, time_micros, state, reason) VALUES (?1, ?2, ?3, ?4, ?5)");
+        e.Bind(1, j.id).Bind(2, static_cast<int64_t>(i)).Bind(3, j.events[i].time_micros);
+        e.Bind(4, static_cast<int64_t>(j.events[i].state)).Bind(5, j.events[i].reason);
+        if (e.Step() != SQLITE_DONE) return Error("write job event");
+      }
+      return absl::OkStatus();
+    });
+  }
+
+  absl::StatusOr<std::optional<Job>> GetJob(const std::string& id) override {
+    auto jobs = Query("WHERE id = ?1", id);
+    if (!jobs.ok()) return jobs.status();
+    if (jobs->empty()) return std::optional<Job>();
+    return std::optional<Job>((*jobs)[0]);
+  }
+
+  absl::StatusOr<std::vector<Job>> ListJobs() override { return Query("", ""); }
+
+  absl::StatusOr<int64_t> NextJobSequence() override {
+    std::lock_guard<std::mutex> l(mu_);
+    int64_t value = 0;
+    absl::Status st = InTransaction([&]() -> absl::Status {
+      Statement up(db_, "INSERT INTO counters (name, value) VALUES ('job_sequence', 1) "
+                        "ON CONFLICT(name) DO UPDATE SET value = value + 1");
+      if (up.Step() != SQLITE_DONE) return Error("bump job sequence");
+      Statement q(db_, "SELECT value FROM counters WHERE name = 'job_sequence'");
+      if (q.Step() != SQLITE_ROW) return Error("read job sequence");
+      value = q.Int(0);
+      return absl::OkStatus();
+    });
+    if (!st.ok()) return st;
+    return value;
+  }
+
+  absl::Status PutWorker(const Worker& w) override {
+    std::lock_guard<std::mutex> l(mu_);
+    nlohmann::json devices = nlohmann::json::array();
+    for (const auto& d : w.devices) devices.push_back({{"kind", d.kind}, {"index", d.index}, {"memory_bytes", d.memory_bytes}});
+    Statement s(db_, "INSERT OR REPLACE INTO workers (id, incarnation, address, devices, last_heartbeat_micros, alive) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+    s.Bind(1, w.id).Bind(2, w.incarnation).Bind(3, w.address).Bind(4, devices.dump()).Bind(5, w.last_heartbeat_micros);
+    s.Bind(6, int64_t{w.alive ? 1 : 0});
+    if (s.Step() != SQLITE_DONE) return Error("write worker");
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<Worker>> ListWorkers() override {
+    std::lock_guard<std::mutex> l(mu_);
+    Statement s(db_, "SELECT id, incarnation, address, devices, last_heartbeat_micros, alive FROM workers ORDER BY id");
+    std::vector<Worker> out;
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) {
+      Worker w;
+      w.id = s.Text(0);
+      w.incarnation = s.Text(1);
+      w.address = s.Text(2);
+      for (const auto& d : nlohmann::json::parse(s.Text(3)))
+        w.devices.push_back({d["kind"].get<std::string>(), d["index"].get<int32_t>(), d["memory_bytes"].get<int64_t>()});
+      w.last_heartbeat_micros = s.Int(4);
+      w.alive = s.Int(5) != 0;
+      out.push_back(std::move(w));
+    }
+    if (rc != SQLITE_DONE) return Error("read workers");
+    return out;
+  }
+
+  absl::Status AppendMetric(const std::string& job_id, const std::string& json) override {
+    std::lock_guard<std::mutex> l(mu_);
+    Statement s(db_, "INSERT INTO metrics (job_id, json) VALUES (?1, ?2)");
+    s.Bind(1, job_id).Bind(2, json);
+    if (s.Step() != SQLITE_DONE) return Error("write metric");
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<std::string>> Metrics(const std::string& job_id) override {
+    std::lock_guard<std::mutex> l(mu_);
+    Statement s(db_, "SELECT json FROM metrics WHERE job_id = ?1 ORDER BY seq");
+    s.Bind(1, job_id);
+    std::vector<std::string> out;
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) out.push_back(s.Text(0));
+    if (rc != SQLITE_DONE) return Error("read metrics");
+    return out;
+  }
+
+  absl::Status PutCheckpoint(const CheckpointRecord& r) override {
+    std::lock_guard<std::mutex> l(mu_);
+    Statement s(db_, "INSERT OR REPLACE INTO checkpoints (job_id, step, sha256, size_bytes, artifact) VALUES (?1, ?2, ?3, ?4, ?5)");
+    s.Bind(1, r.job_id).Bind(2, r.step).Bind(3, r.sha256).Bind(4, r.size_bytes).Bind(5, r.artifact);
+    if (s.Step() != SQLITE_DONE) return Error("write checkpoint record");
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<CheckpointRecord>> Checkpoints(const std::string& job_id) override {
+    std::lock_guard<std::mutex> l(mu_);
+    Statement s(db_, "SELECT job_id, step, sha256, size_bytes, artifact FROM checkpoints WHERE job_id = ?1 ORDER BY step");
+    s.Bind(1, job_id);
+    std::vector<CheckpointRecord> out;
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) out.push_back({s.Text(0), s.Int(1), s.Text(2), s.Int(3), s.Text(4)});
+    if (rc != SQLITE_DONE) return Error("read checkpoints");
+    return out;
+  }
+
+ private:
+  absl::Status Error(const std::string& what) const {
+    return absl::InternalError(absl::StrCat(path_, ": cannot ", what, ": ", sqlite3_errmsg(db_)));
+  }
+
+  template <typename F>
+  absl::Status InTransaction(F body) {
+    if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) return Error("begin transaction");
+    absl::Status st = body();
+    if (!st.ok()) {
+      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+      return st;
+    }
+    if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) return Error("commit");
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<Job>> Query(const std::string& where, const std::string& arg) {
+    std::lock_guard<std::mutex> l(mu_);
+    const std::string sql = absl::StrCat(
+        "SELECT id, name, priority, sequence, world_size, spec_yaml, state, reason, submitted_micros, assigned_workers "
+        "FROM jobs ", where, " ORDER BY sequence");
+    Statement s(db_, sql.c_str());
+    if (!where.empty()) s.Bind(1, arg);
+    std::vector<Job> out;
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) {
+      Job j;
+      j.id = s.Text(0);
+      j.name = s.Text(1);
+      j.priority = static_cast<int32_t>(s.Int(2));
+      j.sequence = s.Int(3);
+      j.world_size = static_cast<int32_t>(s.Int(4));
+      j.spec_yaml = s.Text(5);
+      j.state = static_cast<JobState>(s.Int(6));
+      j.reason = s.Text(7);
+      j.submitted_micros = s.Int(8);
+      j.assigned_workers = nlohmann::json::parse(s.Text(9)).get<std::vector<std::string>>();
+      out.push_back(std::move(j));
+    }
+    if (rc != SQLITE_DONE) return Error("read jobs");
+    for (auto& j : out) {
+      Statement e(db_, "SELECT time_micros, state, reason FROM job_events WHERE job_id = ?1 ORDER BY idx");
+      e.Bind(1, j.id);
+      while ((rc = e.Step()) == SQLITE_ROW) j.events.push_back({e.Int(0), static_cast<JobState>(e.Int(1)), e.Text(2)});
+      if (rc != SQLITE_DONE) return Error("read job events");
+    }
+    return out;
+  }
+
+  sqlite3* db_;
+  std::string path_;
+  std::mutex mu_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK) {
+    std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close(db);
+    return absl::UnavailableError(absl::StrCat(path, ": cannot open database: ", msg, "; check --data-dir and its permissions"));
+  }
+  sqlite3_busy_timeout(db, 5000);
+  char* err = nullptr;
+  if (sqlite3_exec(db, kSchema, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err ? err : "unknown error";
+    sqlite3_free(err);
+    sqlite3_close(db);
+    return absl::DataLossError(absl::StrCat(path, ": not a usable Polytune database (", msg, ")"));
+  }
+  return std::unique_ptr<Store>(new SqliteStore(db, path));
+}
+
+}  // namespace polytune::coordinator

@@ -1,0 +1,115 @@
+#include "polytune/coordinator/store.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+namespace polytune::coordinator {
+namespace {
+
+Job SampleJob(const std::string& id, int64_t seq) {
+  Job j;
+  j.id = id;
+  j.name = "es-medical";
+  j.priority = 3;
+  j.sequence = seq;
+  j.world_size = 2;
+  j.spec_yaml = "model: {path: m}\n";
+  j.state = JobState::kRunning;
+  j.reason = "running on w1, w2";
+  j.submitted_micros = 123;
+  j.assigned_workers = {"w1", "w2"};
+  j.events = {{100, JobState::kPending, "submitted"}, {200, JobState::kScheduled, "placed"}, {300, JobState::kRunning, "ranks up"}};
+  return j;
+}
+
+void ExpectSameJob(const Job& a, const Job& b) {
+  EXPECT_EQ(a.id, b.id);
+  EXPECT_EQ(a.name, b.name);
+  EXPECT_EQ(a.priority, b.priority);
+  EXPECT_EQ(a.sequence, b.sequence);
+  EXPECT_EQ(a.world_size, b.world_size);
+  EXPECT_EQ(a.spec_yaml, b.spec_yaml);
+  EXPECT_EQ(a.state, b.state);
+  EXPECT_EQ(a.reason, b.reason);
+  EXPECT_EQ(a.submitted_micros, b.submitted_micros);
+  EXPECT_EQ(a.assigned_workers, b.assigned_workers);
+  ASSERT_EQ(a.events.size(), b.events.size());
+  for (size_t i = 0; i < a.events.size(); ++i) {
+    EXPECT_EQ(a.events[i].time_micros, b.events[i].time_micros);
+    EXPECT_EQ(a.events[i].state, b.events[i].state);
+    EXPECT_EQ(a.events[i].reason, b.events[i].reason);
+  }
+}
+
+void RoundTrip(Store& s) {
+  ASSERT_EQ(*s.NextJobSequence(), 1);
+  ASSERT_EQ(*s.NextJobSequence(), 2);
+  ASSERT_TRUE(s.PutJob(SampleJob("b", 2)).ok());
+  ASSERT_TRUE(s.PutJob(SampleJob("a", 1)).ok());
+  auto got = s.GetJob("b");
+  ASSERT_TRUE(got.ok() && got->has_value());
+  ExpectSameJob(**got, SampleJob("b", 2));
+  EXPECT_FALSE(s.GetJob("zzz")->has_value());
+  auto all = s.ListJobs();
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].id, "a") << "jobs list in submission order";
+  Job changed = SampleJob("b", 2);
+  changed.state = JobState::kSucceeded;
+  changed.events.push_back({400, JobState::kSucceeded, "done"});
+  ASSERT_TRUE(s.PutJob(changed).ok());
+  ExpectSameJob(**s.GetJob("b"), changed);
+  ASSERT_TRUE(s.AppendMetric("b", R"({"step":1})").ok());
+  ASSERT_TRUE(s.AppendMetric("b", R"({"step":2})").ok());
+  EXPECT_EQ(*s.Metrics("b"), (std::vector<std::string>{R"({"step":1})", R"({"step":2})"}));
+  ASSERT_TRUE(s.PutCheckpoint({"b", 20, "ab", 10, "sha256/ab"}).ok());
+  ASSERT_TRUE(s.PutCheckpoint({"b", 10, "cd", 9, "sha256/cd"}).ok());
+  auto cks = s.Checkpoints("b");
+  ASSERT_EQ(cks->size(), 2u);
+  EXPECT_EQ((*cks)[0].step, 10);
+  EXPECT_EQ((*cks)[1].sha256, "ab");
+  Worker w;
+  w.id = "w1";
+  w.incarnation = "i1";
+  w.address = "10.0.0.1";
+  w.devices = {{"cuda", 0, 80LL << 30}, {"cuda", 1, 80LL << 30}};
+  ASSERT_TRUE(s.PutWorker(w).ok());
+  auto ws = s.ListWorkers();
+  ASSERT_EQ(ws->size(), 1u);
+  EXPECT_EQ((*ws)[0].devices.size(), 2u);
+  EXPECT_EQ((*ws)[0].devices[1].memory_bytes, 80LL << 30);
+}
+
+TEST(Store, InMemoryRoundTrip) {
+  auto s = MakeInMemoryStore();
+  RoundTrip(*s);
+}
+
+TEST(Store, SqliteRoundTripAndReloadAfterRestart) {
+  std::string dir = "/tmp/polytune-store-XXXXXX";
+  dir = ::mkdtemp(dir.data());
+  const std::string path = dir + "/coordinator.db";
+  {
+    auto s = OpenSqliteStore(path);
+    ASSERT_TRUE(s.ok()) << s.status();
+    RoundTrip(**s);
+  }
+  // A restart (new connection) sees everything, and the sequence continues.
+  auto s = OpenSqliteStore(path);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ((*s)->ListJobs()->size(), 2u);
+  EXPECT_EQ((**(*s)->GetJob("b")).state, JobState::kSucceeded);
+  EXPECT_EQ((*s)->Metrics("b")->size(), 2u);
+  EXPECT_EQ(*(*s)->NextJobSequence(), 3);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Store, SqliteErrorsNameThePath) {
+  auto s = OpenSqliteStore("/nonexistent-dir/polytune/coordinator.db");
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("/nonexistent-dir/polytune/coordinator.db"), std::string::npos) << s.status();
+}
+
+}  // namespace
+}  // namespace polytune::coordinator
