@@ -1,0 +1,21 @@
+// Domain <-> proto conversion, at the gRPC edge only.
+#pragma once
+
+#include "absl/status/statusor.h"
+#include "polytune/coordinator/domain.h"
+#include "polytune/coordinator/store.h"
+#include "polytune/v1/polytune.pb.h"
+
+namespace polytune::coordinator {
+
+v1::JobState ToProto(JobState s);
+absl::StatusOr<JobState> FromProto(v1::JobState s);
+v1::Job ToProto(const Job& job);
+absl::StatusOr<Job> FromProto(const v1::Job& job);
+v1::Checkpoint ToProto(const CheckpointRecord& c);
+v1::DeviceInfo ToProto(const Device& d);
+Device FromProto(const v1::DeviceInfo& d);
+// A registration request as a domain worker (the registry stamps the heartbeat time).
+absl::StatusOr<Worker> FromProto(const v1::RegisterRequest& r);
+
+}  // namespace polytune::coordinator
