@@ -1,0 +1,213 @@
+#include "polytune/coordinator/job_manager.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "polytune/coordinator/scheduler.h"
+
+namespace polytune::coordinator {
+
+JobManager::JobManager(Store* store, const Clock* clock, JobManagerOptions options)
+    : store_(store), clock_(clock), options_(options), registry_(clock, options.heartbeat_timeout_micros) {}
+
+absl::Status JobManager::Recover() {
+  auto jobs = store_->ListJobs();
+  if (!jobs.ok()) return jobs.status();
+  std::lock_guard<std::mutex> l(mu_);
+  for (auto& j : *jobs) jobs_[j.id] = std::move(j);
+  return absl::OkStatus();
+}
+
+void JobManager::TransitionLocked(Job& job, JobState to, const std::string& reason) {
+  // The state machine is an invariant of this class: callers only ask for legal moves.
+  if (!IsAllowedTransition(job.state, to)) return;
+  job.state = to;
+  job.reason = reason;
+  job.events.push_back({clock_->NowMicros(), to, reason});
+  if (IsTerminal(to) || to == JobState::kPending) job.assigned_workers.clear();
+  (void)store_->PutJob(job);
+}
+
+absl::StatusOr<Job> JobManager::Submit(const std::string& name, int32_t priority, int32_t world_size,
+                                       const std::string& spec_yaml) {
+  if (world_size < 1) return absl::InvalidArgumentError("resources.world_size must be at least 1");
+  auto seq = store_->NextJobSequence();
+  if (!seq.ok()) return seq.status();
+  Job job;
+  job.id = absl::StrFormat("job-%06d", *seq);
+  job.name = name.empty() ? job.id : name;
+  job.priority = priority;
+  job.sequence = *seq;
+  job.world_size = world_size;
+  job.spec_yaml = spec_yaml;
+  job.submitted_micros = clock_->NowMicros();
+  job.reason = "submitted";
+  job.events.push_back({job.submitted_micros, JobState::kPending, "submitted"});
+  absl::Status st = store_->PutJob(job);
+  if (!st.ok()) return st;
+  std::lock_guard<std::mutex> l(mu_);
+  jobs_[job.id] = job;
+  ScheduleLocked();
+  return jobs_[job.id];
+}
+
+absl::StatusOr<Job> JobManager::Cancel(const std::string& id) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job '", id, "'; `polytune jobs` lists them"));
+  Job& job = it->second;
+  if (IsTerminal(job.state)) return job;
+  CancelRanksLocked(job);
+  TransitionLocked(job, JobState::kCancelled, "cancelled by user");
+  ScheduleLocked();
+  return job;
+}
+
+absl::StatusOr<Job> JobManager::Get(const std::string& id) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job '", id, "'; `polytune jobs` lists them"));
+  return it->second;
+}
+
+std::vector<Job> JobManager::List() const {
+  std::lock_guard<std::mutex> l(mu_);
+  std::vector<Job> out;
+  for (const auto& [id, j] : jobs_) out.push_back(j);
+  std::sort(out.begin(), out.end(), [](const Job& a, const Job& b) { return a.sequence < b.sequence; });
+  return out;
+}
+
+absl::Status JobManager::RegisterWorker(Worker worker) {
+  const std::string id = worker.id;
+  (void)store_->PutWorker(worker);
+  std::vector<std::string> superseded = registry_.Register(std::move(worker));
+  std::lock_guard<std::mutex> l(mu_);
+  for (const auto& w : superseded) FailWorkerJobsLocked(w, absl::StrCat("worker ", w, " restarted (new incarnation)"));
+  ScheduleLocked();
+  return absl::OkStatus();
+}
+
+void JobManager::CancelRanksLocked(const Job& job, const std::string& except_worker) {
+  for (const auto& w : job.assigned_workers) {
+    if (w == except_worker) continue;
+    to_cancel_[w].insert(job.id);
+    auto& queue = to_start_[w];
+    queue.erase(std::remove_if(queue.begin(), queue.end(), [&](const RankAssignment& a) { return a.job_id == job.id; }),
+                queue.end());
+  }
+}
+
+void JobManager::FailWorkerJobsLocked(const std::string& worker_id, const std::string& why) {
+  for (auto& [id, job] : jobs_) {
+    if (job.state != JobState::kScheduled && job.state != JobState::kRunning) continue;
+    if (std::find(job.assigned_workers.begin(), job.assigned_workers.end(), worker_id) == job.assigned_workers.end()) continue;
+    CancelRanksLocked(job, worker_id);
+    TransitionLocked(job, JobState::kFailed, why);
+  }
+  to_start_.erase(worker_id);
+}
+
+absl::StatusOr<HeartbeatReply> JobManager::Heartbeat(const std::string& worker_id, const std::string& incarnation,
+                                                     const std::vector<RankReport>& ranks) {
+  absl::Status st = registry_.Heartbeat(worker_id, incarnation);
+  if (!st.ok()) return st;
+  std::lock_guard<std::mutex> l(mu_);
+  for (const auto& r : ranks) {
+    auto it = jobs_.find(r.job_id);
+    if (it == jobs_.end()) continue;
+    Job& job = it->second;
+    ranks_[job.id][r.rank] = r;
+    if (IsTerminal(job.state)) continue;
+    if (r.phase == RankReport::Phase::kExited && r.exit_code != 0) {
+      CancelRanksLocked(job, worker_id);
+      TransitionLocked(job, JobState::kFailed,
+                       absl::StrCat("rank ", r.rank, " on ", worker_id, " exited with code ", r.exit_code,
+                                    r.message.empty() ? "" : ": " + r.message));
+      continue;
+    }
+    const auto& reported = ranks_[job.id];
+    auto count = [&](RankReport::Phase p) {
+      int32_t n = 0;
+      for (const auto& [rank, rep] : reported) n += rep.phase == p || (p == RankReport::Phase::kRunning && rep.phase == RankReport::Phase::kExited);
+      return n;
+    };
+    if (job.state == JobState::kScheduled && count(RankReport::Phase::kRunning) == job.world_size)
+      TransitionLocked(job, JobState::kRunning, absl::StrCat("all ", job.world_size, " ranks running"));
+    int32_t exited_ok = 0;
+    for (const auto& [rank, rep] : reported) exited_ok += rep.phase == RankReport::Phase::kExited && rep.exit_code == 0;
+    if (exited_ok == job.world_size) {
+      if (job.state == JobState::kScheduled) TransitionLocked(job, JobState::kRunning, "all ranks ran");
+      TransitionLocked(job, JobState::kSucceeded, "all ranks finished");
+    }
+  }
+  ScheduleLocked();
+  HeartbeatReply reply;
+  reply.start = std::move(to_start_[worker_id]);
+  to_start_[worker_id].clear();
+  reply.cancel_jobs.assign(to_cancel_[worker_id].begin(), to_cancel_[worker_id].end());
+  to_cancel_[worker_id].clear();
+  return reply;
+}
+
+std::map<std::string, int32_t> JobManager::FreeDevicesLocked() const {
+  std::map<std::string, int32_t> free;
+  for (const auto& w : registry_.Alive()) free[w.id] = w.slots();
+  for (const auto& [id, job] : jobs_)
+    if (job.state == JobState::kScheduled || job.state == JobState::kRunning)
+      for (const auto& w : job.assigned_workers)
+        if (free.count(w)) --free[w];
+  return free;
+}
+
+std::map<std::string, int32_t> JobManager::FreeDevices() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return FreeDevicesLocked();
+}
+
+void JobManager::ScheduleLocked() {
+  std::vector<Job> pending;
+  for (const auto& [id, job] : jobs_)
+    if (job.state == JobState::kPending) pending.push_back(job);
+  if (pending.empty()) return;
+  std::map<std::string, int32_t> free = FreeDevicesLocked();
+  std::vector<WorkerCapacity> caps;
+  std::map<std::string, std::string> address;
+  for (const auto& w : registry_.Alive()) {
+    caps.push_back({w.id, w.slots(), std::max(0, free[w.id])});
+    address[w.id] = w.address;
+  }
+  ScheduleDecision d = DecideSchedule(pending, caps);
+  for (const auto& p : d.placements) {
+    Job& job = jobs_[p.job_id];
+    job.assigned_workers = p.rank_workers;
+    const int32_t port = options_.first_port + static_cast<int32_t>(job.sequence % options_.port_span);
+    ranks_.erase(job.id);
+    for (int32_t r = 0; r < job.world_size; ++r)
+      to_start_[p.rank_workers[r]].push_back({job.id, r, job.world_size, address[p.rank_workers[0]], port, job.spec_yaml});
+    TransitionLocked(job, JobState::kScheduled, absl::StrCat("placed on ", absl::StrJoin(p.rank_workers, ", ")));
+  }
+  for (const auto& [id, why] : d.waiting) {
+    Job& job = jobs_[id];
+    if (job.reason != why) {
+      job.reason = why;
+      (void)store_->PutJob(job);
+    }
+  }
+}
+
+void JobManager::Tick() {
+  std::vector<std::string> lost = registry_.ExpireSilent();
+  std::lock_guard<std::mutex> l(mu_);
+  for (const auto& w : lost) {
+    Worker copy;
+    for (const auto& x : registry_.Snapshot())
+      if (x.id == w) copy = x;
+    (void)store_->PutWorker(copy);
+    FailWorkerJobsLocked(w, absl::StrCat("worker ", w, " lost: no heartbeat for ",
+                                         options_.heartbeat_timeout_micros / 1'000'000, " s"));
+  }
+  ScheduleLocked();
+}
+
+}  // namespace polytune::coordinator
