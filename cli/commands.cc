@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "launcher.h"
 #include "text_commands.h"
+#include "control_commands.h"
 #include "polytune/text/bpe_trainer.h"
 #include "polytune/text/tokenizer.h"
 #include "polytune/engine/adapter_io.h"
@@ -207,6 +208,7 @@ std::function<int()> RegisterCommands(CLI::App& app) {
   app.require_subcommand(1);
   auto run = std::make_shared<std::function<int()>>([] { return 0; });
   RegisterTextCommands(app, run);
+  RegisterControlCommands(app, run);
 
   // polytune model init
   auto* model_cmd = app.add_subcommand("model", "Create or inspect model checkpoints");

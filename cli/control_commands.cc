@@ -1,0 +1,362 @@
+#include "control_commands.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "nlohmann/json.hpp"
+#include "polytune/common/bundle.h"
+#include "polytune/common/file_util.h"
+#include "polytune/common/sha256.h"
+#include "polytune/coordinator/grpc_config.h"
+#include "polytune/coordinator/grpc_services.h"
+#include "polytune/engine/train_config.h"
+#include "polytune/v1/polytune.grpc.pb.h"
+
+namespace polytune::cli {
+namespace {
+namespace fs = std::filesystem;
+using coordinator::ContextWithDeadline;
+
+struct ControlArgs {
+  std::string coordinator, spec, name, job, out, checkpoint = "latest";
+  int32_t priority = 0;
+  bool json = false, follow = false;
+};
+
+int Fail(const std::string& msg) {
+  std::fprintf(stderr, "polytune: error: %s\n", msg.c_str());
+  return 1;
+}
+
+std::string Target(const ControlArgs& a) {
+  if (!a.coordinator.empty()) return a.coordinator;
+  const char* env = std::getenv("POLYTUNE_COORDINATOR");
+  return env && *env ? env : "127.0.0.1:7070";
+}
+
+// One clear line per RPC failure.
+int RpcFail(const ControlArgs& a, const grpc::Status& st) {
+  if (st.error_code() == grpc::StatusCode::UNAVAILABLE || st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED)
+    return Fail(absl::StrCat("cannot reach the coordinator at ", Target(a),
+                             "; start polytune-coordinator or set --coordinator / POLYTUNE_COORDINATOR"));
+  return Fail(st.error_message());
+}
+
+std::unique_ptr<v1::JobService::Stub> Stub(const ControlArgs& a) {
+  return v1::JobService::NewStub(coordinator::MakeChannel(Target(a)));
+}
+
+absl::StatusOr<std::string> Upload(v1::JobService::Stub& stub, const std::string& path) {
+  auto data = ReadFileToString(path);
+  if (!data.ok()) return data.status();
+  const std::string sha = Sha256Hex(*data);
+  auto ctx = ContextWithDeadline(300);
+  v1::UploadArtifactResponse resp;
+  auto writer = stub.UploadArtifact(ctx.get(), &resp);
+  for (size_t pos = 0; pos < data->size() || pos == 0; pos += coordinator::kMaxChunkBytes) {
+    v1::UploadArtifactChunk c;
+    if (pos == 0) c.set_sha256(sha);
+    c.set_data(data->substr(pos, coordinator::kMaxChunkBytes));
+    if (!writer->Write(c)) break;
+    if (data->empty()) break;
+  }
+  writer->WritesDone();
+  grpc::Status st = writer->Finish();
+  if (!st.ok()) return coordinator::FromGrpc(st);
+  return sha;
+}
+
+int Submit(const ControlArgs& a) {
+  auto text = ReadFileToString(a.spec);
+  if (!text.ok()) return Fail(std::string(text.status().message()));
+  YAML::Node root;
+  try {
+    root = YAML::Load(*text);
+  } catch (const YAML::Exception& e) {
+    return Fail(absl::StrCat(a.spec, ":", e.mark.line + 1, ": invalid YAML: ", e.msg));
+  }
+  if (!root.IsMap()) return Fail(absl::StrCat(a.spec, ": the job spec must be a mapping"));
+  YAML::Node resources = root["resources"];
+  int32_t world = 0;
+  try {
+    if (!resources.IsDefined() || !resources.IsMap() || !resources["world_size"].IsDefined())
+      return Fail(absl::StrCat(a.spec, ": 'resources.world_size' is required"));
+    for (auto it = resources.begin(); it != resources.end(); ++it)
+      if (it->first.as<std::string>() != "world_size")
+        return Fail(absl::StrCat(a.spec, ": 'resources.", it->first.as<std::string>(), "' is not a known key; expected world_size"));
+    world = resources["world_size"].as<int32_t>();
+  } catch (const YAML::Exception&) {
+    return Fail(absl::StrCat(a.spec, ": 'resources.world_size' must be an integer"));
+  }
+  if (world < 1) return Fail(absl::StrCat(a.spec, ": 'resources.world_size' must be at least 1"));
+  // Validate the training part exactly as `polytune train` would.
+  YAML::Node train = YAML::Clone(root);
+  train.remove("resources");
+  if (!train["output_dir"].IsDefined()) train["output_dir"] = "unused-on-submit";
+  YAML::Emitter em;
+  em << train;
+  const std::string base = fs::absolute(a.spec).parent_path().string();
+  auto config = engine::ParseTrainConfig(em.c_str(), a.spec, base);
+  if (!config.ok()) return Fail(std::string(config.status().message()));
+  auto stub = Stub(a);
+  // Upload local datasets; the spec then names them by sha256. The model path must exist on
+  // the workers (shared storage), so it travels as an absolute path.
+  YAML::Node sent = YAML::Clone(root);
+  for (const auto& [key, path] : {std::make_pair("train", config->data.train), std::make_pair("eval", config->data.eval)}) {
+    if (path.empty()) continue;
+    auto sha = Upload(*stub, path);
+    if (!sha.ok()) {
+      if (sha.status().code() == absl::StatusCode::kUnavailable || sha.status().code() == absl::StatusCode::kDeadlineExceeded)
+        return RpcFail(a, grpc::Status(grpc::StatusCode::UNAVAILABLE, ""));
+      return Fail(absl::StrCat("uploading ", path, ": ", sha.status().message()));
+    }
+    sent["data"][key] = "sha256:" + *sha;
+  }
+  sent["model"]["path"] = config->model.path;
+  if (!config->init_adapter.empty()) sent["lora"]["init_adapter"] = config->init_adapter;
+  sent.remove("output_dir");
+  YAML::Emitter out;
+  out << sent;
+  v1::SubmitJobRequest req;
+  req.set_name(a.name.empty() ? fs::path(a.spec).stem().string() : a.name);
+  req.set_priority(a.priority);
+  req.set_spec_yaml(out.c_str());
+  v1::SubmitJobResponse resp;
+  auto ctx = ContextWithDeadline(10);
+  grpc::Status st = stub->SubmitJob(ctx.get(), req, &resp);
+  if (!st.ok()) return RpcFail(a, st);
+  if (a.json) std::printf("%s\n", nlohmann::json{{"id", resp.job().id()}}.dump().c_str());
+  else std::printf("%s\n", resp.job().id().c_str());
+  return 0;
+}
+
+std::string StateName(v1::JobState s) { return v1::JobState_Name(s); }
+
+bool Terminal(v1::JobState s) { return s == v1::SUCCEEDED || s == v1::FAILED || s == v1::CANCELLED; }
+
+int GetJob(const ControlArgs& a, v1::GetJobResponse* resp) {
+  v1::GetJobRequest req;
+  req.set_id(a.job);
+  auto ctx = ContextWithDeadline(10);
+  grpc::Status st = Stub(a)->GetJob(ctx.get(), req, resp);
+  if (!st.ok()) return RpcFail(a, st);
+  return 0;
+}
+
+nlohmann::json JobJson(const v1::Job& j) {
+  nlohmann::json events = nlohmann::json::array();
+  for (const auto& e : j.events())
+    events.push_back({{"time_unix_micros", e.time_unix_micros()}, {"state", StateName(e.state())}, {"reason", e.reason()}});
+  return {{"id", j.id()}, {"name", j.name()}, {"state", StateName(j.state())}, {"reason", j.reason()},
+          {"priority", j.priority()}, {"world_size", j.world_size()}, {"workers", j.assigned_workers()}, {"events", events}};
+}
+
+int Status(const ControlArgs& a) {
+  v1::GetJobResponse r;
+  if (int rc = GetJob(a, &r)) return rc;
+  nlohmann::json latest, eval;
+  for (const auto& m : r.metrics_json()) {
+    auto j = nlohmann::json::parse(m, nullptr, false);
+    if (j.is_discarded()) continue;
+    (j.contains("eval") ? eval : latest) = j;
+  }
+  nlohmann::json cks = nlohmann::json::array();
+  for (const auto& c : r.checkpoints()) cks.push_back({{"step", c.step()}, {"sha256", c.sha256()}, {"size_bytes", c.size_bytes()}});
+  if (a.json) {
+    nlohmann::json j = JobJson(r.job());
+    j["latest_metrics"] = latest;
+    j["latest_eval"] = eval;
+    j["checkpoints"] = cks;
+    std::printf("%s\n", j.dump().c_str());
+    return 0;
+  }
+  std::printf("%s (%s): %s — %s\n", r.job().id().c_str(), r.job().name().c_str(), StateName(r.job().state()).c_str(),
+              r.job().reason().c_str());
+  for (const auto& e : r.job().events()) std::printf("  %-10s %s\n", StateName(e.state()).c_str(), e.reason().c_str());
+  if (!latest.is_null()) std::printf("latest: %s\n", latest.dump().c_str());
+  for (const auto& c : r.checkpoints())
+    std::printf("checkpoint step %lld (%lld bytes, sha256 %s)\n", static_cast<long long>(c.step()),
+                static_cast<long long>(c.size_bytes()), c.sha256().c_str());
+  return 0;
+}
+
+int Watch(const ControlArgs& a) {
+  size_t shown = 0;
+  int64_t total = 0;
+  for (;;) {
+    v1::GetJobResponse r;
+    if (int rc = GetJob(a, &r)) return rc;
+    if (total == 0) {
+      try {
+        YAML::Node spec = YAML::Load(r.job().spec_yaml());
+        if (spec["training"]["max_steps"].IsDefined()) total = spec["training"]["max_steps"].as<int64_t>();
+      } catch (...) {
+      }
+    }
+    for (; shown < static_cast<size_t>(r.metrics_json_size()); ++shown) {
+      auto j = nlohmann::json::parse(r.metrics_json(shown), nullptr, false);
+      if (j.is_discarded()) continue;
+      if (j.contains("eval")) {
+        std::printf("\neval @ step %lld:", static_cast<long long>(j.value("step", int64_t{0})));
+        for (const auto& [lang, f] : j["eval"]["languages"].items())
+          std::printf(" %s %.3f", lang.c_str(), f["loss"].get<double>());
+        std::printf(" | overall %.4f\n", j["eval"]["overall"]["loss"].get<double>());
+      } else {
+        const int64_t step = j["step"].get<int64_t>();
+        const double elapsed = j.value("elapsed_seconds", 0.0);
+        const double eta = total > step && step > 0 ? elapsed / step * (total - step) : 0;
+        std::printf("\rstep %lld/%lld | loss %.4f | %.0f tok/s | ETA %.0fs   ", static_cast<long long>(step),
+                    static_cast<long long>(total), j["loss"].get<double>(), j.value("tokens_per_second", 0.0), eta);
+      }
+      std::fflush(stdout);
+    }
+    if (Terminal(r.job().state())) {
+      std::printf("\n%s: %s — %s\n", r.job().id().c_str(), StateName(r.job().state()).c_str(), r.job().reason().c_str());
+      return r.job().state() == v1::SUCCEEDED ? 0 : 1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+}
+
+int Logs(const ControlArgs& a) {
+  size_t shown = 0, events = 0;
+  for (;;) {
+    v1::GetJobResponse r;
+    if (int rc = GetJob(a, &r)) return rc;
+    for (; events < static_cast<size_t>(r.job().events_size()); ++events)
+      std::printf("[event] %s %s\n", StateName(r.job().events(events).state()).c_str(), r.job().events(events).reason().c_str());
+    for (; shown < static_cast<size_t>(r.metrics_json_size()); ++shown) std::printf("%s\n", r.metrics_json(shown).c_str());
+    std::fflush(stdout);
+    if (!a.follow || Terminal(r.job().state())) return 0;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+}
+
+int Cancel(const ControlArgs& a) {
+  v1::CancelJobRequest req;
+  req.set_id(a.job);
+  v1::CancelJobResponse resp;
+  auto ctx = ContextWithDeadline(10);
+  grpc::Status st = Stub(a)->CancelJob(ctx.get(), req, &resp);
+  if (!st.ok()) return RpcFail(a, st);
+  std::printf("%s: %s\n", resp.job().id().c_str(), StateName(resp.job().state()).c_str());
+  return 0;
+}
+
+int Jobs(const ControlArgs& a) {
+  v1::ListJobsResponse resp;
+  auto ctx = ContextWithDeadline(10);
+  grpc::Status st = Stub(a)->ListJobs(ctx.get(), v1::ListJobsRequest(), &resp);
+  if (!st.ok()) return RpcFail(a, st);
+  if (a.json) {
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& job : resp.jobs()) j.push_back(JobJson(job));
+    std::printf("%s\n", j.dump().c_str());
+    return 0;
+  }
+  std::printf("%-12s %-20s %-10s %5s  %s\n", "ID", "NAME", "STATE", "RANKS", "REASON");
+  for (const auto& j : resp.jobs())
+    std::printf("%-12s %-20s %-10s %5d  %s\n", j.id().c_str(), j.name().c_str(), StateName(j.state()).c_str(), j.world_size(),
+                j.reason().c_str());
+  return 0;
+}
+
+int Workers(const ControlArgs& a) {
+  v1::ListWorkersResponse resp;
+  auto ctx = ContextWithDeadline(10);
+  grpc::Status st = Stub(a)->ListWorkers(ctx.get(), v1::ListWorkersRequest(), &resp);
+  if (!st.ok()) return RpcFail(a, st);
+  if (a.json) {
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& w : resp.workers())
+      j.push_back({{"id", w.id()}, {"address", w.address()}, {"devices", w.devices()}, {"free_devices", w.free_devices()}, {"alive", w.alive()}});
+    std::printf("%s\n", j.dump().c_str());
+    return 0;
+  }
+  std::printf("%-16s %-16s %7s %5s %s\n", "WORKER", "ADDRESS", "DEVICES", "FREE", "ALIVE");
+  for (const auto& w : resp.workers())
+    std::printf("%-16s %-16s %7d %5d %s\n", w.id().c_str(), w.address().c_str(), w.devices(), w.free_devices(), w.alive() ? "yes" : "no");
+  return 0;
+}
+
+int Download(const ControlArgs& a) {
+  v1::GetJobResponse r;
+  if (int rc = GetJob(a, &r)) return rc;
+  if (r.checkpoints().empty()) return Fail(absl::StrCat(a.job, " has no checkpoints yet"));
+  const v1::Checkpoint* pick = &r.checkpoints(r.checkpoints_size() - 1);
+  if (a.checkpoint != "latest") {
+    pick = nullptr;
+    for (const auto& c : r.checkpoints())
+      if (std::to_string(c.step()) == a.checkpoint) pick = &c;
+    if (!pick) return Fail(absl::StrCat(a.job, " has no checkpoint at step ", a.checkpoint));
+  }
+  v1::DownloadRequest req;
+  req.set_sha256(pick->sha256());
+  auto ctx = ContextWithDeadline(300);
+  auto reader = Stub(a)->Download(ctx.get(), req);
+  std::string data;
+  v1::DownloadChunk chunk;
+  while (reader->Read(&chunk)) data += chunk.data();
+  grpc::Status st = reader->Finish();
+  if (!st.ok()) return RpcFail(a, st);
+  if (Sha256Hex(data) != pick->sha256()) return Fail("downloaded checkpoint does not match its sha256; try again");
+  // Unpack, then keep the PEFT adapter files only.
+  const std::string tmp = a.out + ".download";
+  absl::Status us = UnpackBundle(data, tmp);
+  if (!us.ok()) return Fail(std::string(us.message()));
+  auto staging = MakeStagingDirectory(a.out);
+  if (!staging.ok()) return Fail(std::string(staging.status().message()));
+  for (const char* f : {"adapter_config.json", "adapter_model.safetensors"}) fs::copy_file(tmp + "/" + f, *staging + "/" + f);
+  fs::remove_all(tmp);
+  us = CommitDirectory(*staging, a.out);
+  if (!us.ok()) return Fail(std::string(us.message()));
+  std::printf("wrote the step-%lld adapter of %s to %s\n", static_cast<long long>(pick->step()), a.job.c_str(), a.out.c_str());
+  return 0;
+}
+
+}  // namespace
+
+void RegisterControlCommands(CLI::App& app, const std::shared_ptr<std::function<int()>>& run) {
+  auto a = std::make_shared<ControlArgs>();
+  app.add_option("--coordinator", a->coordinator, "Coordinator HOST:PORT (default $POLYTUNE_COORDINATOR or 127.0.0.1:7070)");
+  app.fallthrough();  // --coordinator may follow the subcommand too
+  auto* submit = app.add_subcommand("submit", "Submit a job: training config plus resources: {world_size: N}");
+  submit->add_option("spec", a->spec, "Job YAML")->required();
+  submit->add_option("--name", a->name, "Job name (default: file name)");
+  submit->add_option("--priority", a->priority, "Higher runs first")->capture_default_str();
+  submit->add_flag("--json", a->json, "Print {\"id\": ...}");
+  submit->callback([run, a] { *run = [a] { return Submit(*a); }; });
+  auto* jobs = app.add_subcommand("jobs", "List jobs");
+  jobs->add_flag("--json", a->json);
+  jobs->callback([run, a] { *run = [a] { return Jobs(*a); }; });
+  auto* status = app.add_subcommand("status", "State, reason, events, latest metrics and checkpoints of a job");
+  status->add_option("job", a->job)->required();
+  status->add_flag("--json", a->json);
+  status->callback([run, a] { *run = [a] { return Status(*a); }; });
+  auto* watch = app.add_subcommand("watch", "Follow a job live; exit code 0 only if it SUCCEEDED");
+  watch->add_option("job", a->job)->required();
+  watch->callback([run, a] { *run = [a] { return Watch(*a); }; });
+  auto* logs = app.add_subcommand("logs", "Events and metrics records of a job");
+  logs->add_option("job", a->job)->required();
+  logs->add_flag("--follow", a->follow, "Keep printing until the job ends");
+  logs->callback([run, a] { *run = [a] { return Logs(*a); }; });
+  auto* cancel = app.add_subcommand("cancel", "Cancel a job");
+  cancel->add_option("job", a->job)->required();
+  cancel->callback([run, a] { *run = [a] { return Cancel(*a); }; });
+  auto* workers = app.add_subcommand("workers", "List workers");
+  workers->add_flag("--json", a->json);
+  workers->callback([run, a] { *run = [a] { return Workers(*a); }; });
+  auto* download = app.add_subcommand("download", "Download a checkpoint's PEFT adapter");
+  download->add_option("job", a->job)->required();
+  download->add_option("--checkpoint", a->checkpoint, "STEP or latest")->capture_default_str();
+  download->add_option("--out", a->out, "Output folder")->required();
+  download->callback([run, a] { *run = [a] { return Download(*a); }; });
+}
+
+}  // namespace polytune::cli

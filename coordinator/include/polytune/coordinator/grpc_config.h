@@ -1,0 +1,23 @@
+// gRPC settings shared by the coordinator, the worker daemon and the CLI, so keepalive on
+// both sides agrees (a client pinging faster than the server allows gets GOAWAY).
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+namespace polytune::coordinator {
+
+constexpr int kKeepaliveTimeMs = 20000;     // client pings an idle connection every 20 s
+constexpr int kKeepaliveTimeoutMs = 10000;  // and drops it if no ack within 10 s
+constexpr int kMaxChunkBytes = 1 << 20;     // upload/download chunk size
+constexpr int kMaxMessageBytes = 8 << 20;
+
+void ConfigureServer(grpc::ServerBuilder& builder);
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target);
+// A context with a deadline `seconds` from now.
+std::unique_ptr<grpc::ClientContext> ContextWithDeadline(double seconds);
+
+}  // namespace polytune::coordinator

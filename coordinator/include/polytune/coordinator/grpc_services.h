@@ -1,0 +1,51 @@
+// gRPC services of the coordinator. They translate between proto and domain types and
+// delegate to JobManager, Store and ArtifactStore; no policy lives here.
+#pragma once
+
+#include <memory>
+
+#include "polytune/coordinator/artifact_store.h"
+#include "polytune/coordinator/job_manager.h"
+#include "polytune/coordinator/store.h"
+#include "polytune/v1/polytune.grpc.pb.h"
+
+namespace polytune::coordinator {
+
+grpc::Status ToGrpc(const absl::Status& s);
+absl::Status FromGrpc(const grpc::Status& s);
+
+class JobServiceImpl final : public v1::JobService::Service {
+ public:
+  JobServiceImpl(JobManager* jobs, Store* store, ArtifactStore* artifacts) : jobs_(jobs), store_(store), artifacts_(artifacts) {}
+  grpc::Status SubmitJob(grpc::ServerContext*, const v1::SubmitJobRequest*, v1::SubmitJobResponse*) override;
+  grpc::Status GetJob(grpc::ServerContext*, const v1::GetJobRequest*, v1::GetJobResponse*) override;
+  grpc::Status ListJobs(grpc::ServerContext*, const v1::ListJobsRequest*, v1::ListJobsResponse*) override;
+  grpc::Status CancelJob(grpc::ServerContext*, const v1::CancelJobRequest*, v1::CancelJobResponse*) override;
+  grpc::Status UploadArtifact(grpc::ServerContext*, grpc::ServerReader<v1::UploadArtifactChunk>*,
+                              v1::UploadArtifactResponse*) override;
+  grpc::Status Download(grpc::ServerContext*, const v1::DownloadRequest*, grpc::ServerWriter<v1::DownloadChunk>*) override;
+  grpc::Status ListWorkers(grpc::ServerContext*, const v1::ListWorkersRequest*, v1::ListWorkersResponse*) override;
+
+ private:
+  JobManager* jobs_;
+  Store* store_;
+  ArtifactStore* artifacts_;
+};
+
+class WorkerServiceImpl final : public v1::WorkerService::Service {
+ public:
+  WorkerServiceImpl(JobManager* jobs, Store* store, ArtifactStore* artifacts) : jobs_(jobs), store_(store), artifacts_(artifacts) {}
+  grpc::Status Register(grpc::ServerContext*, const v1::RegisterRequest*, v1::RegisterResponse*) override;
+  grpc::Status Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest*, v1::HeartbeatResponse*) override;
+  grpc::Status ReportMetrics(grpc::ServerContext*, const v1::ReportMetricsRequest*, v1::ReportMetricsResponse*) override;
+  grpc::Status UploadCheckpoint(grpc::ServerContext*, grpc::ServerReader<v1::UploadCheckpointChunk>*,
+                                v1::UploadCheckpointResponse*) override;
+  grpc::Status Download(grpc::ServerContext*, const v1::DownloadRequest*, grpc::ServerWriter<v1::DownloadChunk>*) override;
+
+ private:
+  JobManager* jobs_;
+  Store* store_;
+  ArtifactStore* artifacts_;
+};
+
+}  // namespace polytune::coordinator

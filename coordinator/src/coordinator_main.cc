@@ -1,0 +1,94 @@
+// polytune-coordinator --listen HOST:PORT --data-dir DIR [--heartbeat-timeout 10s]
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "polytune/common/clock.h"
+#include "polytune/coordinator/grpc_config.h"
+#include "polytune/coordinator/grpc_services.h"
+
+namespace {
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop = true; }
+
+// "10s", "500ms", "2m" or plain seconds.
+bool ParseDuration(const std::string& s, int64_t* micros) {
+  try {
+    size_t used = 0;
+    double v = std::stod(s, &used);
+    std::string unit = s.substr(used);
+    double scale = unit.empty() || unit == "s" ? 1e6 : unit == "ms" ? 1e3 : unit == "m" ? 60e6 : -1;
+    if (scale < 0 || v <= 0) return false;
+    *micros = static_cast<int64_t>(v * scale);
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace polytune::coordinator;
+  CLI::App app{"polytune-coordinator: queues fine-tuning jobs and gang-schedules them onto workers"};
+  std::string listen = "0.0.0.0:7070", data_dir, timeout = "10s";
+  app.add_option("--listen", listen, "HOST:PORT to serve gRPC on")->capture_default_str();
+  app.add_option("--data-dir", data_dir, "Folder for the SQLite database and artifacts")->required();
+  app.add_option("--heartbeat-timeout", timeout, "Silence after which a worker is lost (e.g. 10s, 500ms)")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  int64_t timeout_micros = 0;
+  if (!ParseDuration(timeout, &timeout_micros)) {
+    std::fprintf(stderr, "polytune-coordinator: error: --heartbeat-timeout '%s' is not a duration like 10s or 500ms\n", timeout.c_str());
+    return 2;
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(data_dir + "/artifacts", ec);
+  if (ec) {
+    std::fprintf(stderr, "polytune-coordinator: error: cannot create %s: %s\n", data_dir.c_str(), ec.message().c_str());
+    return 1;
+  }
+  auto store = OpenSqliteStore(data_dir + "/coordinator.db");
+  if (!store.ok()) {
+    std::fprintf(stderr, "polytune-coordinator: error: %s\n", std::string(store.status().message()).c_str());
+    return 1;
+  }
+  ArtifactStore artifacts(data_dir + "/artifacts");
+  JobManagerOptions jo;
+  jo.heartbeat_timeout_micros = timeout_micros;
+  JobManager jobs(store->get(), polytune::SystemClock::Default(), jo);
+  absl::Status st = jobs.Recover();
+  if (!st.ok()) {
+    std::fprintf(stderr, "polytune-coordinator: error: %s\n", std::string(st.message()).c_str());
+    return 1;
+  }
+  JobServiceImpl job_service(&jobs, store->get(), &artifacts);
+  WorkerServiceImpl worker_service(&jobs, store->get(), &artifacts);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  ConfigureServer(builder);
+  builder.RegisterService(&job_service);
+  builder.RegisterService(&worker_service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || port == 0) {
+    std::fprintf(stderr, "polytune-coordinator: error: cannot listen on %s (in use, or not HOST:PORT?)\n", listen.c_str());
+    return 1;
+  }
+  signal(SIGINT, OnSignal);
+  signal(SIGTERM, OnSignal);
+  std::fprintf(stderr, "polytune-coordinator: serving on %s, state in %s\n", listen.c_str(), data_dir.c_str());
+  while (!g_stop) {
+    jobs.Tick();
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  return 0;
+}

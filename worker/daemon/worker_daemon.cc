@@ -1,0 +1,325 @@
+#include "worker_daemon.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "polytune/common/bundle.h"
+#include "polytune/common/file_util.h"
+#include "polytune/common/sha256.h"
+#include "polytune/coordinator/grpc_config.h"
+#include "polytune/coordinator/grpc_services.h"
+
+namespace polytune::worker {
+namespace fs = std::filesystem;
+using coordinator::ContextWithDeadline;
+using coordinator::FromGrpc;
+
+namespace {
+
+std::string RandomHex(int n) {
+  std::random_device rd;
+  std::mt19937_64 gen((static_cast<uint64_t>(rd()) << 32) ^ rd() ^ static_cast<uint64_t>(::getpid()));
+  std::string s;
+  for (int i = 0; i < n; ++i) s.push_back("0123456789abcdef"[gen() % 16]);
+  return s;
+}
+
+void Log(const std::string& msg) { std::fprintf(stderr, "polytune-worker: %s\n", msg.c_str()); }
+
+}  // namespace
+
+WorkerDaemon::WorkerDaemon(DaemonOptions options) : o_(std::move(options)), incarnation_(RandomHex(16)) {}
+
+absl::Status WorkerDaemon::Register() {
+  v1::RegisterRequest req;
+  req.set_worker_id(o_.name);
+  req.set_incarnation(incarnation_);
+  req.set_address(o_.address);
+  for (const auto& d : devices_) *req.add_devices() = d;
+  v1::RegisterResponse resp;
+  auto ctx = ContextWithDeadline(5);
+  return FromGrpc(stub_->Register(ctx.get(), req, &resp));
+}
+
+absl::StatusOr<std::string> WorkerDaemon::FetchArtifact(const std::string& sha) {
+  const std::string path = absl::StrCat(o_.work_dir, "/cache/", sha);
+  if (fs::exists(path)) return path;  // cached by sha256
+  v1::DownloadRequest req;
+  req.set_sha256(sha);
+  auto ctx = ContextWithDeadline(120);
+  auto reader = stub_->Download(ctx.get(), req);
+  std::string data;
+  v1::DownloadChunk chunk;
+  while (reader->Read(&chunk)) data += chunk.data();
+  absl::Status st = FromGrpc(reader->Finish());
+  if (!st.ok()) return st;
+  if (Sha256Hex(data) != sha) return absl::DataLossError(absl::StrCat("dataset ", sha, " arrived corrupted"));
+  fs::create_directories(o_.work_dir + "/cache");
+  st = WriteFileAtomic(path, data);
+  if (!st.ok()) return st;
+  return path;
+}
+
+absl::Status WorkerDaemon::StartRank(const v1::RankAssignment& a) {
+  const std::string key = absl::StrCat(a.job_id(), "/", a.rank());
+  if (ranks_.count(key)) return absl::OkStatus();
+  Rank r;
+  r.job_id = a.job_id();
+  r.rank = a.rank();
+  r.dir = absl::StrCat(o_.work_dir, "/jobs/", a.job_id(), "/rank-", a.rank());
+  fs::create_directories(r.dir);
+  // The spec as submitted, with datasets fetched and paths made local.
+  YAML::Node spec;
+  try {
+    spec = YAML::Load(a.spec_yaml());
+  } catch (const YAML::Exception& e) {
+    r.exited = true;
+    r.exit_code = 2;
+    r.message = absl::StrCat("invalid spec: ", e.msg);
+    ranks_[key] = r;
+    return absl::OkStatus();
+  }
+  spec.remove("resources");
+  for (const char* k : {"train", "eval"}) {
+    if (!spec["data"][k].IsDefined()) continue;
+    std::string v = spec["data"][k].as<std::string>();
+    if (v.rfind("sha256:", 0) == 0) {
+      auto local = FetchArtifact(v.substr(7));
+      if (!local.ok()) {
+        r.exited = true;
+        r.exit_code = 2;
+        r.message = std::string(local.status().message());
+        ranks_[key] = r;
+        return absl::OkStatus();
+      }
+      spec["data"][k] = *local;
+    }
+  }
+  const std::string model = spec["model"]["path"].IsDefined() ? spec["model"]["path"].as<std::string>() : "";
+  if (!fs::exists(model + "/config.json")) {
+    r.exited = true;
+    r.exit_code = 2;
+    r.message = absl::StrCat("model path '", model, "' does not exist on worker ", o_.name,
+                             " (models must be on shared storage)");
+    ranks_[key] = r;
+    return absl::OkStatus();
+  }
+  spec["output_dir"] = r.dir + "/out";
+  std::ofstream(r.dir + "/spec.yaml") << spec;
+  const std::string log = r.dir + "/rank.log";
+  std::vector<std::string> argv = {o_.polytune_bin, "train", r.dir + "/spec.yaml", "--rank", std::to_string(a.rank()),
+                                   "--world-size", std::to_string(a.world_size()), "--master-addr", a.master_addr(),
+                                   "--master-port", std::to_string(a.master_port()), "--local-rank", "0",
+                                   "--collective-timeout", "60"};
+  if (fs::exists(r.dir + "/out/checkpoints")) argv.push_back("--resume");
+  pid_t pid = ::fork();
+  if (pid < 0) return absl::InternalError("fork failed");
+  if (pid == 0) {
+    ::setpgid(0, 0);  // its own process group, so cancel stops everything it started
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+    }
+    std::vector<char*> c;
+    for (auto& s : argv) c.push_back(s.data());
+    c.push_back(nullptr);
+    ::execv(o_.polytune_bin.c_str(), c.data());
+    ::_exit(127);
+  }
+  ::setpgid(pid, pid);
+  r.pid = pid;
+  Log(absl::StrCat("started ", key, " (pid ", pid, ")"));
+  ranks_[key] = r;
+  return absl::OkStatus();
+}
+
+void WorkerDaemon::SyncRank0(Rank& r) {
+  if (r.rank != 0) return;
+  // New metrics lines (only complete ones).
+  auto text = ReadFileToString(r.dir + "/out/metrics.jsonl");
+  if (text.ok()) {
+    std::vector<std::string> lines = absl::StrSplit(*text, '\n');
+    if (!lines.empty()) lines.pop_back();  // text after the last newline is incomplete
+    if (lines.size() < r.metrics_sent) r.metrics_sent = 0;  // log rewritten on resume
+    if (lines.size() > r.metrics_sent) {
+      v1::ReportMetricsRequest req;
+      req.set_job_id(r.job_id);
+      for (size_t i = r.metrics_sent; i < lines.size(); ++i) req.add_metrics_json(lines[i]);
+      v1::ReportMetricsResponse resp;
+      auto ctx = ContextWithDeadline(10);
+      if (stub_->ReportMetrics(ctx.get(), req, &resp).ok()) r.metrics_sent = lines.size();
+    }
+  }
+  // Checkpoints: committed folders only (staging folders start with ".tmp-").
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(r.dir + "/out/checkpoints", ec)) {
+    const std::string name = e.path().filename().string();
+    int64_t step;
+    if (name.rfind("step-", 0) != 0 || !absl::SimpleAtoi(name.substr(5), &step) || r.uploaded.count(name)) continue;
+    if (!fs::exists(e.path() / "trainer_state.json")) continue;
+    auto bundle = PackDirectory(e.path().string());
+    if (!bundle.ok()) continue;
+    const std::string sha = Sha256Hex(*bundle);
+    auto ctx = ContextWithDeadline(120);
+    v1::UploadCheckpointResponse resp;
+    auto writer = stub_->UploadCheckpoint(ctx.get(), &resp);
+    bool ok = true;
+    for (size_t pos = 0; pos < bundle->size() && ok; pos += coordinator::kMaxChunkBytes) {
+      v1::UploadCheckpointChunk c;
+      if (pos == 0) {
+        c.set_job_id(r.job_id);
+        c.set_step(step);
+        c.set_sha256(sha);
+      }
+      c.set_data(bundle->substr(pos, coordinator::kMaxChunkBytes));
+      ok = writer->Write(c);
+    }
+    writer->WritesDone();
+    grpc::Status st = writer->Finish();
+    if (st.ok()) r.uploaded.insert(name);
+    else Log(absl::StrCat("checkpoint upload ", name, " failed: ", st.error_message()));
+  }
+}
+
+void WorkerDaemon::PollRanks() {
+  for (auto& [key, r] : ranks_) {
+    if (r.exited || r.pid < 0) continue;
+    int status = 0;
+    pid_t got = ::waitpid(r.pid, &status, WNOHANG);
+    SyncRank0(r);
+    if (got != r.pid) continue;
+    SyncRank0(r);  // the last metrics and the final checkpoint, before reporting the exit
+    r.exited = true;
+    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (r.exit_code != 0) {
+      // The rank's last error line says why.
+      auto log = ReadFileToString(r.dir + "/rank.log");
+      if (log.ok()) {
+        std::vector<std::string> lines = absl::StrSplit(*log, '\n', absl::SkipEmpty());
+        for (auto it = lines.rbegin(); it != lines.rend(); ++it)
+          if (it->find("error") != std::string::npos) {
+            r.message = *it;
+            break;
+          }
+      }
+    }
+    Log(absl::StrCat(key, " exited with ", r.exit_code));
+  }
+}
+
+void WorkerDaemon::StopJob(const std::string& job_id) {
+  for (auto& [key, r] : ranks_) {
+    if (r.job_id != job_id || r.exited || r.pid < 0) continue;
+    r.cancelled = true;
+    ::kill(-r.pid, SIGTERM);
+  }
+  // Give them a few seconds, then make sure nothing is left running.
+  for (int i = 0; i < 50; ++i) {
+    bool alive = false;
+    for (auto& [key, r] : ranks_)
+      if (r.job_id == job_id && !r.exited && r.pid > 0) {
+        int status;
+        if (::waitpid(r.pid, &status, WNOHANG) == r.pid) {
+          r.exited = true;
+          r.exit_code = 143;
+          r.message = "cancelled";
+        } else {
+          alive = true;
+        }
+      }
+    if (!alive) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  for (auto& [key, r] : ranks_)
+    if (r.job_id == job_id && !r.exited && r.pid > 0) {
+      ::kill(-r.pid, SIGKILL);
+      ::waitpid(r.pid, nullptr, 0);
+      r.exited = true;
+      r.exit_code = 137;
+      r.message = "cancelled";
+    }
+}
+
+absl::Status WorkerDaemon::Run(const volatile bool* stop) {
+  // Devices.
+  if (o_.devices == "auto" || o_.devices.rfind("cpu", 0) == 0) {
+    int n = 1;
+    if (o_.devices.rfind("cpu:", 0) == 0 && !absl::SimpleAtoi(o_.devices.substr(4), &n))
+      return absl::InvalidArgumentError(absl::StrCat("--devices '", o_.devices, "' is not cpu:N"));
+    for (int i = 0; i < n; ++i) {
+      v1::DeviceInfo d;
+      d.set_kind("cpu");
+      d.set_index(i);
+      devices_.push_back(d);
+    }
+  } else if (o_.devices.rfind("cuda:", 0) == 0) {
+    for (absl::string_view idx : absl::StrSplit(o_.devices.substr(5), ',')) {
+      int i;
+      if (!absl::SimpleAtoi(idx, &i)) return absl::InvalidArgumentError(absl::StrCat("--devices '", o_.devices, "' is not cuda:0,1,..."));
+      v1::DeviceInfo d;
+      d.set_kind("cuda");
+      d.set_index(i);
+      devices_.push_back(d);
+    }
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("--devices '", o_.devices, "': use auto, cpu:N or cuda:0,1"));
+  }
+  stub_ = v1::WorkerService::NewStub(coordinator::MakeChannel(o_.coordinator));
+  bool registered = false;
+  while (!*stop) {
+    if (!registered) {
+      absl::Status st = Register();
+      if (!st.ok()) {
+        Log(absl::StrCat("cannot register with ", o_.coordinator, ": ", st.message(), "; retrying"));
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+        continue;
+      }
+      registered = true;
+      Log(absl::StrCat("registered as ", o_.name, " (incarnation ", incarnation_, ")"));
+    }
+    PollRanks();
+    v1::HeartbeatRequest req;
+    req.set_worker_id(o_.name);
+    req.set_incarnation(incarnation_);
+    for (const auto& [key, r] : ranks_) {
+      auto* s = req.add_ranks();
+      s->set_job_id(r.job_id);
+      s->set_rank(r.rank);
+      s->set_phase(r.exited ? v1::RankStatus::EXITED : v1::RankStatus::RUNNING);
+      s->set_exit_code(r.exit_code);
+      s->set_message(r.message);
+    }
+    v1::HeartbeatResponse resp;
+    auto ctx = ContextWithDeadline(5);
+    grpc::Status st = stub_->Heartbeat(ctx.get(), req, &resp);
+    if (!st.ok()) {
+      if (st.error_code() == grpc::StatusCode::FAILED_PRECONDITION) registered = false;  // must register again
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      continue;
+    }
+    for (const auto& c : resp.cancel_jobs()) StopJob(c);
+    for (const auto& a : resp.start()) {
+      absl::Status s = StartRank(a);
+      if (!s.ok()) Log(std::string(s.message()));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+  for (auto& [key, r] : ranks_)
+    if (!r.exited && r.pid > 0) StopJob(r.job_id);
+  return absl::OkStatus();
+}
+
+}  // namespace polytune::worker

@@ -1,0 +1,63 @@
+// polytune-worker: registers with the coordinator, heartbeats, runs each assigned rank as a
+// child `polytune train` process (a crash in training never takes the daemon down), streams
+// rank 0's metrics and uploads its checkpoints in verified chunks.
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "polytune/v1/polytune.grpc.pb.h"
+
+namespace polytune::worker {
+
+struct DaemonOptions {
+  std::string coordinator;  // HOST:PORT
+  std::string work_dir;
+  std::string devices = "auto";  // auto | cpu:N | cuda:0,1
+  std::string name;
+  std::string address;       // host other ranks reach this worker at
+  std::string polytune_bin;  // the `polytune` binary that runs ranks
+};
+
+class WorkerDaemon {
+ public:
+  explicit WorkerDaemon(DaemonOptions options);
+  // Runs until *stop becomes true; returns an error only for unusable options.
+  absl::Status Run(const volatile bool* stop);
+
+ private:
+  struct Rank {
+    std::string job_id;
+    int32_t rank = 0;
+    pid_t pid = -1;
+    std::string dir;  // output_dir of the rank
+    bool exited = false;
+    int32_t exit_code = 0;
+    std::string message;
+    size_t metrics_sent = 0;  // lines of metrics.jsonl already reported
+    std::set<std::string> uploaded;  // checkpoint folders already uploaded
+    bool cancelled = false;
+  };
+
+  absl::Status Register();
+  absl::Status StartRank(const v1::RankAssignment& a);
+  void PollRanks();
+  void SyncRank0(Rank& r);  // metrics and checkpoints
+  void StopJob(const std::string& job_id);
+  absl::StatusOr<std::string> FetchArtifact(const std::string& sha);
+
+  DaemonOptions o_;
+  std::string incarnation_;
+  std::vector<v1::DeviceInfo> devices_;
+  std::unique_ptr<v1::WorkerService::Stub> stub_;
+  std::map<std::string, Rank> ranks_;  // key job/rank
+};
+
+}  // namespace polytune::worker

@@ -1,0 +1,52 @@
+// polytune-worker --coordinator HOST:PORT --work-dir DIR [--devices auto|cpu:N|cuda:0,1] [--name NAME]
+#include <limits.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <filesystem>
+
+#include "worker_daemon.h"
+
+namespace {
+volatile bool g_stop = false;
+void OnSignal(int) { g_stop = true; }
+}  // namespace
+
+int main(int argc, char** argv) {
+  polytune::worker::DaemonOptions o;
+  CLI::App app{"polytune-worker: runs data-parallel training ranks for a polytune coordinator"};
+  app.add_option("--coordinator", o.coordinator, "Coordinator HOST:PORT")->required();
+  app.add_option("--work-dir", o.work_dir, "Folder for datasets, rank outputs and logs")->required();
+  app.add_option("--devices", o.devices, "auto, cpu:N or cuda:0,1")->capture_default_str();
+  app.add_option("--name", o.name, "Worker name (default: the host name)");
+  app.add_option("--address", o.address, "Host other ranks reach this worker at (default: 127.0.0.1 for a local coordinator, else the host name)");
+  app.add_option("--polytune-bin", o.polytune_bin, "The polytune binary (default: next to this one)");
+  CLI11_PARSE(app, argc, argv);
+  char host[HOST_NAME_MAX + 1] = {};
+  ::gethostname(host, sizeof(host));
+  if (o.name.empty()) o.name = host;
+  if (o.address.empty())
+    o.address = (o.coordinator.rfind("127.", 0) == 0 || o.coordinator.rfind("localhost", 0) == 0) ? "127.0.0.1" : host;
+  if (o.polytune_bin.empty()) {
+    namespace fs = std::filesystem;
+    fs::path self = fs::read_symlink("/proc/self/exe").parent_path();
+    for (const fs::path& c : {self / "polytune", self / "../../cli/polytune", self / "../cli/polytune"})
+      if (fs::exists(c)) {
+        o.polytune_bin = fs::canonical(c).string();
+        break;
+      }
+    if (o.polytune_bin.empty()) o.polytune_bin = "/usr/local/bin/polytune";
+  }
+  std::filesystem::create_directories(o.work_dir);
+  signal(SIGINT, OnSignal);
+  signal(SIGTERM, OnSignal);
+  signal(SIGPIPE, SIG_IGN);
+  polytune::worker::WorkerDaemon daemon(o);
+  absl::Status st = daemon.Run(&g_stop);
+  if (!st.ok()) {
+    std::fprintf(stderr, "polytune-worker: error: %s\n", std::string(st.message()).c_str());
+    return 2;
+  }
+  return 0;
+}
