@@ -1,0 +1,245 @@
+// End to end on loopback with real processes: polytune-coordinator, two polytune-worker
+// daemons (one CPU device each) and the polytune CLI.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <ATen/ATen.h>
+
+#include "nlohmann/json.hpp"
+#include "polytune/common/sha256.h"
+#include "polytune/coordinator/grpc_config.h"
+#include "polytune/engine/safetensors.h"
+#include "polytune/v1/polytune.grpc.pb.h"
+
+namespace polytune {
+namespace {
+
+namespace fs = std::filesystem;
+const std::string kBin = POLYTUNE_BIN;
+const std::string kBuild = fs::path(POLYTUNE_BIN).parent_path().parent_path().string();
+const std::string kExamples = POLYTUNE_EXAMPLES;
+
+struct Result {
+  int code;
+  std::string output;
+};
+
+Result Shell(const std::string& cmd) {
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  int status = ::pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), out};
+}
+
+pid_t Spawn(const std::vector<std::string>& argv, const std::string& log) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setpgid(0, 0);
+    FILE* f = std::freopen(log.c_str(), "w", stderr);
+    (void)f;
+    std::vector<char*> c;
+    for (auto s : argv) c.push_back(::strdup(s.c_str()));
+    c.push_back(nullptr);
+    ::execv(c[0], c.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+int FreePort() {
+  Result r = Shell("python3 -c 'import socket;s=socket.socket();s.bind((\"127.0.0.1\",0));print(s.getsockname()[1])'");
+  return std::stoi(r.output);
+}
+
+// Ranks of `job` still running anywhere on this machine.
+int RunningRanks(const std::string& job) {
+  int n = 0;
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    std::ifstream in(e.path() / "cmdline");
+    std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (cmd.find("/jobs/" + job + "/") != std::string::npos && cmd.find("train") != std::string::npos) ++n;
+  }
+  return n;
+}
+
+class ControlPlane : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    char t[] = "/tmp/polytune-cp-XXXXXX";
+    dir_ = ::mkdtemp(t);
+    port_ = FreePort();
+    target_ = "127.0.0.1:" + std::to_string(port_);
+    coordinator_ = Spawn({kBuild + "/coordinator/polytune-coordinator", "--listen", target_, "--data-dir", dir_ + "/coord",
+                          "--heartbeat-timeout", "5s"},
+                         dir_ + "/coord.log");
+    for (int i = 1; i <= 2; ++i)
+      workers_.push_back(Spawn({kBuild + "/worker/daemon/polytune-worker", "--coordinator", target_, "--work-dir",
+                                dir_ + "/w" + std::to_string(i), "--devices", "cpu:1", "--name", "w" + std::to_string(i),
+                                "--polytune-bin", kBin},
+                               dir_ + "/w" + std::to_string(i) + ".log"));
+    Result init = Shell(kBin + " model init --out " + dir_ + "/model --hidden-size 64 --layers 2 --heads 4 --kv-heads 2 "
+                               "--intermediate-size 128 --vocab-size 320 --seed 5");
+    ASSERT_EQ(init.code, 0) << init.output;
+    for (int i = 0; i < 100; ++i) {
+      Result w = Cli("workers --json");
+      if (w.code == 0 && nlohmann::json::parse(w.output).size() == 2) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    FAIL() << "workers did not register";
+  }
+
+  static void TearDownTestSuite() {
+    for (pid_t p : workers_) ::kill(p, SIGTERM);
+    for (pid_t p : workers_) ::waitpid(p, nullptr, 0);
+    ::kill(coordinator_, SIGTERM);
+    ::waitpid(coordinator_, nullptr, 0);
+    fs::remove_all(dir_);
+  }
+
+  static Result Cli(const std::string& args) { return Shell(kBin + " --coordinator " + target_ + " " + args); }
+
+  static std::string Spec(const std::string& name, const std::string& training, int world = 2) {
+    const std::string path = dir_ + "/" + name + ".yaml";
+    std::ofstream(path) << "model: {path: " << dir_ << "/model}\n"
+                        << "lora: {r: 4, alpha: 8, dropout: 0.1}\n"
+                        << "data: {train: " << kExamples << "/data/instructions_train.jsonl, eval: " << kExamples
+                        << "/data/instructions_eval.jsonl, max_seq_len: 128}\n"
+                        << "training: {lr: 0.002, seed: 3, " << training << "}\n"
+                        << "resources: {world_size: " << world << "}\n";
+    return path;
+  }
+
+  static std::map<std::string, at::Tensor> Adapter(const std::string& dir) {
+    auto f = engine::SafetensorsFile::Open(dir + "/adapter_model.safetensors");
+    EXPECT_TRUE(f.ok()) << f.status();
+    std::map<std::string, at::Tensor> out;
+    for (const auto& [n, e] : (*f)->entries()) out[n] = *(*f)->Load(n);
+    return out;
+  }
+
+  static inline std::string dir_, target_;
+  static inline int port_ = 0;
+  static inline pid_t coordinator_ = -1;
+  static inline std::vector<pid_t> workers_;
+};
+
+TEST_F(ControlPlane, JobSucceedsAndItsAdapterEqualsLocalDataParallelTraining) {
+  const std::string spec = Spec("ok", "max_steps: 6, micro_batch_size: 2, checkpoint_every: 3");
+  Result submit = Cli("submit " + spec + " --json");
+  ASSERT_EQ(submit.code, 0) << submit.output;
+  const std::string id = nlohmann::json::parse(submit.output)["id"];
+  Result watch = Cli("watch " + id);
+  ASSERT_EQ(watch.code, 0) << watch.output;
+  EXPECT_NE(watch.output.find("SUCCEEDED"), std::string::npos);
+  Result status = Cli("status " + id + " --json");
+  ASSERT_EQ(status.code, 0) << status.output;
+  auto st = nlohmann::json::parse(status.output);
+  EXPECT_EQ(st["state"], "SUCCEEDED");
+  EXPECT_GE(st["checkpoints"].size(), 2u) << "checkpoints at steps 3 and 6";
+  EXPECT_EQ(st["latest_metrics"]["step"], 6);
+  EXPECT_TRUE(st["latest_eval"]["eval"]["languages"].contains("hi"));
+  Result dl = Cli("download " + id + " --out " + dir_ + "/downloaded");
+  ASSERT_EQ(dl.code, 0) << dl.output;
+  // The same config trained locally with two ranks.
+  std::ifstream in(spec);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  text = text.substr(0, text.find("resources:")) + "output_dir: " + dir_ + "/local\n";
+  std::ofstream(dir_ + "/local.yaml") << text;
+  Result local = Shell(kBin + " train " + dir_ + "/local.yaml --nproc 2");
+  ASSERT_EQ(local.code, 0) << local.output;
+  auto a = Adapter(dir_ + "/downloaded"), b = Adapter(dir_ + "/local/adapter");
+  ASSERT_EQ(a.size(), b.size());
+  double diff = 0;
+  for (const auto& [n, t] : a) diff = std::max(diff, (t - b.at(n)).abs().max().item<double>());
+  EXPECT_LT(diff, 1e-5);
+  Result logs = Cli("logs " + id);
+  EXPECT_NE(logs.output.find("\"step\":6"), std::string::npos) << logs.output;
+}
+
+TEST_F(ControlPlane, CancelledJobIsCancelledAndItsRanksAreGone) {
+  Result submit = Cli("submit " + Spec("long", "max_steps: 100000, micro_batch_size: 1") + " --json");
+  ASSERT_EQ(submit.code, 0) << submit.output;
+  const std::string id = nlohmann::json::parse(submit.output)["id"];
+  for (int i = 0; i < 200 && RunningRanks(id) < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_EQ(RunningRanks(id), 2) << "ranks should be running";
+  Result cancel = Cli("cancel " + id);
+  ASSERT_EQ(cancel.code, 0) << cancel.output;
+  EXPECT_NE(cancel.output.find("CANCELLED"), std::string::npos);
+  for (int i = 0; i < 100 && RunningRanks(id) > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(RunningRanks(id), 0) << "cancel must leave nothing running";
+  Result watch = Cli("watch " + id);
+  EXPECT_NE(watch.code, 0) << "watch exits non-zero unless SUCCEEDED";
+}
+
+TEST_F(ControlPlane, JobLargerThanTheClusterStaysPendingWithItsReason) {
+  Result submit = Cli("submit " + Spec("big", "max_steps: 2", 4) + " --json");
+  ASSERT_EQ(submit.code, 0) << submit.output;
+  const std::string id = nlohmann::json::parse(submit.output)["id"];
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  auto st = nlohmann::json::parse(Cli("status " + id + " --json").output);
+  EXPECT_EQ(st["state"], "PENDING");
+  EXPECT_EQ(st["reason"], "needs 4 devices; the cluster has 2 in all (add workers or lower resources.world_size)");
+  EXPECT_EQ(Cli("cancel " + id).code, 0);
+}
+
+TEST_F(ControlPlane, InvalidSpecIsRefusedAtSubmitAndErrorsAreOneLine) {
+  const std::string bad = dir_ + "/bad.yaml";
+  std::ofstream(bad) << "model: {path: " << dir_ << "/model}\ndata: {train: " << kExamples
+                     << "/data/instructions_train.jsonl}\ntraining: {lr: 0.1, learning_rate: 2}\nresources: {world_size: 1}\n";
+  Result r = Cli("submit " + bad);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.output.find("'training.learning_rate' is not a known key"), std::string::npos) << r.output;
+  const std::string nores = dir_ + "/nores.yaml";
+  std::ofstream(nores) << "model: {path: m}\ndata: {train: t}\n";
+  EXPECT_NE(Cli("submit " + nores).output.find("'resources.world_size' is required"), std::string::npos);
+  Result unknown = Cli("status job-424242");
+  EXPECT_EQ(unknown.code, 1);
+  EXPECT_NE(unknown.output.find("no job 'job-424242'"), std::string::npos) << unknown.output;
+  Result down = Shell(kBin + " --coordinator 127.0.0.1:1 jobs");
+  EXPECT_EQ(down.code, 1);
+  EXPECT_NE(down.output.find("cannot reach the coordinator at 127.0.0.1:1"), std::string::npos) << down.output;
+  EXPECT_EQ(std::count(down.output.begin(), down.output.end(), '\n'), 1) << down.output;
+}
+
+TEST_F(ControlPlane, CorruptedCheckpointUploadIsRefused) {
+  Result submit = Cli("submit " + Spec("ck", "max_steps: 2", 4) + " --json");  // stays pending; any job id works
+  const std::string id = nlohmann::json::parse(submit.output)["id"];
+  auto stub = v1::WorkerService::NewStub(coordinator::MakeChannel(target_));
+  const std::string payload(3 << 20, 'x');  // three 1 MiB chunks
+  auto ctx = coordinator::ContextWithDeadline(10);
+  v1::UploadCheckpointResponse resp;
+  auto writer = stub->UploadCheckpoint(ctx.get(), &resp);
+  for (size_t pos = 0; pos < payload.size(); pos += 1 << 20) {
+    v1::UploadCheckpointChunk c;
+    if (pos == 0) {
+      c.set_job_id(id);
+      c.set_step(7);
+      c.set_sha256(Sha256Hex(payload));
+    }
+    std::string chunk = payload.substr(pos, 1 << 20);
+    if (pos == (1 << 20)) chunk[5] = 'y';  // corrupted in transit
+    c.set_data(chunk);
+    writer->Write(c);
+  }
+  writer->WritesDone();
+  grpc::Status st = writer->Finish();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::DATA_LOSS) << st.error_message();
+  auto status = nlohmann::json::parse(Cli("status " + id + " --json").output);
+  EXPECT_TRUE(status["checkpoints"].empty()) << "a refused checkpoint is never recorded";
+  Cli("cancel " + id);
+}
+
+}  // namespace
+}  // namespace polytune
