@@ -1,5 +1,6 @@
 #include "control_commands.h"
 
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <chrono>
@@ -187,6 +188,7 @@ int Status(const ControlArgs& a) {
 }
 
 int Watch(const ControlArgs& a) {
+  const bool tty = ::isatty(STDOUT_FILENO);
   size_t shown = 0;
   int64_t total = 0;
   for (;;) {
@@ -211,8 +213,9 @@ int Watch(const ControlArgs& a) {
         const int64_t step = j["step"].get<int64_t>();
         const double elapsed = j.value("elapsed_seconds", 0.0);
         const double eta = total > step && step > 0 ? elapsed / step * (total - step) : 0;
-        std::printf("\rstep %lld/%lld | loss %.4f | %.0f tok/s | ETA %.0fs   ", static_cast<long long>(step),
-                    static_cast<long long>(total), j["loss"].get<double>(), j.value("tokens_per_second", 0.0), eta);
+        std::printf("%sstep %lld/%lld | loss %.4f | %.0f tok/s | ETA %.0fs%s", tty ? "\r" : "", static_cast<long long>(step),
+                    static_cast<long long>(total), j["loss"].get<double>(), j.value("tokens_per_second", 0.0), eta,
+                    tty ? "   " : "\n");
       }
       std::fflush(stdout);
     }

@@ -39,6 +39,8 @@ int main(int argc, char** argv) {
     if (o.polytune_bin.empty()) o.polytune_bin = "/usr/local/bin/polytune";
   }
   std::filesystem::create_directories(o.work_dir);
+  // Rank specs live in the work dir, and relative paths in a spec resolve against it.
+  o.work_dir = std::filesystem::absolute(o.work_dir).lexically_normal().string();
   signal(SIGINT, OnSignal);
   signal(SIGTERM, OnSignal);
   signal(SIGPIPE, SIG_IGN);
