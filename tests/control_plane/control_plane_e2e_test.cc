@@ -10,7 +10,11 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
+
+#include <grpcpp/generic/generic_stub.h>
 
 #include <ATen/ATen.h>
 
@@ -211,6 +215,48 @@ TEST_F(ControlPlane, InvalidSpecIsRefusedAtSubmitAndErrorsAreOneLine) {
   EXPECT_EQ(down.code, 1);
   EXPECT_NE(down.output.find("cannot reach the coordinator at 127.0.0.1:1"), std::string::npos) << down.output;
   EXPECT_EQ(std::count(down.output.begin(), down.output.end(), '\n'), 1) << down.output;
+}
+
+TEST_F(ControlPlane, MissingModelOnTheWorkerFailsTheJobWithThatReason) {
+  const std::string spec = Spec("nomodel", "max_steps: 2", 1);
+  std::ifstream in(spec);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t at = text.find(dir_ + "/model");
+  text.replace(at, (dir_ + "/model").size(), dir_ + "/no-such-model");
+  std::ofstream(spec) << text;
+  Result submit = Cli("submit " + spec + " --json");
+  ASSERT_EQ(submit.code, 0) << submit.output;
+  const std::string id = nlohmann::json::parse(submit.output)["id"];
+  EXPECT_NE(Cli("watch " + id).code, 0);
+  auto st = nlohmann::json::parse(Cli("status " + id + " --json").output);
+  EXPECT_EQ(st["state"], "FAILED");
+  EXPECT_NE(st["reason"].get<std::string>().find("no-such-model' does not exist on worker"), std::string::npos) << st["reason"];
+}
+
+TEST_F(ControlPlane, CoordinatorServesGrpcHealth) {
+  // grpc.health.v1.Health/Check with an empty request; SERVING is field 1 = 1 ("\x08\x01").
+  grpc::GenericStub stub(coordinator::MakeChannel(target_));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  grpc::ByteBuffer request(nullptr, 0), response;
+  grpc::Status status;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  stub.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
+    std::lock_guard<std::mutex> l(mu);
+    status = s;
+    done = true;
+    cv.notify_one();
+  });
+  std::unique_lock<std::mutex> l(mu);
+  cv.wait(l, [&] { return done; });
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(response.Dump(&slices).ok());
+  std::string bytes;
+  for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  EXPECT_EQ(bytes, std::string("\x08\x01", 2));
 }
 
 TEST_F(ControlPlane, CorruptedCheckpointUploadIsRefused) {

@@ -12,6 +12,7 @@
 #include <random>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -37,6 +38,20 @@ std::string RandomHex(int n) {
 }
 
 void Log(const std::string& msg) { std::fprintf(stderr, "polytune-worker: %s\n", msg.c_str()); }
+
+// Total memory of each CUDA device in bytes, from nvidia-smi (empty when it is absent).
+std::vector<int64_t> CudaMemory() {
+  std::vector<int64_t> out;
+  FILE* p = ::popen("nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null", "r");
+  if (!p) return out;
+  char line[128];
+  while (std::fgets(line, sizeof(line), p)) {
+    int64_t mib;
+    if (absl::SimpleAtoi(absl::StripAsciiWhitespace(line), &mib)) out.push_back(mib << 20);
+  }
+  ::pclose(p);
+  return out;
+}
 
 }  // namespace
 
@@ -254,7 +269,13 @@ void WorkerDaemon::StopJob(const std::string& job_id) {
 }
 
 absl::Status WorkerDaemon::Run(const volatile bool* stop) {
-  // Devices.
+  // Devices: auto means every CUDA device nvidia-smi reports, else one CPU slot.
+  const std::vector<int64_t> cuda_memory = CudaMemory();
+  if (o_.devices == "auto" && !cuda_memory.empty()) {
+    std::string list;
+    for (size_t i = 0; i < cuda_memory.size(); ++i) list += (i ? "," : "") + std::to_string(i);
+    o_.devices = "cuda:" + list;
+  }
   if (o_.devices == "auto" || o_.devices.rfind("cpu", 0) == 0) {
     int n = 1;
     if (o_.devices.rfind("cpu:", 0) == 0 && !absl::SimpleAtoi(o_.devices.substr(4), &n))
@@ -272,6 +293,7 @@ absl::Status WorkerDaemon::Run(const volatile bool* stop) {
       v1::DeviceInfo d;
       d.set_kind("cuda");
       d.set_index(i);
+      if (i >= 0 && i < static_cast<int>(cuda_memory.size())) d.set_memory_bytes(cuda_memory[i]);
       devices_.push_back(d);
     }
   } else {

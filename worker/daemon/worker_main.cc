@@ -6,6 +6,11 @@
 #include <CLI/CLI.hpp>
 #include <filesystem>
 
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include "polytune/coordinator/grpc_config.h"
 #include "worker_daemon.h"
 
 namespace {
@@ -22,6 +27,9 @@ int main(int argc, char** argv) {
   app.add_option("--name", o.name, "Worker name (default: the host name)");
   app.add_option("--address", o.address, "Host other ranks reach this worker at (default: 127.0.0.1 for a local coordinator, else the host name)");
   app.add_option("--polytune-bin", o.polytune_bin, "The polytune binary (default: next to this one)");
+  std::string listen = "0.0.0.0:0";
+  app.add_option("--listen", listen, "HOST:PORT for the worker's health and reflection endpoint (port 0: any free port)")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   char host[HOST_NAME_MAX + 1] = {};
   ::gethostname(host, sizeof(host));
@@ -44,8 +52,22 @@ int main(int argc, char** argv) {
   signal(SIGINT, OnSignal);
   signal(SIGTERM, OnSignal);
   signal(SIGPIPE, SIG_IGN);
+  // grpc.health.v1 and server reflection, so probes and grpcurl can check the daemon.
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  polytune::coordinator::ConfigureServer(builder);
+  std::unique_ptr<grpc::Server> health = builder.BuildAndStart();
+  if (!health || port == 0) {
+    std::fprintf(stderr, "polytune-worker: error: cannot listen on %s\n", listen.c_str());
+    return 2;
+  }
+  std::fprintf(stderr, "polytune-worker: health endpoint on port %d\n", port);
   polytune::worker::WorkerDaemon daemon(o);
   absl::Status st = daemon.Run(&g_stop);
+  health->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   if (!st.ok()) {
     std::fprintf(stderr, "polytune-worker: error: %s\n", std::string(st.message()).c_str());
     return 2;
