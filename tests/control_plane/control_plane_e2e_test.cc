@@ -287,5 +287,45 @@ TEST_F(ControlPlane, CorruptedCheckpointUploadIsRefused) {
   Cli("cancel " + id);
 }
 
+// Declared last: it restarts the shared coordinator.
+TEST_F(ControlPlane, CoordinatorRestartReloadsJobsAndWorkersReRegister) {
+  auto before = nlohmann::json::parse(Cli("jobs --json").output);
+  ASSERT_FALSE(before.empty());
+  ::kill(coordinator_, SIGTERM);
+  ::waitpid(coordinator_, nullptr, 0);
+  coordinator_ = Spawn({kBuild + "/coordinator/polytune-coordinator", "--listen", target_, "--data-dir", dir_ + "/coord",
+                        "--heartbeat-timeout", "5s"},
+                       dir_ + "/coord2.log");
+  nlohmann::json after;
+  for (int i = 0; i < 100; ++i) {
+    Result r = Cli("jobs --json");
+    if (r.code == 0) {
+      after = nlohmann::json::parse(r.output);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_EQ(after.size(), before.size());
+  for (size_t i = 0; i < before.size(); ++i) {
+    EXPECT_EQ(after[i]["id"], before[i]["id"]);
+    EXPECT_EQ(after[i]["state"], before[i]["state"]);
+    EXPECT_EQ(after[i]["events"].size(), before[i]["events"].size());
+  }
+  // Workers notice (their heartbeats are refused) and register again.
+  bool both = false;
+  for (int i = 0; i < 100 && !both; ++i) {
+    Result w = Cli("workers --json");
+    both = w.code == 0 && nlohmann::json::parse(w.output).size() == 2;
+    if (!both) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(both);
+  // A finished job's checkpoints are still downloadable.
+  for (const auto& j : after)
+    if (j["state"] == "SUCCEEDED") {
+      Result dl = Cli("download " + j["id"].get<std::string>() + " --out " + dir_ + "/after-restart");
+      EXPECT_EQ(dl.code, 0) << dl.output;
+    }
+}
+
 }  // namespace
 }  // namespace polytune

@@ -53,6 +53,21 @@ TEST(Tokenizer, UnsupportedComponentIsNamed) {
   EXPECT_NE(p.status().message().find("pre_tokenizer type 'BertPreTokenizer'"), std::string::npos) << p.status();
 }
 
+TEST(Tokenizer, AddedTokensStripNeighbouringSpacesWhenAsked) {
+  // Byte-level-free toy model: every character is a token.
+  const std::string model = R"("model": {"type": "BPE", "vocab": {" ": 0, "a": 1, "b": 2}, "merges": []})";
+  const std::string added = R"("added_tokens": [
+      {"id": 10, "content": "<L>", "special": true, "lstrip": true, "rstrip": false, "single_word": false, "normalized": false},
+      {"id": 11, "content": "<R>", "special": false, "lstrip": false, "rstrip": true, "single_word": false, "normalized": false},
+      {"id": 12, "content": "ab", "special": false, "lstrip": false, "rstrip": false, "single_word": true, "normalized": false}])";
+  auto t = Tokenizer::FromJson("{" + model + "," + added + "}", "{}", "toy");
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ((*t)->Encode("a  <L>b"), (std::vector<int64_t>{1, 10, 2})) << "lstrip absorbs the spaces before";
+  EXPECT_EQ((*t)->Encode("a<R>  b"), (std::vector<int64_t>{1, 11, 2})) << "rstrip absorbs the spaces after";
+  EXPECT_EQ((*t)->Encode("ab ab"), (std::vector<int64_t>{12, 0, 12})) << "non-special added tokens match too";
+  EXPECT_EQ((*t)->Encode("aab"), (std::vector<int64_t>{1, 1, 2})) << "single_word: not inside a word";
+}
+
 TEST(Tokenizer, MergesAsPairsEqualMergesAsStrings) {
   const std::string vocab = R"("vocab": {"a": 0, "b": 1, "ab": 2, "abab": 3})";
   auto s = Tokenizer::FromJson(std::string(R"({"model": {"type": "BPE", )") + vocab + R"(, "merges": ["a b", "ab ab"]}})", "{}", "s");
