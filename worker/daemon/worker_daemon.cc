@@ -316,7 +316,13 @@ absl::Status WorkerDaemon::Run(const volatile bool* stop) {
     v1::HeartbeatRequest req;
     req.set_worker_id(o_.name);
     req.set_incarnation(incarnation_);
-    for (const auto& [key, r] : ranks_) {
+    // An exited rank is reported in a few heartbeats (one could be lost), then forgotten.
+    for (auto it = ranks_.begin(); it != ranks_.end();) {
+      if (it->second.exited && it->second.exit_reports >= 5) it = ranks_.erase(it);
+      else ++it;
+    }
+    for (auto& [key, r] : ranks_) {
+      if (r.exited) ++r.exit_reports;
       auto* s = req.add_ranks();
       s->set_job_id(r.job_id);
       s->set_rank(r.rank);

@@ -44,6 +44,7 @@ class WorkerDaemon {
     size_t metrics_sent = 0;  // lines of metrics.jsonl already reported
     std::set<std::string> uploaded;  // checkpoint folders already uploaded
     bool cancelled = false;
+    int exit_reports = 0;  // heartbeats that carried the exit; forgotten after a few
   };
 
   absl::Status Register();
