@@ -132,6 +132,7 @@ int RunTrain(const TrainArgs& a, const std::vector<std::string>& raw_args) {
     auto device = ResolveDevice(config->training.device, a.local_rank);
     if (!device.ok()) return Fail(device.status());
     ro.cuda = device->is_cuda();
+    ro.device_index = device->has_index() ? device->index() : a.local_rank;
     auto c = ConnectProcessGroup(ro);
     if (!c.ok()) return Fail(c.status());
     comm = std::move(*c);

@@ -1,6 +1,7 @@
 #include "polytune/engine/communicator.h"
 
 #include <cstdlib>
+#include <optional>
 
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -8,10 +9,19 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
+#include <torch/version.h>
+
 #include "absl/strings/str_cat.h"
 
 namespace polytune::engine {
 namespace {
+
+// libtorch 2.x moved the Gloo and NCCL process groups under c10d::Backend.
+#if TORCH_VERSION_MAJOR >= 2
+using GroupPtr = c10::intrusive_ptr<c10d::Backend>;
+#else
+using GroupPtr = c10::intrusive_ptr<c10d::ProcessGroup>;
+#endif
 
 class SingleProcessCommunicator : public Communicator {
  public:
@@ -23,14 +33,26 @@ class SingleProcessCommunicator : public Communicator {
 
 class ProcessGroupCommunicator : public Communicator {
  public:
-  ProcessGroupCommunicator(c10::intrusive_ptr<c10d::Store> store, c10::intrusive_ptr<c10d::ProcessGroup> group, int rank,
-                           int world, std::chrono::milliseconds timeout)
-      : store_(std::move(store)), group_(std::move(group)), rank_(rank), world_(world), timeout_(timeout) {}
+  ProcessGroupCommunicator(c10::intrusive_ptr<c10d::Store> store, GroupPtr group, int rank, int world,
+                           std::chrono::milliseconds timeout, std::optional<at::Device> collective_device)
+      : store_(std::move(store)),
+        group_(std::move(group)),
+        rank_(rank),
+        world_(world),
+        timeout_(timeout),
+        collective_device_(collective_device) {}
 
   int rank() const override { return rank_; }
   int world_size() const override { return world_; }
 
   absl::Status AllReduceSum(at::Tensor& tensor) override {
+    // NCCL reduces device tensors only: CPU statistics travel through the rank's GPU.
+    if (collective_device_ && tensor.device() != *collective_device_) {
+      at::Tensor staged = tensor.to(*collective_device_);
+      absl::Status st = AllReduceSum(staged);
+      if (st.ok()) tensor.copy_(staged.to(tensor.device()));
+      return st;
+    }
     try {
       std::vector<at::Tensor> tensors = {tensor};
       c10d::AllreduceOptions opts;
@@ -50,9 +72,10 @@ class ProcessGroupCommunicator : public Communicator {
 
  private:
   c10::intrusive_ptr<c10d::Store> store_;
-  c10::intrusive_ptr<c10d::ProcessGroup> group_;
+  GroupPtr group_;
   int rank_, world_;
   std::chrono::milliseconds timeout_;
+  std::optional<at::Device> collective_device_;
 };
 
 }  // namespace
@@ -71,7 +94,8 @@ absl::StatusOr<std::unique_ptr<Communicator>> ConnectProcessGroup(const Rendezvo
     store_opts.waitWorkers = true;
     store_opts.timeout = o.timeout;
     auto store = c10::make_intrusive<c10d::TCPStore>(o.master_addr, store_opts);
-    c10::intrusive_ptr<c10d::ProcessGroup> group;
+    GroupPtr group;
+    std::optional<at::Device> collective_device;
     if (o.cuda) {
 #ifdef POLYTUNE_WITH_NCCL
       // Surface a dead peer as an error instead of a hang (name differs across versions).
@@ -80,6 +104,7 @@ absl::StatusOr<std::unique_ptr<Communicator>> ConnectProcessGroup(const Rendezvo
       auto opts = c10d::ProcessGroupNCCL::Options::create();
       opts->timeout = o.timeout;
       group = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, o.rank, o.world_size, opts);
+      collective_device = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(o.device_index));
 #else
       return absl::FailedPreconditionError("this build of polytune has no NCCL support; rebuild against a CUDA libtorch");
 #endif
@@ -93,7 +118,7 @@ absl::StatusOr<std::unique_ptr<Communicator>> ConnectProcessGroup(const Rendezvo
       group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, o.rank, o.world_size, opts);
     }
     return std::unique_ptr<Communicator>(
-        new ProcessGroupCommunicator(store, group, o.rank, o.world_size, o.timeout));
+        new ProcessGroupCommunicator(store, group, o.rank, o.world_size, o.timeout, collective_device));
   } catch (const std::exception& e) {
     return absl::UnavailableError(absl::StrCat("rank ", o.rank, " could not join the process group at ", o.master_addr, ":",
                                                o.master_port, " within ", o.timeout.count() / 1000, " s: ", e.what()));
