@@ -11,6 +11,7 @@
 #include <ATen/Parallel.h>
 
 #include "absl/strings/str_cat.h"
+#include "cli_util.h"
 #include "launcher.h"
 #include "text_commands.h"
 #include "control_commands.h"
@@ -30,11 +31,6 @@ namespace polytune::cli {
 namespace {
 
 using namespace polytune::engine;
-
-int Fail(const absl::Status& status) {
-  std::fprintf(stderr, "polytune: error: %s\n", std::string(status.message()).c_str());
-  return 1;
-}
 
 std::string SelfExecutable() {
   char buf[4096];
@@ -76,13 +72,9 @@ int RunModelInit(const ModelInitArgs& a) {
   // A byte-level BPE learned from the corpus (the bundled multilingual data by default), so
   // the model sees real subwords; its size is the model's vocabulary.
   if (!a.tokenizer_corpus.empty()) {
-    auto texts = text::ReadCorpusTexts(a.tokenizer_corpus);
-    if (!texts.ok()) return Fail(texts.status());
     text::BpeTrainOptions bo;
     bo.vocab_size = a.vocab;
-    absl::Status st = text::TrainByteLevelBpe(*texts, bo, a.out);
-    if (!st.ok()) return Fail(st);
-    auto tok = text::Tokenizer::Load(a.out);
+    auto tok = text::TrainTokenizerFromCorpus(a.tokenizer_corpus, bo, a.out);
     if (!tok.ok()) return Fail(tok.status());
     c.bos_token_id = (*tok)->bos_id().value_or(-1);
     c.eos_token_id = (*tok)->eos_id().value_or(-1);

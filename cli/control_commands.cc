@@ -1,4 +1,5 @@
 #include "control_commands.h"
+#include "cli_util.h"
 
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
@@ -29,11 +30,6 @@ struct ControlArgs {
   int32_t priority = 0;
   bool json = false, follow = false;
 };
-
-int Fail(const std::string& msg) {
-  std::fprintf(stderr, "polytune: error: %s\n", msg.c_str());
-  return 1;
-}
 
 std::string Target(const ControlArgs& a) {
   if (!a.coordinator.empty()) return a.coordinator;

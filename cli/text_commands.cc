@@ -1,4 +1,5 @@
 #include "text_commands.h"
+#include "cli_util.h"
 
 #include <cstdio>
 #include <iostream>
@@ -14,11 +15,6 @@
 
 namespace polytune::cli {
 namespace {
-
-int Fail(const absl::Status& status) {
-  std::fprintf(stderr, "polytune: error: %s\n", std::string(status.message()).c_str());
-  return 1;
-}
 
 struct TextArgs {
   std::string tokenizer, data, out, chat_template, format = "auto";
@@ -58,16 +54,13 @@ int Encode(const TextArgs& a) {
 }
 
 int TrainTokenizer(const TextArgs& a) {
-  auto texts = text::ReadCorpusTexts(a.data);
-  if (!texts.ok()) return Fail(texts.status());
   text::BpeTrainOptions o;
   o.vocab_size = a.vocab_size;
-  absl::Status st = text::TrainByteLevelBpe(*texts, o, a.out);
-  if (!st.ok()) return Fail(st);
-  auto tok = text::Tokenizer::Load(a.out);
+  size_t num_texts = 0;
+  auto tok = text::TrainTokenizerFromCorpus(a.data, o, a.out, &num_texts);
   if (!tok.ok()) return Fail(tok.status());
   std::printf("wrote %s/tokenizer.json (%lld tokens, learned from %zu texts)\n", a.out.c_str(),
-              static_cast<long long>((*tok)->vocab_size()), texts->size());
+              static_cast<long long>((*tok)->vocab_size()), num_texts);
   return 0;
 }
 

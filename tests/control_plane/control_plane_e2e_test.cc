@@ -23,6 +23,7 @@
 #include "polytune/coordinator/grpc_config.h"
 #include "polytune/engine/safetensors.h"
 #include "polytune/v1/polytune.grpc.pb.h"
+#include "../engine/test_util.h"
 
 namespace polytune {
 namespace {
@@ -32,20 +33,8 @@ const std::string kBin = POLYTUNE_BIN;
 const std::string kBuild = fs::path(POLYTUNE_BIN).parent_path().parent_path().string();
 const std::string kExamples = POLYTUNE_EXAMPLES;
 
-struct Result {
-  int code;
-  std::string output;
-};
-
-Result Shell(const std::string& cmd) {
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  int status = ::pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), out};
-}
+using Result = testing::ShellResult;
+using testing::Shell;
 
 pid_t Spawn(const std::vector<std::string>& argv, const std::string& log) {
   pid_t pid = ::fork();

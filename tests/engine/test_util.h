@@ -1,8 +1,10 @@
 // Helpers shared by the engine tests.
 #pragma once
 
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
@@ -35,6 +37,22 @@ inline double RelativeMaxError(const at::Tensor& a, const at::Tensor& b) {
   at::Tensor bd = b.to(at::kDouble);
   double denom = bd.abs().max().item<double>();
   return (a.to(at::kDouble) - bd).abs().max().item<double>() / (denom > 0 ? denom : 1.0);
+}
+
+// Runs a shell command, capturing stdout and stderr together.
+struct ShellResult {
+  int code;  // exit status, or 128 + signal
+  std::string output;
+};
+
+inline ShellResult Shell(const std::string& cmd) {
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  int status = ::pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), out};
 }
 
 }  // namespace polytune::testing

@@ -20,21 +20,8 @@ namespace fs = std::filesystem;
 const std::string kBin = POLYTUNE_BIN;
 const std::string kExamples = POLYTUNE_EXAMPLES;
 
-struct Result {
-  int code;
-  std::string output;
-};
-
-Result Shell(const std::string& cmd) {
-  std::string full = cmd + " 2>&1";
-  FILE* p = ::popen(full.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  int status = ::pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), out};
-}
+using Result = testing::ShellResult;
+using testing::Shell;
 
 class TrainingE2E : public ::testing::Test {
  protected:

@@ -91,12 +91,10 @@ std::vector<int32_t> RowKeys(int64_t rows, const DropoutKey& key) {
   return row_keys;
 }
 
-// CPU: the same hash as the tensor-op version, in one parallel loop.
-at::Tensor DropoutMaskCpu(const at::Tensor& x, double p, const std::vector<int32_t>& row_keys) {
-  const int64_t per_row = x.size(-1);
-  const int64_t rows = x.numel() / per_row;
-  at::Tensor mask = at::empty(x.sizes(), x.options().dtype(at::kFloat));
-  float* dst = mask.data_ptr<float>();
+// CPU: the same hash as the tensor-op version, in one parallel loop. dst[i] = src[i] * keep
+// where the mask keeps element i, else 0; a null src stands for ones (the mask itself).
+void ApplyHashDropout(const float* src, float* dst, int64_t rows, int64_t per_row, double p,
+                      const std::vector<int32_t>& row_keys) {
   const uint32_t threshold = static_cast<uint32_t>(p * 16777216.0);
   const float keep = static_cast<float>(1.0 / (1.0 - p));
   at::parallel_for(0, rows * per_row, 1 << 16, [&](int64_t begin, int64_t end) {
@@ -104,27 +102,19 @@ at::Tensor DropoutMaskCpu(const at::Tensor& x, double p, const std::vector<int32
       const int64_t r = i / per_row;
       const uint32_t counter = static_cast<uint32_t>(i - r * per_row) * 0x9e3779b9u;
       const uint32_t z = Fmix32(counter + static_cast<uint32_t>(row_keys[r]));
-      dst[i] = (z >> 8) >= threshold ? keep : 0.0f;
+      dst[i] = (z >> 8) >= threshold ? (src ? src[i] * keep : keep) : 0.0f;
     }
   });
+}
+
+at::Tensor DropoutMaskCpu(const at::Tensor& x, double p, const std::vector<int32_t>& row_keys) {
+  const int64_t per_row = x.size(-1);
+  at::Tensor mask = at::empty(x.sizes(), x.options().dtype(at::kFloat));
+  ApplyHashDropout(nullptr, mask.data_ptr<float>(), x.numel() / per_row, per_row, p, row_keys);
   return x.scalar_type() == at::kFloat ? mask : mask.to(x.scalar_type());
 }
 
-// CPU fp32: y = x * mask in one loop, and backward recomputes the mask from the hash
-// instead of saving it (no mask tensor, one pass each way).
-void ApplyHashDropout(const float* src, float* dst, int64_t rows, int64_t per_row, double p,
-                      const std::vector<int64_t>& row_keys) {
-  const uint32_t threshold = static_cast<uint32_t>(p * 16777216.0);
-  const float keep = static_cast<float>(1.0 / (1.0 - p));
-  at::parallel_for(0, rows * per_row, 1 << 16, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t r = i / per_row;
-      const uint32_t counter = static_cast<uint32_t>(i - r * per_row) * 0x9e3779b9u;
-      const uint32_t z = Fmix32(counter + static_cast<uint32_t>(row_keys[r]));
-      dst[i] = (z >> 8) >= threshold ? src[i] * keep : 0.0f;
-    }
-  });
-}
+std::vector<int32_t> Narrow(const std::vector<int64_t>& keys) { return std::vector<int32_t>(keys.begin(), keys.end()); }
 
 class HashDropoutFunction : public torch::autograd::Function<HashDropoutFunction> {
  public:
@@ -132,7 +122,7 @@ class HashDropoutFunction : public torch::autograd::Function<HashDropoutFunction
                             std::vector<int64_t> row_keys) {
     at::Tensor xc = x.contiguous();
     at::Tensor out = at::empty_like(xc);
-    ApplyHashDropout(xc.data_ptr<float>(), out.data_ptr<float>(), x.numel() / x.size(-1), x.size(-1), p, row_keys);
+    ApplyHashDropout(xc.data_ptr<float>(), out.data_ptr<float>(), x.numel() / x.size(-1), x.size(-1), p, Narrow(row_keys));
     ctx->saved_data["p"] = p;
     ctx->saved_data["keys"] = row_keys;
     return out;
@@ -142,7 +132,7 @@ class HashDropoutFunction : public torch::autograd::Function<HashDropoutFunction
     at::Tensor g = grads[0].contiguous();
     at::Tensor out = at::empty_like(g);
     ApplyHashDropout(g.data_ptr<float>(), out.data_ptr<float>(), g.numel() / g.size(-1), g.size(-1),
-                     ctx->saved_data["p"].toDouble(), ctx->saved_data["keys"].toIntVector());
+                     ctx->saved_data["p"].toDouble(), Narrow(ctx->saved_data["keys"].toIntVector()));
     return {out, at::Tensor(), at::Tensor()};
   }
 };

@@ -156,6 +156,17 @@ absl::Status TrainByteLevelBpe(const std::vector<std::string>& texts, const BpeT
   return WriteFileAtomic(out_dir + "/tokenizer_config.json", cfg.dump(2, ' ', false) + "\n");
 }
 
+absl::StatusOr<std::unique_ptr<Tokenizer>> TrainTokenizerFromCorpus(const std::string& corpus_path,
+                                                                    const BpeTrainOptions& options,
+                                                                    const std::string& out_dir, size_t* num_texts) {
+  auto texts = ReadCorpusTexts(corpus_path);
+  if (!texts.ok()) return texts.status();
+  absl::Status st = TrainByteLevelBpe(*texts, options, out_dir);
+  if (!st.ok()) return st;
+  if (num_texts) *num_texts = texts->size();
+  return Tokenizer::Load(out_dir);
+}
+
 absl::StatusOr<std::vector<std::string>> ReadCorpusTexts(const std::string& path) {
   std::ifstream in(path);
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));

@@ -353,6 +353,18 @@ class SequenceDecoder : public Decoder {
   std::vector<std::unique_ptr<Decoder>> parts_;
 };
 
+// The components of a Sequence (null entries skipped), built by `make`.
+template <typename T, typename Make>
+absl::StatusOr<std::vector<std::unique_ptr<T>>> MakeParts(const nlohmann::json& list, const std::string& source, Make make) {
+  std::vector<std::unique_ptr<T>> parts;
+  for (const auto& item : list) {
+    absl::StatusOr<std::unique_ptr<T>> part = make(item, source);
+    if (!part.ok()) return part.status();
+    if (*part) parts.push_back(std::move(*part));
+  }
+  return parts;
+}
+
 absl::StatusOr<std::string> StringPattern(const nlohmann::json& j, const std::string& source, const std::string& what) {
   if (j.contains("pattern") && j["pattern"].contains("String")) return j["pattern"]["String"].get<std::string>();
   return absl::UnimplementedError(absl::StrCat(source, ": ", what, " Replace with a Regex pattern is not supported"));
@@ -375,13 +387,9 @@ absl::StatusOr<std::unique_ptr<Normalizer>> MakeNormalizer(const nlohmann::json&
     return std::unique_ptr<Normalizer>(new ReplaceNormalizer(*from, j.value("content", "")));
   }
   if (type == "Sequence") {
-    std::vector<std::unique_ptr<Normalizer>> parts;
-    for (const auto& n : j.value("normalizers", nlohmann::json::array())) {
-      auto p = MakeNormalizer(n, source);
-      if (!p.ok()) return p.status();
-      if (*p) parts.push_back(std::move(*p));
-    }
-    return std::unique_ptr<Normalizer>(new SequenceNormalizer(std::move(parts)));
+    auto parts = MakeParts<Normalizer>(j.value("normalizers", nlohmann::json::array()), source, MakeNormalizer);
+    if (!parts.ok()) return parts.status();
+    return std::unique_ptr<Normalizer>(new SequenceNormalizer(std::move(*parts)));
   }
   return Unsupported(source, "normalizer", type);
 }
@@ -429,13 +437,9 @@ absl::StatusOr<std::unique_ptr<PreTokenizer>> MakePreTokenizer(const nlohmann::j
     return std::unique_ptr<PreTokenizer>(new MetaspacePreTokenizer(j.value("replacement", kMetaspace), scheme, j.value("split", true)));
   }
   if (type == "Sequence") {
-    std::vector<std::unique_ptr<PreTokenizer>> parts;
-    for (const auto& p : j.value("pretokenizers", nlohmann::json::array())) {
-      auto made = MakePreTokenizer(p, source);
-      if (!made.ok()) return made.status();
-      if (*made) parts.push_back(std::move(*made));
-    }
-    return std::unique_ptr<PreTokenizer>(new SequencePreTokenizer(std::move(parts)));
+    auto parts = MakeParts<PreTokenizer>(j.value("pretokenizers", nlohmann::json::array()), source, MakePreTokenizer);
+    if (!parts.ok()) return parts.status();
+    return std::unique_ptr<PreTokenizer>(new SequencePreTokenizer(std::move(*parts)));
   }
   return Unsupported(source, "pre_tokenizer", type);
 }
@@ -459,13 +463,9 @@ absl::StatusOr<std::unique_ptr<Decoder>> MakeDecoder(const nlohmann::json& j, co
     return std::unique_ptr<Decoder>(new MetaspaceDecoder(j.value("replacement", kMetaspace), strip));
   }
   if (type == "Sequence") {
-    std::vector<std::unique_ptr<Decoder>> parts;
-    for (const auto& d : j.value("decoders", nlohmann::json::array())) {
-      auto made = MakeDecoder(d, source);
-      if (!made.ok()) return made.status();
-      if (*made) parts.push_back(std::move(*made));
-    }
-    return std::unique_ptr<Decoder>(new SequenceDecoder(std::move(parts)));
+    auto parts = MakeParts<Decoder>(j.value("decoders", nlohmann::json::array()), source, MakeDecoder);
+    if (!parts.ok()) return parts.status();
+    return std::unique_ptr<Decoder>(new SequenceDecoder(std::move(*parts)));
   }
   return Unsupported(source, "decoder", type);
 }

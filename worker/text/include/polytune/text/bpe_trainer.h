@@ -5,7 +5,10 @@
 #include <string>
 #include <vector>
 
+#include <memory>
+
 #include "absl/status/statusor.h"
+#include "polytune/text/tokenizer.h"
 
 namespace polytune::text {
 
@@ -18,6 +21,12 @@ struct BpeTrainOptions {
 const std::vector<std::string>& TrainedSpecialTokens();
 
 absl::Status TrainByteLevelBpe(const std::vector<std::string>& texts, const BpeTrainOptions& options, const std::string& out_dir);
+
+// Reads the corpus (ReadCorpusTexts), trains, writes into out_dir and loads the result.
+// `num_texts`, when given, receives how many texts were learned from.
+absl::StatusOr<std::unique_ptr<Tokenizer>> TrainTokenizerFromCorpus(const std::string& corpus_path,
+                                                                    const BpeTrainOptions& options,
+                                                                    const std::string& out_dir, size_t* num_texts = nullptr);
 
 // Every text field of a JSONL file in any supported format (message contents, alpaca
 // fields, "text"), or the lines themselves when the file is not JSONL.
