@@ -2,7 +2,8 @@
 // @huggingface/jinja 0.5.11 (the Jinja implementation transformers.js uses) from the npm
 // registry:
 //   mkdir /tmp/tok && cd /tmp/tok && npm install @huggingface/jinja@0.5.11
-//   NODE_PATH=/tmp/tok/node_modules node tests/reference/make_chat_template_fixtures.mjs
+//   NODE_PATH=/tmp/tok/node_modules TZ=UTC node tests/reference/make_chat_template_fixtures.mjs
+// The template sources are the published ones (notes in cases.json say where each was checked).
 import fs from "node:fs";
 import path from "node:path";
 import { createRequire } from "node:module";
@@ -11,6 +12,10 @@ const require = createRequire(process.env.NODE_PATH + "/");
 const { Template } = require("@huggingface/jinja");
 const file = path.join(path.dirname(new URL(import.meta.url).pathname), "..", "fixtures", "chat_templates", "cases.json");
 const cases = JSON.parse(fs.readFileSync(file, "utf8"));
+// @huggingface/jinja binds strftime_now to the clock, as transformers does; cases.now records
+// the moment of generation so the C++ test can pin its clock to it.
+const now = new Date();
+cases.now = now.toISOString().slice(0, 19);
 const expected = [];
 for (const [name, t] of Object.entries(cases.templates)) {
   const template = new Template(t.source);

@@ -2,6 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <fstream>
+
+#include "nlohmann/json.hpp"
+
 namespace polytune::text {
 namespace {
 
@@ -74,6 +79,57 @@ TEST(Masking, MistralBuiltinWithSentencepieceTokenizer) {
   ASSERT_TRUE(e.ok()) << e.status();
   EXPECT_EQ(TrainedRuns(**tok, *e), (std::vector<std::string>{"Presión arterial alta de forma sostenida.</s>",
                                                               "Dieta, ejercicio y fármacos como IECA.</s>"}));
+}
+
+ChatTemplate FixtureTemplate(const std::string& name) {
+  std::ifstream in(std::string(POLYTUNE_FIXTURES) + "/chat_templates/cases.json");
+  auto t = ChatTemplate::FromSource(nlohmann::json::parse(in)["templates"][name]["source"], name);
+  EXPECT_TRUE(t.ok()) << t.status();
+  return *t;
+}
+
+TEST(Masking, Llama32TemplateWithItsDatedSystemHeader) {
+  Fixture f = Load("llama3");
+  ChatTemplate tmpl = FixtureTemplate("llama3_2_hf");
+  auto e = EncodeExample(Conversation(), {f.tok.get(), &tmpl, false}, "d.jsonl:1");
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_NE(e->rendered.find("Today Date: "), std::string::npos);
+  EXPECT_EQ(TrainedRuns(*f.tok, *e), (std::vector<std::string>{"Presión arterial alta de forma sostenida.<|eot_id|>",
+                                                               "Dieta, ejercicio y fármacos como IECA.<|eot_id|>"}));
+}
+
+TEST(Masking, MistralV3TemplateWithoutSystemAndItsRefusalWithOne) {
+  auto tok = Tokenizer::Load(kDir + "llama2");
+  ASSERT_TRUE(tok.ok());
+  ChatTemplate tmpl = FixtureTemplate("mistral_v3_hf");
+  Example ex = Conversation();
+  ex.messages.erase(ex.messages.begin());
+  auto e = EncodeExample(ex, {tok->get(), &tmpl, false}, "d.jsonl:1");
+  ASSERT_TRUE(e.ok()) << e.status();
+  // The space the template puts before the answer is in its first token ("▁Pres"), which the
+  // decoder prints without the leading space.
+  EXPECT_EQ(TrainedRuns(**tok, *e), (std::vector<std::string>{"Presión arterial alta de forma sostenida.</s>",
+                                                              "Dieta, ejercicio y fármacos como IECA.</s>"}));
+  auto first = std::find_if(e->labels.begin(), e->labels.end(), [](int64_t l) { return l != -100; });
+  ASSERT_NE(first, e->labels.end());
+  EXPECT_EQ((*tok)->IdToToken(*first).rfind("\u2581", 0), 0u) << (*tok)->IdToToken(*first);
+  // This template puts the system message into the last user turn only, so an earlier
+  // prompt is not a prefix of the whole conversation: refused, not mis-masked.
+  auto refused = EncodeExample(Conversation(), {tok->get(), &tmpl, false}, "d.jsonl:1");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("d.jsonl:1: chat template 'mistral_v3_hf' does not render the prompt"),
+            std::string::npos)
+      << refused.status();
+}
+
+TEST(Masking, Gemma3TemplateFoldsTheSystemIntoTheFirstUserTurn) {
+  Fixture f = Load("llama3");  // any byte-level tokenizer: masking works on the rendered text
+  ChatTemplate tmpl = FixtureTemplate("gemma3_hf");
+  auto e = EncodeExample(Conversation(), {f.tok.get(), &tmpl, false}, "d.jsonl:1");
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_NE(e->rendered.find("<start_of_turn>user\nEres un asistente médico.\n\n¿Qué es"), std::string::npos);
+  EXPECT_EQ(TrainedRuns(*f.tok, *e), (std::vector<std::string>{"Presión arterial alta de forma sostenida.<end_of_turn>\n",
+                                                               "Dieta, ejercicio y fármacos como IECA.<end_of_turn>\n"}));
 }
 
 TEST(Masking, TrainOnInputsTrainsEverything) {

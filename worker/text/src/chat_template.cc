@@ -70,7 +70,7 @@ absl::StatusOr<std::string> ChatTemplate::Render(const std::vector<ChatMessage>&
                                              {"add_generation_prompt", jinja::Value::Bool(add_generation_prompt)},
                                              {"bos_token", jinja::Value::Str(bos_token)},
                                              {"eos_token", jinja::Value::Str(eos_token)}});
-  return template_.Render(ctx);
+  return now_ ? template_.Render(ctx, *now_) : template_.Render(ctx);
 }
 
 }  // namespace polytune::text

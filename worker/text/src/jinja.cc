@@ -20,6 +20,22 @@ struct Segment {
   int line;
 };
 
+// Position of `close` at or after `from`, skipping '...' and "..." literals (with \ escapes);
+// npos when absent or when a literal never ends.
+size_t FindClose(const std::string& src, const std::string& close, size_t from) {
+  for (size_t k = from; k < src.size(); ++k) {
+    const char c = src[k];
+    if (c == '\'' || c == '"') {
+      for (++k; k < src.size() && src[k] != c; ++k)
+        if (src[k] == '\\') ++k;
+      if (k >= src.size()) return std::string::npos;
+    } else if (src.compare(k, close.size(), close) == 0) {
+      return k;
+    }
+  }
+  return std::string::npos;
+}
+
 std::vector<Segment> Segments(const std::string& src) {
   std::vector<Segment> out;
   size_t i = 0;
@@ -63,7 +79,8 @@ std::vector<Segment> Segments(const std::string& src) {
     if (!text.empty()) out.push_back({Segment::kText, text, text_line});
     const std::string close = kind == '{' ? "}}" : kind == '%' ? "%}" : "#}";
     size_t body_start = open + 2 + ((left_trim || left_keep) ? 1 : 0);
-    size_t close_pos = src.find(close, body_start);
+    // Inside {{ }} and {% %}, a quoted "}}" or "%}" is part of a string literal, not the end.
+    size_t close_pos = kind == '#' ? src.find(close, body_start) : FindClose(src, close, body_start);
     if (close_pos == std::string::npos) Fail(line, absl::StrCat("unclosed '{", std::string(1, kind), "'"));
     size_t body_end = close_pos;
     bool right_trim = body_end > body_start && src[body_end - 1] == '-';
@@ -513,6 +530,14 @@ class StmtParser {
         n->targets = {target};
         n->expr = ep.Parse();
         out->push_back(n);
+      } else if (word == "generation") {
+        // transformers' {% generation %} marks assistant text for return_assistant_tokens_mask;
+        // it renders its body unchanged (our masks come from prefix rendering instead).
+        if (!ep.AtEnd()) Fail(seg.line, "unexpected text after 'generation'");
+        std::vector<NodePtr> body;
+        if (Block(&body, {"endgeneration"}).empty()) Fail(seg.line, "'generation' without 'endgeneration'");
+        ++p_;
+        out->insert(out->end(), body.begin(), body.end());
       } else {
         Fail(seg.line, absl::StrCat("unsupported Jinja feature '", word, "'"));
       }
@@ -556,7 +581,7 @@ absl::StatusOr<Template> Template::Parse(const std::string& source, const std::s
     StmtParser parser(Segments(source));
     auto root = std::make_shared<Node>();
     root->kind = Node::kRoot;
-    std::string stray = parser.Block(&root->body, {"endif", "endfor", "elif", "else"});
+    std::string stray = parser.Block(&root->body, {"endif", "endfor", "elif", "else", "endgeneration"});
     if (!stray.empty()) return absl::InvalidArgumentError(absl::StrCat(name, ": unexpected '", stray, "'"));
     Template t;
     t.root_ = root;
@@ -568,8 +593,15 @@ absl::StatusOr<Template> Template::Parse(const std::string& source, const std::s
 }
 
 absl::StatusOr<std::string> Template::Render(const Value& context) const {
+  std::time_t t = std::time(nullptr);
+  std::tm now{};
+  localtime_r(&t, &now);
+  return Render(context, now);
+}
+
+absl::StatusOr<std::string> Template::Render(const Value& context, const std::tm& now) const {
   try {
-    return RenderNodes(root_->body, context);
+    return RenderNodes(root_->body, context, now);
   } catch (const Error& e) {
     return absl::InvalidArgumentError(absl::StrCat(name_, ": ", e.message));
   }

@@ -156,6 +156,16 @@ std::vector<Value> Items(const Value& v, int line) {
   Fail(line, "cannot iterate over this value");
 }
 
+// Python's `needle in haystack` for strings, dict keys and lists.
+bool Contains(const Value& haystack, const Value& needle) {
+  if (haystack.kind == Kind::kString) return haystack.s.find(ToStr(needle)) != std::string::npos;
+  if (haystack.kind == Kind::kDict) return haystack.Find(ToStr(needle)) != nullptr;
+  bool found = false;
+  if (haystack.kind == Kind::kList)
+    for (const auto& x : *haystack.list) found = found || Equal(x, needle);
+  return found;
+}
+
 class Scope {
  public:
   explicit Scope(const Value& context) {
@@ -180,7 +190,7 @@ class Scope {
 
 class Renderer {
  public:
-  explicit Renderer(Scope* scope) : scope_(scope) {}
+  Renderer(Scope* scope, const std::tm& now) : scope_(scope), now_(now) {}
 
   void Render(const std::vector<NodePtr>& nodes, std::string* out) {
     for (const auto& n : nodes) {
@@ -261,7 +271,12 @@ class Renderer {
   Value Eval(const Expr& e) {
     switch (e.kind) {
       case Expr::kLiteral: return e.literal;
-      case Expr::kName: return scope_->Get(e.name);
+      case Expr::kName: {
+        Value v = scope_->Get(e.name);
+        // A global function, as transformers binds it: `strftime_now is defined` holds.
+        if (v.kind == Kind::kUndefined && e.name == "strftime_now") return Value::Str("<function strftime_now>");
+        return v;
+      }
       case Expr::kList: {
         List l;
         for (const auto& a : e.args) l.push_back(Eval(*a));
@@ -336,14 +351,7 @@ class Renderer {
     if (op == "~") return Value::Str(ToStr(a) + ToStr(b));
     if (op == "==") return Value::Bool(Equal(a, b));
     if (op == "!=") return Value::Bool(!Equal(a, b));
-    if (op == "in" || op == "not in") {
-      bool found = false;
-      if (b.kind == Kind::kString) found = b.s.find(ToStr(a)) != std::string::npos;
-      else if (b.kind == Kind::kDict) found = b.Find(ToStr(a)) != nullptr;
-      else if (b.kind == Kind::kList)
-        for (const auto& x : *b.list) found = found || Equal(x, a);
-      return Value::Bool(found == (op == "in"));
-    }
+    if (op == "in" || op == "not in") return Value::Bool(Contains(b, a) == (op == "in"));
     if (op == "+" && a.kind == Kind::kString && b.kind == Kind::kString) return Value::Str(a.s + b.s);
     if (op == "+" && a.kind == Kind::kList && b.kind == Kind::kList) {
       List l = *a.list;
@@ -412,7 +420,13 @@ class Renderer {
         for (const auto& [k, v] : e.kwargs) d.Set(k, Eval(*v));
         return d;
       }
-      if (callee.name == "strftime_now") Fail(e.line, "unsupported Jinja feature 'strftime_now'");
+      if (callee.name == "strftime_now") {
+        if (args.size() != 1 || args[0].kind != Kind::kString) Fail(e.line, "strftime_now() takes one format string");
+        char buf[256];
+        size_t n = std::strftime(buf, sizeof buf, args[0].s.c_str(), &now_);
+        if (n == 0 && !args[0].s.empty()) Fail(e.line, "strftime_now(): format produces nothing or too much");
+        return Value::Str(std::string(buf, n));
+      }
       Fail(e.line, absl::StrCat("unsupported Jinja feature: function '", callee.name, "'"));
     }
     if (callee.kind != Expr::kAttr) Fail(e.line, "unsupported Jinja feature: calling this expression");
@@ -511,6 +525,53 @@ class Renderer {
     }
     if (f == "replace" && args.size() >= 2) return Value::Str(absl::StrReplaceAll(ToStr(v), {{ToStr(args[0]), ToStr(args[1])}}));
     if (f == "int") return Value::Int(v.kind == Kind::kString ? std::atoll(v.s.c_str()) : static_cast<int64_t>(AsDouble(v)));
+    if (f == "selectattr" || f == "rejectattr" || f == "select" || f == "reject") {
+      // select(test, arg...) / selectattr(attribute, test, arg...); no test means truthiness.
+      const bool by_attr = f == "selectattr" || f == "rejectattr";
+      const bool keep_if = f == "selectattr" || f == "select";
+      const size_t test_at = by_attr ? 1 : 0;
+      if (by_attr && args.empty()) Fail(e.line, absl::StrCat(f, "() needs an attribute name"));
+      List kept;
+      for (const Value& item : Items(v, e.line)) {
+        Value subject = by_attr ? Index(item, args[0], e.line) : item;
+        bool pass = args.size() > test_at
+                        ? TestValue(ToStr(args[test_at]), subject, args.size() > test_at + 1 ? &args[test_at + 1] : nullptr, e.line)
+                        : Truthy(subject);
+        if (pass == keep_if) kept.push_back(item);
+      }
+      return Value::MakeList(std::move(kept));
+    }
+    if (f == "map") {
+      // map(attribute='x'[, default=...]) or map('filter_name'); the filter takes no arguments.
+      List mapped;
+      for (const Value& item : Items(v, e.line)) {
+        bool by_attr = false;
+        for (const auto& [k, x] : e.kwargs) by_attr = by_attr || k == "attribute";
+        if (by_attr) {
+          Value got = Index(item, Kwarg(e, "attribute", {}, 0, Value()), e.line);
+          mapped.push_back(got.kind == Kind::kUndefined ? Kwarg(e, "default", {}, 0, Value()) : got);
+        } else {
+          if (args.empty()) Fail(e.line, "map() needs attribute= or a filter name");
+          Expr apply{Expr::kFilter};
+          apply.name = ToStr(args[0]);
+          apply.line = e.line;
+          auto operand = std::make_shared<Expr>(Expr{Expr::kLiteral});
+          operand->literal = item;
+          apply.args.push_back(operand);
+          mapped.push_back(Filter(apply));
+        }
+      }
+      return Value::MakeList(std::move(mapped));
+    }
+    if (f == "unique") {
+      List out;
+      for (const Value& item : Items(v, e.line)) {
+        bool seen = false;
+        for (const Value& o : out) seen = seen || Equal(o, item);
+        if (!seen) out.push_back(item);
+      }
+      return Value::MakeList(std::move(out));
+    }
     if (f == "items") {
       List l;
       if (v.kind == Kind::kDict)
@@ -522,7 +583,13 @@ class Renderer {
 
   bool Test(const Expr& e) {
     Value v = Eval(*e.args[0]);
-    const std::string& t = e.name;
+    Value arg;
+    if (e.args.size() > 1) arg = Eval(*e.args[1]);
+    return TestValue(e.name, v, e.args.size() > 1 ? &arg : nullptr, e.line);
+  }
+
+  // Jinja's `v is t(arg)`.
+  bool TestValue(const std::string& t, const Value& v, const Value* arg, int line) {
     if (t == "defined") return v.kind != Kind::kUndefined;
     if (t == "undefined") return v.kind == Kind::kUndefined;
     if (t == "none") return v.kind == Kind::kNone;
@@ -535,18 +602,21 @@ class Renderer {
     if (t == "mapping") return v.kind == Kind::kDict;
     if (t == "sequence" || t == "iterable") return v.kind == Kind::kList || v.kind == Kind::kString || (t == "iterable" && v.kind == Kind::kDict);
     if (t == "odd" || t == "even") return v.kind == Kind::kInt && ((v.i % 2 != 0) == (t == "odd"));
-    if (t == "equalto" || t == "eq" || t == "sameas") return e.args.size() > 1 && Equal(v, Eval(*e.args[1]));
-    Fail(e.line, absl::StrCat("unsupported Jinja feature: test '", t, "'"));
+    if (t == "equalto" || t == "eq" || t == "==" || t == "sameas") return arg && Equal(v, *arg);
+    if (t == "ne" || t == "!=") return arg && !Equal(v, *arg);
+    if (t == "in") return arg && Contains(*arg, v);
+    Fail(line, absl::StrCat("unsupported Jinja feature: test '", t, "'"));
   }
 
   Scope* scope_;
+  std::tm now_;
 };
 
 }  // namespace
 
-std::string RenderNodes(const std::vector<NodePtr>& nodes, const Value& context) {
+std::string RenderNodes(const std::vector<NodePtr>& nodes, const Value& context, const std::tm& now) {
   Scope scope(context);
-  Renderer r(&scope);
+  Renderer r(&scope, now);
   std::string out;
   r.Render(nodes, &out);
   return out;

@@ -1,6 +1,7 @@
 // Internals shared by the Jinja parser (jinja.cc) and evaluator (jinja_eval.cc).
 #pragma once
 
+#include <ctime>
 #include <memory>
 #include <string>
 #include <vector>
@@ -43,7 +44,7 @@ struct Template::Node {
 
 using NodePtr = std::shared_ptr<Template::Node>;
 
-// Renders `nodes` with `context`; throws Error.
-std::string RenderNodes(const std::vector<NodePtr>& nodes, const Value& context);
+// Renders `nodes` with `context`, strftime_now() formatting `now`; throws Error.
+std::string RenderNodes(const std::vector<NodePtr>& nodes, const Value& context, const std::tm& now);
 
 }  // namespace polytune::text::jinja

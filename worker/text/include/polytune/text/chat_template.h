@@ -3,6 +3,8 @@
 // apply_chat_template byte for byte (fixtures: tests/fixtures/chat_templates/).
 #pragma once
 
+#include <ctime>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,6 +29,9 @@ class ChatTemplate {
   // eos_token bound as the template expects.
   absl::StatusOr<std::string> Render(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
                                      const std::string& bos_token, const std::string& eos_token) const;
+  // Pins what strftime_now() returns (Llama 3.x templates print today's date); by default the
+  // local wall clock at render time, as transformers does.
+  void set_now(const std::tm& now) { now_ = now; }
   const std::string& name() const { return name_; }
   const std::string& source() const { return source_; }
 
@@ -34,6 +39,7 @@ class ChatTemplate {
   std::string source_;
   jinja::Template template_;
   std::string name_;
+  std::optional<std::tm> now_;
 };
 
 }  // namespace polytune::text

@@ -4,11 +4,13 @@
 // loop.first / loop.last / loop.length, namespace(), filters (trim, tojson, length, upper,
 // lower, join, default, first, last, string, capitalize, title, replace, list), tests
 // (defined, none, string, number, mapping, iterable, sequence, boolean, true, false, odd,
-// even), string/dict methods, the ternary, ~ and raise_exception(). Anything else is an
-// error naming the unsupported feature and its line.
+// even), string/dict methods, the ternary, ~, raise_exception() and strftime_now() (bound, as
+// transformers binds it, to the render's clock). Anything else is an error naming the
+// unsupported feature and its line.
 #pragma once
 
 #include <map>
+#include <ctime>
 #include <memory>
 #include <string>
 #include <utility>
@@ -46,7 +48,10 @@ struct Value {
 class Template {
  public:
   static absl::StatusOr<Template> Parse(const std::string& source, const std::string& name = "template");
-  absl::StatusOr<std::string> Render(const Value& context) const;
+  // `now` is what strftime_now() formats: transformers uses the local wall clock; callers pin
+  // it for reproducible renderings.
+  absl::StatusOr<std::string> Render(const Value& context, const std::tm& now) const;
+  absl::StatusOr<std::string> Render(const Value& context) const;  // now = local time
 
   struct Node;
 
