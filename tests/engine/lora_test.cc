@@ -201,20 +201,24 @@ TEST(Packing, PackedLogitsEqualUnpackedPerExample) {
     TokenDataset d;
     d.examples.push_back({{5, 9, 2, 7, 7, 1, 3}, {}, 0});
     d.examples.push_back({{4, 4, 8, 1, 6, 6, 0, 2, 9}, {}, 0});
+    d.examples.push_back({{3, 1, 4, 1, 5}, {}, 0});
+    d.examples.push_back({{2, 7, 1, 8, 2, 8}, {}, 0});
     for (auto& e : d.examples) e.labels = e.input_ids;
     at::NoGradGuard ng;
-    Batch packed = Collate(d, {0, 1}, {0, 1}, /*pack_len=*/16);
-    ASSERT_EQ(packed.rows, 1);
+    // Two rows of two examples, one with padding; spans of one length bucket share a padded batch.
+    Batch packed = Collate(d, {0, 1, 2, 3}, {0, 1, 2, 3}, /*pack_len=*/16);
+    ASSERT_EQ(packed.rows, 2);
     ForwardOptions fwd;
     fwd.segment_ids = packed.segment_ids;
     at::Tensor lp = (*model)->Logits((*model)->ForwardHidden(packed.input_ids, fwd, packed.position_ids));
-    int64_t offset = 0;
-    for (int e = 0; e < 2; ++e) {
+    for (int e = 0; e < 4; ++e) {
       const int64_t len = static_cast<int64_t>(d.examples[e].input_ids.size());
+      at::Tensor where = packed.segment_ids.eq(e).nonzero();  // [(row, t)...], in order
+      ASSERT_EQ(where.size(0), len);
+      const int64_t row = where[0][0].item<int64_t>(), offset = where[0][1].item<int64_t>();
       Batch single = Collate(d, {e}, {e});
       at::Tensor lu = (*model)->Forward(single.input_ids);
-      EXPECT_LT(testing::RelativeMaxError(lp[0].slice(0, offset, offset + len), lu[0]), 1e-5) << name << " example " << e;
-      offset += len;
+      EXPECT_LT(testing::RelativeMaxError(lp[row].slice(0, offset, offset + len), lu[0]), 1e-5) << name << " example " << e;
     }
   }
 }

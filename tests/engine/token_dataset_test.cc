@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include <set>
 
 #include "polytune/common/file_util.h"
@@ -85,20 +87,40 @@ TEST(Collate, PadsInputsWithZeroAndLabelsWithIgnore) {
   EXPECT_FALSE(b.segment_ids.defined());
 }
 
-TEST(Collate, PackingPlacesExamplesFirstFitWithRestartingPositions) {
+TEST(Collate, PackingPlacesExamplesInFewRowsWithRestartingPositions) {
   TokenDataset d;
   d.examples.push_back({{1, 2, 3}, {1, 2, 3}, 0});
   d.examples.push_back({{4, 5, 6, 7}, {4, 5, 6, 7}, 0});
   d.examples.push_back({{8, 9}, {8, 9}, 0});
   Batch b = Collate(d, {0, 1, 2}, {10, 11, 12}, /*pack_len=*/5);
-  // Rows: [ex0, ex2] (3 + 2 = 5 tokens) and [ex1].
+  // Longest first: [ex1] and [ex0, ex2] (3 + 2 = 5 tokens).
   ASSERT_EQ(b.rows, 2);
-  EXPECT_EQ(b.input_ids[0].equal(at::tensor({1, 2, 3, 8, 9}, at::kLong)), true);
-  EXPECT_TRUE(b.position_ids[0].equal(at::tensor({0, 1, 2, 0, 1}, at::kLong)));
-  EXPECT_TRUE(b.segment_ids[0].equal(at::tensor({0, 0, 0, 2, 2}, at::kLong)));
-  EXPECT_TRUE(b.labels[0].equal(at::tensor({-100, 2, 3, -100, 9}, at::kLong)));
-  EXPECT_TRUE(b.segment_ids[1].equal(at::tensor({1, 1, 1, 1, -1}, at::kLong)));
+  EXPECT_TRUE(b.input_ids[1].equal(at::tensor({1, 2, 3, 8, 9}, at::kLong)));
+  EXPECT_TRUE(b.position_ids[1].equal(at::tensor({0, 1, 2, 0, 1}, at::kLong)));
+  EXPECT_TRUE(b.segment_ids[1].equal(at::tensor({0, 0, 0, 2, 2}, at::kLong)));
+  EXPECT_TRUE(b.labels[1].equal(at::tensor({-100, 2, 3, -100, 9}, at::kLong)));
+  EXPECT_TRUE(b.segment_ids[0].equal(at::tensor({1, 1, 1, 1, -1}, at::kLong)));
   EXPECT_EQ(b.tokens, 9);
+}
+
+TEST(Collate, PackingBalancesRowsSoPaddingStaysSmall) {
+  TokenDataset d;
+  for (int64_t len : {60, 90, 70, 80, 50, 100, 65, 40}) d.examples.push_back({std::vector<int64_t>(len, 3), {}, 0});
+  for (auto& e : d.examples) e.labels = e.input_ids;
+  Batch b = Collate(d, {0, 1, 2, 3, 4, 5, 6, 7}, {0, 1, 2, 3, 4, 5, 6, 7}, /*pack_len=*/512);
+  ASSERT_EQ(b.rows, 2);  // 555 tokens need two rows of 512
+  EXPECT_EQ(b.tokens, 555);
+  EXPECT_LE(b.input_ids.size(1), 290) << "rows are balanced, not one full and one nearly empty";
+  // Every example appears exactly once, whole, with positions restarting at 0.
+  std::map<int64_t, int64_t> seen;
+  for (int64_t r = 0; r < b.rows; ++r)
+    for (int64_t t = 0; t < b.input_ids.size(1); ++t)
+      if (int64_t s = b.segment_ids[r][t].item<int64_t>(); s >= 0) {
+        EXPECT_EQ(b.position_ids[r][t].item<int64_t>(), seen[s]);
+        ++seen[s];
+      }
+  ASSERT_EQ(seen.size(), 8u);
+  for (const auto& [e, n] : seen) EXPECT_EQ(n, static_cast<int64_t>(d.examples[e].input_ids.size()));
 }
 
 }  // namespace

@@ -51,6 +51,8 @@ const at::Tensor& CausalMask(int64_t seq, int64_t window, at::ScalarType dtype, 
                           .masked_fill(masked, -std::numeric_limits<float>::infinity());
 }
 
+at::Tensor PackedAttention(const LayerRun& run, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
+
 at::Tensor Attention(const LayerRun& run, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
   const ModelConfig& c = *run.config;
   const int64_t groups = c.num_attention_heads / c.num_key_value_heads;
@@ -58,24 +60,7 @@ at::Tensor Attention(const LayerRun& run, const at::Tensor& q, const at::Tensor&
   at::Tensor vv = groups == 1 ? v : v.repeat_interleave(groups, 1);
   const int64_t batch = q.size(0), heads = q.size(1), seq = q.size(2), dim = q.size(3);
   const bool windowed = c.sliding_window > 0 && seq > c.sliding_window;
-  if (!run.spans.empty()) {
-    // Packed rows: causal attention within each example's span only (cost sum of len^2,
-    // not seq^2), so packing never attends across examples and never costs extra.
-    std::vector<at::Tensor> rows(batch);
-    for (int64_t b = 0; b < batch; ++b) {
-      std::vector<at::Tensor> parts;
-      for (size_t i = 0; i + 2 < run.spans.size(); i += 3) {
-        if (run.spans[i] != b) continue;
-        const int64_t s0 = run.spans[i + 1], s1 = run.spans[i + 2];
-        LayerRun single = run;
-        single.spans.clear();
-        parts.push_back(Attention(single, q.slice(0, b, b + 1).slice(2, s0, s1), k.slice(0, b, b + 1).slice(2, s0, s1),
-                                  v.slice(0, b, b + 1).slice(2, s0, s1)));
-      }
-      rows[b] = parts.size() == 1 ? parts[0] : at::cat(parts, 2);
-    }
-    return batch == 1 ? rows[0] : at::cat(rows, 0);
-  }
+  if (!run.spans.empty()) return PackedAttention(run, q, k, v);
 #if TORCH_VERSION_MAJOR >= 2
   if (q.is_cuda() && !windowed) return at::scaled_dot_product_attention(q, kk, vv, {}, 0.0, /*is_causal=*/true);
 #endif
@@ -88,6 +73,51 @@ at::Tensor Attention(const LayerRun& run, const at::Tensor& q, const at::Tensor&
                                   kk.reshape({batch * heads, seq, dim}).transpose(1, 2), /*beta=*/1.0, /*alpha=*/scale);
   at::Tensor probs = at::softmax(scores, -1, at::promote_types(q.scalar_type(), at::kFloat)).to(q.scalar_type());
   return at::bmm(probs, vv.reshape({batch * heads, seq, dim})).view({batch, heads, seq, dim});
+}
+
+// Packed rows: causal attention within each example's span only, so no example attends to
+// another. Spans are grouped by length (power-of-two buckets) and each group becomes one padded
+// batch [spans, heads, longest, dim]: one gather per tensor and group, one batched attention,
+// and one scatter back, instead of many small per-span ops whose slice backward copies whole
+// tensors. Padding sits after each span's end, where causal attention never looks, and the cost
+// stays under 4x the sum of len^2 (never seq^2).
+at::Tensor PackedAttention(const LayerRun& run, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  const int64_t batch = q.size(0), heads = q.size(1), seq = q.size(2), dim = q.size(3);
+  std::map<int64_t, std::vector<size_t>> buckets;  // bucket length -> span indices
+  for (size_t i = 0; i + 2 < run.spans.size(); i += 3) {
+    int64_t bucket = 1;
+    while (bucket < run.spans[i + 2] - run.spans[i + 1]) bucket *= 2;
+    buckets[bucket].push_back(i);
+  }
+  LayerRun single = run;
+  single.spans.clear();
+  auto long_opts = at::TensorOptions().dtype(at::kLong);
+  auto flat = [&](const at::Tensor& x) { return x.transpose(1, 2).reshape({batch * seq, x.size(1), dim}); };
+  const at::Tensor qf = flat(q), kf = flat(k), vf = flat(v);
+  std::vector<at::Tensor> outputs;
+  std::vector<int64_t> scatter(static_cast<size_t>(batch * seq), 0);
+  int64_t slot_base = 0;
+  for (const auto& [bucket, members] : buckets) {
+    int64_t longest = 0;
+    for (size_t i : members) longest = std::max(longest, run.spans[i + 2] - run.spans[i + 1]);
+    const int64_t n = static_cast<int64_t>(members.size());
+    std::vector<int64_t> gather(static_cast<size_t>(n * longest));
+    for (int64_t s = 0; s < n; ++s) {
+      const size_t i = members[s];
+      const int64_t base = run.spans[i] * seq + run.spans[i + 1], len = run.spans[i + 2] - run.spans[i + 1];
+      for (int64_t t = 0; t < longest; ++t) gather[s * longest + t] = base + std::min(t, len - 1);
+      for (int64_t t = 0; t < len; ++t) scatter[base + t] = slot_base + s * longest + t;
+    }
+    at::Tensor idx = at::tensor(gather, long_opts).to(q.device());
+    auto to_spans = [&](const at::Tensor& x) {
+      return x.index_select(0, idx).view({n, longest, x.size(1), dim}).transpose(1, 2);
+    };
+    at::Tensor o = Attention(single, to_spans(qf), to_spans(kf), to_spans(vf));  // [n, heads, longest, dim]
+    outputs.push_back(o.transpose(1, 2).reshape({n * longest, heads, dim}));
+    slot_base += n * longest;
+  }
+  at::Tensor all = outputs.size() == 1 ? outputs[0] : at::cat(outputs, 0);
+  return all.index_select(0, at::tensor(scatter, long_opts).to(q.device())).view({batch, seq, heads, dim}).transpose(1, 2);
 }
 
 at::Tensor DecoderForward(const LayerRun& run, const at::Tensor& x) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <numeric>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -92,24 +93,42 @@ absl::StatusOr<TokenDataset> LoadDataset(const std::string& path, const DatasetO
 
 Batch Collate(const TokenDataset& data, const std::vector<int64_t>& example_indices,
               const std::vector<int64_t>& example_ids, int64_t pack_len) {
-  // Assign examples to rows: (row, offset) per example.
+  // Assign examples to rows.
+  auto length = [&](size_t e) { return static_cast<int64_t>(data.examples[example_indices[e]].input_ids.size()); };
   std::vector<std::vector<size_t>> rows;
   std::vector<int64_t> row_fill;
-  for (size_t e = 0; e < example_indices.size(); ++e) {
-    const int64_t len = static_cast<int64_t>(data.examples[example_indices[e]].input_ids.size());
-    size_t r = rows.size();
-    if (pack_len > 0)
-      for (size_t k = 0; k < rows.size(); ++k)
-        if (row_fill[k] + len <= pack_len) {
-          r = k;
-          break;
-        }
-    if (r == rows.size()) {
-      rows.emplace_back();
-      row_fill.push_back(0);
+  if (pack_len <= 0) {
+    for (size_t e = 0; e < example_indices.size(); ++e) {
+      rows.push_back({e});
+      row_fill.push_back(length(e));
     }
-    rows[r].push_back(e);
-    row_fill[r] += len;
+  } else {
+    // Every row is padded to the fullest one, so rows should be few and even: first-fit
+    // decreasing finds how many rows the examples need, then longest-first into the emptiest
+    // row that has room balances them (a row of 478 tokens beside one of 61 would pad 417).
+    std::vector<size_t> order(example_indices.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return length(a) > length(b); });
+    std::vector<int64_t> ffd;
+    for (size_t e : order) {
+      auto it = std::find_if(ffd.begin(), ffd.end(), [&](int64_t fill) { return fill + length(e) <= pack_len; });
+      if (it == ffd.end()) ffd.push_back(length(e));
+      else *it += length(e);
+    }
+    rows.resize(ffd.size());
+    row_fill.assign(ffd.size(), 0);
+    for (size_t e : order) {
+      size_t best = rows.size();
+      for (size_t r = 0; r < rows.size(); ++r)
+        if (row_fill[r] + length(e) <= pack_len && (best == rows.size() || row_fill[r] < row_fill[best])) best = r;
+      if (best == rows.size()) {
+        rows.emplace_back();
+        row_fill.push_back(0);
+      }
+      rows[best].push_back(e);
+      row_fill[best] += length(e);
+    }
+    for (auto& r : rows) std::sort(r.begin(), r.end());  // input order within a row
   }
   Batch b;
   b.rows = static_cast<int64_t>(rows.size());

@@ -70,7 +70,8 @@ struct Batch {
 };
 
 // Unpacked (pack_len 0): one example per row, right-padded to the longest. Packed: examples
-// in order, first-fit into rows of at most pack_len tokens; positions restart per example,
+// in as few rows of at most pack_len tokens as first-fit decreasing finds, balanced longest
+// first into the emptiest row (rows are padded to the fullest); positions restart per example,
 // segment ids keep examples from attending to each other, and each example's first label is
 // masked (its predecessor belongs to another example), so the loss equals the unpacked one.
 Batch Collate(const TokenDataset& data, const std::vector<int64_t>& example_indices,
