@@ -129,28 +129,10 @@ grpc::Status WorkerServiceImpl::Register(grpc::ServerContext*, const v1::Registe
 
 grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest* req, v1::HeartbeatResponse* resp) {
   std::vector<RankReport> ranks;
-  for (const auto& r : req->ranks()) {
-    RankReport rr;
-    rr.job_id = r.job_id();
-    rr.rank = r.rank();
-    rr.phase = r.phase() == v1::RankStatus::EXITED    ? RankReport::Phase::kExited
-               : r.phase() == v1::RankStatus::RUNNING ? RankReport::Phase::kRunning
-                                                      : RankReport::Phase::kStarting;
-    rr.exit_code = r.exit_code();
-    rr.message = r.message();
-    ranks.push_back(std::move(rr));
-  }
+  for (const auto& r : req->ranks()) ranks.push_back(FromProto(r));
   auto reply = jobs_->Heartbeat(req->worker_id(), req->incarnation(), ranks);
   if (!reply.ok()) return ToGrpc(reply.status());
-  for (const auto& a : reply->start) {
-    auto* p = resp->add_start();
-    p->set_job_id(a.job_id);
-    p->set_rank(a.rank);
-    p->set_world_size(a.world_size);
-    p->set_master_addr(a.master_addr);
-    p->set_master_port(a.master_port);
-    p->set_spec_yaml(a.spec_yaml);
-  }
+  for (const auto& a : reply->start) *resp->add_start() = ToProto(a);
   for (const auto& c : reply->cancel_jobs) resp->add_cancel_jobs(c);
   return grpc::Status::OK;
 }

@@ -24,7 +24,10 @@ void JobManager::TransitionLocked(Job& job, JobState to, const std::string& reas
   job.state = to;
   job.reason = reason;
   job.events.push_back({clock_->NowMicros(), to, reason});
-  if (IsTerminal(to) || to == JobState::kPending) job.assigned_workers.clear();
+  if (IsTerminal(to) || to == JobState::kPending) {
+    job.assigned_workers.clear();
+    job.master_port = 0;
+  }
   (void)store_->PutJob(job);
 }
 
@@ -117,8 +120,24 @@ absl::StatusOr<HeartbeatReply> JobManager::Heartbeat(const std::string& worker_i
     auto it = jobs_.find(r.job_id);
     if (it == jobs_.end()) continue;
     Job& job = it->second;
+    if (r.attempt != job.attempt) continue;  // a rank of an earlier placement, already stopped
     ranks_[job.id][r.rank] = r;
     if (IsTerminal(job.state)) continue;
+    if (r.rendezvous_port_busy && job.state == JobState::kScheduled) {
+      // Another process holds the port on rank 0's host: stop the other ranks, keep the port
+      // off that host for a while, and place the job again.
+      std::string host;
+      for (const auto& w : registry_.Alive())
+        if (w.id == worker_id) host = w.address;
+      const int32_t port = job.master_port;
+      busy_ports_[{host, port}] = clock_->NowMicros() + options_.busy_port_quarantine_micros;
+      CancelRanksLocked(job, worker_id);
+      ranks_.erase(job.id);
+      TransitionLocked(job, JobState::kPending,
+                       absl::StrCat("rendezvous port ", port, " on ", host, " (", worker_id,
+                                    ") is taken by another process; placing the job again"));
+      continue;
+    }
     if (r.phase == RankReport::Phase::kExited && r.exit_code != 0) {
       CancelRanksLocked(job, worker_id);
       TransitionLocked(job, JobState::kFailed,
@@ -173,27 +192,89 @@ void JobManager::ScheduleLocked() {
   std::map<std::string, int32_t> free = FreeDevicesLocked();
   std::vector<WorkerCapacity> caps;
   std::map<std::string, std::string> address;
+  // A host cannot be rank 0 of more jobs than it has free rendezvous ports, so its workers
+  // offer at most that many free devices (conservative for ranks > 0, which need no port;
+  // with the default 100 ports per host it never binds in practice).
+  std::map<std::string, int32_t> host_ports;
+  for (const auto& w : registry_.Alive())
+    if (!host_ports.count(w.address)) host_ports[w.address] = FreeRendezvousPortsLocked(w);
+  std::set<std::string> port_limited;  // "host (first-last)" whose ports held devices back
   for (const auto& w : registry_.Alive()) {
-    caps.push_back({w.id, w.slots(), std::max(0, free[w.id])});
+    const int32_t offered = std::min(std::max(0, free[w.id]), host_ports[w.address]);
+    if (offered < free[w.id])
+      port_limited.insert(absl::StrCat(w.address, " (", w.rendezvous_port_first, "-",
+                                       w.rendezvous_port_first + w.rendezvous_port_count - 1, ")"));
+    host_ports[w.address] -= offered;
+    caps.push_back({w.id, w.slots(), offered});
     address[w.id] = w.address;
   }
   ScheduleDecision d = DecideSchedule(pending, caps);
+  std::map<std::string, Worker> alive;
+  for (const auto& w : registry_.Alive()) alive[w.id] = w;
   for (const auto& p : d.placements) {
     Job& job = jobs_[p.job_id];
+    std::optional<int32_t> port = PickRendezvousPortLocked(alive[p.rank_workers[0]]);
+    if (!port) {
+      const Worker& w = alive[p.rank_workers[0]];
+      const std::string why = absl::StrCat("every rendezvous port of ", w.id, " (", w.rendezvous_port_first, "-",
+                                           w.rendezvous_port_first + w.rendezvous_port_count - 1,
+                                           ") is in use; waiting for a job there to end");
+      if (job.reason != why) {
+        job.reason = why;
+        (void)store_->PutJob(job);
+      }
+      continue;
+    }
     job.assigned_workers = p.rank_workers;
-    const int32_t port = options_.first_port + static_cast<int32_t>(job.sequence % options_.port_span);
+    job.master_port = *port;
+    ++job.attempt;
     ranks_.erase(job.id);
     for (int32_t r = 0; r < job.world_size; ++r)
-      to_start_[p.rank_workers[r]].push_back({job.id, r, job.world_size, address[p.rank_workers[0]], port, job.spec_yaml});
-    TransitionLocked(job, JobState::kScheduled, absl::StrCat("placed on ", absl::StrJoin(p.rank_workers, ", ")));
+      to_start_[p.rank_workers[r]].push_back(
+          {job.id, r, job.world_size, address[p.rank_workers[0]], *port, job.spec_yaml, job.attempt});
+    TransitionLocked(job, JobState::kScheduled,
+                     absl::StrCat("placed on ", absl::StrJoin(p.rank_workers, ", "), "; rendezvous at ",
+                                  address[p.rank_workers[0]], ":", *port));
   }
-  for (const auto& [id, why] : d.waiting) {
+  for (const auto& [id, reason] : d.waiting) {
     Job& job = jobs_[id];
+    const std::string why =
+        port_limited.empty()
+            ? reason
+            : absl::StrCat(reason, "; every rendezvous port is in use on ", absl::StrJoin(port_limited, ", "));
     if (job.reason != why) {
       job.reason = why;
       (void)store_->PutJob(job);
     }
   }
+}
+
+std::vector<int32_t> JobManager::FreeRendezvousPortListLocked(const Worker& rank0) const {
+  // Workers sharing a host share its ports, so ports in use are counted per address.
+  std::set<int32_t> taken;
+  std::map<std::string, std::string> address;
+  for (const auto& w : registry_.Snapshot()) address[w.id] = w.address;
+  for (const auto& [id, job] : jobs_)
+    if ((job.state == JobState::kScheduled || job.state == JobState::kRunning) && !job.assigned_workers.empty() &&
+        address[job.assigned_workers[0]] == rank0.address)
+      taken.insert(job.master_port);
+  const int64_t now = clock_->NowMicros();
+  std::vector<int32_t> out;
+  for (int32_t p = rank0.rendezvous_port_first; p < rank0.rendezvous_port_first + rank0.rendezvous_port_count; ++p) {
+    auto busy = busy_ports_.find({rank0.address, p});
+    if (!taken.count(p) && (busy == busy_ports_.end() || busy->second <= now)) out.push_back(p);
+  }
+  return out;
+}
+
+int32_t JobManager::FreeRendezvousPortsLocked(const Worker& rank0) const {
+  return static_cast<int32_t>(FreeRendezvousPortListLocked(rank0).size());
+}
+
+std::optional<int32_t> JobManager::PickRendezvousPortLocked(const Worker& rank0) const {
+  std::vector<int32_t> free = FreeRendezvousPortListLocked(rank0);
+  if (free.empty()) return std::nullopt;
+  return free.front();
 }
 
 void JobManager::Tick() {

@@ -38,6 +38,8 @@ v1::Job ToProto(const Job& j) {
   p.set_reason(j.reason);
   p.set_submitted_unix_micros(j.submitted_micros);
   for (const auto& w : j.assigned_workers) p.add_assigned_workers(w);
+  p.set_master_port(j.master_port);
+  p.set_attempt(j.attempt);
   for (const auto& e : j.events) {
     auto* pe = p.add_events();
     pe->set_time_unix_micros(e.time_micros);
@@ -61,6 +63,8 @@ absl::StatusOr<Job> FromProto(const v1::Job& p) {
   j.reason = p.reason();
   j.submitted_micros = p.submitted_unix_micros();
   j.assigned_workers.assign(p.assigned_workers().begin(), p.assigned_workers().end());
+  j.master_port = p.master_port();
+  j.attempt = p.attempt();
   for (const auto& pe : p.events()) {
     auto es = FromProto(pe.state());
     if (!es.ok()) return es.status();
@@ -101,7 +105,40 @@ absl::StatusOr<Worker> FromProto(const v1::RegisterRequest& r) {
       return absl::InvalidArgumentError(absl::StrCat("register: device kind '", d.kind(), "' is not cpu or cuda"));
     w.devices.push_back(FromProto(d));
   }
+  if (r.rendezvous_port_first() != 0) w.rendezvous_port_first = r.rendezvous_port_first();
+  if (r.rendezvous_port_count() != 0) w.rendezvous_port_count = r.rendezvous_port_count();
+  if (w.rendezvous_port_first < 1 || w.rendezvous_port_count < 1 ||
+      w.rendezvous_port_first + w.rendezvous_port_count - 1 > 65535)
+    return absl::InvalidArgumentError(absl::StrCat("register: rendezvous ports ", w.rendezvous_port_first, " + ",
+                                                   w.rendezvous_port_count,
+                                                   " are not a range within 1-65535; check --rendezvous-ports"));
   return w;
+}
+
+RankReport FromProto(const v1::RankStatus& s) {
+  RankReport r;
+  r.job_id = s.job_id();
+  r.rank = s.rank();
+  r.phase = s.phase() == v1::RankStatus::EXITED    ? RankReport::Phase::kExited
+            : s.phase() == v1::RankStatus::RUNNING ? RankReport::Phase::kRunning
+                                                   : RankReport::Phase::kStarting;
+  r.exit_code = s.exit_code();
+  r.message = s.message();
+  r.attempt = s.attempt();
+  r.rendezvous_port_busy = s.rendezvous_port_busy();
+  return r;
+}
+
+v1::RankAssignment ToProto(const RankAssignment& a) {
+  v1::RankAssignment p;
+  p.set_job_id(a.job_id);
+  p.set_rank(a.rank);
+  p.set_world_size(a.world_size);
+  p.set_master_addr(a.master_addr);
+  p.set_master_port(a.master_port);
+  p.set_spec_yaml(a.spec_yaml);
+  p.set_attempt(a.attempt);
+  return p;
 }
 
 }  // namespace polytune::coordinator

@@ -15,13 +15,15 @@ PRAGMA synchronous=FULL;
 CREATE TABLE IF NOT EXISTS jobs (
   id TEXT PRIMARY KEY, name TEXT NOT NULL, priority INTEGER NOT NULL, sequence INTEGER NOT NULL,
   world_size INTEGER NOT NULL, spec_yaml TEXT NOT NULL, state INTEGER NOT NULL, reason TEXT NOT NULL,
-  submitted_micros INTEGER NOT NULL, assigned_workers TEXT NOT NULL);
+  submitted_micros INTEGER NOT NULL, assigned_workers TEXT NOT NULL, master_port INTEGER NOT NULL DEFAULT 0,
+  attempt INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS job_events (
   job_id TEXT NOT NULL, idx INTEGER NOT NULL, time_micros INTEGER NOT NULL, state INTEGER NOT NULL,
   reason TEXT NOT NULL, PRIMARY KEY (job_id, idx));
 CREATE TABLE IF NOT EXISTS workers (
   id TEXT PRIMARY KEY, incarnation TEXT NOT NULL, address TEXT NOT NULL, devices TEXT NOT NULL,
-  last_heartbeat_micros INTEGER NOT NULL, alive INTEGER NOT NULL);
+  last_heartbeat_micros INTEGER NOT NULL, alive INTEGER NOT NULL, rendezvous_port_first INTEGER NOT NULL DEFAULT 29600,
+  rendezvous_port_count INTEGER NOT NULL DEFAULT 100);
 CREATE TABLE IF NOT EXISTS metrics (job_id TEXT NOT NULL, seq INTEGER PRIMARY KEY AUTOINCREMENT, json TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS checkpoints (
   job_id TEXT NOT NULL, step INTEGER NOT NULL, sha256 TEXT NOT NULL, size_bytes INTEGER NOT NULL,
@@ -64,10 +66,11 @@ class SqliteStore : public Store {
     return InTransaction([&]() -> absl::Status {
       Statement s(db_,
                   "INSERT OR REPLACE INTO jobs (id, name, priority, sequence, world_size, spec_yaml, state, reason, "
-                  "submitted_micros, assigned_workers) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
+                  "submitted_micros, assigned_workers, master_port, attempt) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+                  "?9, ?10, ?11, ?12)");
       s.Bind(1, j.id).Bind(2, j.name).Bind(3, int64_t{j.priority}).Bind(4, j.sequence).Bind(5, int64_t{j.world_size});
       s.Bind(6, j.spec_yaml).Bind(7, static_cast<int64_t>(j.state)).Bind(8, j.reason).Bind(9, j.submitted_micros);
-      s.Bind(10, nlohmann::json(j.assigned_workers).dump());
+      s.Bind(10, nlohmann::json(j.assigned_workers).dump()).Bind(11, int64_t{j.master_port}).Bind(12, int64_t{j.attempt});
       if (s.Step() != SQLITE_DONE) return Error("write job");
       Statement del(db_, "DELETE FROM job_events WHERE job_id = ?1");
       del.Bind(1, j.id);
@@ -111,17 +114,19 @@ class SqliteStore : public Store {
     std::lock_guard<std::mutex> l(mu_);
     nlohmann::json devices = nlohmann::json::array();
     for (const auto& d : w.devices) devices.push_back({{"kind", d.kind}, {"index", d.index}, {"memory_bytes", d.memory_bytes}});
-    Statement s(db_, "INSERT OR REPLACE INTO workers (id, incarnation, address, devices, last_heartbeat_micros, alive) "
-                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+    Statement s(db_, "INSERT OR REPLACE INTO workers (id, incarnation, address, devices, last_heartbeat_micros, alive, "
+                     "rendezvous_port_first, rendezvous_port_count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
     s.Bind(1, w.id).Bind(2, w.incarnation).Bind(3, w.address).Bind(4, devices.dump()).Bind(5, w.last_heartbeat_micros);
-    s.Bind(6, int64_t{w.alive ? 1 : 0});
+    s.Bind(6, int64_t{w.alive ? 1 : 0}).Bind(7, int64_t{w.rendezvous_port_first}).Bind(8, int64_t{w.rendezvous_port_count});
     if (s.Step() != SQLITE_DONE) return Error("write worker");
     return absl::OkStatus();
   }
 
   absl::StatusOr<std::vector<Worker>> ListWorkers() override {
     std::lock_guard<std::mutex> l(mu_);
-    Statement s(db_, "SELECT id, incarnation, address, devices, last_heartbeat_micros, alive FROM workers ORDER BY id");
+    Statement s(db_,
+                "SELECT id, incarnation, address, devices, last_heartbeat_micros, alive, rendezvous_port_first, "
+                "rendezvous_port_count FROM workers ORDER BY id");
     std::vector<Worker> out;
     int rc;
     while ((rc = s.Step()) == SQLITE_ROW) {
@@ -133,6 +138,8 @@ class SqliteStore : public Store {
         w.devices.push_back({d["kind"].get<std::string>(), d["index"].get<int32_t>(), d["memory_bytes"].get<int64_t>()});
       w.last_heartbeat_micros = s.Int(4);
       w.alive = s.Int(5) != 0;
+      w.rendezvous_port_first = static_cast<int32_t>(s.Int(6));
+      w.rendezvous_port_count = static_cast<int32_t>(s.Int(7));
       out.push_back(std::move(w));
     }
     if (rc != SQLITE_DONE) return Error("read workers");
@@ -197,8 +204,9 @@ class SqliteStore : public Store {
   absl::StatusOr<std::vector<Job>> Query(const std::string& where, const std::string& arg) {
     std::lock_guard<std::mutex> l(mu_);
     const std::string sql = absl::StrCat(
-        "SELECT id, name, priority, sequence, world_size, spec_yaml, state, reason, submitted_micros, assigned_workers "
-        "FROM jobs ", where, " ORDER BY sequence");
+        "SELECT id, name, priority, sequence, world_size, spec_yaml, state, reason, submitted_micros, assigned_workers, "
+        "master_port, attempt FROM jobs ",
+        where, " ORDER BY sequence");
     Statement s(db_, sql.c_str());
     if (!where.empty()) s.Bind(1, arg);
     std::vector<Job> out;
@@ -215,6 +223,8 @@ class SqliteStore : public Store {
       j.reason = s.Text(7);
       j.submitted_micros = s.Int(8);
       j.assigned_workers = nlohmann::json::parse(s.Text(9)).get<std::vector<std::string>>();
+      j.master_port = static_cast<int32_t>(s.Int(10));
+      j.attempt = static_cast<int32_t>(s.Int(11));
       out.push_back(std::move(j));
     }
     if (rc != SQLITE_DONE) return Error("read jobs");
@@ -248,6 +258,32 @@ absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) 
     sqlite3_free(err);
     sqlite3_close(db);
     return absl::DataLossError(absl::StrCat(path, ": not a usable Polytune database (", msg, ")"));
+  }
+  // Databases from before a column existed get it, with its default.
+  const struct {
+    const char* table;
+    const char* column;
+    const char* definition;
+  } kAddedColumns[] = {
+      {"jobs", "master_port", "INTEGER NOT NULL DEFAULT 0"},
+      {"jobs", "attempt", "INTEGER NOT NULL DEFAULT 0"},
+      {"workers", "rendezvous_port_first", "INTEGER NOT NULL DEFAULT 29600"},
+      {"workers", "rendezvous_port_count", "INTEGER NOT NULL DEFAULT 100"},
+  };
+  for (const auto& c : kAddedColumns) {
+    bool present = false;
+    {
+      Statement info(db, absl::StrCat("PRAGMA table_info(", c.table, ")").c_str());
+      while (info.Step() == SQLITE_ROW) present = present || info.Text(1) == c.column;
+    }
+    if (present) continue;
+    const std::string alter = absl::StrCat("ALTER TABLE ", c.table, " ADD COLUMN ", c.column, " ", c.definition);
+    if (sqlite3_exec(db, alter.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+      std::string msg = err ? err : "unknown error";
+      sqlite3_free(err);
+      sqlite3_close(db);
+      return absl::DataLossError(absl::StrCat(path, ": cannot upgrade the database schema (", msg, ")"));
+    }
   }
   return std::unique_ptr<Store>(new SqliteStore(db, path));
 }

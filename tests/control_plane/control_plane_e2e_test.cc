@@ -1,6 +1,9 @@
 // End to end on loopback with real processes: polytune-coordinator, two polytune-worker
 // daemons (one CPU device each) and the polytune CLI.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -74,13 +77,15 @@ class ControlPlane : public ::testing::Test {
     dir_ = ::mkdtemp(t);
     port_ = FreePort();
     target_ = "127.0.0.1:" + std::to_string(port_);
+    rendezvous_first_ = FreePort();
     coordinator_ = Spawn({kBuild + "/coordinator/polytune-coordinator", "--listen", target_, "--data-dir", dir_ + "/coord",
                           "--heartbeat-timeout", "5s"},
                          dir_ + "/coord.log");
     for (int i = 1; i <= 2; ++i)
       workers_.push_back(Spawn({kBuild + "/worker/daemon/polytune-worker", "--coordinator", target_, "--work-dir",
                                 dir_ + "/w" + std::to_string(i), "--devices", "cpu:1", "--name", "w" + std::to_string(i),
-                                "--polytune-bin", kBin},
+                                "--polytune-bin", kBin, "--rendezvous-ports",
+                                std::to_string(rendezvous_first_) + "-" + std::to_string(rendezvous_first_ + 9)},
                                dir_ + "/w" + std::to_string(i) + ".log"));
     Result init = Shell(kBin + " model init --out " + dir_ + "/model --hidden-size 64 --layers 2 --heads 4 --kv-heads 2 "
                                "--intermediate-size 128 --vocab-size 320 --seed 5");
@@ -124,6 +129,7 @@ class ControlPlane : public ::testing::Test {
 
   static inline std::string dir_, target_;
   static inline int port_ = 0;
+  static inline int rendezvous_first_ = 0;  // the workers' --rendezvous-ports start here (10 ports)
   static inline pid_t coordinator_ = -1;
   static inline std::vector<pid_t> workers_;
 };
@@ -277,6 +283,36 @@ TEST_F(ControlPlane, CorruptedCheckpointUploadIsRefused) {
 }
 
 // Declared last: it restarts the shared coordinator.
+TEST_F(ControlPlane, RendezvousPortTakenByAnotherProcessIsSkipped) {
+  // Another program listens on the first port of the workers' range, which the coordinator
+  // hands out first: rank 0's worker notices, and the job is placed again with the next port.
+  int squatter = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(squatter, 0);
+  int one = 1;  // earlier jobs' stores may have left the port in TIME_WAIT
+  ::setsockopt(squatter, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_ANY);
+  addr.sin_port = htons(static_cast<uint16_t>(rendezvous_first_));
+  ASSERT_EQ(::bind(squatter, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0) << "port " << rendezvous_first_;
+  ASSERT_EQ(::listen(squatter, 1), 0);
+  Result submit = Cli("submit " + Spec("squatted", "max_steps: 2, micro_batch_size: 1") + " --json");
+  ASSERT_EQ(submit.code, 0) << submit.output;
+  const std::string id = nlohmann::json::parse(submit.output)["id"];
+  Result watch = Cli("watch " + id);
+  ::close(squatter);
+  ASSERT_EQ(watch.code, 0) << watch.output;
+  auto st = nlohmann::json::parse(Cli("status " + id + " --json").output);
+  EXPECT_EQ(st["state"], "SUCCEEDED");
+  std::string reasons;
+  for (const auto& e : st["events"]) reasons += e["reason"].get<std::string>() + "\n";
+  EXPECT_NE(reasons.find("rendezvous port " + std::to_string(rendezvous_first_) + " on 127.0.0.1"), std::string::npos)
+      << reasons;
+  EXPECT_NE(reasons.find("is taken by another process; placing the job again"), std::string::npos) << reasons;
+  EXPECT_NE(reasons.find("rendezvous at 127.0.0.1:" + std::to_string(rendezvous_first_ + 1)), std::string::npos)
+      << reasons;
+}
+
 TEST_F(ControlPlane, CoordinatorRestartReloadsJobsAndWorkersReRegister) {
   auto before = nlohmann::json::parse(Cli("jobs --json").output);
   ASSERT_FALSE(before.empty());

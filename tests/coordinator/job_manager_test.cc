@@ -2,6 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+
 namespace polytune::coordinator {
 namespace {
 
@@ -9,11 +14,13 @@ class JobManagerTest : public ::testing::Test {
  protected:
   JobManagerTest() : store_(MakeInMemoryStore()), jm_(store_.get(), &clock_) {}
 
-  void AddWorker(const std::string& id, int devices, const std::string& inc = "inc-1") {
+  void AddWorker(const std::string& id, int devices, const std::string& inc = "inc-1", std::string address = "") {
     Worker w;
     w.id = id;
     w.incarnation = inc;
-    w.address = id + ".local";
+    w.address = address.empty() ? id + ".local" : address;
+    w.rendezvous_port_first = 29600;
+    w.rendezvous_port_count = 3;
     for (int i = 0; i < devices; ++i) w.devices.push_back({"cpu", i, 0});
     ASSERT_TRUE(jm_.RegisterWorker(w).ok());
   }
@@ -24,8 +31,9 @@ class JobManagerTest : public ::testing::Test {
     return r.ok() ? *r : HeartbeatReply{};
   }
 
-  static RankReport Report(const std::string& job, int rank, RankReport::Phase phase, int code = 0) {
-    return {job, rank, phase, code, code ? "boom" : ""};
+  // A report on a rank of the job's first placement unless `attempt` says otherwise.
+  static RankReport Report(const std::string& job, int rank, RankReport::Phase phase, int code = 0, int attempt = 1) {
+    return {job, rank, phase, code, code ? "boom" : "", attempt};
   }
 
   std::vector<JobState> States(const std::string& id) {
@@ -128,6 +136,80 @@ TEST_F(JobManagerTest, RestartReloadsJobsFromTheStore) {
   EXPECT_EQ(j->spec_yaml, "spec-yaml");
   EXPECT_EQ(j->state, JobState::kScheduled);
   EXPECT_EQ(j->events.size(), 2u);
+  EXPECT_EQ(j->master_port, job->master_port) << "the rendezvous port survives a restart";
+  EXPECT_EQ(j->attempt, 1);
+}
+
+TEST_F(JobManagerTest, RendezvousPortsAreDistinctPerHostAndFreedWhenJobsEnd) {
+  // Two daemons on one host share its ports; a third host has its own. Each range is 3 ports.
+  AddWorker("a1", 2, "inc-1", "10.0.0.1");
+  AddWorker("a2", 2, "inc-1", "10.0.0.1");
+  AddWorker("b1", 1, "inc-1", "10.0.0.2");
+  std::vector<std::string> ids;
+  for (int i = 0; i < 4; ++i) ids.push_back(jm_.Submit("j" + std::to_string(i), 0, 1, "spec")->id);
+  std::map<std::string, std::set<int32_t>> ports;  // host -> ports in use
+  for (const auto& id : ids) {
+    const Job j = *jm_.Get(id);
+    ASSERT_EQ(j.state, JobState::kScheduled) << id;
+    const std::string host = j.assigned_workers[0] == "b1" ? "10.0.0.2" : "10.0.0.1";
+    EXPECT_TRUE(ports[host].insert(j.master_port).second) << "port " << j.master_port << " twice on " << host;
+    EXPECT_GE(j.master_port, 29600);
+    EXPECT_LT(j.master_port, 29603);
+  }
+  // Host 10.0.0.1 has 4 devices but 3 ports, so the four jobs took its 3 ports and b1; a fifth
+  // waits although a device is free.
+  EXPECT_EQ(ports["10.0.0.1"].size(), 3u);
+  EXPECT_EQ(ports["10.0.0.2"].size(), 1u);
+  auto sixth = jm_.Submit("j4", 0, 1, "spec");
+  ASSERT_TRUE(sixth.ok());
+  EXPECT_EQ(sixth->state, JobState::kPending) << sixth->reason;
+  EXPECT_NE(sixth->reason.find("every rendezvous port is in use on 10.0.0.1 (29600-29602)"), std::string::npos)
+      << sixth->reason;
+  // When a job on that host ends, its port goes to the waiting job.
+  std::string ended;
+  for (const auto& id : ids)
+    if (jm_.Get(id)->assigned_workers[0] != "b1") ended = id;
+  const int32_t freed = jm_.Get(ended)->master_port;
+  ASSERT_TRUE(jm_.Cancel(ended).ok());
+  EXPECT_EQ(jm_.Get(sixth->id)->state, JobState::kScheduled);
+  EXPECT_EQ(jm_.Get(sixth->id)->master_port, freed);
+}
+
+TEST_F(JobManagerTest, BusyRendezvousPortPlacesTheJobAgainAndIgnoresStaleRanks) {
+  AddWorker("w1", 1);
+  AddWorker("w2", 1);
+  const std::string id = jm_.Submit("gang", 0, 2, "spec")->id;
+  HeartbeatReply r1 = Beat("w1"), r2 = Beat("w2");
+  ASSERT_EQ(r1.start.size(), 1u);
+  const bool w1_is_rank0 = r1.start[0].rank == 0;
+  const std::string rank0 = w1_is_rank0 ? "w1" : "w2", other = w1_is_rank0 ? "w2" : "w1";
+  const int32_t first_port = r1.start[0].master_port;
+  EXPECT_EQ(r1.start[0].attempt, 1);
+  // The other rank started and waits at the store; rank 0 finds the port taken.
+  Beat(other, {Report(id, 1, RankReport::Phase::kRunning)});
+  RankReport busy = Report(id, 0, RankReport::Phase::kExited, 2);
+  busy.rendezvous_port_busy = true;
+  HeartbeatReply again = Beat(rank0, {busy});
+  Job j = *jm_.Get(id);
+  EXPECT_EQ(j.state, JobState::kScheduled) << "placed again at once";
+  EXPECT_EQ(j.attempt, 2);
+  EXPECT_NE(j.master_port, first_port) << "the busy port is quarantined on that host";
+  EXPECT_EQ(States(id), (std::vector<JobState>{JobState::kPending, JobState::kScheduled, JobState::kPending,
+                                                JobState::kScheduled}));
+  EXPECT_NE(j.events[2].reason.find(absl::StrCat("rendezvous port ", first_port)), std::string::npos) << j.events[2].reason;
+  ASSERT_EQ(again.start.size(), 1u);
+  EXPECT_EQ(again.start[0].attempt, 2);
+  HeartbeatReply other_reply = Beat(other, {Report(id, 1, RankReport::Phase::kExited, 143)});
+  EXPECT_EQ(other_reply.cancel_jobs, std::vector<std::string>{id}) << "the waiting rank of attempt 1 is stopped";
+  ASSERT_EQ(other_reply.start.size(), 1u);
+  EXPECT_EQ(jm_.Get(id)->state, JobState::kScheduled) << "its exit (attempt 1) does not fail attempt 2";
+  // Attempt 2 runs to success.
+  Beat("w1", {Report(id, 0, RankReport::Phase::kExited, 0, 2), Report(id, 1, RankReport::Phase::kExited, 0, 2)});
+  EXPECT_EQ(jm_.Get(id)->state, JobState::kSucceeded);
+  // The quarantine ends.
+  clock_.AdvanceSeconds(61);
+  const std::string next = jm_.Submit("later", 0, 1, "spec")->id;
+  EXPECT_EQ(jm_.Get(next)->master_port, 29600);
 }
 
 }  // namespace

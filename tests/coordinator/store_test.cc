@@ -1,6 +1,7 @@
 #include "polytune/coordinator/store.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -20,6 +21,8 @@ Job SampleJob(const std::string& id, int64_t seq) {
   j.reason = "running on w1, w2";
   j.submitted_micros = 123;
   j.assigned_workers = {"w1", "w2"};
+  j.master_port = 29617;
+  j.attempt = 2;
   j.events = {{100, JobState::kPending, "submitted"}, {200, JobState::kScheduled, "placed"}, {300, JobState::kRunning, "ranks up"}};
   return j;
 }
@@ -35,6 +38,8 @@ void ExpectSameJob(const Job& a, const Job& b) {
   EXPECT_EQ(a.reason, b.reason);
   EXPECT_EQ(a.submitted_micros, b.submitted_micros);
   EXPECT_EQ(a.assigned_workers, b.assigned_workers);
+  EXPECT_EQ(a.master_port, b.master_port);
+  EXPECT_EQ(a.attempt, b.attempt);
   ASSERT_EQ(a.events.size(), b.events.size());
   for (size_t i = 0; i < a.events.size(); ++i) {
     EXPECT_EQ(a.events[i].time_micros, b.events[i].time_micros);
@@ -74,9 +79,13 @@ void RoundTrip(Store& s) {
   w.incarnation = "i1";
   w.address = "10.0.0.1";
   w.devices = {{"cuda", 0, 80LL << 30}, {"cuda", 1, 80LL << 30}};
+  w.rendezvous_port_first = 31000;
+  w.rendezvous_port_count = 8;
   ASSERT_TRUE(s.PutWorker(w).ok());
   auto ws = s.ListWorkers();
   ASSERT_EQ(ws->size(), 1u);
+  EXPECT_EQ((*ws)[0].rendezvous_port_first, 31000);
+  EXPECT_EQ((*ws)[0].rendezvous_port_count, 8);
   EXPECT_EQ((*ws)[0].devices.size(), 2u);
   EXPECT_EQ((*ws)[0].devices[1].memory_bytes, 80LL << 30);
 }
@@ -102,6 +111,36 @@ TEST(Store, SqliteRoundTripAndReloadAfterRestart) {
   EXPECT_EQ((**(*s)->GetJob("b")).state, JobState::kSucceeded);
   EXPECT_EQ((*s)->Metrics("b")->size(), 2u);
   EXPECT_EQ(*(*s)->NextJobSequence(), 3);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Store, SqliteDatabaseFromBeforeTheRendezvousColumnsIsUpgraded) {
+  std::string dir = "/tmp/polytune-store-XXXXXX";
+  dir = ::mkdtemp(dir.data());
+  const std::string path = dir + "/coordinator.db";
+  // The tables as the first release wrote them, with one job in them.
+  const std::string old_schema =
+      "CREATE TABLE jobs (id TEXT PRIMARY KEY, name TEXT NOT NULL, priority INTEGER NOT NULL, sequence INTEGER NOT "
+      "NULL, world_size INTEGER NOT NULL, spec_yaml TEXT NOT NULL, state INTEGER NOT NULL, reason TEXT NOT NULL, "
+      "submitted_micros INTEGER NOT NULL, assigned_workers TEXT NOT NULL);"
+      "CREATE TABLE workers (id TEXT PRIMARY KEY, incarnation TEXT NOT NULL, address TEXT NOT NULL, devices TEXT NOT "
+      "NULL, last_heartbeat_micros INTEGER NOT NULL, alive INTEGER NOT NULL);"
+      "INSERT INTO jobs VALUES ('job-000001', 'old', 0, 1, 1, 'spec', 3, 'done', 5, '[]');";
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, old_schema.c_str(), nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    sqlite3_close(db);
+  }
+  auto s = OpenSqliteStore(path);
+  ASSERT_TRUE(s.ok()) << s.status();
+  auto job = (*s)->GetJob("job-000001");
+  ASSERT_TRUE(job.ok() && job->has_value()) << job.status();
+  EXPECT_EQ((*job)->name, "old");
+  EXPECT_EQ((*job)->master_port, 0);
+  Job next = SampleJob("job-000002", 2);
+  ASSERT_TRUE((*s)->PutJob(next).ok());
+  ExpectSameJob(**(*s)->GetJob("job-000002"), next);
   std::filesystem::remove_all(dir);
 }
 

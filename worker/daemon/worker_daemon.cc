@@ -1,7 +1,10 @@
 #include "worker_daemon.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
@@ -53,6 +56,21 @@ std::vector<int64_t> CudaMemory() {
   return out;
 }
 
+// Whether a TCP listener could bind `port` on every interface now, as rank 0's store will.
+bool PortIsFree(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return true;  // cannot tell; let the rank try
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_ANY);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  const bool free = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  ::close(fd);
+  return free;
+}
+
 }  // namespace
 
 WorkerDaemon::WorkerDaemon(DaemonOptions options) : o_(std::move(options)), incarnation_(RandomHex(16)) {}
@@ -62,6 +80,8 @@ absl::Status WorkerDaemon::Register() {
   req.set_worker_id(o_.name);
   req.set_incarnation(incarnation_);
   req.set_address(o_.address);
+  req.set_rendezvous_port_first(o_.rendezvous_port_first);
+  req.set_rendezvous_port_count(o_.rendezvous_port_count);
   for (const auto& d : devices_) *req.add_devices() = d;
   v1::RegisterResponse resp;
   auto ctx = ContextWithDeadline(5);
@@ -89,10 +109,15 @@ absl::StatusOr<std::string> WorkerDaemon::FetchArtifact(const std::string& sha) 
 
 absl::Status WorkerDaemon::StartRank(const v1::RankAssignment& a) {
   const std::string key = absl::StrCat(a.job_id(), "/", a.rank());
-  if (ranks_.count(key)) return absl::OkStatus();
+  if (auto old = ranks_.find(key); old != ranks_.end()) {
+    if (old->second.attempt == a.attempt()) return absl::OkStatus();  // a repeated assignment
+    if (!old->second.exited) StopJob(a.job_id());  // the coordinator cancels first; be sure
+    ranks_.erase(old);  // a new placement of the job: its rank starts afresh
+  }
   Rank r;
   r.job_id = a.job_id();
   r.rank = a.rank();
+  r.attempt = a.attempt();
   r.dir = absl::StrCat(o_.work_dir, "/jobs/", a.job_id(), "/rank-", a.rank());
   fs::create_directories(r.dir);
   // The spec as submitted, with datasets fetched and paths made local.
@@ -128,6 +153,15 @@ absl::Status WorkerDaemon::StartRank(const v1::RankAssignment& a) {
     r.exit_code = 2;
     r.message = absl::StrCat("model path '", model, "' does not exist on worker ", o_.name,
                              " (models must be on shared storage)");
+    ranks_[key] = r;
+    return absl::OkStatus();
+  }
+  if (a.rank() == 0 && !PortIsFree(a.master_port())) {
+    r.exited = true;
+    r.exit_code = 2;
+    r.port_busy = true;
+    r.message = absl::StrCat("rendezvous port ", a.master_port(), " is taken by another process on ", o_.address);
+    Log(r.message);
     ranks_[key] = r;
     return absl::OkStatus();
   }
@@ -329,6 +363,8 @@ absl::Status WorkerDaemon::Run(const volatile bool* stop) {
       s->set_phase(r.exited ? v1::RankStatus::EXITED : v1::RankStatus::RUNNING);
       s->set_exit_code(r.exit_code);
       s->set_message(r.message);
+      s->set_attempt(r.attempt);
+      s->set_rendezvous_port_busy(r.port_busy);
     }
     v1::HeartbeatResponse resp;
     auto ctx = ContextWithDeadline(5);

@@ -24,6 +24,8 @@ struct DaemonOptions {
   std::string name;
   std::string address;       // host other ranks reach this worker at
   std::string polytune_bin;  // the `polytune` binary that runs ranks
+  int32_t rendezvous_port_first = 29600;  // ports kept for rank 0 stores placed here
+  int32_t rendezvous_port_count = 100;
 };
 
 class WorkerDaemon {
@@ -36,6 +38,8 @@ class WorkerDaemon {
   struct Rank {
     std::string job_id;
     int32_t rank = 0;
+    int32_t attempt = 0;  // the job's placement this rank belongs to
+    bool port_busy = false;  // rank 0 found its rendezvous port taken and did not start
     pid_t pid = -1;
     std::string dir;  // output_dir of the rank
     bool exited = false;

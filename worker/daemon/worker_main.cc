@@ -1,4 +1,5 @@
 // polytune-worker --coordinator HOST:PORT --work-dir DIR [--devices auto|cpu:N|cuda:0,1] [--name NAME]
+//                 [--rendezvous-ports FIRST-LAST]
 #include <limits.h>
 #include <signal.h>
 #include <unistd.h>
@@ -27,10 +28,26 @@ int main(int argc, char** argv) {
   app.add_option("--name", o.name, "Worker name (default: the host name)");
   app.add_option("--address", o.address, "Host other ranks reach this worker at (default: 127.0.0.1 for a local coordinator, else the host name)");
   app.add_option("--polytune-bin", o.polytune_bin, "The polytune binary (default: next to this one)");
+  std::string ports = "29600-29699";
+  app.add_option("--rendezvous-ports", ports,
+                 "FIRST-LAST: ports on this host kept for the rendezvous stores of ranks 0 placed here")
+      ->capture_default_str();
   std::string listen = "0.0.0.0:0";
   app.add_option("--listen", listen, "HOST:PORT for the worker's health and reflection endpoint (port 0: any free port)")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  {
+    int first = 0, last = 0;
+    char dash = 0;
+    if (std::sscanf(ports.c_str(), "%d%c%d", &first, &dash, &last) != 3 || dash != '-' || first < 1 || last < first ||
+        last > 65535) {
+      std::fprintf(stderr, "polytune-worker: error: --rendezvous-ports '%s' is not FIRST-LAST within 1-65535\n",
+                   ports.c_str());
+      return 2;
+    }
+    o.rendezvous_port_first = first;
+    o.rendezvous_port_count = last - first + 1;
+  }
   char host[HOST_NAME_MAX + 1] = {};
   ::gethostname(host, sizeof(host));
   if (o.name.empty()) o.name = host;

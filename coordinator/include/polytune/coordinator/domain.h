@@ -35,6 +35,8 @@ struct Job {
   std::string reason;     // why it is in this state (pending: what it waits for)
   int64_t submitted_micros = 0;
   std::vector<std::string> assigned_workers;  // one per rank while scheduled/running
+  int32_t master_port = 0;  // rendezvous port on rank 0's host while scheduled/running
+  int32_t attempt = 0;      // placements so far; rank reports of an earlier attempt are stale
   std::vector<JobEvent> events;
 };
 
@@ -49,6 +51,9 @@ struct Worker {
   std::string incarnation;  // random per daemon start: a restarted worker is a new incarnation
   std::string address;      // host the worker's ranks bind to
   std::vector<Device> devices;
+  // Ports this worker's host keeps for rank 0 rendezvous stores (--rendezvous-ports).
+  int32_t rendezvous_port_first = 29600;
+  int32_t rendezvous_port_count = 100;
   int64_t last_heartbeat_micros = 0;
   bool alive = true;
   int32_t slots() const { return static_cast<int32_t>(devices.size()); }

@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -25,6 +26,7 @@ struct RankAssignment {
   std::string master_addr;
   int32_t master_port = 0;
   std::string spec_yaml;
+  int32_t attempt = 0;
 };
 
 struct RankReport {
@@ -34,6 +36,8 @@ struct RankReport {
   Phase phase = Phase::kStarting;
   int32_t exit_code = 0;
   std::string message;
+  int32_t attempt = 0;
+  bool rendezvous_port_busy = false;
 };
 
 struct HeartbeatReply {
@@ -43,8 +47,9 @@ struct HeartbeatReply {
 
 struct JobManagerOptions {
   int64_t heartbeat_timeout_micros = 10'000'000;
-  int32_t first_port = 29600;  // rendezvous ports are first_port + (sequence % port_span)
-  int32_t port_span = 1000;
+  // A rendezvous port a worker found taken by another process is not handed out again on that
+  // host for this long.
+  int64_t busy_port_quarantine_micros = 60'000'000;
 };
 
 class JobManager {
@@ -76,6 +81,11 @@ class JobManager {
   void CancelRanksLocked(const Job& job, const std::string& except_worker = "");
   std::map<std::string, int32_t> FreeDevicesLocked() const;
   void ScheduleLocked();
+  // A port in rank 0's range on its host that no scheduled or running job uses and that is not
+  // quarantined; nullopt when the whole range is taken.
+  std::optional<int32_t> PickRendezvousPortLocked(const Worker& rank0) const;
+  std::vector<int32_t> FreeRendezvousPortListLocked(const Worker& rank0) const;
+  int32_t FreeRendezvousPortsLocked(const Worker& rank0) const;
 
   Store* store_;
   const Clock* clock_;
@@ -87,6 +97,8 @@ class JobManager {
   std::map<std::string, std::map<int32_t, RankReport>> ranks_;
   std::map<std::string, std::vector<RankAssignment>> to_start_;      // by worker
   std::map<std::string, std::set<std::string>> to_cancel_;          // by worker
+  // (host address, port) -> until when it is not handed out (reported busy).
+  std::map<std::pair<std::string, int32_t>, int64_t> busy_ports_;
 };
 
 }  // namespace polytune::coordinator

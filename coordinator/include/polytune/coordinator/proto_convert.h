@@ -3,6 +3,7 @@
 
 #include "absl/status/statusor.h"
 #include "polytune/coordinator/domain.h"
+#include "polytune/coordinator/job_manager.h"
 #include "polytune/coordinator/store.h"
 #include "polytune/v1/polytune.pb.h"
 
@@ -17,5 +18,7 @@ v1::DeviceInfo ToProto(const Device& d);
 Device FromProto(const v1::DeviceInfo& d);
 // A registration request as a domain worker (the registry stamps the heartbeat time).
 absl::StatusOr<Worker> FromProto(const v1::RegisterRequest& r);
+RankReport FromProto(const v1::RankStatus& s);
+v1::RankAssignment ToProto(const RankAssignment& a);
 
 }  // namespace polytune::coordinator
