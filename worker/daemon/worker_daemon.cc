@@ -19,7 +19,6 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "polytune/common/bundle.h"
 #include "polytune/common/file_util.h"
 #include "polytune/common/sha256.h"
 #include "polytune/coordinator/grpc_config.h"
@@ -111,7 +110,7 @@ absl::Status WorkerDaemon::StartRank(const v1::RankAssignment& a) {
   const std::string key = absl::StrCat(a.job_id(), "/", a.rank());
   if (auto old = ranks_.find(key); old != ranks_.end()) {
     if (old->second.attempt == a.attempt()) return absl::OkStatus();  // a repeated assignment
-    if (!old->second.exited) StopJob(a.job_id());  // the coordinator cancels first; be sure
+    if (!old->second.exited) StopJobAndWait(a.job_id());  // the coordinator cancels first; be sure
     ranks_.erase(old);  // a new placement of the job: its rank starts afresh
   }
   Rank r;
@@ -191,68 +190,35 @@ absl::Status WorkerDaemon::StartRank(const v1::RankAssignment& a) {
   ::setpgid(pid, pid);
   r.pid = pid;
   Log(absl::StrCat("started ", key, " (pid ", pid, ")"));
+  if (r.rank == 0) uploader_->Track(key, r.job_id, r.dir + "/out");
   ranks_[key] = r;
   return absl::OkStatus();
 }
 
-void WorkerDaemon::SyncRank0(Rank& r) {
-  if (r.rank != 0) return;
-  // New metrics lines (only complete ones).
-  auto text = ReadFileToString(r.dir + "/out/metrics.jsonl");
-  if (text.ok()) {
-    std::vector<std::string> lines = absl::StrSplit(*text, '\n');
-    if (!lines.empty()) lines.pop_back();  // text after the last newline is incomplete
-    if (lines.size() < r.metrics_sent) r.metrics_sent = 0;  // log rewritten on resume
-    if (lines.size() > r.metrics_sent) {
-      v1::ReportMetricsRequest req;
-      req.set_job_id(r.job_id);
-      for (size_t i = r.metrics_sent; i < lines.size(); ++i) req.add_metrics_json(lines[i]);
-      v1::ReportMetricsResponse resp;
-      auto ctx = ContextWithDeadline(10);
-      if (stub_->ReportMetrics(ctx.get(), req, &resp).ok()) r.metrics_sent = lines.size();
-    }
-  }
-  // Checkpoints: committed folders only (staging folders start with ".tmp-").
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(r.dir + "/out/checkpoints", ec)) {
-    const std::string name = e.path().filename().string();
-    int64_t step;
-    if (name.rfind("step-", 0) != 0 || !absl::SimpleAtoi(name.substr(5), &step) || r.uploaded.count(name)) continue;
-    if (!fs::exists(e.path() / "trainer_state.json")) continue;
-    auto bundle = PackDirectory(e.path().string());
-    if (!bundle.ok()) continue;
-    const std::string sha = Sha256Hex(*bundle);
-    auto ctx = ContextWithDeadline(120);
-    v1::UploadCheckpointResponse resp;
-    auto writer = stub_->UploadCheckpoint(ctx.get(), &resp);
-    bool ok = true;
-    for (size_t pos = 0; pos < bundle->size() && ok; pos += coordinator::kMaxChunkBytes) {
-      v1::UploadCheckpointChunk c;
-      if (pos == 0) {
-        c.set_job_id(r.job_id);
-        c.set_step(step);
-        c.set_sha256(sha);
-      }
-      c.set_data(bundle->substr(pos, coordinator::kMaxChunkBytes));
-      ok = writer->Write(c);
-    }
-    writer->WritesDone();
-    grpc::Status st = writer->Finish();
-    if (st.ok()) r.uploaded.insert(name);
-    else Log(absl::StrCat("checkpoint upload ", name, " failed: ", st.error_message()));
-  }
-}
-
 void WorkerDaemon::PollRanks() {
+  const auto now = std::chrono::steady_clock::now();
   for (auto& [key, r] : ranks_) {
     if (r.exited || r.pid < 0) continue;
+    if (r.awaiting_upload) {
+      if (uploader_->Finished(key)) {
+        r.awaiting_upload = false;
+        r.exited = true;
+        uploader_->Forget(key);
+        Log(absl::StrCat(key, " exited with ", r.exit_code));
+      }
+      continue;
+    }
     int status = 0;
-    pid_t got = ::waitpid(r.pid, &status, WNOHANG);
-    SyncRank0(r);
-    if (got != r.pid) continue;
-    SyncRank0(r);  // the last metrics and the final checkpoint, before reporting the exit
-    r.exited = true;
+    if (::waitpid(r.pid, &status, WNOHANG) != r.pid) {
+      if (r.cancelled && now >= r.kill_at) ::kill(-r.pid, SIGKILL);
+      continue;
+    }
     r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (r.cancelled) {
+      r.exited = true;
+      r.message = "cancelled";
+      continue;
+    }
     if (r.exit_code != 0) {
       // The rank's last error line says why.
       auto log = ReadFileToString(r.dir + "/rank.log");
@@ -265,41 +231,42 @@ void WorkerDaemon::PollRanks() {
           }
       }
     }
-    Log(absl::StrCat(key, " exited with ", r.exit_code));
+    if (r.rank == 0) {
+      uploader_->Finish(key);  // the last metrics and the final checkpoint, before the exit is reported
+      r.awaiting_upload = true;
+    } else {
+      r.exited = true;
+      Log(absl::StrCat(key, " exited with ", r.exit_code));
+    }
   }
 }
 
 void WorkerDaemon::StopJob(const std::string& job_id) {
   for (auto& [key, r] : ranks_) {
-    if (r.job_id != job_id || r.exited || r.pid < 0) continue;
+    if (r.job_id != job_id || r.exited) continue;
+    uploader_->Forget(key);
+    if (r.awaiting_upload) {  // already exited; its results no longer matter
+      r.awaiting_upload = false;
+      r.exited = true;
+      r.message = "cancelled";
+      continue;
+    }
+    if (r.pid < 0 || r.cancelled) continue;
     r.cancelled = true;
+    r.kill_at = std::chrono::steady_clock::now() + std::chrono::seconds(5);
     ::kill(-r.pid, SIGTERM);
   }
-  // Give them a few seconds, then make sure nothing is left running.
-  for (int i = 0; i < 50; ++i) {
+}
+
+void WorkerDaemon::StopJobAndWait(const std::string& job_id) {
+  StopJob(job_id);
+  for (;;) {
     bool alive = false;
-    for (auto& [key, r] : ranks_)
-      if (r.job_id == job_id && !r.exited && r.pid > 0) {
-        int status;
-        if (::waitpid(r.pid, &status, WNOHANG) == r.pid) {
-          r.exited = true;
-          r.exit_code = 143;
-          r.message = "cancelled";
-        } else {
-          alive = true;
-        }
-      }
+    PollRanks();
+    for (const auto& [key, r] : ranks_) alive = alive || (r.job_id == job_id && !r.exited && r.pid > 0);
     if (!alive) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  for (auto& [key, r] : ranks_)
-    if (r.job_id == job_id && !r.exited && r.pid > 0) {
-      ::kill(-r.pid, SIGKILL);
-      ::waitpid(r.pid, nullptr, 0);
-      r.exited = true;
-      r.exit_code = 137;
-      r.message = "cancelled";
-    }
 }
 
 absl::Status WorkerDaemon::Run(const volatile bool* stop) {
@@ -334,6 +301,7 @@ absl::Status WorkerDaemon::Run(const volatile bool* stop) {
     return absl::InvalidArgumentError(absl::StrCat("--devices '", o_.devices, "': use auto, cpu:N or cuda:0,1"));
   }
   stub_ = v1::WorkerService::NewStub(coordinator::MakeChannel(o_.coordinator));
+  uploader_ = std::make_unique<ResultUploader>(stub_.get());
   bool registered = false;
   while (!*stop) {
     if (!registered) {
@@ -381,8 +349,11 @@ absl::Status WorkerDaemon::Run(const volatile bool* stop) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
   }
+  std::set<std::string> running;
   for (auto& [key, r] : ranks_)
-    if (!r.exited && r.pid > 0) StopJob(r.job_id);
+    if (!r.exited && r.pid > 0) running.insert(r.job_id);
+  for (const auto& job : running) StopJobAndWait(job);
+  uploader_.reset();
   return absl::OkStatus();
 }
 

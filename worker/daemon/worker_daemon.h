@@ -1,10 +1,12 @@
 // polytune-worker: registers with the coordinator, heartbeats, runs each assigned rank as a
 // child `polytune train` process (a crash in training never takes the daemon down), streams
-// rank 0's metrics and uploads its checkpoints in verified chunks.
+// rank 0's metrics and uploads its checkpoints in verified chunks (ResultUploader, off the
+// heartbeat loop).
 #pragma once
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <set>
@@ -14,6 +16,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "polytune/v1/polytune.grpc.pb.h"
+#include "result_uploader.h"
 
 namespace polytune::worker {
 
@@ -45,23 +48,26 @@ class WorkerDaemon {
     bool exited = false;
     int32_t exit_code = 0;
     std::string message;
-    size_t metrics_sent = 0;  // lines of metrics.jsonl already reported
-    std::set<std::string> uploaded;  // checkpoint folders already uploaded
+    // Rank 0's process has exited but its last results are still being uploaded: reported as
+    // running until then, so the job succeeds only with its final checkpoint recorded.
+    bool awaiting_upload = false;
     bool cancelled = false;
+    std::chrono::steady_clock::time_point kill_at;  // cancelled: SIGKILL if still alive then
     int exit_reports = 0;  // heartbeats that carried the exit; forgotten after a few
   };
 
   absl::Status Register();
   absl::Status StartRank(const v1::RankAssignment& a);
-  void PollRanks();
-  void SyncRank0(Rank& r);  // metrics and checkpoints
-  void StopJob(const std::string& job_id);
+  void PollRanks();  // reaps exited ranks, escalates cancels, notes finished uploads
+  void StopJob(const std::string& job_id);  // SIGTERM now, SIGKILL after 5 s (from PollRanks)
+  void StopJobAndWait(const std::string& job_id);
   absl::StatusOr<std::string> FetchArtifact(const std::string& sha);
 
   DaemonOptions o_;
   std::string incarnation_;
   std::vector<v1::DeviceInfo> devices_;
   std::unique_ptr<v1::WorkerService::Stub> stub_;
+  std::unique_ptr<ResultUploader> uploader_;
   std::map<std::string, Rank> ranks_;  // key job/rank
 };
 
