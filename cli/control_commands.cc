@@ -223,16 +223,34 @@ int Watch(const ControlArgs& a) {
   }
 }
 
+// Events, the ranks' own output ([rank R] lines, as their workers forward it) and metrics
+// records; with --follow, new ones as they arrive until the job ends.
 int Logs(const ControlArgs& a) {
   size_t shown = 0, events = 0;
+  int64_t after_seq = 0;
   for (;;) {
     v1::GetJobResponse r;
     if (int rc = GetJob(a, &r)) return rc;
+    const bool ended = Terminal(r.job().state());  // read before the lines, so none is missed
     for (; events < static_cast<size_t>(r.job().events_size()); ++events)
       std::printf("[event] %s %s\n", StateName(r.job().events(events).state()).c_str(), r.job().events(events).reason().c_str());
+    for (bool more = true; more;) {
+      v1::GetLogsRequest req;
+      req.set_id(a.job);
+      req.set_after_seq(after_seq);
+      v1::GetLogsResponse resp;
+      auto ctx = ContextWithDeadline(10);
+      grpc::Status st = Stub(a)->GetLogs(ctx.get(), req, &resp);
+      if (!st.ok()) return RpcFail(a, st);
+      for (const auto& l : resp.lines()) {
+        std::printf("[rank %d] %s\n", l.rank(), l.text().c_str());
+        after_seq = l.seq();
+      }
+      more = resp.lines_size() > 0;
+    }
     for (; shown < static_cast<size_t>(r.metrics_json_size()); ++shown) std::printf("%s\n", r.metrics_json(shown).c_str());
     std::fflush(stdout);
-    if (!a.follow || Terminal(r.job().state())) return 0;
+    if (!a.follow || ended) return 0;
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
 }
@@ -341,7 +359,7 @@ void RegisterControlCommands(CLI::App& app, const std::shared_ptr<std::function<
   auto* watch = app.add_subcommand("watch", "Follow a job live; exit code 0 only if it SUCCEEDED");
   watch->add_option("job", a->job)->required();
   watch->callback([run, a] { *run = [a] { return Watch(*a); }; });
-  auto* logs = app.add_subcommand("logs", "Events and metrics records of a job");
+  auto* logs = app.add_subcommand("logs", "Events, rank output and metrics records of a job");
   logs->add_option("job", a->job)->required();
   logs->add_flag("--follow", a->follow, "Keep printing until the job ends");
   logs->callback([run, a] { *run = [a] { return Logs(*a); }; });

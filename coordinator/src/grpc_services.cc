@@ -70,6 +70,15 @@ grpc::Status JobServiceImpl::GetJob(grpc::ServerContext*, const v1::GetJobReques
   return grpc::Status::OK;
 }
 
+grpc::Status JobServiceImpl::GetLogs(grpc::ServerContext*, const v1::GetLogsRequest* req, v1::GetLogsResponse* resp) {
+  auto job = jobs_->Get(req->id());
+  if (!job.ok()) return ToGrpc(job.status());
+  auto lines = store_->Logs(req->id(), req->after_seq(), kMaxLogLinesPerReply);
+  if (!lines.ok()) return ToGrpc(lines.status());
+  for (const auto& l : *lines) *resp->add_lines() = ToProto(l);
+  return grpc::Status::OK;
+}
+
 grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext*, const v1::ListJobsRequest*, v1::ListJobsResponse* resp) {
   for (const auto& j : jobs_->List()) *resp->add_jobs() = ToProto(j);
   return grpc::Status::OK;
@@ -146,6 +155,15 @@ grpc::Status WorkerServiceImpl::ReportMetrics(grpc::ServerContext*, const v1::Re
     if (!st.ok()) return ToGrpc(st);
   }
   return grpc::Status::OK;
+}
+
+grpc::Status WorkerServiceImpl::ReportLogs(grpc::ServerContext*, const v1::ReportLogsRequest* req, v1::ReportLogsResponse*) {
+  auto job = jobs_->Get(req->job_id());
+  if (!job.ok()) return ToGrpc(job.status());
+  std::vector<std::string> lines;
+  for (const auto& line : req->lines())  // one runaway line must not fill the database
+    lines.push_back(line.size() > kMaxLogLineBytes ? line.substr(0, kMaxLogLineBytes) + " [truncated]" : line);
+  return ToGrpc(store_->AppendLogs(req->job_id(), req->rank(), lines));
 }
 
 grpc::Status WorkerServiceImpl::UploadCheckpoint(grpc::ServerContext*, grpc::ServerReader<v1::UploadCheckpointChunk>* reader,

@@ -115,6 +115,14 @@ absl::StatusOr<Worker> FromProto(const v1::RegisterRequest& r) {
   return w;
 }
 
+v1::LogLine ToProto(const LogLine& l) {
+  v1::LogLine p;
+  p.set_seq(l.seq);
+  p.set_rank(l.rank);
+  p.set_text(l.text);
+  return p;
+}
+
 RankReport FromProto(const v1::RankStatus& s) {
   RankReport r;
   r.job_id = s.job_id();

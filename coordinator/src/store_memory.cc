@@ -50,6 +50,18 @@ class InMemoryStore : public Store {
     std::lock_guard<std::mutex> l(mu_);
     return metrics_[job_id];
   }
+  absl::Status AppendLogs(const std::string& job_id, int32_t rank, const std::vector<std::string>& lines) override {
+    std::lock_guard<std::mutex> l(mu_);
+    for (const auto& t : lines) logs_[job_id].push_back({++log_seq_, rank, t});
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::vector<LogLine>> Logs(const std::string& job_id, int64_t after_seq, int64_t limit) override {
+    std::lock_guard<std::mutex> l(mu_);
+    std::vector<LogLine> out;
+    for (const auto& line : logs_[job_id])
+      if (line.seq > after_seq && static_cast<int64_t>(out.size()) < limit) out.push_back(line);
+    return out;
+  }
   absl::Status PutCheckpoint(const CheckpointRecord& r) override {
     std::lock_guard<std::mutex> l(mu_);
     auto& v = checkpoints_[r.job_id];
@@ -68,6 +80,8 @@ class InMemoryStore : public Store {
   std::map<std::string, Job> jobs_;
   std::map<std::string, Worker> workers_;
   std::map<std::string, std::vector<std::string>> metrics_;
+  std::map<std::string, std::vector<LogLine>> logs_;
+  int64_t log_seq_ = 0;
   std::map<std::string, std::vector<CheckpointRecord>> checkpoints_;
   int64_t sequence_ = 0;
 };

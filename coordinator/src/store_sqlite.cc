@@ -25,6 +25,9 @@ CREATE TABLE IF NOT EXISTS workers (
   last_heartbeat_micros INTEGER NOT NULL, alive INTEGER NOT NULL, rendezvous_port_first INTEGER NOT NULL DEFAULT 29600,
   rendezvous_port_count INTEGER NOT NULL DEFAULT 100);
 CREATE TABLE IF NOT EXISTS metrics (job_id TEXT NOT NULL, seq INTEGER PRIMARY KEY AUTOINCREMENT, json TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS logs (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, rank INTEGER NOT NULL, line TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS logs_by_job ON logs (job_id, seq);
 CREATE TABLE IF NOT EXISTS checkpoints (
   job_id TEXT NOT NULL, step INTEGER NOT NULL, sha256 TEXT NOT NULL, size_bytes INTEGER NOT NULL,
   artifact TEXT NOT NULL, PRIMARY KEY (job_id, step));
@@ -152,6 +155,29 @@ class SqliteStore : public Store {
     s.Bind(1, job_id).Bind(2, json);
     if (s.Step() != SQLITE_DONE) return Error("write metric");
     return absl::OkStatus();
+  }
+
+  absl::Status AppendLogs(const std::string& job_id, int32_t rank, const std::vector<std::string>& lines) override {
+    std::lock_guard<std::mutex> l(mu_);
+    return InTransaction([&]() -> absl::Status {
+      for (const auto& line : lines) {
+        Statement s(db_, "INSERT INTO logs (job_id, rank, line) VALUES (?1, ?2, ?3)");
+        s.Bind(1, job_id).Bind(2, int64_t{rank}).Bind(3, line);
+        if (s.Step() != SQLITE_DONE) return Error("write log line");
+      }
+      return absl::OkStatus();
+    });
+  }
+
+  absl::StatusOr<std::vector<LogLine>> Logs(const std::string& job_id, int64_t after_seq, int64_t limit) override {
+    std::lock_guard<std::mutex> l(mu_);
+    Statement s(db_, "SELECT seq, rank, line FROM logs WHERE job_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3");
+    s.Bind(1, job_id).Bind(2, after_seq).Bind(3, limit);
+    std::vector<LogLine> out;
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) out.push_back({s.Int(0), static_cast<int32_t>(s.Int(1)), s.Text(2)});
+    if (rc != SQLITE_DONE) return Error("read log lines");
+    return out;
   }
 
   absl::StatusOr<std::vector<std::string>> Metrics(const std::string& job_id) override {

@@ -165,6 +165,10 @@ TEST_F(ControlPlane, JobSucceedsAndItsAdapterEqualsLocalDataParallelTraining) {
   EXPECT_LT(diff, 1e-5);
   Result logs = Cli("logs " + id);
   EXPECT_NE(logs.output.find("\"step\":6"), std::string::npos) << logs.output;
+  // The ranks' own output, forwarded by their workers, up to the final line.
+  EXPECT_NE(logs.output.find("[rank 0] step 6/6 | loss "), std::string::npos) << logs.output;
+  EXPECT_NE(logs.output.find("[rank 0] adapter written to "), std::string::npos) << logs.output;
+  EXPECT_NE(logs.output.find("[event] SUCCEEDED all ranks finished"), std::string::npos) << logs.output;
 }
 
 TEST_F(ControlPlane, CancelledJobIsCancelledAndItsRanksAreGone) {

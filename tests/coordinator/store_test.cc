@@ -74,6 +74,20 @@ void RoundTrip(Store& s) {
   ASSERT_EQ(cks->size(), 2u);
   EXPECT_EQ((*cks)[0].step, 10);
   EXPECT_EQ((*cks)[1].sha256, "ab");
+  ASSERT_TRUE(s.AppendLogs("b", 0, {"eval @ step 0: loss 5.77", "step 1/6"}).ok());
+  ASSERT_TRUE(s.AppendLogs("a", 1, {"other job"}).ok());
+  ASSERT_TRUE(s.AppendLogs("b", 1, {"rank 1 says hi", "", "last"}).ok());
+  auto logs = s.Logs("b", 0, 100);
+  ASSERT_TRUE(logs.ok()) << logs.status();
+  ASSERT_EQ(logs->size(), 5u);
+  EXPECT_EQ((*logs)[0].text, "eval @ step 0: loss 5.77");
+  EXPECT_EQ((*logs)[2].rank, 1);
+  EXPECT_EQ((*logs)[3].text, "");
+  for (size_t i = 1; i < logs->size(); ++i) EXPECT_GT((*logs)[i].seq, (*logs)[i - 1].seq);
+  auto page = s.Logs("b", (*logs)[1].seq, 2);  // after the second line, two at most
+  ASSERT_EQ(page->size(), 2u);
+  EXPECT_EQ((*page)[0].text, "rank 1 says hi");
+  EXPECT_TRUE(s.Logs("b", (*logs)[4].seq, 100)->empty());
   Worker w;
   w.id = "w1";
   w.incarnation = "i1";

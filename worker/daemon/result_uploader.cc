@@ -2,6 +2,8 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -27,9 +29,15 @@ ResultUploader::~ResultUploader() {
   thread_.join();
 }
 
-void ResultUploader::Track(const std::string& key, const std::string& job_id, const std::string& out_dir) {
+void ResultUploader::Track(const std::string& key, const std::string& job_id, int32_t rank, const std::string& rank_dir,
+                           bool results) {
   std::lock_guard<std::mutex> l(mu_);
-  targets_[key] = Target{job_id, out_dir};
+  Target t;
+  t.job_id = job_id;
+  t.rank = rank;
+  t.rank_dir = rank_dir;
+  t.results = results;
+  targets_[key] = t;
 }
 
 void ResultUploader::Finish(const std::string& key) {
@@ -71,7 +79,8 @@ void ResultUploader::Loop() {
       SyncOnce(work);
       l.lock();
       it = targets_.find(k);
-      if (it == targets_.end() || it->second.job_id != work.job_id || it->second.out_dir != work.out_dir) continue;
+      if (it == targets_.end() || it->second.job_id != work.job_id || it->second.rank_dir != work.rank_dir) continue;
+      it->second.log_sent = work.log_sent;
       it->second.metrics_sent = work.metrics_sent;
       it->second.uploaded = work.uploaded;
       if (final_pass) it->second.finished = true;
@@ -80,7 +89,39 @@ void ResultUploader::Loop() {
 }
 
 void ResultUploader::SyncOnce(Target& t) {
-  auto text = ReadFileToString(t.out_dir + "/metrics.jsonl");
+  SendLogLines(t);
+  if (!t.results) return;
+  SendMetrics(t);
+  SendCheckpoints(t);
+}
+
+void ResultUploader::SendLogLines(Target& t) {
+  std::ifstream in(t.rank_dir + "/rank.log", std::ios::binary);
+  if (!in) return;
+  in.seekg(static_cast<std::streamoff>(t.log_sent));
+  std::string chunk((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t end = chunk.rfind('\n');
+  if (end == std::string::npos) return;  // no complete line yet
+  v1::ReportLogsRequest req;
+  req.set_job_id(t.job_id);
+  req.set_rank(t.rank);
+  size_t consumed = 0;
+  // Progress bars rewrite their line with '\r'; the last state of each line is what counts.
+  for (absl::string_view line : absl::StrSplit(absl::string_view(chunk).substr(0, end), '\n')) {
+    const size_t cr = line.rfind('\r', line.size() >= 1 && line.back() == '\r' ? line.size() - 2 : line.size());
+    absl::string_view text = cr == absl::string_view::npos ? line : line.substr(cr + 1);
+    if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
+    req.add_lines(std::string(text));
+    consumed += line.size() + 1;
+    if (req.lines_size() >= 1000 || consumed >= (1u << 20)) break;  // the rest goes next pass
+  }
+  v1::ReportLogsResponse resp;
+  auto ctx = ContextWithDeadline(10);
+  if (stub_->ReportLogs(ctx.get(), req, &resp).ok()) t.log_sent += consumed;
+}
+
+void ResultUploader::SendMetrics(Target& t) {
+  auto text = ReadFileToString(t.rank_dir + "/out/metrics.jsonl");
   if (text.ok()) {
     std::vector<std::string> lines = absl::StrSplit(*text, '\n');
     if (!lines.empty()) lines.pop_back();  // text after the last newline is incomplete
@@ -94,9 +135,12 @@ void ResultUploader::SyncOnce(Target& t) {
       if (stub_->ReportMetrics(ctx.get(), req, &resp).ok()) t.metrics_sent = lines.size();
     }
   }
-  // Checkpoints: committed folders only (staging folders start with ".tmp-").
+}
+
+void ResultUploader::SendCheckpoints(Target& t) {
+  // Committed folders only (staging folders start with ".tmp-").
   std::error_code ec;
-  for (const auto& e : fs::directory_iterator(t.out_dir + "/checkpoints", ec)) {
+  for (const auto& e : fs::directory_iterator(t.rank_dir + "/out/checkpoints", ec)) {
     const std::string name = e.path().filename().string();
     int64_t step;
     if (name.rfind("step-", 0) != 0 || !absl::SimpleAtoi(name.substr(5), &step) || t.uploaded.count(name)) continue;

@@ -1,6 +1,7 @@
-// Streams a rank 0's results to the coordinator from its own thread, so slow uploads never
-// hold up heartbeats: new metrics.jsonl lines (complete ones only) and each committed
-// checkpoint folder, bundled and sent in chunks of at most 1 MiB with its sha256.
+// Streams ranks' output to the coordinator from its own thread, so slow uploads never hold up
+// heartbeats: every rank's new rank.log lines, and for rank 0 its new metrics.jsonl records
+// and each committed checkpoint folder, bundled and sent in chunks of at most 1 MiB with its
+// sha256. Only complete lines are sent.
 #pragma once
 
 #include <condition_variable>
@@ -19,8 +20,9 @@ class ResultUploader {
   explicit ResultUploader(v1::WorkerService::Stub* stub);
   ~ResultUploader();  // stops the thread (an upload in flight is abandoned)
 
-  // Starts following `out_dir` (the rank's output_dir) for `job_id`, under `key`.
-  void Track(const std::string& key, const std::string& job_id, const std::string& out_dir);
+  // Starts following the rank folder `rank_dir` (rank.log, and out/ when `results`) of
+  // `job_id`'s rank `rank`, under `key`.
+  void Track(const std::string& key, const std::string& job_id, int32_t rank, const std::string& rank_dir, bool results);
   // The rank has exited: one last pass picks up its final metrics and checkpoint.
   void Finish(const std::string& key);
   // Whether the last pass after Finish() is done (true for keys not tracked).
@@ -30,7 +32,11 @@ class ResultUploader {
 
  private:
   struct Target {
-    std::string job_id, out_dir;
+    std::string job_id;
+    int32_t rank = 0;
+    std::string rank_dir;
+    bool results = false;             // rank 0: metrics and checkpoints too
+    size_t log_sent = 0;              // bytes of rank.log already reported
     size_t metrics_sent = 0;          // lines of metrics.jsonl already reported
     std::set<std::string> uploaded;   // checkpoint folders already uploaded
     bool finish_requested = false, finished = false;
@@ -38,6 +44,9 @@ class ResultUploader {
 
   void Loop();
   void SyncOnce(Target& t);  // runs without the lock; only the loop touches progress fields
+  void SendLogLines(Target& t);
+  void SendMetrics(Target& t);
+  void SendCheckpoints(Target& t);
 
   v1::WorkerService::Stub* stub_;
   mutable std::mutex mu_;

@@ -190,7 +190,7 @@ absl::Status WorkerDaemon::StartRank(const v1::RankAssignment& a) {
   ::setpgid(pid, pid);
   r.pid = pid;
   Log(absl::StrCat("started ", key, " (pid ", pid, ")"));
-  if (r.rank == 0) uploader_->Track(key, r.job_id, r.dir + "/out");
+  uploader_->Track(key, r.job_id, r.rank, r.dir, /*results=*/r.rank == 0);
   ranks_[key] = r;
   return absl::OkStatus();
 }
@@ -231,13 +231,8 @@ void WorkerDaemon::PollRanks() {
           }
       }
     }
-    if (r.rank == 0) {
-      uploader_->Finish(key);  // the last metrics and the final checkpoint, before the exit is reported
-      r.awaiting_upload = true;
-    } else {
-      r.exited = true;
-      Log(absl::StrCat(key, " exited with ", r.exit_code));
-    }
+    uploader_->Finish(key);  // the last log lines (rank 0: metrics, final checkpoint) before the exit is reported
+    r.awaiting_upload = true;
   }
 }
 

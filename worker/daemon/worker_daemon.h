@@ -48,8 +48,8 @@ class WorkerDaemon {
     bool exited = false;
     int32_t exit_code = 0;
     std::string message;
-    // Rank 0's process has exited but its last results are still being uploaded: reported as
-    // running until then, so the job succeeds only with its final checkpoint recorded.
+    // The process has exited but its last output (rank 0: results) is still being uploaded:
+    // reported as running until then, so the job succeeds only with its final checkpoint.
     bool awaiting_upload = false;
     bool cancelled = false;
     std::chrono::steady_clock::time_point kill_at;  // cancelled: SIGKILL if still alive then

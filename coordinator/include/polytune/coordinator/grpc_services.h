@@ -19,6 +19,7 @@ class JobServiceImpl final : public v1::JobService::Service {
   JobServiceImpl(JobManager* jobs, Store* store, ArtifactStore* artifacts) : jobs_(jobs), store_(store), artifacts_(artifacts) {}
   grpc::Status SubmitJob(grpc::ServerContext*, const v1::SubmitJobRequest*, v1::SubmitJobResponse*) override;
   grpc::Status GetJob(grpc::ServerContext*, const v1::GetJobRequest*, v1::GetJobResponse*) override;
+  grpc::Status GetLogs(grpc::ServerContext*, const v1::GetLogsRequest*, v1::GetLogsResponse*) override;
   grpc::Status ListJobs(grpc::ServerContext*, const v1::ListJobsRequest*, v1::ListJobsResponse*) override;
   grpc::Status CancelJob(grpc::ServerContext*, const v1::CancelJobRequest*, v1::CancelJobResponse*) override;
   grpc::Status UploadArtifact(grpc::ServerContext*, grpc::ServerReader<v1::UploadArtifactChunk>*,
@@ -38,6 +39,7 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
   grpc::Status Register(grpc::ServerContext*, const v1::RegisterRequest*, v1::RegisterResponse*) override;
   grpc::Status Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest*, v1::HeartbeatResponse*) override;
   grpc::Status ReportMetrics(grpc::ServerContext*, const v1::ReportMetricsRequest*, v1::ReportMetricsResponse*) override;
+  grpc::Status ReportLogs(grpc::ServerContext*, const v1::ReportLogsRequest*, v1::ReportLogsResponse*) override;
   grpc::Status UploadCheckpoint(grpc::ServerContext*, grpc::ServerReader<v1::UploadCheckpointChunk>*,
                                 v1::UploadCheckpointResponse*) override;
   grpc::Status Download(grpc::ServerContext*, const v1::DownloadRequest*, grpc::ServerWriter<v1::DownloadChunk>*) override;

@@ -19,6 +19,7 @@ Device FromProto(const v1::DeviceInfo& d);
 // A registration request as a domain worker (the registry stamps the heartbeat time).
 absl::StatusOr<Worker> FromProto(const v1::RegisterRequest& r);
 RankReport FromProto(const v1::RankStatus& s);
+v1::LogLine ToProto(const LogLine& l);
 v1::RankAssignment ToProto(const RankAssignment& a);
 
 }  // namespace polytune::coordinator

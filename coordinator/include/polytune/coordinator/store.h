@@ -22,6 +22,12 @@ struct CheckpointRecord {
   std::string artifact;    // content-addressed path under the artifact root
 };
 
+struct LogLine {
+  int64_t seq = 0;  // store-wide increasing
+  int32_t rank = 0;
+  std::string text;
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -34,6 +40,9 @@ class Store {
   virtual absl::StatusOr<std::vector<Worker>> ListWorkers() = 0;
   virtual absl::Status AppendMetric(const std::string& job_id, const std::string& json) = 0;
   virtual absl::StatusOr<std::vector<std::string>> Metrics(const std::string& job_id) = 0;
+  virtual absl::Status AppendLogs(const std::string& job_id, int32_t rank, const std::vector<std::string>& lines) = 0;
+  // At most `limit` lines of the job with seq > after_seq, oldest first.
+  virtual absl::StatusOr<std::vector<LogLine>> Logs(const std::string& job_id, int64_t after_seq, int64_t limit) = 0;
   virtual absl::Status PutCheckpoint(const CheckpointRecord& record) = 0;
   virtual absl::StatusOr<std::vector<CheckpointRecord>> Checkpoints(const std::string& job_id) = 0;  // by step
 };
