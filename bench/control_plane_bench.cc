@@ -72,7 +72,8 @@ int main(int argc, char** argv) {
       pending[i].sequence = static_cast<int64_t>(i);
     }
     std::vector<WorkerCapacity> workers(1000);
-    for (size_t i = 0; i < workers.size(); ++i) workers[i] = {"w" + std::to_string(i), 8, static_cast<int32_t>(gen() % 9)};
+    for (size_t i = 0; i < workers.size(); ++i)
+      workers[i] = {"w" + std::to_string(i), 8, static_cast<int32_t>(gen() % 9)};
     std::vector<double> ms;
     size_t placed = 0;
     for (int it = 0; it < 100; ++it) {
@@ -96,8 +97,8 @@ int main(int argc, char** argv) {
   pid_t coord = ::fork();
   if (coord == 0) {
     std::freopen("/dev/null", "w", stderr);
-    ::execl(coordinator_bin.c_str(), coordinator_bin.c_str(), "--listen", target.c_str(), "--data-dir", (dir + "/c").c_str(),
-            "--heartbeat-timeout", "60s", nullptr);
+    ::execl(coordinator_bin.c_str(), coordinator_bin.c_str(), "--listen", target.c_str(), "--data-dir",
+            (dir + "/c").c_str(), "--heartbeat-timeout", "60s", nullptr);
     ::_exit(127);
   }
   auto channel = MakeChannel(target);

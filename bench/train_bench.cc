@@ -72,7 +72,8 @@ double SgemmSeconds(const ModelConfig& c, int64_t batch, int64_t seq) {
     at::Tensor x, w, g;
   };
   std::vector<Shape> proj;
-  for (auto [in, out] : std::vector<std::pair<int64_t, int64_t>>{{h, q}, {h, kv}, {h, kv}, {q, h}, {h, inter}, {h, inter}, {inter, h}})
+  for (auto [in, out] :
+       std::vector<std::pair<int64_t, int64_t>>{{h, q}, {h, kv}, {h, kv}, {q, h}, {h, inter}, {h, inter}, {inter, h}})
     proj.push_back({at::randn({rows, in}), at::randn({out, in}), at::randn({rows, out})});
   at::Tensor qa = at::randn({batch, c.num_attention_heads, seq, c.head_dim});
   at::Tensor kb = at::randn({batch, c.num_attention_heads, c.head_dim, seq});
@@ -189,7 +190,8 @@ int main(int argc, char** argv) {
   // where non-matmul time goes.
   std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
   for (int i = 1; i + 1 < argc; ++i)
-    if (std::strcmp(argv[i], "--profile") == 0) profile = std::make_unique<torch::autograd::profiler::RecordProfile>(argv[i + 1]);
+    if (std::strcmp(argv[i], "--profile") == 0)
+      profile = std::make_unique<torch::autograd::profiler::RecordProfile>(argv[i + 1]);
   auto summary = RunTraining(cfg, *comm, opts);
   profile.reset();
   if (!summary.ok()) {

@@ -3,8 +3,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <thread>
 
@@ -12,11 +12,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "cli_util.h"
-#include "launcher.h"
-#include "text_commands.h"
 #include "control_commands.h"
-#include "polytune/text/bpe_trainer.h"
-#include "polytune/text/tokenizer.h"
+#include "launcher.h"
 #include "polytune/engine/adapter_io.h"
 #include "polytune/engine/communicator.h"
 #include "polytune/engine/cpu_threads.h"
@@ -26,6 +23,9 @@
 #include "polytune/engine/token_dataset.h"
 #include "polytune/engine/train_config.h"
 #include "polytune/engine/trainer.h"
+#include "polytune/text/bpe_trainer.h"
+#include "polytune/text/tokenizer.h"
+#include "text_commands.h"
 
 namespace polytune::cli {
 namespace {
@@ -189,9 +189,11 @@ int RunEval(const EvalArgs& a) {
   }
   std::printf("%-10s %10s %10s %10s %10s\n", "language", "loss", "ppl", "accuracy", "tokens");
   for (const auto& [lang, f] : result->languages)
-    std::printf("%-10s %10.4f %10.3f %10.4f %10lld\n", lang.c_str(), f.loss, f.ppl, f.accuracy, static_cast<long long>(f.tokens));
+    std::printf("%-10s %10.4f %10.3f %10.4f %10lld\n", lang.c_str(), f.loss, f.ppl, f.accuracy,
+                static_cast<long long>(f.tokens));
   const auto& o = result->overall;
-  std::printf("%-10s %10.4f %10.3f %10.4f %10lld\n", "overall", o.loss, o.ppl, o.accuracy, static_cast<long long>(o.tokens));
+  std::printf("%-10s %10.4f %10.3f %10.4f %10lld\n", "overall", o.loss, o.ppl, o.accuracy,
+              static_cast<long long>(o.tokens));
   return 0;
 }
 
@@ -229,16 +231,19 @@ std::function<int()> RegisterCommands(CLI::App& app) {
   auto train_args = std::make_shared<TrainArgs>();
   train->add_option("config", train_args->config, "Training config (YAML)")->required()->check(CLI::ExistingFile);
   train->add_option("--nproc", train_args->nproc, "Local data-parallel ranks")->check(CLI::PositiveNumber);
-  auto* resume = train->add_option("--resume", train_args->resume_dir,
-                                   "Continue from a checkpoint (default: the latest in output_dir)")
+  auto* resume = train
+                     ->add_option("--resume", train_args->resume_dir,
+                                  "Continue from a checkpoint (default: the latest in output_dir)")
                      ->expected(0, 1);
   train->add_option("--rank", train_args->rank)->group("");
   train->add_option("--world-size", train_args->world_size)->group("");
   train->add_option("--local-rank", train_args->local_rank)->group("");
   train->add_option("--master-addr", train_args->master_addr)->group("");
   train->add_option("--master-port", train_args->master_port)->group("");
-  train->add_option("--collective-timeout", train_args->collective_timeout,
-                    "Seconds a collective may take before the rank gives up")->capture_default_str();
+  train
+      ->add_option("--collective-timeout", train_args->collective_timeout,
+                   "Seconds a collective may take before the rank gives up")
+      ->capture_default_str();
   train->callback([run, train_args, resume, train] {
     train_args->resume = resume->count() > 0;
     // Arguments for rank processes: everything the user gave, minus --nproc.

@@ -86,7 +86,8 @@ int Submit(const ControlArgs& a) {
       return Fail(absl::StrCat(a.spec, ": 'resources.world_size' is required"));
     for (auto it = resources.begin(); it != resources.end(); ++it)
       if (it->first.as<std::string>() != "world_size")
-        return Fail(absl::StrCat(a.spec, ": 'resources.", it->first.as<std::string>(), "' is not a known key; expected world_size"));
+        return Fail(absl::StrCat(a.spec, ": 'resources.", it->first.as<std::string>(),
+                                 "' is not a known key; expected world_size"));
     world = resources["world_size"].as<int32_t>();
   } catch (const YAML::Exception&) {
     return Fail(absl::StrCat(a.spec, ": 'resources.world_size' must be an integer"));
@@ -105,11 +106,13 @@ int Submit(const ControlArgs& a) {
   // Upload local datasets; the spec then names them by sha256. The model path must exist on
   // the workers (shared storage), so it travels as an absolute path.
   YAML::Node sent = YAML::Clone(root);
-  for (const auto& [key, path] : {std::make_pair("train", config->data.train), std::make_pair("eval", config->data.eval)}) {
+  for (const auto& [key, path] :
+       {std::make_pair("train", config->data.train), std::make_pair("eval", config->data.eval)}) {
     if (path.empty()) continue;
     auto sha = Upload(*stub, path);
     if (!sha.ok()) {
-      if (sha.status().code() == absl::StatusCode::kUnavailable || sha.status().code() == absl::StatusCode::kDeadlineExceeded)
+      if (sha.status().code() == absl::StatusCode::kUnavailable ||
+          sha.status().code() == absl::StatusCode::kDeadlineExceeded)
         return RpcFail(a, grpc::Status(grpc::StatusCode::UNAVAILABLE, ""));
       return Fail(absl::StrCat("uploading ", path, ": ", sha.status().message()));
     }
@@ -128,8 +131,10 @@ int Submit(const ControlArgs& a) {
   auto ctx = ContextWithDeadline(10);
   grpc::Status st = stub->SubmitJob(ctx.get(), req, &resp);
   if (!st.ok()) return RpcFail(a, st);
-  if (a.json) std::printf("%s\n", nlohmann::json{{"id", resp.job().id()}}.dump().c_str());
-  else std::printf("%s\n", resp.job().id().c_str());
+  if (a.json)
+    std::printf("%s\n", nlohmann::json{{"id", resp.job().id()}}.dump().c_str());
+  else
+    std::printf("%s\n", resp.job().id().c_str());
   return 0;
 }
 
@@ -149,9 +154,16 @@ int GetJob(const ControlArgs& a, v1::GetJobResponse* resp) {
 nlohmann::json JobJson(const v1::Job& j) {
   nlohmann::json events = nlohmann::json::array();
   for (const auto& e : j.events())
-    events.push_back({{"time_unix_micros", e.time_unix_micros()}, {"state", StateName(e.state())}, {"reason", e.reason()}});
-  return {{"id", j.id()}, {"name", j.name()}, {"state", StateName(j.state())}, {"reason", j.reason()},
-          {"priority", j.priority()}, {"world_size", j.world_size()}, {"workers", j.assigned_workers()}, {"events", events}};
+    events.push_back(
+        {{"time_unix_micros", e.time_unix_micros()}, {"state", StateName(e.state())}, {"reason", e.reason()}});
+  return {{"id", j.id()},
+          {"name", j.name()},
+          {"state", StateName(j.state())},
+          {"reason", j.reason()},
+          {"priority", j.priority()},
+          {"world_size", j.world_size()},
+          {"workers", j.assigned_workers()},
+          {"events", events}};
 }
 
 int Status(const ControlArgs& a) {
@@ -164,7 +176,8 @@ int Status(const ControlArgs& a) {
     (j.contains("eval") ? eval : latest) = j;
   }
   nlohmann::json cks = nlohmann::json::array();
-  for (const auto& c : r.checkpoints()) cks.push_back({{"step", c.step()}, {"sha256", c.sha256()}, {"size_bytes", c.size_bytes()}});
+  for (const auto& c : r.checkpoints())
+    cks.push_back({{"step", c.step()}, {"sha256", c.sha256()}, {"size_bytes", c.size_bytes()}});
   if (a.json) {
     nlohmann::json j = JobJson(r.job());
     j["latest_metrics"] = latest;
@@ -209,14 +222,15 @@ int Watch(const ControlArgs& a) {
         const int64_t step = j["step"].get<int64_t>();
         const double elapsed = j.value("elapsed_seconds", 0.0);
         const double eta = total > step && step > 0 ? elapsed / step * (total - step) : 0;
-        std::printf("%sstep %lld/%lld | loss %.4f | %.0f tok/s | ETA %.0fs%s", tty ? "\r" : "", static_cast<long long>(step),
-                    static_cast<long long>(total), j["loss"].get<double>(), j.value("tokens_per_second", 0.0), eta,
-                    tty ? "   " : "\n");
+        std::printf("%sstep %lld/%lld | loss %.4f | %.0f tok/s | ETA %.0fs%s", tty ? "\r" : "",
+                    static_cast<long long>(step), static_cast<long long>(total), j["loss"].get<double>(),
+                    j.value("tokens_per_second", 0.0), eta, tty ? "   " : "\n");
       }
       std::fflush(stdout);
     }
     if (Terminal(r.job().state())) {
-      std::printf("\n%s: %s — %s\n", r.job().id().c_str(), StateName(r.job().state()).c_str(), r.job().reason().c_str());
+      std::printf("\n%s: %s — %s\n", r.job().id().c_str(), StateName(r.job().state()).c_str(),
+                  r.job().reason().c_str());
       return r.job().state() == v1::SUCCEEDED ? 0 : 1;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
@@ -233,7 +247,8 @@ int Logs(const ControlArgs& a) {
     if (int rc = GetJob(a, &r)) return rc;
     const bool ended = Terminal(r.job().state());  // read before the lines, so none is missed
     for (; events < static_cast<size_t>(r.job().events_size()); ++events)
-      std::printf("[event] %s %s\n", StateName(r.job().events(events).state()).c_str(), r.job().events(events).reason().c_str());
+      std::printf("[event] %s %s\n", StateName(r.job().events(events).state()).c_str(),
+                  r.job().events(events).reason().c_str());
     for (bool more = true; more;) {
       v1::GetLogsRequest req;
       req.set_id(a.job);
@@ -248,7 +263,8 @@ int Logs(const ControlArgs& a) {
       }
       more = resp.lines_size() > 0;
     }
-    for (; shown < static_cast<size_t>(r.metrics_json_size()); ++shown) std::printf("%s\n", r.metrics_json(shown).c_str());
+    for (; shown < static_cast<size_t>(r.metrics_json_size()); ++shown)
+      std::printf("%s\n", r.metrics_json(shown).c_str());
     std::fflush(stdout);
     if (!a.follow || ended) return 0;
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
@@ -279,8 +295,8 @@ int Jobs(const ControlArgs& a) {
   }
   std::printf("%-12s %-20s %-10s %5s  %s\n", "ID", "NAME", "STATE", "RANKS", "REASON");
   for (const auto& j : resp.jobs())
-    std::printf("%-12s %-20s %-10s %5d  %s\n", j.id().c_str(), j.name().c_str(), StateName(j.state()).c_str(), j.world_size(),
-                j.reason().c_str());
+    std::printf("%-12s %-20s %-10s %5d  %s\n", j.id().c_str(), j.name().c_str(), StateName(j.state()).c_str(),
+                j.world_size(), j.reason().c_str());
   return 0;
 }
 
@@ -292,13 +308,18 @@ int Workers(const ControlArgs& a) {
   if (a.json) {
     nlohmann::json j = nlohmann::json::array();
     for (const auto& w : resp.workers())
-      j.push_back({{"id", w.id()}, {"address", w.address()}, {"devices", w.devices()}, {"free_devices", w.free_devices()}, {"alive", w.alive()}});
+      j.push_back({{"id", w.id()},
+                   {"address", w.address()},
+                   {"devices", w.devices()},
+                   {"free_devices", w.free_devices()},
+                   {"alive", w.alive()}});
     std::printf("%s\n", j.dump().c_str());
     return 0;
   }
   std::printf("%-16s %-16s %7s %5s %s\n", "WORKER", "ADDRESS", "DEVICES", "FREE", "ALIVE");
   for (const auto& w : resp.workers())
-    std::printf("%-16s %-16s %7d %5d %s\n", w.id().c_str(), w.address().c_str(), w.devices(), w.free_devices(), w.alive() ? "yes" : "no");
+    std::printf("%-16s %-16s %7d %5d %s\n", w.id().c_str(), w.address().c_str(), w.devices(), w.free_devices(),
+                w.alive() ? "yes" : "no");
   return 0;
 }
 
@@ -329,11 +350,13 @@ int Download(const ControlArgs& a) {
   if (!us.ok()) return Fail(std::string(us.message()));
   auto staging = MakeStagingDirectory(a.out);
   if (!staging.ok()) return Fail(std::string(staging.status().message()));
-  for (const char* f : {"adapter_config.json", "adapter_model.safetensors"}) fs::copy_file(tmp + "/" + f, *staging + "/" + f);
+  for (const char* f : {"adapter_config.json", "adapter_model.safetensors"})
+    fs::copy_file(tmp + "/" + f, *staging + "/" + f);
   fs::remove_all(tmp);
   us = CommitDirectory(*staging, a.out);
   if (!us.ok()) return Fail(std::string(us.message()));
-  std::printf("wrote the step-%lld adapter of %s to %s\n", static_cast<long long>(pick->step()), a.job.c_str(), a.out.c_str());
+  std::printf("wrote the step-%lld adapter of %s to %s\n", static_cast<long long>(pick->step()), a.job.c_str(),
+              a.out.c_str());
   return 0;
 }
 
@@ -341,7 +364,8 @@ int Download(const ControlArgs& a) {
 
 void RegisterControlCommands(CLI::App& app, const std::shared_ptr<std::function<int()>>& run) {
   auto a = std::make_shared<ControlArgs>();
-  app.add_option("--coordinator", a->coordinator, "Coordinator HOST:PORT (default $POLYTUNE_COORDINATOR or 127.0.0.1:7070)");
+  app.add_option("--coordinator", a->coordinator,
+                 "Coordinator HOST:PORT (default $POLYTUNE_COORDINATOR or 127.0.0.1:7070)");
   app.fallthrough();  // --coordinator may follow the subcommand too
   auto* submit = app.add_subcommand("submit", "Submit a job: training config plus resources: {world_size: N}");
   submit->add_option("spec", a->spec, "Job YAML")->required();

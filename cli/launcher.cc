@@ -21,7 +21,8 @@ void OnSignal(int) { g_interrupted = 1; }
 
 std::string DescribeExit(int status) {
   if (WIFEXITED(status)) return absl::StrCat("exited with code ", WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return absl::StrCat("was killed by signal ", WTERMSIG(status), " (", strsignal(WTERMSIG(status)), ")");
+  if (WIFSIGNALED(status))
+    return absl::StrCat("was killed by signal ", WTERMSIG(status), " (", strsignal(WTERMSIG(status)), ")");
   return "stopped";
 }
 
@@ -54,9 +55,10 @@ absl::Status RunLocalRanks(const std::string& executable, const std::vector<std:
   for (int r = 0; r < nproc; ++r) {
     std::vector<std::string> argv = {executable};
     argv.insert(argv.end(), args.begin(), args.end());
-    for (const std::string& s : {std::string("--rank"), std::to_string(r), std::string("--world-size"), std::to_string(nproc),
-                                 std::string("--master-addr"), std::string("127.0.0.1"), std::string("--master-port"),
-                                 std::to_string(port), std::string("--local-rank"), std::to_string(r)})
+    for (const std::string& s :
+         {std::string("--rank"), std::to_string(r), std::string("--world-size"), std::to_string(nproc),
+          std::string("--master-addr"), std::string("127.0.0.1"), std::string("--master-port"), std::to_string(port),
+          std::string("--local-rank"), std::to_string(r)})
       argv.push_back(s);
     pid_t pid = ::fork();
     if (pid < 0) return absl::InternalError(absl::StrCat("fork failed: ", std::strerror(errno)));

@@ -45,7 +45,8 @@ int Encode(const TextArgs& a) {
     std::string text = line;
     if (a.jsonl) {
       auto j = nlohmann::json::parse(line, nullptr, false);
-      if (j.is_discarded() || !j.is_string()) return Fail(absl::InvalidArgumentError(absl::StrCat("stdin:", n, ": expected one JSON string per line")));
+      if (j.is_discarded() || !j.is_string())
+        return Fail(absl::InvalidArgumentError(absl::StrCat("stdin:", n, ": expected one JSON string per line")));
       text = j.get<std::string>();
     }
     std::printf("%s\n", nlohmann::json((*tok)->Encode(text, a.add_special)).dump().c_str());
@@ -87,8 +88,12 @@ int Render(const TextArgs& a) {
     auto enc = text::EncodeExample(*ex, eo, where);
     if (!enc.ok()) return Fail(enc.status());
     if (a.json) {
-      std::printf("%s\n", nlohmann::json{{"line", n}, {"lang", ex->lang}, {"format", text::DataFormatName(ex->format)},
-                                         {"text", enc->rendered}, {"input_ids", enc->input_ids}, {"labels", enc->labels}}
+      std::printf("%s\n", nlohmann::json{{"line", n},
+                                         {"lang", ex->lang},
+                                         {"format", text::DataFormatName(ex->format)},
+                                         {"text", enc->rendered},
+                                         {"input_ids", enc->input_ids},
+                                         {"labels", enc->labels}}
                               .dump()
                               .c_str());
       continue;
@@ -104,7 +109,8 @@ int Render(const TextArgs& a) {
     int64_t trained = 0;
     for (int64_t l : enc->labels) trained += l != -100;
     std::printf("--- %s [%s, %s] %zu tokens, %lld trained\n%s\n", where.c_str(), text::DataFormatName(ex->format),
-                ex->lang.empty() ? "und" : ex->lang.c_str(), enc->input_ids.size(), static_cast<long long>(trained), marked.c_str());
+                ex->lang.empty() ? "und" : ex->lang.c_str(), enc->input_ids.size(), static_cast<long long>(trained),
+                marked.c_str());
   }
   return 0;
 }
@@ -164,8 +170,10 @@ int Inspect(const TextArgs& a) {
   int64_t most = 1;
   for (const auto& [b, n] : hist) most = std::max(most, n);
   for (const auto& [b, n] : hist)
-    std::printf("  <=%6lld %6lld %s\n", static_cast<long long>(b), static_cast<long long>(n), std::string(static_cast<size_t>(40 * n / most), '#').c_str());
-  std::printf("truncated at max_seq_len %lld: %lld\n", static_cast<long long>(a.max_seq_len), static_cast<long long>(data->truncated));
+    std::printf("  <=%6lld %6lld %s\n", static_cast<long long>(b), static_cast<long long>(n),
+                std::string(static_cast<size_t>(40 * n / most), '#').c_str());
+  std::printf("truncated at max_seq_len %lld: %lld\n", static_cast<long long>(a.max_seq_len),
+              static_cast<long long>(data->truncated));
   return 0;
 }
 
@@ -182,7 +190,8 @@ void RegisterTextCommands(CLI::App& app, const std::shared_ptr<std::function<int
   encode->callback([run, args] { *run = [args] { return Encode(*args); }; });
   auto* train = tokenizer->add_subcommand("train", "Learn a byte-level BPE tokenizer from text");
   train->add_option("--data", args->data, "JSONL (any supported format) or plain text")->required();
-  train->add_option("--vocab-size", args->vocab_size, "Vocabulary size including special tokens")->capture_default_str();
+  train->add_option("--vocab-size", args->vocab_size, "Vocabulary size including special tokens")
+      ->capture_default_str();
   train->add_option("--out", args->out, "Output folder")->required();
   train->callback([run, args] { *run = [args] { return TrainTokenizer(*args); }; });
 

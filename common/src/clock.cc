@@ -5,7 +5,8 @@
 namespace polytune {
 
 int64_t SystemClock::NowMicros() const {
-  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 SystemClock* SystemClock::Default() {

@@ -11,7 +11,8 @@ namespace polytune::coordinator {
 std::string ArtifactStore::PathOf(const std::string& sha) const { return absl::StrCat(root_, "/sha256/", sha); }
 
 absl::Status ArtifactStore::Put(const std::string& data, const std::string& expected) {
-  if (!IsSha256Hex(expected)) return absl::InvalidArgumentError(absl::StrCat("'", expected, "' is not a sha256 hex digest"));
+  if (!IsSha256Hex(expected))
+    return absl::InvalidArgumentError(absl::StrCat("'", expected, "' is not a sha256 hex digest"));
   const std::string actual = Sha256Hex(data);
   if (actual != expected)
     return absl::DataLossError(absl::StrCat("upload does not match its sha256 (expected ", expected, ", got ", actual,
@@ -29,6 +30,8 @@ absl::StatusOr<std::string> ArtifactStore::Get(const std::string& sha) const {
   return ReadFileToString(PathOf(sha));
 }
 
-bool ArtifactStore::Has(const std::string& sha) const { return IsSha256Hex(sha) && std::filesystem::exists(PathOf(sha)); }
+bool ArtifactStore::Has(const std::string& sha) const {
+  return IsSha256Hex(sha) && std::filesystem::exists(PathOf(sha));
+}
 
 }  // namespace polytune::coordinator

@@ -40,11 +40,13 @@ int main(int argc, char** argv) {
   std::string listen = "0.0.0.0:7070", data_dir, timeout = "10s";
   app.add_option("--listen", listen, "HOST:PORT to serve gRPC on")->capture_default_str();
   app.add_option("--data-dir", data_dir, "Folder for the SQLite database and artifacts")->required();
-  app.add_option("--heartbeat-timeout", timeout, "Silence after which a worker is lost (e.g. 10s, 500ms)")->capture_default_str();
+  app.add_option("--heartbeat-timeout", timeout, "Silence after which a worker is lost (e.g. 10s, 500ms)")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   int64_t timeout_micros = 0;
   if (!ParseDuration(timeout, &timeout_micros)) {
-    std::fprintf(stderr, "polytune-coordinator: error: --heartbeat-timeout '%s' is not a duration like 10s or 500ms\n", timeout.c_str());
+    std::fprintf(stderr, "polytune-coordinator: error: --heartbeat-timeout '%s' is not a duration like 10s or 500ms\n",
+                 timeout.c_str());
     return 2;
   }
   std::error_code ec;
@@ -79,7 +81,8 @@ int main(int argc, char** argv) {
   builder.RegisterService(&worker_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) {
-    std::fprintf(stderr, "polytune-coordinator: error: cannot listen on %s (in use, or not HOST:PORT?)\n", listen.c_str());
+    std::fprintf(stderr, "polytune-coordinator: error: cannot listen on %s (in use, or not HOST:PORT?)\n",
+                 listen.c_str());
     return 1;
   }
   signal(SIGINT, OnSignal);

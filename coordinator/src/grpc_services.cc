@@ -9,7 +9,8 @@
 namespace polytune::coordinator {
 namespace {
 
-grpc::Status StreamArtifact(ArtifactStore* artifacts, const std::string& sha, grpc::ServerWriter<v1::DownloadChunk>* w) {
+grpc::Status StreamArtifact(ArtifactStore* artifacts, const std::string& sha,
+                            grpc::ServerWriter<v1::DownloadChunk>* w) {
   auto data = artifacts->Get(sha);
   if (!data.ok()) return ToGrpc(data.status());
   for (size_t pos = 0; pos < data->size() || pos == 0; pos += kMaxChunkBytes) {
@@ -48,7 +49,8 @@ absl::Status FromGrpc(const grpc::Status& s) {
   return absl::Status(static_cast<absl::StatusCode>(static_cast<int>(s.error_code())), s.error_message());
 }
 
-grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext*, const v1::SubmitJobRequest* req, v1::SubmitJobResponse* resp) {
+grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext*, const v1::SubmitJobRequest* req,
+                                       v1::SubmitJobResponse* resp) {
   auto world = WorldSize(req->spec_yaml());
   if (!world.ok()) return ToGrpc(world.status());
   auto job = jobs_->Submit(req->name(), req->priority(), *world, req->spec_yaml());
@@ -84,7 +86,8 @@ grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext*, const v1::ListJobsRe
   return grpc::Status::OK;
 }
 
-grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext*, const v1::CancelJobRequest* req, v1::CancelJobResponse* resp) {
+grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext*, const v1::CancelJobRequest* req,
+                                       v1::CancelJobResponse* resp) {
   auto job = jobs_->Cancel(req->id());
   if (!job.ok()) return ToGrpc(job.status());
   *resp->mutable_job() = ToProto(*job);
@@ -113,7 +116,8 @@ grpc::Status JobServiceImpl::Download(grpc::ServerContext*, const v1::DownloadRe
   return StreamArtifact(artifacts_, req->sha256(), w);
 }
 
-grpc::Status JobServiceImpl::ListWorkers(grpc::ServerContext*, const v1::ListWorkersRequest*, v1::ListWorkersResponse* resp) {
+grpc::Status JobServiceImpl::ListWorkers(grpc::ServerContext*, const v1::ListWorkersRequest*,
+                                         v1::ListWorkersResponse* resp) {
   auto free = jobs_->FreeDevices();
   for (const auto& w : jobs_->Workers()) {
     auto* p = resp->add_workers();
@@ -127,7 +131,8 @@ grpc::Status JobServiceImpl::ListWorkers(grpc::ServerContext*, const v1::ListWor
   return grpc::Status::OK;
 }
 
-grpc::Status WorkerServiceImpl::Register(grpc::ServerContext*, const v1::RegisterRequest* req, v1::RegisterResponse* resp) {
+grpc::Status WorkerServiceImpl::Register(grpc::ServerContext*, const v1::RegisterRequest* req,
+                                         v1::RegisterResponse* resp) {
   auto worker = FromProto(*req);
   if (!worker.ok()) return ToGrpc(worker.status());
   absl::Status st = jobs_->RegisterWorker(*worker);
@@ -136,7 +141,8 @@ grpc::Status WorkerServiceImpl::Register(grpc::ServerContext*, const v1::Registe
   return grpc::Status::OK;
 }
 
-grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest* req, v1::HeartbeatResponse* resp) {
+grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest* req,
+                                          v1::HeartbeatResponse* resp) {
   std::vector<RankReport> ranks;
   for (const auto& r : req->ranks()) ranks.push_back(FromProto(r));
   auto reply = jobs_->Heartbeat(req->worker_id(), req->incarnation(), ranks);
@@ -157,7 +163,8 @@ grpc::Status WorkerServiceImpl::ReportMetrics(grpc::ServerContext*, const v1::Re
   return grpc::Status::OK;
 }
 
-grpc::Status WorkerServiceImpl::ReportLogs(grpc::ServerContext*, const v1::ReportLogsRequest* req, v1::ReportLogsResponse*) {
+grpc::Status WorkerServiceImpl::ReportLogs(grpc::ServerContext*, const v1::ReportLogsRequest* req,
+                                           v1::ReportLogsResponse*) {
   auto job = jobs_->Get(req->job_id());
   if (!job.ok()) return ToGrpc(job.status());
   std::vector<std::string> lines;
@@ -166,7 +173,8 @@ grpc::Status WorkerServiceImpl::ReportLogs(grpc::ServerContext*, const v1::Repor
   return ToGrpc(store_->AppendLogs(req->job_id(), req->rank(), lines));
 }
 
-grpc::Status WorkerServiceImpl::UploadCheckpoint(grpc::ServerContext*, grpc::ServerReader<v1::UploadCheckpointChunk>* reader,
+grpc::Status WorkerServiceImpl::UploadCheckpoint(grpc::ServerContext*,
+                                                 grpc::ServerReader<v1::UploadCheckpointChunk>* reader,
                                                  v1::UploadCheckpointResponse* resp) {
   v1::UploadCheckpointChunk chunk;
   std::string data, sha, job_id;

@@ -104,7 +104,8 @@ void JobManager::CancelRanksLocked(const Job& job, const std::string& except_wor
 void JobManager::FailWorkerJobsLocked(const std::string& worker_id, const std::string& why) {
   for (auto& [id, job] : jobs_) {
     if (job.state != JobState::kScheduled && job.state != JobState::kRunning) continue;
-    if (std::find(job.assigned_workers.begin(), job.assigned_workers.end(), worker_id) == job.assigned_workers.end()) continue;
+    if (std::find(job.assigned_workers.begin(), job.assigned_workers.end(), worker_id) == job.assigned_workers.end())
+      continue;
     CancelRanksLocked(job, worker_id);
     TransitionLocked(job, JobState::kFailed, why);
   }
@@ -148,7 +149,8 @@ absl::StatusOr<HeartbeatReply> JobManager::Heartbeat(const std::string& worker_i
     const auto& reported = ranks_[job.id];
     auto count = [&](RankReport::Phase p) {
       int32_t n = 0;
-      for (const auto& [rank, rep] : reported) n += rep.phase == p || (p == RankReport::Phase::kRunning && rep.phase == RankReport::Phase::kExited);
+      for (const auto& [rank, rep] : reported)
+        n += rep.phase == p || (p == RankReport::Phase::kRunning && rep.phase == RankReport::Phase::kExited);
       return n;
     };
     if (job.state == JobState::kScheduled && count(RankReport::Phase::kRunning) == job.world_size)
@@ -238,10 +240,9 @@ void JobManager::ScheduleLocked() {
   }
   for (const auto& [id, reason] : d.waiting) {
     Job& job = jobs_[id];
-    const std::string why =
-        port_limited.empty()
-            ? reason
-            : absl::StrCat(reason, "; every rendezvous port is in use on ", absl::StrJoin(port_limited, ", "));
+    const std::string why = port_limited.empty() ? reason
+                                                 : absl::StrCat(reason, "; every rendezvous port is in use on ",
+                                                                absl::StrJoin(port_limited, ", "));
     if (job.reason != why) {
       job.reason = why;
       (void)store_->PutJob(job);
@@ -285,8 +286,8 @@ void JobManager::Tick() {
     for (const auto& x : registry_.Snapshot())
       if (x.id == w) copy = x;
     (void)store_->PutWorker(copy);
-    FailWorkerJobsLocked(w, absl::StrCat("worker ", w, " lost: no heartbeat for ",
-                                         options_.heartbeat_timeout_micros / 1'000'000, " s"));
+    FailWorkerJobsLocked(
+        w, absl::StrCat("worker ", w, " lost: no heartbeat for ", options_.heartbeat_timeout_micros / 1'000'000, " s"));
   }
   ScheduleLocked();
 }

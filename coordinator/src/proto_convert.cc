@@ -6,25 +6,38 @@ namespace polytune::coordinator {
 
 v1::JobState ToProto(JobState s) {
   switch (s) {
-    case JobState::kPending: return v1::PENDING;
-    case JobState::kScheduled: return v1::SCHEDULED;
-    case JobState::kRunning: return v1::RUNNING;
-    case JobState::kSucceeded: return v1::SUCCEEDED;
-    case JobState::kFailed: return v1::FAILED;
-    case JobState::kCancelled: return v1::CANCELLED;
+    case JobState::kPending:
+      return v1::PENDING;
+    case JobState::kScheduled:
+      return v1::SCHEDULED;
+    case JobState::kRunning:
+      return v1::RUNNING;
+    case JobState::kSucceeded:
+      return v1::SUCCEEDED;
+    case JobState::kFailed:
+      return v1::FAILED;
+    case JobState::kCancelled:
+      return v1::CANCELLED;
   }
   return v1::JOB_STATE_UNSPECIFIED;
 }
 
 absl::StatusOr<JobState> FromProto(v1::JobState s) {
   switch (s) {
-    case v1::PENDING: return JobState::kPending;
-    case v1::SCHEDULED: return JobState::kScheduled;
-    case v1::RUNNING: return JobState::kRunning;
-    case v1::SUCCEEDED: return JobState::kSucceeded;
-    case v1::FAILED: return JobState::kFailed;
-    case v1::CANCELLED: return JobState::kCancelled;
-    default: return absl::InvalidArgumentError(absl::StrCat("job state ", static_cast<int>(s), " is not valid"));
+    case v1::PENDING:
+      return JobState::kPending;
+    case v1::SCHEDULED:
+      return JobState::kScheduled;
+    case v1::RUNNING:
+      return JobState::kRunning;
+    case v1::SUCCEEDED:
+      return JobState::kSucceeded;
+    case v1::FAILED:
+      return JobState::kFailed;
+    case v1::CANCELLED:
+      return JobState::kCancelled;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("job state ", static_cast<int>(s), " is not valid"));
   }
 }
 
@@ -93,9 +106,11 @@ v1::DeviceInfo ToProto(const Device& d) {
 Device FromProto(const v1::DeviceInfo& p) { return {p.kind(), p.index(), p.memory_bytes()}; }
 
 absl::StatusOr<Worker> FromProto(const v1::RegisterRequest& r) {
-  if (r.worker_id().empty()) return absl::InvalidArgumentError("register: worker_id is empty; start the worker with --name");
+  if (r.worker_id().empty())
+    return absl::InvalidArgumentError("register: worker_id is empty; start the worker with --name");
   if (r.incarnation().empty()) return absl::InvalidArgumentError("register: incarnation is empty");
-  if (r.devices().empty()) return absl::InvalidArgumentError("register: the worker reports no devices; check --devices");
+  if (r.devices().empty())
+    return absl::InvalidArgumentError("register: the worker reports no devices; check --devices");
   Worker w;
   w.id = r.worker_id();
   w.incarnation = r.incarnation();

@@ -21,7 +21,7 @@ ScheduleDecision DecideSchedule(const std::vector<Job>& pending, const std::vect
     cluster_total += w.total;
     free_total += w.free;
   }
-  int32_t held = 0;               // free devices reserved by blocked jobs ahead in the queue
+  int32_t held = 0;  // free devices reserved by blocked jobs ahead in the queue
   const Job* first_blocked = nullptr;
   ScheduleDecision d;
   for (const Job* job : order) {

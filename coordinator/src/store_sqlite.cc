@@ -73,13 +73,16 @@ class SqliteStore : public Store {
                   "?9, ?10, ?11, ?12)");
       s.Bind(1, j.id).Bind(2, j.name).Bind(3, int64_t{j.priority}).Bind(4, j.sequence).Bind(5, int64_t{j.world_size});
       s.Bind(6, j.spec_yaml).Bind(7, static_cast<int64_t>(j.state)).Bind(8, j.reason).Bind(9, j.submitted_micros);
-      s.Bind(10, nlohmann::json(j.assigned_workers).dump()).Bind(11, int64_t{j.master_port}).Bind(12, int64_t{j.attempt});
+      s.Bind(10, nlohmann::json(j.assigned_workers).dump())
+          .Bind(11, int64_t{j.master_port})
+          .Bind(12, int64_t{j.attempt});
       if (s.Step() != SQLITE_DONE) return Error("write job");
       Statement del(db_, "DELETE FROM job_events WHERE job_id = ?1");
       del.Bind(1, j.id);
       if (del.Step() != SQLITE_DONE) return Error("write job events");
       for (size_t i = 0; i < j.events.size(); ++i) {
-        Statement e(db_, "INSERT INTO job_events (job_id, idx, time_micros, state, reason) VALUES (?1, ?2, ?3, ?4, ?5)");
+        Statement e(db_,
+                    "INSERT INTO job_events (job_id, idx, time_micros, state, reason) VALUES (?1, ?2, ?3, ?4, ?5)");
         e.Bind(1, j.id).Bind(2, static_cast<int64_t>(i)).Bind(3, j.events[i].time_micros);
         e.Bind(4, static_cast<int64_t>(j.events[i].state)).Bind(5, j.events[i].reason);
         if (e.Step() != SQLITE_DONE) return Error("write job event");
@@ -101,8 +104,9 @@ class SqliteStore : public Store {
     std::lock_guard<std::mutex> l(mu_);
     int64_t value = 0;
     absl::Status st = InTransaction([&]() -> absl::Status {
-      Statement up(db_, "INSERT INTO counters (name, value) VALUES ('job_sequence', 1) "
-                        "ON CONFLICT(name) DO UPDATE SET value = value + 1");
+      Statement up(db_,
+                   "INSERT INTO counters (name, value) VALUES ('job_sequence', 1) "
+                   "ON CONFLICT(name) DO UPDATE SET value = value + 1");
       if (up.Step() != SQLITE_DONE) return Error("bump job sequence");
       Statement q(db_, "SELECT value FROM counters WHERE name = 'job_sequence'");
       if (q.Step() != SQLITE_ROW) return Error("read job sequence");
@@ -116,11 +120,15 @@ class SqliteStore : public Store {
   absl::Status PutWorker(const Worker& w) override {
     std::lock_guard<std::mutex> l(mu_);
     nlohmann::json devices = nlohmann::json::array();
-    for (const auto& d : w.devices) devices.push_back({{"kind", d.kind}, {"index", d.index}, {"memory_bytes", d.memory_bytes}});
-    Statement s(db_, "INSERT OR REPLACE INTO workers (id, incarnation, address, devices, last_heartbeat_micros, alive, "
-                     "rendezvous_port_first, rendezvous_port_count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+    for (const auto& d : w.devices)
+      devices.push_back({{"kind", d.kind}, {"index", d.index}, {"memory_bytes", d.memory_bytes}});
+    Statement s(db_,
+                "INSERT OR REPLACE INTO workers (id, incarnation, address, devices, last_heartbeat_micros, alive, "
+                "rendezvous_port_first, rendezvous_port_count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
     s.Bind(1, w.id).Bind(2, w.incarnation).Bind(3, w.address).Bind(4, devices.dump()).Bind(5, w.last_heartbeat_micros);
-    s.Bind(6, int64_t{w.alive ? 1 : 0}).Bind(7, int64_t{w.rendezvous_port_first}).Bind(8, int64_t{w.rendezvous_port_count});
+    s.Bind(6, int64_t{w.alive ? 1 : 0})
+        .Bind(7, int64_t{w.rendezvous_port_first})
+        .Bind(8, int64_t{w.rendezvous_port_count});
     if (s.Step() != SQLITE_DONE) return Error("write worker");
     return absl::OkStatus();
   }
@@ -138,7 +146,8 @@ class SqliteStore : public Store {
       w.incarnation = s.Text(1);
       w.address = s.Text(2);
       for (const auto& d : nlohmann::json::parse(s.Text(3)))
-        w.devices.push_back({d["kind"].get<std::string>(), d["index"].get<int32_t>(), d["memory_bytes"].get<int64_t>()});
+        w.devices.push_back(
+            {d["kind"].get<std::string>(), d["index"].get<int32_t>(), d["memory_bytes"].get<int64_t>()});
       w.last_heartbeat_micros = s.Int(4);
       w.alive = s.Int(5) != 0;
       w.rendezvous_port_first = static_cast<int32_t>(s.Int(6));
@@ -193,7 +202,9 @@ class SqliteStore : public Store {
 
   absl::Status PutCheckpoint(const CheckpointRecord& r) override {
     std::lock_guard<std::mutex> l(mu_);
-    Statement s(db_, "INSERT OR REPLACE INTO checkpoints (job_id, step, sha256, size_bytes, artifact) VALUES (?1, ?2, ?3, ?4, ?5)");
+    Statement s(
+        db_,
+        "INSERT OR REPLACE INTO checkpoints (job_id, step, sha256, size_bytes, artifact) VALUES (?1, ?2, ?3, ?4, ?5)");
     s.Bind(1, r.job_id).Bind(2, r.step).Bind(3, r.sha256).Bind(4, r.size_bytes).Bind(5, r.artifact);
     if (s.Step() != SQLITE_DONE) return Error("write checkpoint record");
     return absl::OkStatus();
@@ -201,7 +212,8 @@ class SqliteStore : public Store {
 
   absl::StatusOr<std::vector<CheckpointRecord>> Checkpoints(const std::string& job_id) override {
     std::lock_guard<std::mutex> l(mu_);
-    Statement s(db_, "SELECT job_id, step, sha256, size_bytes, artifact FROM checkpoints WHERE job_id = ?1 ORDER BY step");
+    Statement s(db_,
+                "SELECT job_id, step, sha256, size_bytes, artifact FROM checkpoints WHERE job_id = ?1 ORDER BY step");
     s.Bind(1, job_id);
     std::vector<CheckpointRecord> out;
     int rc;
@@ -230,7 +242,8 @@ class SqliteStore : public Store {
   absl::StatusOr<std::vector<Job>> Query(const std::string& where, const std::string& arg) {
     std::lock_guard<std::mutex> l(mu_);
     const std::string sql = absl::StrCat(
-        "SELECT id, name, priority, sequence, world_size, spec_yaml, state, reason, submitted_micros, assigned_workers, "
+        "SELECT id, name, priority, sequence, world_size, spec_yaml, state, reason, submitted_micros, "
+        "assigned_workers, "
         "master_port, attempt FROM jobs ",
         where, " ORDER BY sequence");
     Statement s(db_, sql.c_str());
@@ -272,10 +285,12 @@ class SqliteStore : public Store {
 
 absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
   sqlite3* db = nullptr;
-  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK) {
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr) !=
+      SQLITE_OK) {
     std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
     sqlite3_close(db);
-    return absl::UnavailableError(absl::StrCat(path, ": cannot open database: ", msg, "; check --data-dir and its permissions"));
+    return absl::UnavailableError(
+        absl::StrCat(path, ": cannot open database: ", msg, "; check --data-dir and its permissions"));
   }
   sqlite3_busy_timeout(db, 5000);
   char* err = nullptr;

@@ -22,8 +22,8 @@ absl::Status WorkerRegistry::Heartbeat(const std::string& id, const std::string&
   if (it == workers_.end())
     return absl::FailedPreconditionError(absl::StrCat("worker '", id, "' is not registered; register again"));
   if (it->second.incarnation != incarnation)
-    return absl::FailedPreconditionError(absl::StrCat("worker '", id, "' incarnation ", incarnation,
-                                                      " was superseded; register again"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("worker '", id, "' incarnation ", incarnation, " was superseded; register again"));
   if (!it->second.alive)
     return absl::FailedPreconditionError(absl::StrCat("worker '", id, "' was declared lost; register again"));
   it->second.last_heartbeat_micros = clock_->NowMicros();

@@ -78,7 +78,8 @@ TEST(Bundle, RoundTripAndRejectsDamage) {
   ASSERT_TRUE(UnpackBundle(*packed, dir / "out").ok());
   EXPECT_EQ(*ReadFileToString(dir / "out/adapter_config.json"), "{\"r\": 8}");
   EXPECT_EQ(ReadFileToString(dir / "out/adapter_model.safetensors")->size(), 1000u);
-  EXPECT_NE(UnpackBundle(packed->substr(0, packed->size() - 10), dir / "cut").message().find("truncated"), std::string::npos);
+  EXPECT_NE(UnpackBundle(packed->substr(0, packed->size() - 10), dir / "cut").message().find("truncated"),
+            std::string::npos);
   EXPECT_FALSE(std::filesystem::exists(dir / "cut")) << "a damaged bundle never appears under its final name";
   EXPECT_NE(UnpackBundle("garbage", dir / "g").message().find("not a Polytune"), std::string::npos);
 }

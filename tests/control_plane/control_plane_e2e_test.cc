@@ -10,10 +10,10 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <condition_variable>
 #include <mutex>
 #include <thread>
 
@@ -21,12 +21,12 @@
 
 #include <ATen/ATen.h>
 
+#include "../engine/test_util.h"
 #include "nlohmann/json.hpp"
 #include "polytune/common/sha256.h"
 #include "polytune/coordinator/grpc_config.h"
 #include "polytune/engine/safetensors.h"
 #include "polytune/v1/polytune.grpc.pb.h"
-#include "../engine/test_util.h"
 
 namespace polytune {
 namespace {
@@ -79,17 +79,18 @@ class ControlPlane : public ::testing::Test {
     target_ = "127.0.0.1:" + std::to_string(port_);
     // Below Linux's ephemeral range (32768+), so outgoing connections never sit in it.
     rendezvous_first_ = 20000 + static_cast<int>(::getpid() % 900) * 10;
-    coordinator_ = Spawn({kBuild + "/coordinator/polytune-coordinator", "--listen", target_, "--data-dir", dir_ + "/coord",
-                          "--heartbeat-timeout", "5s"},
+    coordinator_ = Spawn({kBuild + "/coordinator/polytune-coordinator", "--listen", target_, "--data-dir",
+                          dir_ + "/coord", "--heartbeat-timeout", "5s"},
                          dir_ + "/coord.log");
     for (int i = 1; i <= 2; ++i)
-      workers_.push_back(Spawn({kBuild + "/worker/daemon/polytune-worker", "--coordinator", target_, "--work-dir",
-                                dir_ + "/w" + std::to_string(i), "--devices", "cpu:1", "--name", "w" + std::to_string(i),
-                                "--polytune-bin", kBin, "--rendezvous-ports",
-                                std::to_string(rendezvous_first_) + "-" + std::to_string(rendezvous_first_ + 9)},
-                               dir_ + "/w" + std::to_string(i) + ".log"));
-    Result init = Shell(kBin + " model init --out " + dir_ + "/model --hidden-size 64 --layers 2 --heads 4 --kv-heads 2 "
-                               "--intermediate-size 128 --vocab-size 320 --seed 5");
+      workers_.push_back(Spawn(
+          {kBuild + "/worker/daemon/polytune-worker", "--coordinator", target_, "--work-dir",
+           dir_ + "/w" + std::to_string(i), "--devices", "cpu:1", "--name", "w" + std::to_string(i), "--polytune-bin",
+           kBin, "--rendezvous-ports", std::to_string(rendezvous_first_) + "-" + std::to_string(rendezvous_first_ + 9)},
+          dir_ + "/w" + std::to_string(i) + ".log"));
+    Result init = Shell(kBin + " model init --out " + dir_ +
+                        "/model --hidden-size 64 --layers 2 --heads 4 --kv-heads 2 "
+                        "--intermediate-size 128 --vocab-size 320 --seed 5");
     ASSERT_EQ(init.code, 0) << init.output;
     for (int i = 0; i < 100; ++i) {
       Result w = Cli("workers --json");
@@ -200,8 +201,9 @@ TEST_F(ControlPlane, JobLargerThanTheClusterStaysPendingWithItsReason) {
 
 TEST_F(ControlPlane, InvalidSpecIsRefusedAtSubmitAndErrorsAreOneLine) {
   const std::string bad = dir_ + "/bad.yaml";
-  std::ofstream(bad) << "model: {path: " << dir_ << "/model}\ndata: {train: " << kExamples
-                     << "/data/instructions_train.jsonl}\ntraining: {lr: 0.1, learning_rate: 2}\nresources: {world_size: 1}\n";
+  std::ofstream(bad)
+      << "model: {path: " << dir_ << "/model}\ndata: {train: " << kExamples
+      << "/data/instructions_train.jsonl}\ntraining: {lr: 0.1, learning_rate: 2}\nresources: {world_size: 1}\n";
   Result r = Cli("submit " + bad);
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.output.find("'training.learning_rate' is not a known key"), std::string::npos) << r.output;
@@ -230,7 +232,8 @@ TEST_F(ControlPlane, MissingModelOnTheWorkerFailsTheJobWithThatReason) {
   EXPECT_NE(Cli("watch " + id).code, 0);
   auto st = nlohmann::json::parse(Cli("status " + id + " --json").output);
   EXPECT_EQ(st["state"], "FAILED");
-  EXPECT_NE(st["reason"].get<std::string>().find("no-such-model' does not exist on worker"), std::string::npos) << st["reason"];
+  EXPECT_NE(st["reason"].get<std::string>().find("no-such-model' does not exist on worker"), std::string::npos)
+      << st["reason"];
 }
 
 TEST_F(ControlPlane, CoordinatorServesGrpcHealth) {
@@ -328,8 +331,8 @@ TEST_F(ControlPlane, CoordinatorRestartReloadsJobsAndWorkersReRegister) {
   ASSERT_FALSE(before.empty());
   ::kill(coordinator_, SIGTERM);
   ::waitpid(coordinator_, nullptr, 0);
-  coordinator_ = Spawn({kBuild + "/coordinator/polytune-coordinator", "--listen", target_, "--data-dir", dir_ + "/coord",
-                        "--heartbeat-timeout", "5s"},
+  coordinator_ = Spawn({kBuild + "/coordinator/polytune-coordinator", "--listen", target_, "--data-dir",
+                        dir_ + "/coord", "--heartbeat-timeout", "5s"},
                        dir_ + "/coord2.log");
   nlohmann::json after;
   for (int i = 0; i < 100; ++i) {

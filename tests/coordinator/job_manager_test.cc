@@ -71,7 +71,7 @@ TEST_F(JobManagerTest, GangJobRunsToSuccessWithEveryTransitionRecorded) {
   Beat("w2", {Report(id, r2.start[0].rank, RankReport::Phase::kExited)});
   EXPECT_EQ(jm_.Get(id)->state, JobState::kSucceeded);
   EXPECT_EQ(States(id), (std::vector<JobState>{JobState::kPending, JobState::kScheduled, JobState::kRunning,
-                                                JobState::kSucceeded}));
+                                               JobState::kSucceeded}));
   EXPECT_EQ(jm_.FreeDevices().at("w1"), 1) << "devices are free again";
 }
 
@@ -195,8 +195,9 @@ TEST_F(JobManagerTest, BusyRendezvousPortPlacesTheJobAgainAndIgnoresStaleRanks) 
   EXPECT_EQ(j.attempt, 2);
   EXPECT_NE(j.master_port, first_port) << "the busy port is quarantined on that host";
   EXPECT_EQ(States(id), (std::vector<JobState>{JobState::kPending, JobState::kScheduled, JobState::kPending,
-                                                JobState::kScheduled}));
-  EXPECT_NE(j.events[2].reason.find(absl::StrCat("rendezvous port ", first_port)), std::string::npos) << j.events[2].reason;
+                                               JobState::kScheduled}));
+  EXPECT_NE(j.events[2].reason.find(absl::StrCat("rendezvous port ", first_port)), std::string::npos)
+      << j.events[2].reason;
   ASSERT_EQ(again.start.size(), 1u);
   EXPECT_EQ(again.start[0].attempt, 2);
   HeartbeatReply other_reply = Beat(other, {Report(id, 1, RankReport::Phase::kExited, 143)});

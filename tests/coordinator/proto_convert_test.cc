@@ -69,8 +69,8 @@ TEST(ProtoConvert, RankStatusAndAssignmentCarryTheAttempt) {
 }
 
 TEST(ProtoConvert, EveryStateMapsBothWays) {
-  for (JobState s : {JobState::kPending, JobState::kScheduled, JobState::kRunning, JobState::kSucceeded, JobState::kFailed,
-                     JobState::kCancelled})
+  for (JobState s : {JobState::kPending, JobState::kScheduled, JobState::kRunning, JobState::kSucceeded,
+                     JobState::kFailed, JobState::kCancelled})
     EXPECT_EQ(*FromProto(ToProto(s)), s);
   EXPECT_FALSE(FromProto(v1::JOB_STATE_UNSPECIFIED).ok());
 }

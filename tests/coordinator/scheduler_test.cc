@@ -29,8 +29,8 @@ TEST(Scheduler, GangIsAllOrNothingAndSpansFewestWorkers) {
 }
 
 TEST(Scheduler, PriorityThenFifo) {
-  auto d = DecideSchedule({MakeJob("old", 1, 0, 1), MakeJob("urgent", 1, 5, 3), MakeJob("new", 1, 0, 2)},
-                          {{"w", 2, 2}});
+  auto d =
+      DecideSchedule({MakeJob("old", 1, 0, 1), MakeJob("urgent", 1, 5, 3), MakeJob("new", 1, 0, 2)}, {{"w", 2, 2}});
   ASSERT_EQ(d.placements.size(), 2u);
   EXPECT_EQ(d.placements[0].job_id, "urgent");
   EXPECT_EQ(d.placements[1].job_id, "old");
@@ -39,7 +39,8 @@ TEST(Scheduler, PriorityThenFifo) {
 
 TEST(Scheduler, JobLargerThanClusterWaitsWithReasonAndBlocksNobody) {
   auto d = DecideSchedule({MakeJob("huge", 8, 9, 1), MakeJob("small", 1, 0, 2)}, {{"w1", 2, 2}, {"w2", 2, 2}});
-  EXPECT_EQ(d.waiting.at("huge"), "needs 8 devices; the cluster has 4 in all (add workers or lower resources.world_size)");
+  EXPECT_EQ(d.waiting.at("huge"),
+            "needs 8 devices; the cluster has 4 in all (add workers or lower resources.world_size)");
   ASSERT_EQ(d.placements.size(), 1u);
   EXPECT_EQ(d.placements[0].job_id, "small");
 }
@@ -69,8 +70,9 @@ TEST(Scheduler, StreamOfSmallJobsDoesNotStarveALargeOne) {
   const int64_t t0 = clock.NowMicros();
   for (int tick = 0; tick < 60 && big_started_at < 0; ++tick) {
     // Finish jobs whose time is up.
-    running.erase(std::remove_if(running.begin(), running.end(), [&](const Running& r) { return r.ends <= clock.NowMicros(); }),
-                  running.end());
+    running.erase(
+        std::remove_if(running.begin(), running.end(), [&](const Running& r) { return r.ends <= clock.NowMicros(); }),
+        running.end());
     pending.push_back(MakeJob("small-" + std::to_string(tick), 1, 0, ++seq));
     if (tick == 2) pending.push_back(MakeJob("big", 4, 0, ++seq));
     std::map<std::string, int32_t> used;

@@ -23,7 +23,9 @@ Job SampleJob(const std::string& id, int64_t seq) {
   j.assigned_workers = {"w1", "w2"};
   j.master_port = 29617;
   j.attempt = 2;
-  j.events = {{100, JobState::kPending, "submitted"}, {200, JobState::kScheduled, "placed"}, {300, JobState::kRunning, "ranks up"}};
+  j.events = {{100, JobState::kPending, "submitted"},
+              {200, JobState::kScheduled, "placed"},
+              {300, JobState::kRunning, "ranks up"}};
   return j;
 }
 

@@ -101,7 +101,8 @@ void CheckGradients(bool checkpointing, double dropout) {
   const double h = 1e-6;
   int checked = 0;
   for (auto& [name, param] : model->LoraParameters()) {
-    if (name.find("layers.0.self_attn.q_proj") == std::string::npos && name.find("layers.1.mlp.down_proj") == std::string::npos)
+    if (name.find("layers.0.self_attn.q_proj") == std::string::npos &&
+        name.find("layers.1.mlp.down_proj") == std::string::npos)
       continue;
     at::Tensor flat = param.detach().view({-1});
     at::Tensor grad = param.grad().view({-1});
@@ -218,7 +219,8 @@ TEST(Packing, PackedLogitsEqualUnpackedPerExample) {
       const int64_t row = where[0][0].item<int64_t>(), offset = where[0][1].item<int64_t>();
       Batch single = Collate(d, {e}, {e});
       at::Tensor lu = (*model)->Forward(single.input_ids);
-      EXPECT_LT(testing::RelativeMaxError(lp[row].slice(0, offset, offset + len), lu[0]), 1e-5) << name << " example " << e;
+      EXPECT_LT(testing::RelativeMaxError(lp[row].slice(0, offset, offset + len), lu[0]), 1e-5)
+          << name << " example " << e;
     }
   }
 }

@@ -6,8 +6,8 @@ namespace polytune::engine {
 namespace {
 
 nlohmann::json Base(const std::string& arch) {
-  return {{"architectures", {arch}}, {"vocab_size", 100}, {"hidden_size", 64}, {"intermediate_size", 128},
-          {"num_hidden_layers", 2}, {"num_attention_heads", 4}};
+  return {{"architectures", {arch}},  {"vocab_size", 100},      {"hidden_size", 64},
+          {"intermediate_size", 128}, {"num_hidden_layers", 2}, {"num_attention_heads", 4}};
 }
 
 TEST(ModelConfig, DefaultsFollowTransformers) {
@@ -34,15 +34,19 @@ TEST(ModelConfig, Qwen2HasQkvBiasAndMistralItsWindow) {
 
 TEST(ModelConfig, Llama3ScalingFromRopeScalingOrRopeParameters) {
   auto j = Base("LlamaForCausalLM");
-  j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0}, {"high_freq_factor", 4.0},
+  j["rope_scaling"] = {{"rope_type", "llama3"},
+                       {"factor", 8.0},
+                       {"low_freq_factor", 1.0},
+                       {"high_freq_factor", 4.0},
                        {"original_max_position_embeddings", 8192}};
   auto a = ParseModelConfig(j, "config.json");
   ASSERT_TRUE(a.ok()) << a.status();
   ASSERT_TRUE(a->rope_scaling.has_value());
   EXPECT_EQ(a->rope_scaling->type, RopeScaling::Type::kLlama3);
   auto v5 = Base("LlamaForCausalLM");
-  v5["rope_parameters"] = {{"rope_type", "llama3"}, {"rope_theta", 500000.0}, {"factor", 32.0},
-                           {"low_freq_factor", 1.0}, {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
+  v5["rope_parameters"] = {{"rope_type", "llama3"},   {"rope_theta", 500000.0},
+                           {"factor", 32.0},          {"low_freq_factor", 1.0},
+                           {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
   auto b = ParseModelConfig(v5, "config.json");
   ASSERT_TRUE(b.ok()) << b.status();
   EXPECT_DOUBLE_EQ(b->rope_theta, 500000.0);
@@ -52,8 +56,9 @@ TEST(ModelConfig, Llama3ScalingFromRopeScalingOrRopeParameters) {
 TEST(ModelConfig, ErrorsNameFileAndField) {
   auto j = Base("LlamaForCausalLM");
   j.erase("hidden_size");
-  EXPECT_NE(ParseModelConfig(j, "m/config.json").status().message().find("m/config.json: field 'hidden_size' is required"),
-            std::string::npos);
+  EXPECT_NE(
+      ParseModelConfig(j, "m/config.json").status().message().find("m/config.json: field 'hidden_size' is required"),
+      std::string::npos);
   j = Base("LlamaForCausalLM");
   j["num_key_value_heads"] = 3;
   EXPECT_NE(ParseModelConfig(j, "c").status().message().find("num_key_value_heads"), std::string::npos);

@@ -22,8 +22,9 @@ std::string Write(const testing::TempDir& dir, const std::string& text) {
 
 TEST(TokenDataset, LoadsLabelsLanguagesAndTruncates) {
   testing::TempDir dir;
-  auto d = LoadTokenDataset(Write(dir, "{\"input_ids\": [1,2,3,4], \"labels\": [-100,2,3,4], \"lang\": \"es\"}\n\n"
-                                       "{\"input_ids\": [5,6,7,8,9,10]}\n"),
+  auto d = LoadTokenDataset(Write(dir,
+                                  "{\"input_ids\": [1,2,3,4], \"labels\": [-100,2,3,4], \"lang\": \"es\"}\n\n"
+                                  "{\"input_ids\": [5,6,7,8,9,10]}\n"),
                             5, 16);
   ASSERT_TRUE(d.ok()) << d.status();
   ASSERT_EQ(d->examples.size(), 2u);

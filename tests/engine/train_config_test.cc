@@ -34,22 +34,27 @@ std::string ErrorOf(const std::string& yaml) {
 }
 
 TEST(TrainConfig, UnknownKeyIsNamedWithLine) {
-  const std::string err = ErrorOf("model: {path: m}\ndata: {train: t}\ntraining:\n  lr: 0.1\n  learning_rate: 0.1\noutput_dir: o\n");
+  const std::string err =
+      ErrorOf("model: {path: m}\ndata: {train: t}\ntraining:\n  lr: 0.1\n  learning_rate: 0.1\noutput_dir: o\n");
   EXPECT_NE(err.find("job.yaml:5"), std::string::npos) << err;
   EXPECT_NE(err.find("'training.learning_rate' is not a known key"), std::string::npos) << err;
-  EXPECT_NE(ErrorOf("model: {path: m}\ndata: {train: t}\noutput_dir: o\nresources: {}\n").find("'resources'"), std::string::npos);
+  EXPECT_NE(ErrorOf("model: {path: m}\ndata: {train: t}\noutput_dir: o\nresources: {}\n").find("'resources'"),
+            std::string::npos);
 }
 
 TEST(TrainConfig, BadValuesAreNamed) {
   const std::string base = "model: {path: m}\ndata: {train: t}\noutput_dir: o\n";
-  EXPECT_NE(ErrorOf(base + "training: {lr: fast}\n").find("'training.lr' must be a number, got 'fast'"), std::string::npos);
+  EXPECT_NE(ErrorOf(base + "training: {lr: fast}\n").find("'training.lr' must be a number, got 'fast'"),
+            std::string::npos);
   EXPECT_NE(ErrorOf(base + "training: {lr_schedule: step}\n").find("training.lr_schedule"), std::string::npos);
-  EXPECT_NE(ErrorOf(base + "training: {micro_batch_size: 0}\n").find("training.micro_batch_size' must be at least 1"), std::string::npos);
+  EXPECT_NE(ErrorOf(base + "training: {micro_batch_size: 0}\n").find("training.micro_batch_size' must be at least 1"),
+            std::string::npos);
   EXPECT_NE(ErrorOf(base + "lora: {dropout: 1.5}\n").find("lora.dropout"), std::string::npos);
   EXPECT_NE(ErrorOf(base + "lora: {target_modules: [qkv]}\n").find("unknown module 'qkv'"), std::string::npos);
   EXPECT_NE(ErrorOf(base + "lora: {layers: some}\n").find("lora.layers"), std::string::npos);
-  EXPECT_NE(ErrorOf("model: {path: m, quantization: int8}\ndata: {train: t}\noutput_dir: o\n").find("model.quantization"),
-            std::string::npos);
+  EXPECT_NE(
+      ErrorOf("model: {path: m, quantization: int8}\ndata: {train: t}\noutput_dir: o\n").find("model.quantization"),
+      std::string::npos);
   EXPECT_NE(ErrorOf("model: {path: m}\noutput_dir: o\n").find("'data' is required"), std::string::npos);
   EXPECT_NE(ErrorOf("model: [").find("invalid YAML"), std::string::npos);
 }

@@ -26,13 +26,15 @@ using testing::Shell;
 class TrainingE2E : public ::testing::Test {
  protected:
   void SetUp() override {
-    Result r = Shell(kBin + " model init --out " + (dir_ / "model") +
-                     " --hidden-size 64 --layers 2 --heads 4 --kv-heads 2 --intermediate-size 128 --vocab-size 320 --seed 3");
+    Result r =
+        Shell(kBin + " model init --out " + (dir_ / "model") +
+              " --hidden-size 64 --layers 2 --heads 4 --kv-heads 2 --intermediate-size 128 --vocab-size 320 --seed 3");
     ASSERT_EQ(r.code, 0) << r.output;
   }
 
   // Writes a config; `training` is the YAML flow mapping body of the training section.
-  std::string Config(const std::string& name, const std::string& training, const std::string& lora = "r: 4, alpha: 8, dropout: 0.1") {
+  std::string Config(const std::string& name, const std::string& training,
+                     const std::string& lora = "r: 4, alpha: 8, dropout: 0.1") {
     const std::string path = dir_ / (name + ".yaml");
     std::ofstream(path) << "model: {path: " << (dir_ / "model") << ", quantization: nf4, double_quant: true}\n"
                         << "lora: {" << lora << "}\n"
@@ -71,7 +73,8 @@ class TrainingE2E : public ::testing::Test {
 };
 
 TEST_F(TrainingE2E, LossFallsAndArtifactsAreWritten) {
-  Result r = Shell(kBin + " train " + Config("fall", "max_steps: 40, micro_batch_size: 4, eval_every: 20, checkpoint_every: 20"));
+  Result r = Shell(kBin + " train " +
+                   Config("fall", "max_steps: 40, micro_batch_size: 4, eval_every: 20, checkpoint_every: 20"));
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("step 40/40"), std::string::npos) << r.output;
   std::vector<double> losses;
@@ -103,9 +106,11 @@ TEST_F(TrainingE2E, LossFallsAndArtifactsAreWritten) {
 TEST_F(TrainingE2E, TwoRanksWithAccumulationEqualOneRankFullBatch) {
   // fp32 sums in another order differ by ~1e-7 relative; Adam's m/sqrt(v) turns that into
   // update differences proportional to lr, so the comparison runs at a typical QLoRA lr.
-  Result a = Shell(kBin + " train " + Config("one", "lr: 0.002, max_steps: 6, micro_batch_size: 4, grad_accum_steps: 1"));
+  Result a =
+      Shell(kBin + " train " + Config("one", "lr: 0.002, max_steps: 6, micro_batch_size: 4, grad_accum_steps: 1"));
   ASSERT_EQ(a.code, 0) << a.output;
-  Result b = Shell(kBin + " train " + Config("two", "lr: 0.002, max_steps: 6, micro_batch_size: 1, grad_accum_steps: 2") + " --nproc 2");
+  Result b = Shell(kBin + " train " +
+                   Config("two", "lr: 0.002, max_steps: 6, micro_batch_size: 1, grad_accum_steps: 2") + " --nproc 2");
   ASSERT_EQ(b.code, 0) << b.output;
   const double diff = MaxDiff(Adapter(dir_ / "out-one/adapter"), Adapter(dir_ / "out-two/adapter"));
   EXPECT_LT(diff, 1e-5) << "adapters differ by " << diff;
@@ -120,7 +125,8 @@ TEST_F(TrainingE2E, TwoRanksWithAccumulationEqualOneRankFullBatch) {
 }
 
 TEST_F(TrainingE2E, ResumeReproducesTheUninterruptedRun) {
-  const std::string training = "max_steps: 8, micro_batch_size: 2, grad_accum_steps: 2, checkpoint_every: 4, eval_every: 4";
+  const std::string training =
+      "max_steps: 8, micro_batch_size: 2, grad_accum_steps: 2, checkpoint_every: 4, eval_every: 4";
   Result full = Shell(kBin + " train " + Config("full", training));
   ASSERT_EQ(full.code, 0) << full.output;
   const std::string cfg = Config("cut", training);
@@ -144,7 +150,7 @@ TEST_F(TrainingE2E, ResumeReproducesTheUninterruptedRun) {
 
 TEST_F(TrainingE2E, DeadRankStopsTheJobWithAClearError) {
   Result r = Shell("POLYTUNE_TEST_KILL_RANK=1 POLYTUNE_TEST_KILL_AT_STEP=2 " + kBin + " train " +
-                 Config("dead", "max_steps: 50, micro_batch_size: 1") + " --nproc 2 --collective-timeout 20");
+                   Config("dead", "max_steps: 50, micro_batch_size: 1") + " --nproc 2 --collective-timeout 20");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.output.find("rank 1 was killed by signal 9"), std::string::npos) << r.output;
   EXPECT_EQ(r.output.find("step 50/50"), std::string::npos);
@@ -153,7 +159,8 @@ TEST_F(TrainingE2E, DeadRankStopsTheJobWithAClearError) {
 TEST_F(TrainingE2E, EvalPrintsPerLanguageJsonAndAdapterHelps) {
   Result t = Shell(kBin + " train " + Config("ev", "max_steps: 16, micro_batch_size: 4"));
   ASSERT_EQ(t.code, 0) << t.output;
-  const std::string common = kBin + " eval --model " + (dir_ / "model") + " --data " + kExamples + "/data/eval.jsonl --json";
+  const std::string common =
+      kBin + " eval --model " + (dir_ / "model") + " --data " + kExamples + "/data/eval.jsonl --json";
   Result base = Shell(common + " --quantization nf4 --double-quant");
   Result tuned = Shell(common + " --quantization nf4 --double-quant --adapter " + (dir_ / "out-ev/adapter"));
   ASSERT_EQ(base.code, 0) << base.output;
@@ -163,10 +170,11 @@ TEST_F(TrainingE2E, EvalPrintsPerLanguageJsonAndAdapterHelps) {
   EXPECT_EQ(jb["languages"].size(), 8u);
   EXPECT_LT(jt["overall"]["loss"].get<double>(), jb["overall"]["loss"].get<double>());
   // The merged export evaluates like base + adapter.
-  Result ex = Shell(kBin + " export --model " + (dir_ / "model") + " --adapter " + (dir_ / "out-ev/adapter") + " --out " +
-                  (dir_ / "merged"));
+  Result ex = Shell(kBin + " export --model " + (dir_ / "model") + " --adapter " + (dir_ / "out-ev/adapter") +
+                    " --out " + (dir_ / "merged"));
   ASSERT_EQ(ex.code, 0) << ex.output;
-  Result merged = Shell(kBin + " eval --model " + (dir_ / "merged") + " --data " + kExamples + "/data/eval.jsonl --json");
+  Result merged =
+      Shell(kBin + " eval --model " + (dir_ / "merged") + " --data " + kExamples + "/data/eval.jsonl --json");
   Result unq = Shell(common + " --adapter " + (dir_ / "out-ev/adapter"));
   auto jm = nlohmann::json::parse(merged.output), ju = nlohmann::json::parse(unq.output);
   EXPECT_NEAR(jm["overall"]["loss"].get<double>(), ju["overall"]["loss"].get<double>(), 1e-5);
@@ -176,8 +184,9 @@ TEST_F(TrainingE2E, InitAdapterContinuesFromAPreviousAdapter) {
   Result first = Shell(kBin + " train " + Config("stage1", "max_steps: 8, micro_batch_size: 4"));
   ASSERT_EQ(first.code, 0) << first.output;
   // Stage 2 starts from stage 1's adapter: its step-0 eval equals stage 1's final eval.
-  Result second = Shell(kBin + " train " + Config("stage2", "max_steps: 2, micro_batch_size: 4",
-                                                    "dropout: 0.1, init_adapter: " + (dir_ / "out-stage1/adapter")));
+  Result second = Shell(kBin + " train " +
+                        Config("stage2", "max_steps: 2, micro_batch_size: 4",
+                               "dropout: 0.1, init_adapter: " + (dir_ / "out-stage1/adapter")));
   ASSERT_EQ(second.code, 0) << second.output;
   nlohmann::json end1, start2;
   for (const auto& m : Metrics("stage1"))
@@ -196,8 +205,9 @@ TEST_F(TrainingE2E, PackedTrainingOnChatDataEqualsUnpacked) {
     const std::string path = dir_ / (name + ".yaml");
     std::ofstream(path) << "model: {path: " << (dir_ / "model") << "}\n"
                         << "lora: {r: 4, alpha: 8, dropout: 0.1}\n"
-                        << "data: {train: " << kExamples << "/data/instructions_train.jsonl, max_seq_len: 128, packing: "
-                        << (packing ? "true" : "false") << "}\n"
+                        << "data: {train: " << kExamples
+                        << "/data/instructions_train.jsonl, max_seq_len: 128, packing: " << (packing ? "true" : "false")
+                        << "}\n"
                         << "training: {lr: 0.002, max_steps: 4, micro_batch_size: 6, seed: 3}\n"
                         << "output_dir: " << (dir_ / ("out-" + name)) << "\n";
     return path;
@@ -259,7 +269,9 @@ TEST_F(TrainingE2E, TokenizerAndDataCommands) {
   EXPECT_EQ(ij["formats"]["alpaca"], 16);
   EXPECT_GT(ij["truncated"].get<int>(), 0);
   // A bad line names file, line and field.
-  std::ofstream(dir_ / "bad_chat.jsonl") << R"({"messages": [{"role": "user", "content": "hi"}, {"role": "robot", "content": "x"}]})" << "\n";
+  std::ofstream(dir_ / "bad_chat.jsonl")
+      << R"({"messages": [{"role": "user", "content": "hi"}, {"role": "robot", "content": "x"}]})"
+      << "\n";
   Result bad = Shell(kBin + " data render --tokenizer " + (dir_ / "model") + " --data " + (dir_ / "bad_chat.jsonl"));
   EXPECT_EQ(bad.code, 1);
   EXPECT_NE(bad.output.find("bad_chat.jsonl:1: field 'messages[1].role' is 'robot'"), std::string::npos) << bad.output;

@@ -33,7 +33,8 @@ TEST(ChatTemplate, RendersLikeHuggingFaceJinja) {
     ASSERT_TRUE(tmpl.ok()) << tmpl.status();
     tmpl->set_now(FixtureNow(cases));
     std::vector<ChatMessage> messages;
-    for (const auto& m : cases["conversations"][e["conversation"].get<int>()]) messages.push_back({m["role"], m["content"]});
+    for (const auto& m : cases["conversations"][e["conversation"].get<int>()])
+      messages.push_back({m["role"], m["content"]});
     auto out = tmpl->Render(messages, e["add_generation_prompt"], t["bos"], t["eos"]);
     if (e["error"].is_null()) {
       ASSERT_TRUE(out.ok()) << name << ": " << out.status();
@@ -54,11 +55,15 @@ TEST(ChatTemplate, BuiltinsAreTheFixtureSources) {
     ASSERT_TRUE(t.ok()) << t.status();
     EXPECT_EQ(t->source(), cases["templates"]["builtin_" + name]["source"].get<std::string>()) << name;
   }
-  EXPECT_NE(ChatTemplate::Builtin("vicuna").status().message().find("llama3, chatml, mistral, plain"), std::string::npos);
+  EXPECT_NE(ChatTemplate::Builtin("vicuna").status().message().find("llama3, chatml, mistral, plain"),
+            std::string::npos);
 }
 
 TEST(ChatTemplate, LoopFilterCountsOnlyKeptItems) {
-  auto t = ChatTemplate::FromSource("{% for m in messages if m.role != 'system' %}{{ loop.index }}:{{ m.role }}{{ ',' if not loop.last }}{% endfor %}", "t");
+  auto t = ChatTemplate::FromSource(
+      "{% for m in messages if m.role != 'system' %}{{ loop.index }}:{{ m.role }}{{ ',' if not loop.last }}{% endfor "
+      "%}",
+      "t");
   ASSERT_TRUE(t.ok()) << t.status();
   auto out = t->Render({{"system", "s"}, {"user", "u"}, {"assistant", "a"}}, false, "", "");
   ASSERT_TRUE(out.ok()) << out.status();
@@ -70,8 +75,10 @@ TEST(ChatTemplate, LoopFilterCountsOnlyKeptItems) {
 TEST(ChatTemplate, FiltersAndGenerationBlocksBeyondTheFixtures) {
   auto t = ChatTemplate::FromSource(
       "{{ [1, 2, 3, 4] | select('odd') | list | tojson }} {{ [1, 2, 3] | reject('equalto', 2) | list | tojson }} "
-      "{{ messages | map(attribute='content') | map('upper') | join('|') }} {{ messages | rejectattr('role') | list | length }}"
-      "{% for m in messages %}{% if m.role == 'assistant' %}{% generation %}[{{ m.content }}]{% endgeneration %}{% endif %}{% endfor %}",
+      "{{ messages | map(attribute='content') | map('upper') | join('|') }} {{ messages | rejectattr('role') | list | "
+      "length }}"
+      "{% for m in messages %}{% if m.role == 'assistant' %}{% generation %}[{{ m.content }}]{% endgeneration %}{% "
+      "endif %}{% endfor %}",
       "t");
   ASSERT_TRUE(t.ok()) << t.status();
   auto out = t->Render({{"user", "hé"}, {"assistant", "ok"}}, false, "", "");

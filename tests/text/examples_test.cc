@@ -128,8 +128,9 @@ TEST(Masking, Gemma3TemplateFoldsTheSystemIntoTheFirstUserTurn) {
   auto e = EncodeExample(Conversation(), {f.tok.get(), &tmpl, false}, "d.jsonl:1");
   ASSERT_TRUE(e.ok()) << e.status();
   EXPECT_NE(e->rendered.find("<start_of_turn>user\nEres un asistente médico.\n\n¿Qué es"), std::string::npos);
-  EXPECT_EQ(TrainedRuns(*f.tok, *e), (std::vector<std::string>{"Presión arterial alta de forma sostenida.<end_of_turn>\n",
-                                                               "Dieta, ejercicio y fármacos como IECA.<end_of_turn>\n"}));
+  EXPECT_EQ(TrainedRuns(*f.tok, *e),
+            (std::vector<std::string>{"Presión arterial alta de forma sostenida.<end_of_turn>\n",
+                                      "Dieta, ejercicio y fármacos como IECA.<end_of_turn>\n"}));
 }
 
 TEST(Masking, TrainOnInputsTrainsEverything) {
@@ -141,8 +142,9 @@ TEST(Masking, TrainOnInputsTrainsEverything) {
 
 TEST(Formats, AlpacaBecomesAUserAndAssistantTurn) {
   Fixture f = Load("qwen2_5");
-  auto ex = ParseExample(nlohmann::json::parse(R"({"instruction": "Traduce al inglés:", "input": "contrato", "output": "contract"})"),
-                         DataFormat::kAuto, "a.jsonl:3");
+  auto ex = ParseExample(
+      nlohmann::json::parse(R"({"instruction": "Traduce al inglés:", "input": "contrato", "output": "contract"})"),
+      DataFormat::kAuto, "a.jsonl:3");
   ASSERT_TRUE(ex.ok()) << ex.status();
   ASSERT_EQ(ex->messages.size(), 2u);
   EXPECT_EQ(ex->messages[0].content, "Traduce al inglés:\n\ncontrato");
@@ -168,7 +170,8 @@ TEST(Formats, MalformedLinesNameFileLineAndField) {
   struct Case {
     std::string json, expect;
   } cases[] = {
-      {R"({"messages": [{"role": "user", "content": "hi"}, {"role": "bot", "content": "x"}]})", "t.jsonl:7: field 'messages[1].role' is 'bot'"},
+      {R"({"messages": [{"role": "user", "content": "hi"}, {"role": "bot", "content": "x"}]})",
+       "t.jsonl:7: field 'messages[1].role' is 'bot'"},
       {R"({"messages": [{"role": "user", "content": 5}]})", "field 'messages[0].content' must be a string"},
       {R"({"messages": [{"role": "user", "content": "hi"}]})", "has no assistant turn"},
       {R"({"instruction": "x"})", "field 'output' is missing"},

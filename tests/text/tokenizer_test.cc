@@ -24,8 +24,10 @@ TEST_P(TokenizerParity, IdsAndDecodeMatchHuggingFace) {
   for (const auto& v : vectors) {
     const std::string text = v["text"].get<std::string>();
     EXPECT_EQ((*tok)->Encode(text, false), v["ids"].get<std::vector<int64_t>>()) << GetParam() << ": " << text;
-    EXPECT_EQ((*tok)->Encode(text, true), v["ids_with_special"].get<std::vector<int64_t>>()) << GetParam() << ": " << text;
-    EXPECT_EQ((*tok)->Decode(v["ids"].get<std::vector<int64_t>>()), v["decoded"].get<std::string>()) << GetParam() << ": " << text;
+    EXPECT_EQ((*tok)->Encode(text, true), v["ids_with_special"].get<std::vector<int64_t>>())
+        << GetParam() << ": " << text;
+    EXPECT_EQ((*tok)->Decode(v["ids"].get<std::vector<int64_t>>()), v["decoded"].get<std::string>())
+        << GetParam() << ": " << text;
   }
 }
 
@@ -48,7 +50,8 @@ TEST(Tokenizer, UnsupportedComponentIsNamed) {
   ASSERT_FALSE(t.ok());
   EXPECT_NE(t.status().message().find("WordPiece"), std::string::npos) << t.status();
   auto p = Tokenizer::FromJson(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []},
-                                   "pre_tokenizer": {"type": "BertPreTokenizer"}})", "{}", "tok.json");
+                                   "pre_tokenizer": {"type": "BertPreTokenizer"}})",
+                               "{}", "tok.json");
   ASSERT_FALSE(p.ok());
   EXPECT_NE(p.status().message().find("pre_tokenizer type 'BertPreTokenizer'"), std::string::npos) << p.status();
 }
@@ -70,8 +73,10 @@ TEST(Tokenizer, AddedTokensStripNeighbouringSpacesWhenAsked) {
 
 TEST(Tokenizer, MergesAsPairsEqualMergesAsStrings) {
   const std::string vocab = R"("vocab": {"a": 0, "b": 1, "ab": 2, "abab": 3})";
-  auto s = Tokenizer::FromJson(std::string(R"({"model": {"type": "BPE", )") + vocab + R"(, "merges": ["a b", "ab ab"]}})", "{}", "s");
-  auto p = Tokenizer::FromJson(std::string(R"({"model": {"type": "BPE", )") + vocab + R"(, "merges": [["a", "b"], ["ab", "ab"]]}})", "{}", "p");
+  auto s = Tokenizer::FromJson(
+      std::string(R"({"model": {"type": "BPE", )") + vocab + R"(, "merges": ["a b", "ab ab"]}})", "{}", "s");
+  auto p = Tokenizer::FromJson(
+      std::string(R"({"model": {"type": "BPE", )") + vocab + R"(, "merges": [["a", "b"], ["ab", "ab"]]}})", "{}", "p");
   ASSERT_TRUE(s.ok()) << s.status();
   ASSERT_TRUE(p.ok()) << p.status();
   EXPECT_EQ((*s)->Encode("ababa"), (std::vector<int64_t>{3, 0}));

@@ -124,7 +124,7 @@ void ResultUploader::SendMetrics(Target& t) {
   auto text = ReadFileToString(t.rank_dir + "/out/metrics.jsonl");
   if (text.ok()) {
     std::vector<std::string> lines = absl::StrSplit(*text, '\n');
-    if (!lines.empty()) lines.pop_back();  // text after the last newline is incomplete
+    if (!lines.empty()) lines.pop_back();                   // text after the last newline is incomplete
     if (lines.size() < t.metrics_sent) t.metrics_sent = 0;  // log rewritten on resume
     if (lines.size() > t.metrics_sent) {
       v1::ReportMetricsRequest req;
@@ -164,8 +164,11 @@ void ResultUploader::SendCheckpoints(Target& t) {
     }
     writer->WritesDone();
     grpc::Status st = writer->Finish();
-    if (st.ok()) t.uploaded.insert(name);
-    else std::fprintf(stderr, "polytune-worker: checkpoint upload %s failed: %s\n", name.c_str(), st.error_message().c_str());
+    if (st.ok())
+      t.uploaded.insert(name);
+    else
+      std::fprintf(stderr, "polytune-worker: checkpoint upload %s failed: %s\n", name.c_str(),
+                   st.error_message().c_str());
   }
 }
 

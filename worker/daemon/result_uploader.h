@@ -22,7 +22,8 @@ class ResultUploader {
 
   // Starts following the rank folder `rank_dir` (rank.log, and out/ when `results`) of
   // `job_id`'s rank `rank`, under `key`.
-  void Track(const std::string& key, const std::string& job_id, int32_t rank, const std::string& rank_dir, bool results);
+  void Track(const std::string& key, const std::string& job_id, int32_t rank, const std::string& rank_dir,
+             bool results);
   // The rank has exited: one last pass picks up its final metrics and checkpoint.
   void Finish(const std::string& key);
   // Whether the last pass after Finish() is done (true for keys not tracked).
@@ -35,10 +36,10 @@ class ResultUploader {
     std::string job_id;
     int32_t rank = 0;
     std::string rank_dir;
-    bool results = false;             // rank 0: metrics and checkpoints too
-    size_t log_sent = 0;              // bytes of rank.log already reported
-    size_t metrics_sent = 0;          // lines of metrics.jsonl already reported
-    std::set<std::string> uploaded;   // checkpoint folders already uploaded
+    bool results = false;            // rank 0: metrics and checkpoints too
+    size_t log_sent = 0;             // bytes of rank.log already reported
+    size_t metrics_sent = 0;         // lines of metrics.jsonl already reported
+    std::set<std::string> uploaded;  // checkpoint folders already uploaded
     bool finish_requested = false, finished = false;
   };
 

@@ -110,7 +110,7 @@ absl::Status WorkerDaemon::StartRank(const v1::RankAssignment& a) {
   const std::string key = absl::StrCat(a.job_id(), "/", a.rank());
   if (auto old = ranks_.find(key); old != ranks_.end()) {
     if (old->second.attempt == a.attempt()) return absl::OkStatus();  // a repeated assignment
-    if (!old->second.exited) StopJobAndWait(a.job_id());  // the coordinator cancels first; be sure
+    if (!old->second.exited) StopJobAndWait(a.job_id());              // the coordinator cancels first; be sure
     ranks_.erase(old);  // a new placement of the job: its rank starts afresh
   }
   Rank r;
@@ -167,10 +167,21 @@ absl::Status WorkerDaemon::StartRank(const v1::RankAssignment& a) {
   spec["output_dir"] = r.dir + "/out";
   std::ofstream(r.dir + "/spec.yaml") << spec;
   const std::string log = r.dir + "/rank.log";
-  std::vector<std::string> argv = {o_.polytune_bin, "train", r.dir + "/spec.yaml", "--rank", std::to_string(a.rank()),
-                                   "--world-size", std::to_string(a.world_size()), "--master-addr", a.master_addr(),
-                                   "--master-port", std::to_string(a.master_port()), "--local-rank", "0",
-                                   "--collective-timeout", "60"};
+  std::vector<std::string> argv = {o_.polytune_bin,
+                                   "train",
+                                   r.dir + "/spec.yaml",
+                                   "--rank",
+                                   std::to_string(a.rank()),
+                                   "--world-size",
+                                   std::to_string(a.world_size()),
+                                   "--master-addr",
+                                   a.master_addr(),
+                                   "--master-port",
+                                   std::to_string(a.master_port()),
+                                   "--local-rank",
+                                   "0",
+                                   "--collective-timeout",
+                                   "60"};
   if (fs::exists(r.dir + "/out/checkpoints")) argv.push_back("--resume");
   pid_t pid = ::fork();
   if (pid < 0) return absl::InternalError("fork failed");
@@ -285,7 +296,8 @@ absl::Status WorkerDaemon::Run(const volatile bool* stop) {
   } else if (o_.devices.rfind("cuda:", 0) == 0) {
     for (absl::string_view idx : absl::StrSplit(o_.devices.substr(5), ',')) {
       int i;
-      if (!absl::SimpleAtoi(idx, &i)) return absl::InvalidArgumentError(absl::StrCat("--devices '", o_.devices, "' is not cuda:0,1,..."));
+      if (!absl::SimpleAtoi(idx, &i))
+        return absl::InvalidArgumentError(absl::StrCat("--devices '", o_.devices, "' is not cuda:0,1,..."));
       v1::DeviceInfo d;
       d.set_kind("cuda");
       d.set_index(i);
@@ -315,8 +327,10 @@ absl::Status WorkerDaemon::Run(const volatile bool* stop) {
     req.set_incarnation(incarnation_);
     // An exited rank is reported in a few heartbeats (one could be lost), then forgotten.
     for (auto it = ranks_.begin(); it != ranks_.end();) {
-      if (it->second.exited && it->second.exit_reports >= 5) it = ranks_.erase(it);
-      else ++it;
+      if (it->second.exited && it->second.exit_reports >= 5)
+        it = ranks_.erase(it);
+      else
+        ++it;
     }
     for (auto& [key, r] : ranks_) {
       if (r.exited) ++r.exit_reports;

@@ -25,8 +25,8 @@ struct DaemonOptions {
   std::string work_dir;
   std::string devices = "auto";  // auto | cpu:N | cuda:0,1
   std::string name;
-  std::string address;       // host other ranks reach this worker at
-  std::string polytune_bin;  // the `polytune` binary that runs ranks
+  std::string address;                    // host other ranks reach this worker at
+  std::string polytune_bin;               // the `polytune` binary that runs ranks
   int32_t rendezvous_port_first = 29600;  // ports kept for rank 0 stores placed here
   int32_t rendezvous_port_count = 100;
 };
@@ -41,7 +41,7 @@ class WorkerDaemon {
   struct Rank {
     std::string job_id;
     int32_t rank = 0;
-    int32_t attempt = 0;  // the job's placement this rank belongs to
+    int32_t attempt = 0;     // the job's placement this rank belongs to
     bool port_busy = false;  // rank 0 found its rendezvous port taken and did not start
     pid_t pid = -1;
     std::string dir;  // output_dir of the rank
@@ -53,12 +53,12 @@ class WorkerDaemon {
     bool awaiting_upload = false;
     bool cancelled = false;
     std::chrono::steady_clock::time_point kill_at;  // cancelled: SIGKILL if still alive then
-    int exit_reports = 0;  // heartbeats that carried the exit; forgotten after a few
+    int exit_reports = 0;                           // heartbeats that carried the exit; forgotten after a few
   };
 
   absl::Status Register();
   absl::Status StartRank(const v1::RankAssignment& a);
-  void PollRanks();  // reaps exited ranks, escalates cancels, notes finished uploads
+  void PollRanks();                         // reaps exited ranks, escalates cancels, notes finished uploads
   void StopJob(const std::string& job_id);  // SIGTERM now, SIGKILL after 5 s (from PollRanks)
   void StopJobAndWait(const std::string& job_id);
   absl::StatusOr<std::string> FetchArtifact(const std::string& sha);

@@ -26,14 +26,17 @@ int main(int argc, char** argv) {
   app.add_option("--work-dir", o.work_dir, "Folder for datasets, rank outputs and logs")->required();
   app.add_option("--devices", o.devices, "auto, cpu:N or cuda:0,1")->capture_default_str();
   app.add_option("--name", o.name, "Worker name (default: the host name)");
-  app.add_option("--address", o.address, "Host other ranks reach this worker at (default: 127.0.0.1 for a local coordinator, else the host name)");
+  app.add_option(
+      "--address", o.address,
+      "Host other ranks reach this worker at (default: 127.0.0.1 for a local coordinator, else the host name)");
   app.add_option("--polytune-bin", o.polytune_bin, "The polytune binary (default: next to this one)");
   std::string ports = "29600-29699";
   app.add_option("--rendezvous-ports", ports,
                  "FIRST-LAST: ports on this host kept for the rendezvous stores of ranks 0 placed here")
       ->capture_default_str();
   std::string listen = "0.0.0.0:0";
-  app.add_option("--listen", listen, "HOST:PORT for the worker's health and reflection endpoint (port 0: any free port)")
+  app.add_option("--listen", listen,
+                 "HOST:PORT for the worker's health and reflection endpoint (port 0: any free port)")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   {

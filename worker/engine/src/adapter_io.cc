@@ -12,7 +12,8 @@
 
 namespace polytune::engine {
 
-absl::Status WritePeftAdapterFiles(const LlamaModel& model, const std::string& base_model_path, const std::string& dir) {
+absl::Status WritePeftAdapterFiles(const LlamaModel& model, const std::string& base_model_path,
+                                   const std::string& dir) {
   if (!model.lora_settings()) return absl::FailedPreconditionError("model has no LoRA adapters to save");
   const LoraSettings& s = *model.lora_settings();
   nlohmann::json cfg;
@@ -59,7 +60,8 @@ absl::StatusOr<PeftAdapter> LoadPeftAdapter(const std::string& dir) {
   if (!cfg.contains("r") || !cfg["r"].is_number_integer() || cfg["r"].get<int64_t>() < 1)
     return field_error("r", "must be a positive integer");
   a.settings.r = cfg["r"].get<int64_t>();
-  if (!cfg.contains("lora_alpha") || !cfg["lora_alpha"].is_number()) return field_error("lora_alpha", "must be a number");
+  if (!cfg.contains("lora_alpha") || !cfg["lora_alpha"].is_number())
+    return field_error("lora_alpha", "must be a number");
   a.settings.alpha = cfg["lora_alpha"].get<double>();
   a.settings.dropout = cfg.value("lora_dropout", 0.0);
   a.settings.rslora = cfg.value("use_rslora", false);
@@ -77,10 +79,12 @@ absl::StatusOr<PeftAdapter> LoadPeftAdapter(const std::string& dir) {
   }
   if (cfg.contains("layers_to_transform") && !cfg["layers_to_transform"].is_null()) {
     const auto& l = cfg["layers_to_transform"];
-    if (l.is_number_integer()) a.settings.layers.push_back(l.get<int64_t>());
+    if (l.is_number_integer())
+      a.settings.layers.push_back(l.get<int64_t>());
     else if (l.is_array())
       for (const auto& v : l) a.settings.layers.push_back(v.get<int64_t>());
-    else return field_error("layers_to_transform", "must be an integer or a list");
+    else
+      return field_error("layers_to_transform", "must be an integer or a list");
   }
   a.base_model_name_or_path = cfg.value("base_model_name_or_path", "");
   ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(dir + "/adapter_model.safetensors"));
@@ -94,7 +98,8 @@ absl::StatusOr<PeftAdapter> LoadPeftAdapter(const std::string& dir) {
 absl::Status ApplyPeftAdapter(const PeftAdapter& adapter, LlamaModel* model) {
   for (int64_t l : adapter.settings.layers)
     if (l >= static_cast<int64_t>(model->layers.size()))
-      return absl::InvalidArgumentError(absl::StrCat("adapter targets layer ", l, " but the model has ", model->layers.size()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("adapter targets layer ", l, " but the model has ", model->layers.size()));
   model->AttachLora(adapter.settings, /*seed=*/0);
   at::NoGradGuard no_grad;
   std::set<std::string> used;

@@ -15,9 +15,14 @@ namespace polytune::engine {
 namespace fs = std::filesystem;
 
 nlohmann::json TrainerState::ToJson() const {
-  return {{"step", step},       {"total_steps", total_steps},     {"global_batch_size", global_batch_size},
-          {"seed", seed},       {"data_position", data_position}, {"epoch", epoch},
-          {"last_lr", last_lr}, {"format_version", 1}};
+  return {{"step", step},
+          {"total_steps", total_steps},
+          {"global_batch_size", global_batch_size},
+          {"seed", seed},
+          {"data_position", data_position},
+          {"epoch", epoch},
+          {"last_lr", last_lr},
+          {"format_version", 1}};
 }
 
 absl::StatusOr<TrainerState> TrainerState::FromJson(const nlohmann::json& j, const std::string& source) {
@@ -71,12 +76,14 @@ absl::StatusOr<TrainerState> LoadCheckpoint(const std::string& dir, LlamaModel* 
   for (auto& [name, param] : params) {
     auto it = adapter.tensors.find(name);
     if (it == adapter.tensors.end() || it->second.sizes() != param.sizes())
-      return absl::InvalidArgumentError(absl::StrCat(dir, ": adapter tensor '", name, "' is missing or has another shape"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(dir, ": adapter tensor '", name, "' is missing or has another shape"));
     param.copy_(it->second.to(param.device()));
     ASSIGN_OR_RETURN(at::Tensor m, opt_file->Load(name + ".exp_avg"));
     ASSIGN_OR_RETURN(at::Tensor v, opt_file->Load(name + ".exp_avg_sq"));
     if (m.sizes() != param.sizes() || v.sizes() != param.sizes())
-      return absl::InvalidArgumentError(absl::StrCat(dir, "/optimizer.safetensors: moments of '", name, "' have the wrong shape"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(dir, "/optimizer.safetensors: moments of '", name, "' have the wrong shape"));
     optimizer->exp_avg()[i].copy_(m.to(param.device()));
     optimizer->exp_avg_sq()[i].copy_(v.to(param.device()));
     ++i;

@@ -60,7 +60,8 @@ class ProcessGroupCommunicator : public Communicator {
       auto work = group_->allreduce(tensors, opts);
       if (!work->wait(timeout_)) return absl::DeadlineExceededError("all-reduce did not complete in time");
     } catch (const std::exception& e) {
-      return absl::UnavailableError(absl::StrCat("rank ", rank_, ": all-reduce failed (a peer rank probably exited): ", e.what()));
+      return absl::UnavailableError(
+          absl::StrCat("rank ", rank_, ": all-reduce failed (a peer rank probably exited): ", e.what()));
     }
     return absl::OkStatus();
   }
@@ -106,7 +107,8 @@ absl::StatusOr<std::unique_ptr<Communicator>> ConnectProcessGroup(const Rendezvo
       group = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, o.rank, o.world_size, opts);
       collective_device = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(o.device_index));
 #else
-      return absl::FailedPreconditionError("this build of polytune has no NCCL support; rebuild against a CUDA libtorch");
+      return absl::FailedPreconditionError(
+          "this build of polytune has no NCCL support; rebuild against a CUDA libtorch");
 #endif
     } else {
       auto opts = c10d::ProcessGroupGloo::Options::create();
@@ -120,8 +122,9 @@ absl::StatusOr<std::unique_ptr<Communicator>> ConnectProcessGroup(const Rendezvo
     return std::unique_ptr<Communicator>(
         new ProcessGroupCommunicator(store, group, o.rank, o.world_size, o.timeout, collective_device));
   } catch (const std::exception& e) {
-    return absl::UnavailableError(absl::StrCat("rank ", o.rank, " could not join the process group at ", o.master_addr, ":",
-                                               o.master_port, " within ", o.timeout.count() / 1000, " s: ", e.what()));
+    return absl::UnavailableError(absl::StrCat("rank ", o.rank, " could not join the process group at ", o.master_addr,
+                                               ":", o.master_port, " within ", o.timeout.count() / 1000,
+                                               " s: ", e.what()));
   }
 }
 

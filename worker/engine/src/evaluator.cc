@@ -36,7 +36,8 @@ absl::StatusOr<EvalResult> Evaluate(const LlamaModel& model, const TokenDataset&
   at::Tensor sums = at::zeros({n_lang, 3}, at::kDouble);
   auto acc = sums.accessor<double, 2>();
   std::vector<int64_t> mine;
-  for (int64_t i = comm.rank(); i < static_cast<int64_t>(data.examples.size()); i += comm.world_size()) mine.push_back(i);
+  for (int64_t i = comm.rank(); i < static_cast<int64_t>(data.examples.size()); i += comm.world_size())
+    mine.push_back(i);
   ForwardOptions options;  // eval: no dropout
   for (size_t start = 0; start < mine.size(); start += batch_size) {
     std::vector<int64_t> idx(mine.begin() + start, mine.begin() + std::min(mine.size(), start + batch_size));

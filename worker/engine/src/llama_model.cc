@@ -4,8 +4,8 @@
 #include <map>
 #include <tuple>
 
-#include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/autograd/custom_function.h>
 #include <torch/version.h>
 
 #include "absl/strings/str_cat.h"
@@ -117,23 +117,28 @@ at::Tensor PackedAttention(const LayerRun& run, const at::Tensor& q, const at::T
     slot_base += n * longest;
   }
   at::Tensor all = outputs.size() == 1 ? outputs[0] : at::cat(outputs, 0);
-  return all.index_select(0, at::tensor(scatter, long_opts).to(q.device())).view({batch, seq, heads, dim}).transpose(1, 2);
+  return all.index_select(0, at::tensor(scatter, long_opts).to(q.device()))
+      .view({batch, seq, heads, dim})
+      .transpose(1, 2);
 }
 
 at::Tensor DecoderForward(const LayerRun& run, const at::Tensor& x) {
   const ModelConfig& c = *run.config;
   const int64_t batch = x.size(0), seq = x.size(1);
   at::Tensor h = RmsNorm(x, run.layer->input_layernorm, c.rms_norm_eps);
-  at::Tensor q = RunProjection(run, ProjKind::kQ, h).view({batch, seq, c.num_attention_heads, c.head_dim}).transpose(1, 2);
-  at::Tensor k = RunProjection(run, ProjKind::kK, h).view({batch, seq, c.num_key_value_heads, c.head_dim}).transpose(1, 2);
-  at::Tensor v = RunProjection(run, ProjKind::kV, h).view({batch, seq, c.num_key_value_heads, c.head_dim}).transpose(1, 2);
+  at::Tensor q =
+      RunProjection(run, ProjKind::kQ, h).view({batch, seq, c.num_attention_heads, c.head_dim}).transpose(1, 2);
+  at::Tensor k =
+      RunProjection(run, ProjKind::kK, h).view({batch, seq, c.num_key_value_heads, c.head_dim}).transpose(1, 2);
+  at::Tensor v =
+      RunProjection(run, ProjKind::kV, h).view({batch, seq, c.num_key_value_heads, c.head_dim}).transpose(1, 2);
   q = ApplyRope(q, run.cos, run.sin);
   k = ApplyRope(k, run.cos, run.sin);
   at::Tensor attn = Attention(run, q, k, v).transpose(1, 2).reshape({batch, seq, c.num_attention_heads * c.head_dim});
   at::Tensor out = x + RunProjection(run, ProjKind::kO, attn);
   at::Tensor h2 = RmsNorm(out, run.layer->post_attention_layernorm, c.rms_norm_eps);
-  at::Tensor mlp = RunProjection(run, ProjKind::kDown,
-                                 at::silu(RunProjection(run, ProjKind::kGate, h2)) * RunProjection(run, ProjKind::kUp, h2));
+  at::Tensor mlp = RunProjection(
+      run, ProjKind::kDown, at::silu(RunProjection(run, ProjKind::kGate, h2)) * RunProjection(run, ProjKind::kUp, h2));
   return out + mlp;
 }
 
@@ -174,7 +179,10 @@ class CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
     options.token_keys = ctx->saved_data["token_keys"].toIntVector();
     LayerRun run{reinterpret_cast<const ModelConfig*>(ctx->saved_data["config"].toInt()),
                  reinterpret_cast<const DecoderLayer*>(ctx->saved_data["layer"].toInt()),
-                 ctx->saved_data["layer_index"].toInt(), saved[1], saved[2], &options,
+                 ctx->saved_data["layer_index"].toInt(),
+                 saved[1],
+                 saved[2],
+                 &options,
                  ctx->saved_data["spans"].toIntVector()};
     std::vector<at::Tensor> params = LayerLoraTensors(*run.layer);
     at::Tensor x = saved[0].detach().requires_grad_(saved[0].requires_grad());
@@ -227,9 +235,10 @@ at::Tensor LlamaModel::ForwardHidden(const at::Tensor& input_ids, const ForwardO
                                      const at::Tensor& position_ids) const {
   const int64_t batch = input_ids.size(0), seq = input_ids.size(1);
   at::Tensor ids = input_ids.to(device_);
-  at::Tensor positions = position_ids.defined()
-                             ? position_ids.to(device_)
-                             : at::arange(seq, at::TensorOptions().dtype(at::kLong).device(device_)).unsqueeze(0).expand({batch, seq});
+  at::Tensor positions =
+      position_ids.defined()
+          ? position_ids.to(device_)
+          : at::arange(seq, at::TensorOptions().dtype(at::kLong).device(device_)).unsqueeze(0).expand({batch, seq});
   auto [cos, sin] = RopeCosSin(inv_freq_, positions);
   // Packed rows: runs of equal segment id become (row, start, end) spans.
   std::vector<int64_t> spans;
@@ -298,7 +307,8 @@ int64_t LlamaModel::BaseWeightBytes() const {
   int64_t bytes = embed_tokens.numel() * embed_tokens.element_size() + final_norm.numel() * final_norm.element_size();
   if (lm_head.defined()) bytes += lm_head.numel() * lm_head.element_size();
   for (const auto& layer : layers) {
-    bytes += (layer.input_layernorm.numel() + layer.post_attention_layernorm.numel()) * layer.input_layernorm.element_size();
+    bytes +=
+        (layer.input_layernorm.numel() + layer.post_attention_layernorm.numel()) * layer.input_layernorm.element_size();
     for (const auto& p : layer.proj) {
       bytes += p.weight.StorageBytes();
       if (p.bias.defined()) bytes += p.bias.numel() * p.bias.element_size();

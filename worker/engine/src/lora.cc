@@ -3,15 +3,16 @@
 #include <cmath>
 #include <cstring>
 
-#include <ATen/core/Generator.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
+#include <ATen/core/Generator.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 namespace polytune::engine {
 namespace {
 
-const char* const kProjNames[kNumProjKinds] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+const char* const kProjNames[kNumProjKinds] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                                               "gate_proj", "up_proj", "down_proj"};
 
 uint64_t SplitMix64(uint64_t z) {
   z += 0x9e3779b97f4a7c15ULL;
@@ -19,7 +20,6 @@ uint64_t SplitMix64(uint64_t z) {
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
   return z ^ (z >> 31);
 }
-
 
 }  // namespace
 
@@ -64,7 +64,8 @@ LoraAdapter LoraAdapter::Create(int64_t in_features, int64_t out_features, const
   at::Tensor a = at::empty({settings.r, in_features}, at::kFloat);
   a.uniform_(-bound, bound, gen);
   adapter.a = a.to(device).set_requires_grad(true);
-  adapter.b = at::zeros({out_features, settings.r}, at::TensorOptions().dtype(at::kFloat).device(device)).set_requires_grad(true);
+  adapter.b = at::zeros({out_features, settings.r}, at::TensorOptions().dtype(at::kFloat).device(device))
+                  .set_requires_grad(true);
   adapter.scaling = settings.Scaling();
   adapter.dropout = settings.dropout;
   return adapter;
@@ -84,7 +85,8 @@ inline uint32_t Fmix32(uint32_t z) {
 std::vector<int32_t> RowKeys(int64_t rows, const DropoutKey& key) {
   TORCH_CHECK(key.token_keys != nullptr && static_cast<int64_t>(key.token_keys->size()) == rows,
               "LoRA dropout needs one key per token");
-  const uint32_t salt = Fmix32(static_cast<uint32_t>(key.layer) * 0x9e3779b1u + static_cast<uint32_t>(key.module) * 0x85ebca77u + 1u);
+  const uint32_t salt =
+      Fmix32(static_cast<uint32_t>(key.layer) * 0x9e3779b1u + static_cast<uint32_t>(key.module) * 0x85ebca77u + 1u);
   std::vector<int32_t> row_keys(rows);
   for (int64_t r = 0; r < rows; ++r)
     row_keys[r] = static_cast<int32_t>(Fmix32(static_cast<uint32_t>((*key.token_keys)[r]) ^ salt));
@@ -122,7 +124,8 @@ class HashDropoutFunction : public torch::autograd::Function<HashDropoutFunction
                             std::vector<int64_t> row_keys) {
     at::Tensor xc = x.contiguous();
     at::Tensor out = at::empty_like(xc);
-    ApplyHashDropout(xc.data_ptr<float>(), out.data_ptr<float>(), x.numel() / x.size(-1), x.size(-1), p, Narrow(row_keys));
+    ApplyHashDropout(xc.data_ptr<float>(), out.data_ptr<float>(), x.numel() / x.size(-1), x.size(-1), p,
+                     Narrow(row_keys));
     ctx->saved_data["p"] = p;
     ctx->saved_data["keys"] = row_keys;
     return out;
@@ -173,9 +176,10 @@ at::Tensor LoraDropoutMaskTensorOps(const at::Tensor& x, double p, const Dropout
   // Counter = element index * golden ratio, cached: it only depends on the row length.
   thread_local at::Tensor counter;
   if (!counter.defined() || counter.numel() < per_row || counter.device() != x.device())
-    counter = at::arange(per_row, at::TensorOptions().dtype(at::kInt).device(x.device())).mul(static_cast<int32_t>(0x9e3779b9u));
-  at::Tensor z = counter.slice(0, 0, per_row).unsqueeze(0) +
-                 at::from_blob(row_keys.data(), {rows, 1}, at::kInt).to(x.device());
+    counter = at::arange(per_row, at::TensorOptions().dtype(at::kInt).device(x.device()))
+                  .mul(static_cast<int32_t>(0x9e3779b9u));
+  at::Tensor z =
+      counter.slice(0, 0, per_row).unsqueeze(0) + at::from_blob(row_keys.data(), {rows, 1}, at::kInt).to(x.device());
   // murmur3's fmix32 on int32 lanes (multiplication wraps like uint32; shifts made logical).
   auto shr = [](const at::Tensor& t, int k) {
     return at::bitwise_and(at::bitwise_right_shift(t, k), static_cast<int32_t>(0xffffffffu >> k));
@@ -193,7 +197,8 @@ at::Tensor LoraAdapter::Forward(const at::Tensor& x, bool training, const Dropou
   return AddTo(at::zeros({}, x.options()), x, training, key);
 }
 
-at::Tensor LoraAdapter::AddTo(const at::Tensor& base_out, const at::Tensor& x, bool training, const DropoutKey& key) const {
+at::Tensor LoraAdapter::AddTo(const at::Tensor& base_out, const at::Tensor& x, bool training,
+                              const DropoutKey& key) const {
   at::Tensor input = x;
   if (training && dropout > 0.0) input = ApplyLoraDropout(x, dropout, key);
   const auto dtype = x.scalar_type();

@@ -10,7 +10,8 @@ at::Tensor SumTokenCrossEntropy(const at::Tensor& logits, const at::Tensor& labe
   // would make backward allocate and copy a second logits-sized gradient.
   at::Tensor lb = labels.to(logits.device());
   at::Tensor shifted = at::cat({lb.slice(1, 1), at::full({lb.size(0), 1}, kIgnoreIndex, lb.options())}, 1);
-  return at::cross_entropy_loss(logits.reshape({-1, vocab}), shifted.reshape({-1}), {}, at::Reduction::Sum, kIgnoreIndex);
+  return at::cross_entropy_loss(logits.reshape({-1, vocab}), shifted.reshape({-1}), {}, at::Reduction::Sum,
+                                kIgnoreIndex);
 }
 
 RowStats ComputeRowStats(const at::Tensor& logits, const at::Tensor& labels) {
@@ -18,8 +19,9 @@ RowStats ComputeRowStats(const at::Tensor& logits, const at::Tensor& labels) {
   const int64_t rows = logits.size(0), seq = logits.size(1), vocab = logits.size(2);
   at::Tensor lg = logits.slice(1, 0, seq - 1);
   at::Tensor lb = labels.to(logits.device()).slice(1, 1);
-  at::Tensor per_token = at::cross_entropy_loss(lg.reshape({-1, vocab}), lb.reshape({-1}), {}, at::Reduction::None, kIgnoreIndex)
-                             .view({rows, seq - 1});
+  at::Tensor per_token =
+      at::cross_entropy_loss(lg.reshape({-1, vocab}), lb.reshape({-1}), {}, at::Reduction::None, kIgnoreIndex)
+          .view({rows, seq - 1});
   at::Tensor valid = lb.ne(kIgnoreIndex);
   at::Tensor correct = lg.argmax(-1).eq(lb).logical_and(valid);
   at::Tensor loss_rows = per_token.to(at::kDouble).sum(1).cpu();

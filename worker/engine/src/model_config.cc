@@ -29,7 +29,8 @@ absl::StatusOr<double> GetDouble(const nlohmann::json& j, const std::string& sou
   return j[key].get<double>();
 }
 
-absl::StatusOr<bool> GetBool(const nlohmann::json& j, const std::string& source, const std::string& key, bool fallback) {
+absl::StatusOr<bool> GetBool(const nlohmann::json& j, const std::string& source, const std::string& key,
+                             bool fallback) {
   if (!j.contains(key) || j[key].is_null()) return fallback;
   if (!j[key].is_boolean()) return FieldError(source, key, "must be true or false");
   return j[key].get<bool>();
@@ -40,8 +41,10 @@ absl::StatusOr<std::optional<RopeScaling>> ParseRopeScaling(const nlohmann::json
   if (r.is_null()) return std::optional<RopeScaling>();
   if (!r.is_object()) return FieldError(source, key, "must be an object");
   std::string type;
-  if (r.contains("rope_type") && r["rope_type"].is_string()) type = r["rope_type"].get<std::string>();
-  else if (r.contains("type") && r["type"].is_string()) type = r["type"].get<std::string>();
+  if (r.contains("rope_type") && r["rope_type"].is_string())
+    type = r["rope_type"].get<std::string>();
+  else if (r.contains("type") && r["type"].is_string())
+    type = r["type"].get<std::string>();
   if (type.empty() || type == "default") return std::optional<RopeScaling>();
   RopeScaling s;
   const std::string src = absl::StrCat(source, " (", key, ")");
@@ -61,7 +64,8 @@ absl::StatusOr<std::optional<RopeScaling>> ParseRopeScaling(const nlohmann::json
     s.low_freq_factor = *low;
     s.high_freq_factor = *high;
     s.original_max_position_embeddings = *orig;
-    if (s.high_freq_factor <= s.low_freq_factor) return FieldError(source, key, "needs high_freq_factor > low_freq_factor");
+    if (s.high_freq_factor <= s.low_freq_factor)
+      return FieldError(source, key, "needs high_freq_factor > low_freq_factor");
   } else {
     return FieldError(source, key, absl::StrCat("has rope type '", type, "'; supported: default, linear, llama3"));
   }
@@ -80,24 +84,30 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const nlohmann::json& j, const std:
     arch = j["architectures"][0].get<std::string>();
   } else if (j.contains("model_type") && j["model_type"].is_string()) {
     const std::string mt = j["model_type"].get<std::string>();
-    arch = mt == "llama" ? "LlamaForCausalLM" : mt == "mistral" ? "MistralForCausalLM" : mt == "qwen2" ? "Qwen2ForCausalLM" : mt;
+    arch = mt == "llama"     ? "LlamaForCausalLM"
+           : mt == "mistral" ? "MistralForCausalLM"
+           : mt == "qwen2"   ? "Qwen2ForCausalLM"
+                             : mt;
   } else {
     return FieldError(source, "architectures", "is missing (and no model_type)");
   }
   c.architecture_name = arch;
-  if (arch == "LlamaForCausalLM") c.architecture = Architecture::kLlama;
-  else if (arch == "MistralForCausalLM") c.architecture = Architecture::kMistral;
-  else if (arch == "Qwen2ForCausalLM") c.architecture = Architecture::kQwen2;
+  if (arch == "LlamaForCausalLM")
+    c.architecture = Architecture::kLlama;
+  else if (arch == "MistralForCausalLM")
+    c.architecture = Architecture::kMistral;
+  else if (arch == "Qwen2ForCausalLM")
+    c.architecture = Architecture::kQwen2;
   else
     return FieldError(source, "architectures",
                       absl::StrCat("names unsupported architecture '", arch,
                                    "'; supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM"));
 
-#define POLYTUNE_ASSIGN(field, expr) \
-  {                                  \
-    auto _v = (expr);                \
+#define POLYTUNE_ASSIGN(field, expr)  \
+  {                                   \
+    auto _v = (expr);                 \
     if (!_v.ok()) return _v.status(); \
-    c.field = *_v;                   \
+    c.field = *_v;                    \
   }
   POLYTUNE_ASSIGN(vocab_size, GetInt(j, source, "vocab_size", std::nullopt));
   POLYTUNE_ASSIGN(hidden_size, GetInt(j, source, "hidden_size", std::nullopt));
@@ -126,7 +136,8 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const nlohmann::json& j, const std:
   }
   if (c.vocab_size == 0 || c.hidden_size == 0 || c.intermediate_size == 0 || c.num_hidden_layers == 0 ||
       c.num_key_value_heads == 0 || c.head_dim == 0)
-    return absl::InvalidArgumentError(absl::StrCat(source, ": vocab_size, hidden_size, intermediate_size, num_hidden_layers, "
+    return absl::InvalidArgumentError(absl::StrCat(source,
+                                                   ": vocab_size, hidden_size, intermediate_size, num_hidden_layers, "
                                                    "num_key_value_heads and head_dim must be positive"));
   if (c.num_attention_heads % c.num_key_value_heads != 0)
     return FieldError(source, "num_key_value_heads", "must divide num_attention_heads");
@@ -142,16 +153,20 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const nlohmann::json& j, const std:
     POLYTUNE_ASSIGN(rope_scaling, ParseRopeScaling(j["rope_scaling"], source, "rope_scaling"));
   }
   if (c.architecture == Architecture::kMistral) {
-    if (j.contains("sliding_window") && j["sliding_window"].is_null()) c.sliding_window = 0;
-    else POLYTUNE_ASSIGN(sliding_window, GetInt(j, source, "sliding_window", 4096));
+    if (j.contains("sliding_window") && j["sliding_window"].is_null())
+      c.sliding_window = 0;
+    else
+      POLYTUNE_ASSIGN(sliding_window, GetInt(j, source, "sliding_window", 4096));
   } else if (c.architecture == Architecture::kQwen2) {
     auto use = GetBool(j, source, "use_sliding_window", false);
     if (!use.ok()) return use.status();
     if (*use) POLYTUNE_ASSIGN(sliding_window, GetInt(j, source, "sliding_window", 4096));
   }
   if (j.contains("torch_dtype") && j["torch_dtype"].is_string()) c.torch_dtype = j["torch_dtype"].get<std::string>();
-  if (j.contains("bos_token_id") && j["bos_token_id"].is_number_integer()) c.bos_token_id = j["bos_token_id"].get<int64_t>();
-  if (j.contains("eos_token_id") && j["eos_token_id"].is_number_integer()) c.eos_token_id = j["eos_token_id"].get<int64_t>();
+  if (j.contains("bos_token_id") && j["bos_token_id"].is_number_integer())
+    c.bos_token_id = j["bos_token_id"].get<int64_t>();
+  if (j.contains("eos_token_id") && j["eos_token_id"].is_number_integer())
+    c.eos_token_id = j["eos_token_id"].get<int64_t>();
 #undef POLYTUNE_ASSIGN
   return c;
 }
@@ -166,7 +181,9 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& model_dir) {
 nlohmann::json ModelConfigToJson(const ModelConfig& c) {
   nlohmann::json j;
   j["architectures"] = {c.architecture_name};
-  j["model_type"] = c.architecture == Architecture::kLlama ? "llama" : c.architecture == Architecture::kMistral ? "mistral" : "qwen2";
+  j["model_type"] = c.architecture == Architecture::kLlama     ? "llama"
+                    : c.architecture == Architecture::kMistral ? "mistral"
+                                                               : "qwen2";
   j["vocab_size"] = c.vocab_size;
   j["hidden_size"] = c.hidden_size;
   j["intermediate_size"] = c.intermediate_size;
@@ -197,7 +214,8 @@ nlohmann::json ModelConfigToJson(const ModelConfig& c) {
   } else {
     j["rope_scaling"] = nullptr;
   }
-  if (c.architecture == Architecture::kMistral) j["sliding_window"] = c.sliding_window == 0 ? nlohmann::json(nullptr) : nlohmann::json(c.sliding_window);
+  if (c.architecture == Architecture::kMistral)
+    j["sliding_window"] = c.sliding_window == 0 ? nlohmann::json(nullptr) : nlohmann::json(c.sliding_window);
   j["torch_dtype"] = c.torch_dtype;
   if (c.bos_token_id >= 0) j["bos_token_id"] = c.bos_token_id;
   if (c.eos_token_id >= 0) j["eos_token_id"] = c.eos_token_id;

@@ -14,12 +14,17 @@
 namespace polytune::engine {
 namespace fs = std::filesystem;
 
-absl::Status WriteRandomModel(const std::string& dir, const ModelConfig& config, uint64_t seed, const std::string& dtype) {
+absl::Status WriteRandomModel(const std::string& dir, const ModelConfig& config, uint64_t seed,
+                              const std::string& dtype) {
   at::ScalarType st;
-  if (dtype == "float32") st = at::kFloat;
-  else if (dtype == "float16") st = at::kHalf;
-  else if (dtype == "bfloat16") st = at::kBFloat16;
-  else return absl::InvalidArgumentError(absl::StrCat("dtype '", dtype, "' must be float32, float16 or bfloat16"));
+  if (dtype == "float32")
+    st = at::kFloat;
+  else if (dtype == "float16")
+    st = at::kHalf;
+  else if (dtype == "bfloat16")
+    st = at::kBFloat16;
+  else
+    return absl::InvalidArgumentError(absl::StrCat("dtype '", dtype, "' must be float32, float16 or bfloat16"));
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return absl::InternalError(absl::StrCat("cannot create '", dir, "': ", ec.message()));
@@ -62,7 +67,8 @@ absl::Status WriteRandomModel(const std::string& dir, const ModelConfig& config,
   return WriteFileAtomic(dir + "/config.json", ModelConfigToJson(c).dump(2) + "\n");
 }
 
-absl::Status ExportMergedModel(const std::string& model_dir, const std::string& adapter_dir, const std::string& out_dir) {
+absl::Status ExportMergedModel(const std::string& model_dir, const std::string& adapter_dir,
+                               const std::string& out_dir) {
   LoadOptions opts;
   opts.quantization = Quantization::kNone;
   opts.device = at::kCPU;
@@ -97,7 +103,8 @@ absl::Status ExportMergedModel(const std::string& model_dir, const std::string& 
   c.torch_dtype = "float32";
   RETURN_IF_ERROR(WriteSafetensors(out_dir + "/model.safetensors", t, {{"format", "pt"}}));
   // Tokenizer files travel with the model so the export is usable on its own.
-  for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"}) {
+  for (const char* f :
+       {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"}) {
     if (fs::exists(fs::path(model_dir) / f)) {
       ASSIGN_OR_RETURN(std::string text, ReadFileToString((fs::path(model_dir) / f).string()));
       RETURN_IF_ERROR(WriteFileAtomic((fs::path(out_dir) / f).string(), text));

@@ -35,7 +35,8 @@ absl::StatusOr<TensorIndex> OpenCheckpoint(const std::string& dir) {
         return absl::InvalidArgumentError(absl::StrCat(sharded, ": weight_map['", it.key(), "'] must be a file name"));
       const std::string file = it->get<std::string>();
       if (file.find('/') != std::string::npos)
-        return absl::InvalidArgumentError(absl::StrCat(sharded, ": weight_map['", it.key(), "'] names a path outside the model directory"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(sharded, ": weight_map['", it.key(), "'] names a path outside the model directory"));
       if (!by_file.count(file)) {
         ASSIGN_OR_RETURN(auto opened, SafetensorsFile::Open(dir + "/" + file));
         by_file[file] = opened.get();
@@ -43,13 +44,15 @@ absl::StatusOr<TensorIndex> OpenCheckpoint(const std::string& dir) {
       }
       const SafetensorsFile* f = by_file[file];
       if (!f->Contains(it.key()))
-        return absl::InvalidArgumentError(absl::StrCat(f->path(), ": tensor '", it.key(), "' listed in ", sharded, " is missing"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(f->path(), ": tensor '", it.key(), "' listed in ", sharded, " is missing"));
       index.location[it.key()] = f;
     }
     for (const auto& f : index.files)
       for (const auto& [name, entry] : f->entries())
         if (!index.location.count(name))
-          return absl::InvalidArgumentError(absl::StrCat(f->path(), ": tensor '", name, "' is not listed in ", sharded));
+          return absl::InvalidArgumentError(
+              absl::StrCat(f->path(), ": tensor '", name, "' is not listed in ", sharded));
   } else if (fs::exists(single)) {
     ASSIGN_OR_RETURN(auto opened, SafetensorsFile::Open(single));
     for (const auto& [name, entry] : opened->entries()) index.location[name] = opened.get();
@@ -76,8 +79,9 @@ class Loader {
       return absl::InvalidArgumentError(absl::StrCat(f->path(), ": tensor '", name, "' has dtype ", e.dtype,
                                                      "; model weights must be F32, F16 or BF16"));
     if (e.shape != shape)
-      return absl::InvalidArgumentError(absl::StrCat(f->path(), ": tensor '", name, "' has shape [", absl::StrJoin(e.shape, ", "),
-                                                     "] but config.json implies [", absl::StrJoin(shape, ", "), "]"));
+      return absl::InvalidArgumentError(absl::StrCat(f->path(), ": tensor '", name, "' has shape [",
+                                                     absl::StrJoin(e.shape, ", "), "] but config.json implies [",
+                                                     absl::StrJoin(shape, ", "), "]"));
     ASSIGN_OR_RETURN(at::Tensor t, f->Load(name));
     used_.insert(name);
     return t.to(options_.device).to(at::kFloat);
@@ -91,7 +95,7 @@ class Loader {
   absl::Status Unused() const {
     for (const auto& [name, file] : index_.location) {
       if (used_.count(name)) continue;
-      if (absl::EndsWith(name, "rotary_emb.inv_freq")) continue;  // buffer saved by old transformers
+      if (absl::EndsWith(name, "rotary_emb.inv_freq")) continue;              // buffer saved by old transformers
       if (name == "lm_head.weight" && config_.tie_word_embeddings) continue;  // tied: ignored like HF does
       return absl::InvalidArgumentError(absl::StrCat(file->path(), ": unexpected tensor '", name, "' for ",
                                                      config_.architecture_name, " with this config.json"));
@@ -109,9 +113,7 @@ class Loader {
 
 }  // namespace
 
-at::ScalarType DefaultComputeDtype(const at::Device& device) {
-  return device.is_cuda() ? at::kBFloat16 : at::kFloat;
-}
+at::ScalarType DefaultComputeDtype(const at::Device& device) { return device.is_cuda() ? at::kBFloat16 : at::kFloat; }
 
 absl::StatusOr<Quantization> ParseQuantization(const std::string& name) {
   if (name == "none") return Quantization::kNone;
@@ -136,8 +138,8 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LoadModel(const std::string& model_d
     ASSIGN_OR_RETURN(model->lm_head, loader.Dense("lm_head.weight", {v, h}));
   }
 
-  const std::array<std::pair<int64_t, int64_t>, kNumProjKinds> shapes = {{
-      {q_out, h}, {kv_out, h}, {kv_out, h}, {h, q_out}, {inter, h}, {inter, h}, {h, inter}}};
+  const std::array<std::pair<int64_t, int64_t>, kNumProjKinds> shapes = {
+      {{q_out, h}, {kv_out, h}, {kv_out, h}, {h, q_out}, {inter, h}, {inter, h}, {h, inter}}};
   model->layers.resize(config.num_hidden_layers);
   for (int64_t l = 0; l < config.num_hidden_layers; ++l) {
     DecoderLayer& layer = model->layers[l];
@@ -150,9 +152,12 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LoadModel(const std::string& model_d
       const auto [out, in] = shapes[k];
       ASSIGN_OR_RETURN(at::Tensor w, loader.Take(name + ".weight", {out, in}));
       Projection& p = layer.proj[k];
-      p.weight = options.quantization == Quantization::kNf4 ? FrozenWeight::Quantized(QuantizeNf4(w, options.double_quant))
-                                                            : FrozenWeight::Dense(w.to(dtype));
-      const bool has_bias = kind <= ProjKind::kV ? config.qkv_bias : kind == ProjKind::kO ? config.o_proj_bias : config.mlp_bias;
+      p.weight = options.quantization == Quantization::kNf4
+                     ? FrozenWeight::Quantized(QuantizeNf4(w, options.double_quant))
+                     : FrozenWeight::Dense(w.to(dtype));
+      const bool has_bias = kind <= ProjKind::kV   ? config.qkv_bias
+                            : kind == ProjKind::kO ? config.o_proj_bias
+                                                   : config.mlp_bias;
       if (has_bias) {
         ASSIGN_OR_RETURN(p.bias, loader.Dense(name + ".bias", {out}));
       }

@@ -43,11 +43,22 @@ std::pair<at::Tensor, at::Tensor> QuantizeBlocks(const at::Tensor& blocks, const
 }  // namespace
 
 const std::array<float, 16>& Nf4CodeBook() {
-  static const std::array<float, 16> kCode = {
-      -1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f, -0.28444138169288635f,
-      -0.18477343022823334f, -0.09105003625154495f, 0.0f, 0.07958029955625534f, 0.16093020141124725f,
-      0.24611230194568634f, 0.33791524171829224f, 0.44070982933044434f, 0.5626170039176941f,
-      0.7229568362236023f, 1.0f};
+  static const std::array<float, 16> kCode = {-1.0f,
+                                              -0.6961928009986877f,
+                                              -0.5250730514526367f,
+                                              -0.39491748809814453f,
+                                              -0.28444138169288635f,
+                                              -0.18477343022823334f,
+                                              -0.09105003625154495f,
+                                              0.0f,
+                                              0.07958029955625534f,
+                                              0.16093020141124725f,
+                                              0.24611230194568634f,
+                                              0.33791524171829224f,
+                                              0.44070982933044434f,
+                                              0.5626170039176941f,
+                                              0.7229568362236023f,
+                                              1.0f};
   return kCode;
 }
 
@@ -78,8 +89,10 @@ const std::array<float, 256>& DynamicMap8Bit() {
 
 int64_t Nf4Tensor::StorageBytes() const {
   int64_t bytes = packed.numel();
-  if (double_quant) bytes += absmax_q.numel() + absmax2.numel() * 4 + 4;
-  else bytes += absmax.numel() * 4;
+  if (double_quant)
+    bytes += absmax_q.numel() + absmax2.numel() * 4 + 4;
+  else
+    bytes += absmax.numel() * 4;
   return bytes;
 }
 
@@ -104,8 +117,8 @@ Nf4Tensor QuantizeNf4(const at::Tensor& weight, bool double_quant) {
   q.double_quant = true;
   q.absmax_offset = absmax.mean().item<float>();
   static const auto& dyn = DynamicMap8Bit();
-  auto [absmax2, idx2] = QuantizeBlocks(Blocked(absmax - q.absmax_offset, kDoubleQuantBlockSize),
-                                        Midpoints(dyn.data(), 256, device));
+  auto [absmax2, idx2] =
+      QuantizeBlocks(Blocked(absmax - q.absmax_offset, kDoubleQuantBlockSize), Midpoints(dyn.data(), 256, device));
   q.absmax_q = idx2.reshape({-1}).slice(0, 0, absmax.numel()).contiguous();
   q.absmax2 = absmax2.contiguous();
   return q;

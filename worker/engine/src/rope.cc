@@ -20,7 +20,8 @@ at::Tensor RopeInverseFrequencies(const ModelConfig& config) {
   at::Tensor scaled = at::where(wavelen > low_freq_wavelen, inv_freq / s.factor, inv_freq);
   at::Tensor smooth = (old_len / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
   at::Tensor smoothed = (1 - smooth) * scaled / s.factor + smooth * scaled;
-  at::Tensor is_medium = at::logical_not(wavelen < high_freq_wavelen).logical_and(at::logical_not(wavelen > low_freq_wavelen));
+  at::Tensor is_medium =
+      at::logical_not(wavelen < high_freq_wavelen).logical_and(at::logical_not(wavelen > low_freq_wavelen));
   return at::where(is_medium, smoothed, scaled);
 }
 

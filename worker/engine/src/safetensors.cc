@@ -27,11 +27,11 @@ struct DtypeInfo {
 };
 
 const DtypeInfo kDtypes[] = {
-    {"BOOL", 1, false, at::kBool},   {"U8", 1, true, at::kByte},      {"I8", 1, true, at::kChar},
+    {"BOOL", 1, false, at::kBool},    {"U8", 1, true, at::kByte},       {"I8", 1, true, at::kChar},
     {"F8_E5M2", 1, false, at::kByte}, {"F8_E4M3", 1, false, at::kByte}, {"I16", 2, false, at::kShort},
-    {"U16", 2, false, at::kShort},   {"F16", 2, true, at::kHalf},     {"BF16", 2, true, at::kBFloat16},
-    {"I32", 4, true, at::kInt},      {"U32", 4, false, at::kInt},     {"F32", 4, true, at::kFloat},
-    {"F64", 8, true, at::kDouble},   {"I64", 8, true, at::kLong},     {"U64", 8, false, at::kLong},
+    {"U16", 2, false, at::kShort},    {"F16", 2, true, at::kHalf},      {"BF16", 2, true, at::kBFloat16},
+    {"I32", 4, true, at::kInt},       {"U32", 4, false, at::kInt},      {"F32", 4, true, at::kFloat},
+    {"F64", 8, true, at::kDouble},    {"I64", 8, true, at::kLong},      {"U64", 8, false, at::kLong},
 };
 
 const DtypeInfo* FindDtype(const std::string& name) {
@@ -44,15 +44,25 @@ const DtypeInfo* FindDtype(const std::string& name) {
 
 absl::StatusOr<std::string> SafetensorsDtypeName(at::ScalarType type) {
   switch (type) {
-    case at::kFloat: return std::string("F32");
-    case at::kHalf: return std::string("F16");
-    case at::kBFloat16: return std::string("BF16");
-    case at::kDouble: return std::string("F64");
-    case at::kLong: return std::string("I64");
-    case at::kInt: return std::string("I32");
-    case at::kByte: return std::string("U8");
-    case at::kChar: return std::string("I8");
-    default: return absl::InvalidArgumentError(absl::StrCat("dtype ", c10::toString(type), " cannot be written to safetensors"));
+    case at::kFloat:
+      return std::string("F32");
+    case at::kHalf:
+      return std::string("F16");
+    case at::kBFloat16:
+      return std::string("BF16");
+    case at::kDouble:
+      return std::string("F64");
+    case at::kLong:
+      return std::string("I64");
+    case at::kInt:
+      return std::string("I32");
+    case at::kByte:
+      return std::string("U8");
+    case at::kChar:
+      return std::string("I8");
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("dtype ", c10::toString(type), " cannot be written to safetensors"));
   }
 }
 
@@ -69,8 +79,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
   const uint64_t size = static_cast<uint64_t>(st.st_size);
   if (size < 8) {
     ::close(fd);
-    return absl::InvalidArgumentError(absl::StrCat(path, ": truncated safetensors file (", size,
-                                                   " bytes, shorter than the 8-byte header length)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": truncated safetensors file (", size, " bytes, shorter than the 8-byte header length)"));
   }
   void* m = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
   ::close(fd);
@@ -81,7 +91,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | file->map_[i];
   if (header_len > kMaxHeaderBytes)
-    return absl::InvalidArgumentError(absl::StrCat(path, ": header length ", header_len, " exceeds the 100 MB limit; not a safetensors file?"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": header length ", header_len, " exceeds the 100 MB limit; not a safetensors file?"));
   if (8 + header_len > size)
     return absl::InvalidArgumentError(absl::StrCat(path, ": truncated: header claims ", header_len,
                                                    " bytes but the file has only ", size - 8, " after the length"));
@@ -136,7 +147,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
       return bad(absl::StrCat("data_offsets [", e.begin, ", ", e.end, ") run past the data buffer (", buffer_size,
                               " bytes): file truncated?"));
     if (e.end - e.begin != numel * static_cast<uint64_t>(info->bytes))
-      return bad(absl::StrCat("byte size ", e.end - e.begin, " does not match shape (", numel, " x ", info->bytes, " bytes)"));
+      return bad(
+          absl::StrCat("byte size ", e.end - e.begin, " does not match shape (", numel, " x ", info->bytes, " bytes)"));
     ranges.emplace_back(e.begin, e.end);
     file->entries_.emplace(name, std::move(e));
   }
@@ -144,7 +156,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
   uint64_t cursor = 0;
   for (const auto& r : ranges) {
     if (r.first != cursor)
-      return absl::InvalidArgumentError(absl::StrCat(path, ": tensor data ", r.first < cursor ? "overlaps" : "leaves a gap",
+      return absl::InvalidArgumentError(absl::StrCat(path, ": tensor data ",
+                                                     r.first < cursor ? "overlaps" : "leaves a gap",
                                                      " at buffer offset ", std::min(r.first, cursor)));
     cursor = r.second;
   }
@@ -163,8 +176,8 @@ absl::StatusOr<at::Tensor> SafetensorsFile::Load(const std::string& name) const 
   if (it == entries_.end()) return absl::NotFoundError(absl::StrCat(path_, ": no tensor '", name, "'"));
   const DtypeInfo* info = FindDtype(it->second.dtype);
   if (!info->loadable)
-    return absl::InvalidArgumentError(absl::StrCat(path_, ": tensor '", name, "' has unsupported dtype ", it->second.dtype,
-                                                   " (supported: F32, F16, BF16)"));
+    return absl::InvalidArgumentError(absl::StrCat(path_, ": tensor '", name, "' has unsupported dtype ",
+                                                   it->second.dtype, " (supported: F32, F16, BF16)"));
   at::Tensor t = at::empty(it->second.shape, at::TensorOptions().dtype(info->type));
   std::memcpy(t.data_ptr(), map_ + data_start_ + it->second.begin, it->second.end - it->second.begin);
   return t;

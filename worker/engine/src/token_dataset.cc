@@ -68,9 +68,13 @@ absl::StatusOr<TokenDataset> LoadDataset(const std::string& path, const DatasetO
     for (size_t i = 0; i < ex.input_ids.size(); ++i) {
       const char* field = parsed->format == text::DataFormat::kTokens ? "input_ids" : "(tokenised text)";
       if (ex.input_ids[i] < 0 || ex.input_ids[i] >= o.vocab_size)
-        return LineError(path, line, field, absl::StrCat("element ", i, " = ", ex.input_ids[i], " is outside the vocabulary [0, ", o.vocab_size, ")"));
+        return LineError(
+            path, line, field,
+            absl::StrCat("element ", i, " = ", ex.input_ids[i], " is outside the vocabulary [0, ", o.vocab_size, ")"));
       if (ex.labels[i] != kIgnoreIndex && (ex.labels[i] < 0 || ex.labels[i] >= o.vocab_size))
-        return LineError(path, line, "labels", absl::StrCat("element ", i, " = ", ex.labels[i], " is outside the vocabulary [0, ", o.vocab_size, ")"));
+        return LineError(
+            path, line, "labels",
+            absl::StrCat("element ", i, " = ", ex.labels[i], " is outside the vocabulary [0, ", o.vocab_size, ")"));
     }
     data.untruncated_lengths.push_back(static_cast<int64_t>(ex.input_ids.size()));
     if (static_cast<int64_t>(ex.input_ids.size()) > o.max_seq_len) {
@@ -112,8 +116,10 @@ Batch Collate(const TokenDataset& data, const std::vector<int64_t>& example_indi
     std::vector<int64_t> ffd;
     for (size_t e : order) {
       auto it = std::find_if(ffd.begin(), ffd.end(), [&](int64_t fill) { return fill + length(e) <= pack_len; });
-      if (it == ffd.end()) ffd.push_back(length(e));
-      else *it += length(e);
+      if (it == ffd.end())
+        ffd.push_back(length(e));
+      else
+        *it += length(e);
     }
     rows.resize(ffd.size());
     row_fill.assign(ffd.size(), 0);

@@ -74,19 +74,22 @@ class Parser {
   std::string base_dir_;
 };
 
-#define RETURN_IF_ERROR_LOCAL(expr)     \
-  do {                                  \
-    absl::Status _s = (expr);           \
-    if (!_s.ok()) return _s;            \
+#define RETURN_IF_ERROR_LOCAL(expr) \
+  do {                              \
+    absl::Status _s = (expr);       \
+    if (!_s.ok()) return _s;        \
   } while (0)
 
 }  // namespace
 
 const char* LrScheduleName(LrSchedule schedule) {
   switch (schedule) {
-    case LrSchedule::kCosine: return "cosine";
-    case LrSchedule::kLinear: return "linear";
-    case LrSchedule::kConstant: return "constant";
+    case LrSchedule::kCosine:
+      return "cosine";
+    case LrSchedule::kLinear:
+      return "linear";
+    case LrSchedule::kConstant:
+      return "constant";
   }
   return "?";
 }
@@ -163,8 +166,9 @@ absl::StatusOr<TrainConfig> ParseTrainConfig(const std::string& yaml_text, const
   }
 
   const YAML::Node data = root["data"];
-  RETURN_IF_ERROR_LOCAL(p.Keys(data, "data", {"train", "eval", "format", "max_seq_len", "tokenizer", "chat_template",
-                                              "train_on_inputs", "packing"}));
+  RETURN_IF_ERROR_LOCAL(
+      p.Keys(data, "data",
+             {"train", "eval", "format", "max_seq_len", "tokenizer", "chat_template", "train_on_inputs", "packing"}));
   RETURN_IF_ERROR_LOCAL(p.Path(data, "data", "train", &c.data.train));
   if (c.data.train.empty()) return p.Error(data, "data.train", "is required");
   RETURN_IF_ERROR_LOCAL(p.Path(data, "data", "eval", &c.data.eval));
@@ -175,8 +179,9 @@ absl::StatusOr<TrainConfig> ParseTrainConfig(const std::string& yaml_text, const
   RETURN_IF_ERROR_LOCAL(p.Path(data, "data", "tokenizer", &c.data.tokenizer));
   RETURN_IF_ERROR_LOCAL(p.Get(data, "data", "chat_template", &c.data.chat_template, "a built-in template name"));
   if (!c.data.chat_template.empty() && !text::ChatTemplate::Builtin(c.data.chat_template).ok())
-    return p.Error(data["chat_template"], "data.chat_template",
-                   absl::StrCat("'", c.data.chat_template, "' is not a built-in template (llama3, chatml, mistral, plain)"));
+    return p.Error(
+        data["chat_template"], "data.chat_template",
+        absl::StrCat("'", c.data.chat_template, "' is not a built-in template (llama3, chatml, mistral, plain)"));
   RETURN_IF_ERROR_LOCAL(p.Get(data, "data", "train_on_inputs", &c.data.train_on_inputs, "true or false"));
   RETURN_IF_ERROR_LOCAL(p.Get(data, "data", "packing", &c.data.packing, "true or false"));
   RETURN_IF_ERROR_LOCAL(p.Get(data, "data", "max_seq_len", &c.data.max_seq_len, "an integer"));
@@ -184,11 +189,11 @@ absl::StatusOr<TrainConfig> ParseTrainConfig(const std::string& yaml_text, const
 
   if (root["training"].IsDefined()) {
     const YAML::Node t = root["training"];
-    RETURN_IF_ERROR_LOCAL(p.Keys(t, "training",
-                                 {"max_steps", "epochs", "micro_batch_size", "grad_accum_steps", "lr", "lr_schedule",
-                                  "warmup_steps", "weight_decay", "max_grad_norm", "adam_beta1", "adam_beta2",
-                                  "adam_epsilon", "seed", "gradient_checkpointing", "eval_every", "checkpoint_every",
-                                  "device", "num_threads"}));
+    RETURN_IF_ERROR_LOCAL(
+        p.Keys(t, "training",
+               {"max_steps", "epochs", "micro_batch_size", "grad_accum_steps", "lr", "lr_schedule", "warmup_steps",
+                "weight_decay", "max_grad_norm", "adam_beta1", "adam_beta2", "adam_epsilon", "seed",
+                "gradient_checkpointing", "eval_every", "checkpoint_every", "device", "num_threads"}));
     auto& tr = c.training;
     RETURN_IF_ERROR_LOCAL(p.Get(t, "training", "max_steps", &tr.max_steps, "an integer"));
     RETURN_IF_ERROR_LOCAL(p.Positive(t, "training", "max_steps", tr.max_steps, 0));
@@ -202,20 +207,28 @@ absl::StatusOr<TrainConfig> ParseTrainConfig(const std::string& yaml_text, const
     if (tr.lr <= 0) return p.Error(t["lr"], "training.lr", "must be positive");
     std::string sched = "cosine";
     RETURN_IF_ERROR_LOCAL(p.Get(t, "training", "lr_schedule", &sched, "cosine, linear or constant"));
-    if (sched == "cosine") tr.lr_schedule = LrSchedule::kCosine;
-    else if (sched == "linear") tr.lr_schedule = LrSchedule::kLinear;
-    else if (sched == "constant") tr.lr_schedule = LrSchedule::kConstant;
-    else return p.Error(t["lr_schedule"], "training.lr_schedule", absl::StrCat("must be cosine, linear or constant, got '", sched, "'"));
+    if (sched == "cosine")
+      tr.lr_schedule = LrSchedule::kCosine;
+    else if (sched == "linear")
+      tr.lr_schedule = LrSchedule::kLinear;
+    else if (sched == "constant")
+      tr.lr_schedule = LrSchedule::kConstant;
+    else
+      return p.Error(t["lr_schedule"], "training.lr_schedule",
+                     absl::StrCat("must be cosine, linear or constant, got '", sched, "'"));
     RETURN_IF_ERROR_LOCAL(p.Get(t, "training", "warmup_steps", &tr.warmup_steps, "an integer"));
     RETURN_IF_ERROR_LOCAL(p.Positive(t, "training", "warmup_steps", tr.warmup_steps, 0));
     RETURN_IF_ERROR_LOCAL(p.Get(t, "training", "weight_decay", &tr.weight_decay, "a number"));
     if (tr.weight_decay < 0) return p.Error(t["weight_decay"], "training.weight_decay", "must not be negative");
     RETURN_IF_ERROR_LOCAL(p.Get(t, "training", "max_grad_norm", &tr.max_grad_norm, "a number"));
-    if (tr.max_grad_norm < 0) return p.Error(t["max_grad_norm"], "training.max_grad_norm", "must not be negative (0 disables clipping)");
+    if (tr.max_grad_norm < 0)
+      return p.Error(t["max_grad_norm"], "training.max_grad_norm", "must not be negative (0 disables clipping)");
     RETURN_IF_ERROR_LOCAL(p.Get(t, "training", "adam_beta1", &tr.adam_beta1, "a number"));
     RETURN_IF_ERROR_LOCAL(p.Get(t, "training", "adam_beta2", &tr.adam_beta2, "a number"));
-    if (tr.adam_beta1 < 0 || tr.adam_beta1 >= 1) return p.Error(t["adam_beta1"], "training.adam_beta1", "must be in [0, 1)");
-    if (tr.adam_beta2 < 0 || tr.adam_beta2 >= 1) return p.Error(t["adam_beta2"], "training.adam_beta2", "must be in [0, 1)");
+    if (tr.adam_beta1 < 0 || tr.adam_beta1 >= 1)
+      return p.Error(t["adam_beta1"], "training.adam_beta1", "must be in [0, 1)");
+    if (tr.adam_beta2 < 0 || tr.adam_beta2 >= 1)
+      return p.Error(t["adam_beta2"], "training.adam_beta2", "must be in [0, 1)");
     RETURN_IF_ERROR_LOCAL(p.Get(t, "training", "adam_epsilon", &tr.adam_epsilon, "a number"));
     RETURN_IF_ERROR_LOCAL(p.Get(t, "training", "seed", &tr.seed, "a non-negative integer"));
     RETURN_IF_ERROR_LOCAL(p.Get(t, "training", "gradient_checkpointing", &tr.gradient_checkpointing, "true or false"));

@@ -136,7 +136,8 @@ absl::StatusOr<TextPipeline> LoadTextPipeline(const TrainConfig& config) {
     ASSIGN_OR_RETURN(text::ChatTemplate t, text::ChatTemplate::Builtin(config.data.chat_template));
     p.chat_template = std::move(t);
   } else if (!p.tokenizer->chat_template().empty()) {
-    ASSIGN_OR_RETURN(text::ChatTemplate t, text::ChatTemplate::FromSource(p.tokenizer->chat_template(), "tokenizer_config.json"));
+    ASSIGN_OR_RETURN(text::ChatTemplate t,
+                     text::ChatTemplate::FromSource(p.tokenizer->chat_template(), "tokenizer_config.json"));
     p.chat_template = std::move(t);
   }
   return p;
@@ -149,7 +150,8 @@ absl::StatusOr<at::Device> ResolveDevice(const std::string& name, int local_rank
     return at::Device(at::kCPU);
   }
   if (!at::hasCUDA())
-    return absl::FailedPreconditionError(absl::StrCat("training.device is '", name, "' but this build or machine has no CUDA"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("training.device is '", name, "' but this build or machine has no CUDA"));
   if (name == "cuda") return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(local_rank));
   try {
     return at::Device(name);
@@ -158,7 +160,8 @@ absl::StatusOr<at::Device> ResolveDevice(const std::string& name, int local_rank
   }
 }
 
-absl::StatusOr<TrainSummary> RunTraining(const TrainConfig& config, Communicator& comm, const TrainRunOptions& options) {
+absl::StatusOr<TrainSummary> RunTraining(const TrainConfig& config, Communicator& comm,
+                                         const TrainRunOptions& options) {
   const bool leader = comm.rank() == 0;
   const auto& tc = config.training;
   ASSIGN_OR_RETURN(at::Device device, ResolveDevice(tc.device, options.local_rank));
@@ -176,7 +179,8 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainConfig& config, Communicator
   } else {
     for (int64_t l : config.lora.layers)
       if (l >= n_layers)
-        return absl::InvalidArgumentError(absl::StrCat("lora.layers names layer ", l, " but the model has ", n_layers, " layers"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("lora.layers names layer ", l, " but the model has ", n_layers, " layers"));
     model->AttachLora(config.lora, tc.seed);
   }
 
@@ -203,7 +207,8 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainConfig& config, Communicator
 
   std::error_code ec;
   fs::create_directories(config.output_dir, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot create output_dir '", config.output_dir, "': ", ec.message()));
+  if (ec)
+    return absl::InternalError(absl::StrCat("cannot create output_dir '", config.output_dir, "': ", ec.message()));
   MetricsLog metrics(config.output_dir + "/metrics.jsonl");
 
   int64_t start_step = 0;
@@ -211,15 +216,16 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainConfig& config, Communicator
     std::string dir = options.resume_dir;
     if (dir.empty()) {
       auto latest = LatestCheckpoint(config.output_dir);
-      if (!latest) return absl::NotFoundError(absl::StrCat("--resume: no checkpoint under ", config.output_dir, "/checkpoints"));
+      if (!latest)
+        return absl::NotFoundError(absl::StrCat("--resume: no checkpoint under ", config.output_dir, "/checkpoints"));
       dir = *latest;
     }
     ASSIGN_OR_RETURN(TrainerState state, LoadCheckpoint(dir, model.get(), &optimizer));
     if (state.global_batch_size != global_batch || state.seed != tc.seed)
       return absl::FailedPreconditionError(absl::StrCat(
           dir, ": checkpoint was written with global batch ", state.global_batch_size, " and seed ", state.seed,
-          "; this run has global batch ", global_batch, " (micro_batch_size x grad_accum_steps x ranks) and seed ", tc.seed,
-          ". Resume with the same settings."));
+          "; this run has global batch ", global_batch, " (micro_batch_size x grad_accum_steps x ranks) and seed ",
+          tc.seed, ". Resume with the same settings."));
     start_step = state.step;
     if (leader) {
       RETURN_IF_ERROR(metrics.TruncateAfter(start_step));

@@ -44,7 +44,9 @@ BpeModel& BpeModel::operator=(BpeModel&& o) noexcept {
 }
 
 absl::StatusOr<BpeModel> BpeModel::FromJson(const nlohmann::json& m, const std::string& source) {
-  auto err = [&](const std::string& what) { return absl::InvalidArgumentError(absl::StrCat(source, ": model.", what)); };
+  auto err = [&](const std::string& what) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": model.", what));
+  };
   if (m.value("type", "BPE") != "BPE")
     return err(absl::StrCat("type '", m.value("type", ""), "' is not supported (only BPE)"));
   if (!m.contains("vocab") || !m["vocab"].is_object()) return err("vocab must be an object");
@@ -56,7 +58,8 @@ absl::StatusOr<BpeModel> BpeModel::FromJson(const nlohmann::json& m, const std::
   BpeModel bpe;
   int64_t max_id = -1;
   for (auto it = m["vocab"].begin(); it != m["vocab"].end(); ++it) {
-    if (!it->is_number_integer() || it->get<int64_t>() < 0) return err(absl::StrCat("vocab['", it.key(), "'] must be a non-negative id"));
+    if (!it->is_number_integer() || it->get<int64_t>() < 0)
+      return err(absl::StrCat("vocab['", it.key(), "'] must be a non-negative id"));
     bpe.vocab_[it.key()] = it->get<int64_t>();
     max_id = std::max(max_id, it->get<int64_t>());
   }
@@ -154,7 +157,8 @@ void BpeModel::Compute(const std::string& word, std::vector<int64_t>* out) const
     if (it != vocab_.end()) {
       symbols.push_back({it->second, 0, 0, true});
       last_unk = false;
-    } else if (byte_fallback_ && std::all_of(ch.begin(), ch.end(), [&](char c) { return byte_ids_[static_cast<unsigned char>(c)] >= 0; })) {
+    } else if (byte_fallback_ && std::all_of(ch.begin(), ch.end(),
+                                             [&](char c) { return byte_ids_[static_cast<unsigned char>(c)] >= 0; })) {
       for (char c : ch) symbols.push_back({byte_ids_[static_cast<unsigned char>(c)], 0, 0, true});
       last_unk = false;
     } else if (unk_id_) {

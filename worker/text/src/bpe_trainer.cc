@@ -16,7 +16,8 @@ namespace polytune::text {
 namespace {
 
 const char* kLlama3Split =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
 nlohmann::json PreTokenizerJson() {
   return {{"type", "Sequence"},
@@ -40,12 +41,13 @@ std::vector<std::string> CodePoints(const std::string& s) {
 }  // namespace
 
 const std::vector<std::string>& TrainedSpecialTokens() {
-  static const std::vector<std::string> kTokens = {"<|begin_of_text|>", "<|end_of_text|>", "<|pad|>",
+  static const std::vector<std::string> kTokens = {"<|begin_of_text|>",   "<|end_of_text|>",   "<|pad|>",
                                                    "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"};
   return kTokens;
 }
 
-absl::Status TrainByteLevelBpe(const std::vector<std::string>& texts, const BpeTrainOptions& o, const std::string& out_dir) {
+absl::Status TrainByteLevelBpe(const std::vector<std::string>& texts, const BpeTrainOptions& o,
+                               const std::string& out_dir) {
   const auto& specials = TrainedSpecialTokens();
   const int64_t budget = o.vocab_size - static_cast<int64_t>(specials.size());
   if (budget < 256)
@@ -115,8 +117,13 @@ absl::Status TrainByteLevelBpe(const std::vector<std::string>& texts, const BpeT
   nlohmann::json added = nlohmann::json::array();
   const int64_t first_special = static_cast<int64_t>(vocab.size());
   for (size_t i = 0; i < specials.size(); ++i)
-    added.push_back({{"id", first_special + static_cast<int64_t>(i)}, {"content", specials[i]}, {"single_word", false},
-                     {"lstrip", false}, {"rstrip", false}, {"normalized", false}, {"special", true}});
+    added.push_back({{"id", first_special + static_cast<int64_t>(i)},
+                     {"content", specials[i]},
+                     {"single_word", false},
+                     {"lstrip", false},
+                     {"rstrip", false},
+                     {"normalized", false},
+                     {"special", true}});
   const int64_t bos_id = first_special;
   nlohmann::json tok = {
       {"version", "1.0"},
@@ -127,7 +134,8 @@ absl::Status TrainByteLevelBpe(const std::vector<std::string>& texts, const BpeT
       {"pre_tokenizer", PreTokenizerJson()},
       {"post_processor",
        {{"type", "TemplateProcessing"},
-        {"single", {{{"SpecialToken", {{"id", specials[0]}, {"type_id", 0}}}}, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
+        {"single",
+         {{{"SpecialToken", {{"id", specials[0]}, {"type_id", 0}}}}, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
         {"pair",
          {{{"SpecialToken", {{"id", specials[0]}, {"type_id", 0}}}},
           {{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
@@ -136,9 +144,16 @@ absl::Status TrainByteLevelBpe(const std::vector<std::string>& texts, const BpeT
         {"special_tokens", {{specials[0], {{"id", specials[0]}, {"ids", {bos_id}}, {"tokens", {specials[0]}}}}}}}},
       {"decoder", {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}}},
       {"model",
-       {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"continuing_subword_prefix", nullptr},
-        {"end_of_word_suffix", nullptr}, {"fuse_unk", false}, {"byte_fallback", false}, {"ignore_merges", false},
-        {"vocab", vocab_json}, {"merges", merges_json}}}};
+       {{"type", "BPE"},
+        {"dropout", nullptr},
+        {"unk_token", nullptr},
+        {"continuing_subword_prefix", nullptr},
+        {"end_of_word_suffix", nullptr},
+        {"fuse_unk", false},
+        {"byte_fallback", false},
+        {"ignore_merges", false},
+        {"vocab", vocab_json},
+        {"merges", merges_json}}}};
   auto llama3 = ChatTemplate::Builtin("llama3");
   if (!llama3.ok()) return llama3.status();
   nlohmann::json cfg = {{"tokenizer_class", "PreTrainedTokenizerFast"},
@@ -181,7 +196,8 @@ absl::StatusOr<std::vector<std::string>> ReadCorpusTexts(const std::string& path
     }
     if (j.contains("messages") && j["messages"].is_array())
       for (const auto& m : j["messages"])
-        if (m.is_object() && m.contains("content") && m["content"].is_string()) texts.push_back(m["content"].get<std::string>());
+        if (m.is_object() && m.contains("content") && m["content"].is_string())
+          texts.push_back(m["content"].get<std::string>());
     for (const char* k : {"instruction", "input", "output", "system", "text"})
       if (j.contains(k) && j[k].is_string()) texts.push_back(j[k].get<std::string>());
   }

@@ -46,8 +46,8 @@ const std::vector<std::string>& ChatTemplate::BuiltinNames() {
 absl::StatusOr<ChatTemplate> ChatTemplate::Builtin(const std::string& name) {
   auto it = Builtins().find(name);
   if (it == Builtins().end())
-    return absl::InvalidArgumentError(absl::StrCat("unknown chat template '", name, "'; built-ins are ",
-                                                   absl::StrJoin(BuiltinNames(), ", ")));
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown chat template '", name, "'; built-ins are ", absl::StrJoin(BuiltinNames(), ", ")));
   return FromSource(it->second, name);
 }
 
@@ -65,7 +65,8 @@ absl::StatusOr<std::string> ChatTemplate::Render(const std::vector<ChatMessage>&
                                                  const std::string& bos_token, const std::string& eos_token) const {
   jinja::List list;
   for (const auto& m : messages)
-    list.push_back(jinja::Value::MakeDict({{"role", jinja::Value::Str(m.role)}, {"content", jinja::Value::Str(m.content)}}));
+    list.push_back(
+        jinja::Value::MakeDict({{"role", jinja::Value::Str(m.role)}, {"content", jinja::Value::Str(m.content)}}));
   jinja::Value ctx = jinja::Value::MakeDict({{"messages", jinja::Value::MakeList(std::move(list))},
                                              {"add_generation_prompt", jinja::Value::Bool(add_generation_prompt)},
                                              {"bos_token", jinja::Value::Str(bos_token)},

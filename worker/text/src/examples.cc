@@ -20,10 +20,12 @@ absl::Status ReadString(const nlohmann::json& j, const std::string& where, const
   return absl::OkStatus();
 }
 
-absl::Status ReadIds(const nlohmann::json& j, const std::string& where, const std::string& field, std::vector<int64_t>* out) {
+absl::Status ReadIds(const nlohmann::json& j, const std::string& where, const std::string& field,
+                     std::vector<int64_t>* out) {
   if (!j[field].is_array()) return FieldError(where, field, "must be an array of integers");
   for (size_t i = 0; i < j[field].size(); ++i) {
-    if (!j[field][i].is_number_integer()) return FieldError(where, field, absl::StrCat("element ", i, " is not an integer"));
+    if (!j[field][i].is_number_integer())
+      return FieldError(where, field, absl::StrCat("element ", i, " is not an integer"));
     out->push_back(j[field][i].get<int64_t>());
   }
   return absl::OkStatus();
@@ -32,8 +34,8 @@ absl::Status ReadIds(const nlohmann::json& j, const std::string& where, const st
 // Byte offset in `text` where each token ends. Tokens are decoded by the tokenizer itself
 // (growing prefixes); the decoded string is then aligned to `text`, allowing the spaces a
 // sentencepiece tokenizer inserts after special tokens. Fails if they cannot be aligned.
-absl::StatusOr<std::vector<size_t>> TokenEnds(const Tokenizer& tok, const std::vector<int64_t>& ids, const std::string& text,
-                                              const std::string& where) {
+absl::StatusOr<std::vector<size_t>> TokenEnds(const Tokenizer& tok, const std::vector<int64_t>& ids,
+                                              const std::string& text, const std::string& where) {
   std::vector<size_t> decoded_ends(ids.size());
   std::vector<int64_t> prefix;
   prefix.reserve(ids.size());
@@ -47,10 +49,13 @@ absl::StatusOr<std::vector<size_t>> TokenEnds(const Tokenizer& tok, const std::v
   size_t t = 0;
   for (size_t d = 0; d < decoded.size(); ++d) {
     to_text[d] = t;
-    if (t < text.size() && decoded[d] == text[t]) ++t;
+    if (t < text.size() && decoded[d] == text[t])
+      ++t;
     else if (decoded[d] != ' ')
-      return absl::FailedPreconditionError(absl::StrCat(where, ": the tokenizer does not decode the rendered text back "
-                                                        "to itself, so trained spans cannot be located; use data.train_on_inputs"));
+      return absl::FailedPreconditionError(
+          absl::StrCat(where,
+                       ": the tokenizer does not decode the rendered text back "
+                       "to itself, so trained spans cannot be located; use data.train_on_inputs"));
   }
   to_text[decoded.size()] = t;
   std::vector<size_t> ends(ids.size());
@@ -66,16 +71,22 @@ absl::StatusOr<DataFormat> ParseDataFormat(const std::string& name) {
   if (name == "alpaca") return DataFormat::kAlpaca;
   if (name == "text") return DataFormat::kText;
   if (name == "tokens") return DataFormat::kTokens;
-  return absl::InvalidArgumentError(absl::StrCat("data format '", name, "' is not one of auto, messages, alpaca, text, tokens"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("data format '", name, "' is not one of auto, messages, alpaca, text, tokens"));
 }
 
 const char* DataFormatName(DataFormat f) {
   switch (f) {
-    case DataFormat::kAuto: return "auto";
-    case DataFormat::kMessages: return "messages";
-    case DataFormat::kAlpaca: return "alpaca";
-    case DataFormat::kText: return "text";
-    case DataFormat::kTokens: return "tokens";
+    case DataFormat::kAuto:
+      return "auto";
+    case DataFormat::kMessages:
+      return "messages";
+    case DataFormat::kAlpaca:
+      return "alpaca";
+    case DataFormat::kText:
+      return "text";
+    case DataFormat::kTokens:
+      return "tokens";
   }
   return "?";
 }
@@ -83,12 +94,17 @@ const char* DataFormatName(DataFormat f) {
 absl::StatusOr<Example> ParseExample(const nlohmann::json& j, DataFormat format, const std::string& where) {
   if (!j.is_object()) return absl::InvalidArgumentError(absl::StrCat(where, ": line must be a JSON object"));
   if (format == DataFormat::kAuto) {
-    if (j.contains("messages")) format = DataFormat::kMessages;
-    else if (j.contains("instruction")) format = DataFormat::kAlpaca;
-    else if (j.contains("text")) format = DataFormat::kText;
-    else if (j.contains("input_ids")) format = DataFormat::kTokens;
+    if (j.contains("messages"))
+      format = DataFormat::kMessages;
+    else if (j.contains("instruction"))
+      format = DataFormat::kAlpaca;
+    else if (j.contains("text"))
+      format = DataFormat::kText;
+    else if (j.contains("input_ids"))
+      format = DataFormat::kTokens;
     else
-      return absl::InvalidArgumentError(absl::StrCat(where, ": cannot tell the format; expected a 'messages', 'instruction', "
+      return absl::InvalidArgumentError(absl::StrCat(where,
+                                                     ": cannot tell the format; expected a 'messages', 'instruction', "
                                                      "'text' or 'input_ids' field"));
   }
   Example ex;
@@ -110,7 +126,8 @@ absl::StatusOr<Example> ParseExample(const nlohmann::json& j, DataFormat format,
         st = ReadString(ms[i], where, "content", true, &m.content);
         if (!st.ok()) return FieldError(where, field + ".content", "must be a string");
         if (m.role != "system" && m.role != "user" && m.role != "assistant")
-          return FieldError(where, field + ".role", absl::StrCat("is '", m.role, "'; expected system, user or assistant"));
+          return FieldError(where, field + ".role",
+                            absl::StrCat("is '", m.role, "'; expected system, user or assistant"));
         has_assistant |= m.role == "assistant";
         ex.messages.push_back(std::move(m));
       }
@@ -139,10 +156,12 @@ absl::StatusOr<Example> ParseExample(const nlohmann::json& j, DataFormat format,
       if (j.contains("labels") && !j["labels"].is_null()) {
         if (!(st = ReadIds(j, where, "labels", &ex.labels)).ok()) return st;
         if (ex.labels.size() != ex.input_ids.size())
-          return FieldError(where, "labels", absl::StrCat("has ", ex.labels.size(), " entries but input_ids has ", ex.input_ids.size()));
+          return FieldError(where, "labels",
+                            absl::StrCat("has ", ex.labels.size(), " entries but input_ids has ", ex.input_ids.size()));
       }
       break;
-    case DataFormat::kAuto: break;
+    case DataFormat::kAuto:
+      break;
   }
   return ex;
 }
@@ -155,12 +174,14 @@ absl::StatusOr<EncodedExample> EncodeExample(const Example& ex, const EncodeOpti
     return out;
   }
   if (!o.tokenizer)
-    return absl::FailedPreconditionError(absl::StrCat(where, ": ", DataFormatName(ex.format), " data needs a tokenizer (tokenizer.json in the model folder)"));
+    return absl::FailedPreconditionError(absl::StrCat(where, ": ", DataFormatName(ex.format),
+                                                      " data needs a tokenizer (tokenizer.json in the model folder)"));
   const Tokenizer& tok = *o.tokenizer;
   if (ex.format == DataFormat::kText) {
     out.rendered = ex.text;
     out.input_ids = tok.Encode(ex.text, /*add_special_tokens=*/true);
-    if (tok.eos_id() && (out.input_ids.empty() || out.input_ids.back() != *tok.eos_id())) out.input_ids.push_back(*tok.eos_id());
+    if (tok.eos_id() && (out.input_ids.empty() || out.input_ids.back() != *tok.eos_id()))
+      out.input_ids.push_back(*tok.eos_id());
     out.labels = out.input_ids;
     out.trained_spans.emplace_back(0, out.rendered.size());
     return out;

@@ -53,7 +53,8 @@ std::vector<Segment> Segments(const std::string& src) {
     if (open == std::string::npos || open + 1 >= src.size()) open = src.size();
     std::string text = src.substr(i, open - i);
     if (trim_next) {
-      text.erase(0, text.find_first_not_of(" \t\r\n") == std::string::npos ? text.size() : text.find_first_not_of(" \t\r\n"));
+      text.erase(
+          0, text.find_first_not_of(" \t\r\n") == std::string::npos ? text.size() : text.find_first_not_of(" \t\r\n"));
     } else if (trim_newline && !text.empty() && text[0] == '\n') {
       text.erase(0, 1);
     }
@@ -87,7 +88,9 @@ std::vector<Segment> Segments(const std::string& src) {
     if (right_trim) --body_end;
     const int tag_line = line;
     count_lines(open, close_pos + 2);
-    if (kind != '#') out.push_back({kind == '{' ? Segment::kExpr : Segment::kStmt, src.substr(body_start, body_end - body_start), tag_line});
+    if (kind != '#')
+      out.push_back(
+          {kind == '{' ? Segment::kExpr : Segment::kStmt, src.substr(body_start, body_end - body_start), tag_line});
     trim_next = right_trim;
     trim_newline = kind != '{';  // trim_blocks (comments too, as Jinja does)
     i = close_pos + 2;
@@ -146,8 +149,8 @@ std::vector<Tok> Lex(const std::string& s, int line) {
       out.push_back({Tok::kString, v});
       i = j + 1;
     } else {
-      static const char* kOps[] = {"==", "!=", "<=", ">=", "//", "**", "+", "-", "*", "/", "%", "~", "<", ">", "(", ")",
-                                   "[", "]", "{", "}", ".", ",", ":", "|", "="};
+      static const char* kOps[] = {"==", "!=", "<=", ">=", "//", "**", "+", "-", "*", "/", "%", "~", "<",
+                                   ">",  "(",  ")",  "[",  "]",  "{",  "}", ".", ",", ":", "|", "="};
       bool matched = false;
       for (const char* op : kOps) {
         const size_t n = std::strlen(op);
@@ -324,8 +327,10 @@ class ExprParser {
       } else {
         e->args.push_back(Ternary());
       }
-      if (IsOp(",")) ++p_;
-      else if (!IsOp(")")) Fail(line_, absl::StrCat("expected ',' or ')' but found '", Peek().text, "'"));
+      if (IsOp(","))
+        ++p_;
+      else if (!IsOp(")"))
+        Fail(line_, absl::StrCat("expected ',' or ')' but found '", Peek().text, "'"));
     }
     ++p_;
   }
@@ -379,8 +384,10 @@ class ExprParser {
       return e;
     };
     switch (t.kind) {
-      case Tok::kInt: return lit(Value::Int(t.i));
-      case Tok::kFloat: return lit(Value::Float(t.f));
+      case Tok::kInt:
+        return lit(Value::Int(t.i));
+      case Tok::kFloat:
+        return lit(Value::Float(t.f));
       case Tok::kString: {
         std::string s = t.text;
         while (Peek().kind == Tok::kString) s += Next().text;  // adjacent literals concatenate
@@ -422,7 +429,8 @@ class ExprParser {
           return e;
         }
         break;
-      case Tok::kEnd: Fail(line_, "unexpected end of expression");
+      case Tok::kEnd:
+        Fail(line_, "unexpected end of expression");
     }
     Fail(line_, absl::StrCat("unexpected '", t.text, "'"));
   }
@@ -552,13 +560,47 @@ class StmtParser {
 
 }  // namespace
 
-Value Value::None() { Value v; v.kind = Kind::kNone; return v; }
-Value Value::Bool(bool x) { Value v; v.kind = Kind::kBool; v.b = x; return v; }
-Value Value::Int(int64_t x) { Value v; v.kind = Kind::kInt; v.i = x; return v; }
-Value Value::Float(double x) { Value v; v.kind = Kind::kFloat; v.f = x; return v; }
-Value Value::Str(std::string x) { Value v; v.kind = Kind::kString; v.s = std::move(x); return v; }
-Value Value::MakeList(List x) { Value v; v.kind = Kind::kList; v.list = std::make_shared<List>(std::move(x)); return v; }
-Value Value::MakeDict(Dict x) { Value v; v.kind = Kind::kDict; v.dict = std::make_shared<Dict>(std::move(x)); return v; }
+Value Value::None() {
+  Value v;
+  v.kind = Kind::kNone;
+  return v;
+}
+Value Value::Bool(bool x) {
+  Value v;
+  v.kind = Kind::kBool;
+  v.b = x;
+  return v;
+}
+Value Value::Int(int64_t x) {
+  Value v;
+  v.kind = Kind::kInt;
+  v.i = x;
+  return v;
+}
+Value Value::Float(double x) {
+  Value v;
+  v.kind = Kind::kFloat;
+  v.f = x;
+  return v;
+}
+Value Value::Str(std::string x) {
+  Value v;
+  v.kind = Kind::kString;
+  v.s = std::move(x);
+  return v;
+}
+Value Value::MakeList(List x) {
+  Value v;
+  v.kind = Kind::kList;
+  v.list = std::make_shared<List>(std::move(x));
+  return v;
+}
+Value Value::MakeDict(Dict x) {
+  Value v;
+  v.kind = Kind::kDict;
+  v.dict = std::make_shared<Dict>(std::move(x));
+  return v;
+}
 
 const Value* Value::Find(const std::string& key) const {
   if (kind != Kind::kDict) return nullptr;

@@ -19,13 +19,20 @@ using Kind = Value::Kind;
 bool Truthy(const Value& v) {
   switch (v.kind) {
     case Kind::kUndefined:
-    case Kind::kNone: return false;
-    case Kind::kBool: return v.b;
-    case Kind::kInt: return v.i != 0;
-    case Kind::kFloat: return v.f != 0;
-    case Kind::kString: return !v.s.empty();
-    case Kind::kList: return !v.list->empty();
-    case Kind::kDict: return !v.dict->empty();
+    case Kind::kNone:
+      return false;
+    case Kind::kBool:
+      return v.b;
+    case Kind::kInt:
+      return v.i != 0;
+    case Kind::kFloat:
+      return v.f != 0;
+    case Kind::kString:
+      return !v.s.empty();
+    case Kind::kList:
+      return !v.list->empty();
+    case Kind::kDict:
+      return !v.dict->empty();
   }
   return false;
 }
@@ -42,13 +49,27 @@ std::string JsonString(const std::string& s) {
   std::string out = "\"";
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
       default:
         if (c < 0x20) {
           char buf[8];
@@ -69,11 +90,16 @@ std::string ToJson(const Value& v, int indent, int depth = 0) {
   const std::string sep = indent > 0 ? "," : ", ";
   switch (v.kind) {
     case Kind::kUndefined:
-    case Kind::kNone: return "null";
-    case Kind::kBool: return v.b ? "true" : "false";
-    case Kind::kInt: return std::to_string(v.i);
-    case Kind::kFloat: return FloatRepr(v.f);
-    case Kind::kString: return JsonString(v.s);
+    case Kind::kNone:
+      return "null";
+    case Kind::kBool:
+      return v.b ? "true" : "false";
+    case Kind::kInt:
+      return std::to_string(v.i);
+    case Kind::kFloat:
+      return FloatRepr(v.f);
+    case Kind::kString:
+      return JsonString(v.s);
     case Kind::kList: {
       if (v.list->empty()) return "[]";
       std::string out = "[";
@@ -84,7 +110,8 @@ std::string ToJson(const Value& v, int indent, int depth = 0) {
       if (v.dict->empty()) return "{}";
       std::string out = "{";
       for (size_t i = 0; i < v.dict->size(); ++i)
-        out += (i ? sep : "") + nl + JsonString((*v.dict)[i].first) + ": " + ToJson((*v.dict)[i].second, indent, depth + 1);
+        out += (i ? sep : "") + nl + JsonString((*v.dict)[i].first) + ": " +
+               ToJson((*v.dict)[i].second, indent, depth + 1);
       return out + nl_end + "}";
     }
   }
@@ -94,14 +121,21 @@ std::string ToJson(const Value& v, int indent, int depth = 0) {
 // Python's str().
 std::string ToStr(const Value& v) {
   switch (v.kind) {
-    case Kind::kUndefined: return "";
-    case Kind::kNone: return "None";
-    case Kind::kBool: return v.b ? "True" : "False";
-    case Kind::kInt: return std::to_string(v.i);
-    case Kind::kFloat: return FloatRepr(v.f);
-    case Kind::kString: return v.s;
+    case Kind::kUndefined:
+      return "";
+    case Kind::kNone:
+      return "None";
+    case Kind::kBool:
+      return v.b ? "True" : "False";
+    case Kind::kInt:
+      return std::to_string(v.i);
+    case Kind::kFloat:
+      return FloatRepr(v.f);
+    case Kind::kString:
+      return v.s;
     case Kind::kList:
-    case Kind::kDict: return ToJson(v, 0);
+    case Kind::kDict:
+      return ToJson(v, 0);
   }
   return "";
 }
@@ -109,27 +143,36 @@ std::string ToStr(const Value& v) {
 // Unicode-aware case mapping (Python's str.upper/lower), through ICU.
 std::string CaseMap(const std::string& s, bool upper) {
   icu::UnicodeString u = icu::UnicodeString::fromUTF8(s);
-  if (upper) u.toUpper();
-  else u.toLower();
+  if (upper)
+    u.toUpper();
+  else
+    u.toLower();
   std::string out;
   return u.toUTF8String(out);
 }
 
 bool IsNumber(const Value& v) { return v.kind == Kind::kInt || v.kind == Kind::kFloat || v.kind == Kind::kBool; }
-double AsDouble(const Value& v) { return v.kind == Kind::kFloat ? v.f : v.kind == Kind::kBool ? v.b : static_cast<double>(v.i); }
+double AsDouble(const Value& v) {
+  return v.kind == Kind::kFloat ? v.f : v.kind == Kind::kBool ? v.b : static_cast<double>(v.i);
+}
 
 bool Equal(const Value& a, const Value& b) {
   if (IsNumber(a) && IsNumber(b)) return AsDouble(a) == AsDouble(b);
-  if (a.kind != b.kind) return (a.kind == Kind::kNone || a.kind == Kind::kUndefined) && (b.kind == Kind::kNone || b.kind == Kind::kUndefined);
+  if (a.kind != b.kind)
+    return (a.kind == Kind::kNone || a.kind == Kind::kUndefined) &&
+           (b.kind == Kind::kNone || b.kind == Kind::kUndefined);
   switch (a.kind) {
-    case Kind::kString: return a.s == b.s;
+    case Kind::kString:
+      return a.s == b.s;
     case Kind::kList:
       if (a.list->size() != b.list->size()) return false;
       for (size_t i = 0; i < a.list->size(); ++i)
         if (!Equal((*a.list)[i], (*b.list)[i])) return false;
       return true;
-    case Kind::kDict: return ToJson(a, 0) == ToJson(b, 0);
-    default: return true;
+    case Kind::kDict:
+      return ToJson(a, 0) == ToJson(b, 0);
+    default:
+      return true;
   }
 }
 
@@ -195,9 +238,15 @@ class Renderer {
   void Render(const std::vector<NodePtr>& nodes, std::string* out) {
     for (const auto& n : nodes) {
       switch (n->kind) {
-        case Template::Node::kRoot: Render(n->body, out); break;
-        case Template::Node::kText: *out += n->text; break;
-        case Template::Node::kOutput: *out += ToStr(Eval(*n->expr)); break;
+        case Template::Node::kRoot:
+          Render(n->body, out);
+          break;
+        case Template::Node::kText:
+          *out += n->text;
+          break;
+        case Template::Node::kOutput:
+          *out += ToStr(Eval(*n->expr));
+          break;
         case Template::Node::kIf:
           for (const auto& [cond, body] : n->branches) {
             if (!cond || Truthy(Eval(*cond))) {
@@ -240,9 +289,12 @@ class Renderer {
           const int64_t len = static_cast<int64_t>(items.size());
           for (int64_t i = 0; i < len; ++i) {
             scope_->Push();
-            Value loop = Value::MakeDict({{"index0", Value::Int(i)}, {"index", Value::Int(i + 1)},
-                                          {"revindex0", Value::Int(len - 1 - i)}, {"revindex", Value::Int(len - i)},
-                                          {"first", Value::Bool(i == 0)}, {"last", Value::Bool(i == len - 1)},
+            Value loop = Value::MakeDict({{"index0", Value::Int(i)},
+                                          {"index", Value::Int(i + 1)},
+                                          {"revindex0", Value::Int(len - 1 - i)},
+                                          {"revindex", Value::Int(len - i)},
+                                          {"first", Value::Bool(i == 0)},
+                                          {"last", Value::Bool(i == len - 1)},
                                           {"length", Value::Int(len)}});
             if (i > 0) loop.Set("previtem", items[i - 1]);
             if (i + 1 < len) loop.Set("nextitem", items[i + 1]);
@@ -270,7 +322,8 @@ class Renderer {
 
   Value Eval(const Expr& e) {
     switch (e.kind) {
-      case Expr::kLiteral: return e.literal;
+      case Expr::kLiteral:
+        return e.literal;
       case Expr::kName: {
         Value v = scope_->Get(e.name);
         // A global function, as transformers binds it: `strftime_now is defined` holds.
@@ -292,11 +345,16 @@ class Renderer {
         if (const Value* v = obj.Find(e.name)) return *v;
         return Value();
       }
-      case Expr::kIndex: return Index(Eval(*e.args[0]), Eval(*e.args[1]), e.line);
-      case Expr::kSlice: return Slice(Eval(*e.args[0]), Eval(*e.args[1]), Eval(*e.args[2]), e.line);
-      case Expr::kCall: return Call(e);
-      case Expr::kFilter: return Filter(e);
-      case Expr::kTest: return Value::Bool(Test(e) != e.negate);
+      case Expr::kIndex:
+        return Index(Eval(*e.args[0]), Eval(*e.args[1]), e.line);
+      case Expr::kSlice:
+        return Slice(Eval(*e.args[0]), Eval(*e.args[1]), Eval(*e.args[2]), e.line);
+      case Expr::kCall:
+        return Call(e);
+      case Expr::kFilter:
+        return Filter(e);
+      case Expr::kTest:
+        return Value::Bool(Test(e) != e.negate);
       case Expr::kUnary: {
         Value v = Eval(*e.args[0]);
         if (e.name == "not") return Value::Bool(!Truthy(v));
@@ -304,8 +362,10 @@ class Renderer {
         if (v.kind == Kind::kFloat) return Value::Float(-v.f);
         Fail(e.line, "unary minus on a non-number");
       }
-      case Expr::kBinary: return BinaryOp(e);
-      case Expr::kTernary: return Truthy(Eval(*e.args[0])) ? Eval(*e.args[1]) : Eval(*e.args[2]);
+      case Expr::kBinary:
+        return BinaryOp(e);
+      case Expr::kTernary:
+        return Truthy(Eval(*e.args[0])) ? Eval(*e.args[1]) : Eval(*e.args[2]);
     }
     return Value();
   }
@@ -360,13 +420,16 @@ class Renderer {
     }
     if (op == "<" || op == ">" || op == "<=" || op == ">=") {
       int cmp;
-      if (a.kind == Kind::kString && b.kind == Kind::kString) cmp = a.s.compare(b.s);
-      else if (IsNumber(a) && IsNumber(b)) cmp = AsDouble(a) < AsDouble(b) ? -1 : AsDouble(a) > AsDouble(b) ? 1 : 0;
-      else Fail(e.line, absl::StrCat("cannot compare these values with '", op, "'"));
+      if (a.kind == Kind::kString && b.kind == Kind::kString)
+        cmp = a.s.compare(b.s);
+      else if (IsNumber(a) && IsNumber(b))
+        cmp = AsDouble(a) < AsDouble(b) ? -1 : AsDouble(a) > AsDouble(b) ? 1 : 0;
+      else
+        Fail(e.line, absl::StrCat("cannot compare these values with '", op, "'"));
       return Value::Bool(op == "<" ? cmp < 0 : op == ">" ? cmp > 0 : op == "<=" ? cmp <= 0 : cmp >= 0);
     }
     if (!IsNumber(a) || !IsNumber(b)) {
-      if (op == "+" ) Fail(e.line, "'+' needs two strings, two lists or two numbers (use ~ to join text)");
+      if (op == "+") Fail(e.line, "'+' needs two strings, two lists or two numbers (use ~ to join text)");
       Fail(e.line, absl::StrCat("unsupported Jinja feature '", op, "' on these values"));
     }
     const bool ints = a.kind != Kind::kFloat && b.kind != Kind::kFloat;
@@ -394,7 +457,8 @@ class Renderer {
     return out;
   }
 
-  Value Kwarg(const Expr& e, const std::string& name, const std::vector<Value>& positional, size_t pos, Value fallback) {
+  Value Kwarg(const Expr& e, const std::string& name, const std::vector<Value>& positional, size_t pos,
+              Value fallback) {
     for (const auto& [k, v] : e.kwargs)
       if (k == name) return Eval(*v);
     return pos < positional.size() ? positional[pos] : fallback;
@@ -408,8 +472,10 @@ class Renderer {
         Fail(e.line, absl::StrCat("raise_exception: ", args.empty() ? "" : ToStr(args[0])));
       if (callee.name == "range") {
         int64_t start = 0, stop = 0, step = 1;
-        if (args.size() == 1) stop = args[0].i;
-        else if (args.size() >= 2) start = args[0].i, stop = args[1].i, step = args.size() > 2 ? args[2].i : 1;
+        if (args.size() == 1)
+          stop = args[0].i;
+        else if (args.size() >= 2)
+          start = args[0].i, stop = args[1].i, step = args.size() > 2 ? args[2].i : 1;
         if (step == 0) Fail(e.line, "range() step must not be zero");
         List l;
         for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) l.push_back(Value::Int(i));
@@ -454,7 +520,8 @@ class Renderer {
         const std::string t = args.empty() ? "" : ToStr(args[0]);
         return Value::Bool(s.size() >= t.size() && s.compare(s.size() - t.size(), t.size(), t) == 0);
       }
-      if (m == "replace" && args.size() >= 2) return Value::Str(absl::StrReplaceAll(s, {{ToStr(args[0]), ToStr(args[1])}}));
+      if (m == "replace" && args.size() >= 2)
+        return Value::Str(absl::StrReplaceAll(s, {{ToStr(args[0]), ToStr(args[1])}}));
       if (m == "split") {
         List parts;
         if (args.empty()) {
@@ -523,8 +590,10 @@ class Renderer {
           s[i] = static_cast<char>(std::toupper(static_cast<unsigned char>(s[i])));
       return Value::Str(s);
     }
-    if (f == "replace" && args.size() >= 2) return Value::Str(absl::StrReplaceAll(ToStr(v), {{ToStr(args[0]), ToStr(args[1])}}));
-    if (f == "int") return Value::Int(v.kind == Kind::kString ? std::atoll(v.s.c_str()) : static_cast<int64_t>(AsDouble(v)));
+    if (f == "replace" && args.size() >= 2)
+      return Value::Str(absl::StrReplaceAll(ToStr(v), {{ToStr(args[0]), ToStr(args[1])}}));
+    if (f == "int")
+      return Value::Int(v.kind == Kind::kString ? std::atoll(v.s.c_str()) : static_cast<int64_t>(AsDouble(v)));
     if (f == "selectattr" || f == "rejectattr" || f == "select" || f == "reject") {
       // select(test, arg...) / selectattr(attribute, test, arg...); no test means truthiness.
       const bool by_attr = f == "selectattr" || f == "rejectattr";
@@ -534,9 +603,9 @@ class Renderer {
       List kept;
       for (const Value& item : Items(v, e.line)) {
         Value subject = by_attr ? Index(item, args[0], e.line) : item;
-        bool pass = args.size() > test_at
-                        ? TestValue(ToStr(args[test_at]), subject, args.size() > test_at + 1 ? &args[test_at + 1] : nullptr, e.line)
-                        : Truthy(subject);
+        bool pass = args.size() > test_at ? TestValue(ToStr(args[test_at]), subject,
+                                                      args.size() > test_at + 1 ? &args[test_at + 1] : nullptr, e.line)
+                                          : Truthy(subject);
         if (pass == keep_if) kept.push_back(item);
       }
       return Value::MakeList(std::move(kept));
@@ -600,7 +669,8 @@ class Renderer {
     if (t == "true") return v.kind == Kind::kBool && v.b;
     if (t == "false") return v.kind == Kind::kBool && !v.b;
     if (t == "mapping") return v.kind == Kind::kDict;
-    if (t == "sequence" || t == "iterable") return v.kind == Kind::kList || v.kind == Kind::kString || (t == "iterable" && v.kind == Kind::kDict);
+    if (t == "sequence" || t == "iterable")
+      return v.kind == Kind::kList || v.kind == Kind::kString || (t == "iterable" && v.kind == Kind::kDict);
     if (t == "odd" || t == "even") return v.kind == Kind::kInt && ((v.i % 2 != 0) == (t == "odd"));
     if (t == "equalto" || t == "eq" || t == "==" || t == "sameas") return arg && Equal(v, *arg);
     if (t == "ne" || t == "!=") return arg && !Equal(v, *arg);

@@ -19,7 +19,21 @@ struct Error {
 }
 
 struct Expr {
-  enum Kind { kLiteral, kName, kList, kDict, kAttr, kIndex, kSlice, kCall, kFilter, kTest, kUnary, kBinary, kTernary } kind;
+  enum Kind {
+    kLiteral,
+    kName,
+    kList,
+    kDict,
+    kAttr,
+    kIndex,
+    kSlice,
+    kCall,
+    kFilter,
+    kTest,
+    kUnary,
+    kBinary,
+    kTernary
+  } kind;
   Value literal;
   std::string name;  // variable, attribute, filter, test, operator
   std::vector<std::shared_ptr<Expr>> args;
@@ -29,18 +43,16 @@ struct Expr {
 };
 using ExprPtr = std::shared_ptr<Expr>;
 
-
 struct Template::Node {
   enum Kind { kRoot, kText, kOutput, kIf, kFor, kSet } kind;
   std::string text;
-  ExprPtr expr;                               // output / set value / for iterable
-  ExprPtr filter;                             // for: optional `if` filter
+  ExprPtr expr;                                                                  // output / set value / for iterable
+  ExprPtr filter;                                                                // for: optional `if` filter
   std::vector<std::pair<ExprPtr, std::vector<std::shared_ptr<Node>>>> branches;  // if: (cond|null, body)
-  std::vector<std::string> targets;           // for / set target (set: "name" or "ns.attr")
+  std::vector<std::string> targets;  // for / set target (set: "name" or "ns.attr")
   std::vector<std::shared_ptr<Node>> body, else_body;
   int line = 0;
 };
-
 
 using NodePtr = std::shared_ptr<Template::Node>;
 

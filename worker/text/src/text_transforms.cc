@@ -73,9 +73,12 @@ std::string ToIcuPattern(const std::string& pattern) {
   for (size_t i = 0; i < pattern.size(); ++i) {
     if (pattern[i] == '\\' && i + 1 < pattern.size()) {
       const char c = pattern[i + 1];
-      if (c == 's') out += "\\p{White_Space}";
-      else if (c == 'S') out += "\\P{White_Space}";
-      else out += pattern.substr(i, 2);
+      if (c == 's')
+        out += "\\p{White_Space}";
+      else if (c == 'S')
+        out += "\\P{White_Space}";
+      else
+        out += pattern.substr(i, 2);
       ++i;
     } else {
       out += pattern[i];
@@ -94,7 +97,8 @@ class RegexSplitter {
     std::unique_ptr<icu::RegexPattern> p(
         icu::RegexPattern::compile(icu::UnicodeString::fromUTF8(ToIcuPattern(regex)), 0, perr, status));
     if (U_FAILURE(status))
-      return absl::InvalidArgumentError(absl::StrCat(source, ": cannot compile split regex '", regex, "': ", u_errorName(status)));
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": cannot compile split regex '", regex, "': ", u_errorName(status)));
     auto s = std::make_unique<RegexSplitter>();
     s->pattern_ = std::move(p);
     return s;
@@ -117,7 +121,7 @@ class RegexSplitter {
     }
     int32_t cursor = 0;
     const size_t first = out->size();  // pieces before this text are not ours to merge into
-    std::string pending;                // kMergedWithNext: matches waiting for the next piece
+    std::string pending;               // kMergedWithNext: matches waiting for the next piece
     for (const auto& [a, b] : matches) {
       if (a > cursor) {
         out->push_back(pending + piece(cursor, a));
@@ -125,18 +129,27 @@ class RegexSplitter {
       }
       std::string match = piece(a, b);
       switch (behavior) {
-        case SplitBehavior::kIsolated: out->push_back(match); break;
-        case SplitBehavior::kRemoved: break;
-        case SplitBehavior::kMergedWithPrevious:
-          if (out->size() > first) out->back() += match;
-          else out->push_back(match);
+        case SplitBehavior::kIsolated:
+          out->push_back(match);
           break;
-        case SplitBehavior::kMergedWithNext: pending += match; break;
+        case SplitBehavior::kRemoved:
+          break;
+        case SplitBehavior::kMergedWithPrevious:
+          if (out->size() > first)
+            out->back() += match;
+          else
+            out->push_back(match);
+          break;
+        case SplitBehavior::kMergedWithNext:
+          pending += match;
+          break;
       }
       cursor = b;
     }
-    if (cursor < u.length()) out->push_back(pending + piece(cursor, u.length()));
-    else if (!pending.empty()) out->push_back(pending);
+    if (cursor < u.length())
+      out->push_back(pending + piece(cursor, u.length()));
+    else if (!pending.empty())
+      out->push_back(pending);
   }
 
  private:
@@ -168,8 +181,10 @@ class ByteLevelPreTokenizer : public PreTokenizer {
     for (size_t i = 0; i < pieces.size(); ++i) {
       std::string p = pieces[i];
       if (add_prefix_space_ && i == 0 && first_segment && !p.empty() && p[0] != ' ') p = " " + p;
-      if (re_) re_->Split(p, SplitBehavior::kIsolated, &split);
-      else split.push_back(p);
+      if (re_)
+        re_->Split(p, SplitBehavior::kIsolated, &split);
+      else
+        split.push_back(p);
     }
     const auto& alphabet = ByteLevelAlphabet();
     std::vector<std::string> out;
@@ -245,8 +260,10 @@ class ByteLevelDecoder : public Decoder {
       const unsigned char lead = static_cast<unsigned char>(joined[i]);
       const size_t len = lead < 0x80 ? 1 : (lead >> 5) == 0x6 ? 2 : (lead >> 4) == 0xe ? 3 : 4;
       auto it = inverse.find(joined.substr(i, len));
-      if (it != inverse.end()) bytes.push_back(static_cast<char>(it->second));
-      else bytes += joined.substr(i, len);
+      if (it != inverse.end())
+        bytes.push_back(static_cast<char>(it->second));
+      else
+        bytes += joined.substr(i, len);
       i += len;
     }
     return {bytes};
@@ -277,7 +294,8 @@ class ByteFallbackDecoder : public Decoder {
       icu::UnicodeString u = icu::UnicodeString::fromUTF8(bytes);
       std::string valid;
       u.toUTF8String(valid);
-      if (valid == bytes) out.push_back(bytes);
+      if (valid == bytes)
+        out.push_back(bytes);
       else
         for (int i = 0; i < nbytes; ++i) out.push_back("\xEF\xBF\xBD");
       bytes.clear();
@@ -327,7 +345,8 @@ class StripDecoder : public Decoder {
 
 class MetaspaceDecoder : public Decoder {
  public:
-  MetaspaceDecoder(std::string replacement, bool strip_first) : replacement_(std::move(replacement)), strip_first_(strip_first) {}
+  MetaspaceDecoder(std::string replacement, bool strip_first)
+      : replacement_(std::move(replacement)), strip_first_(strip_first) {}
   std::vector<std::string> Chain(std::vector<std::string> tokens) const override {
     for (size_t i = 0; i < tokens.size(); ++i) {
       tokens[i] = absl::StrReplaceAll(tokens[i], {{replacement_, " "}});
@@ -355,7 +374,8 @@ class SequenceDecoder : public Decoder {
 
 // The components of a Sequence (null entries skipped), built by `make`.
 template <typename T, typename Make>
-absl::StatusOr<std::vector<std::unique_ptr<T>>> MakeParts(const nlohmann::json& list, const std::string& source, Make make) {
+absl::StatusOr<std::vector<std::unique_ptr<T>>> MakeParts(const nlohmann::json& list, const std::string& source,
+                                                          Make make) {
   std::vector<std::unique_ptr<T>> parts;
   for (const auto& item : list) {
     absl::StatusOr<std::unique_ptr<T>> part = make(item, source);
@@ -401,11 +421,16 @@ absl::StatusOr<std::unique_ptr<PreTokenizer>> MakePreTokenizer(const nlohmann::j
     if (j.value("invert", false)) return Unsupported(source, "pre_tokenizer", "Split with invert");
     const std::string b = j.value("behavior", "Isolated");
     SplitBehavior behavior;
-    if (b == "Isolated") behavior = SplitBehavior::kIsolated;
-    else if (b == "Removed") behavior = SplitBehavior::kRemoved;
-    else if (b == "MergedWithPrevious") behavior = SplitBehavior::kMergedWithPrevious;
-    else if (b == "MergedWithNext") behavior = SplitBehavior::kMergedWithNext;
-    else return Unsupported(source, "pre_tokenizer Split behavior", b);
+    if (b == "Isolated")
+      behavior = SplitBehavior::kIsolated;
+    else if (b == "Removed")
+      behavior = SplitBehavior::kRemoved;
+    else if (b == "MergedWithPrevious")
+      behavior = SplitBehavior::kMergedWithPrevious;
+    else if (b == "MergedWithNext")
+      behavior = SplitBehavior::kMergedWithNext;
+    else
+      return Unsupported(source, "pre_tokenizer Split behavior", b);
     std::string regex;
     if (j["pattern"].contains("Regex")) {
       regex = j["pattern"]["Regex"].get<std::string>();
@@ -416,7 +441,8 @@ absl::StatusOr<std::unique_ptr<PreTokenizer>> MakePreTokenizer(const nlohmann::j
         regex += c;
       }
     } else {
-      return absl::InvalidArgumentError(absl::StrCat(source, ": Split pre_tokenizer needs pattern.Regex or pattern.String"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": Split pre_tokenizer needs pattern.Regex or pattern.String"));
     }
     auto re = RegexSplitter::Compile(regex, source);
     if (!re.ok()) return re.status();
@@ -434,7 +460,8 @@ absl::StatusOr<std::unique_ptr<PreTokenizer>> MakePreTokenizer(const nlohmann::j
   if (type == "Metaspace") {
     std::string scheme = j.value("prepend_scheme", "");
     if (scheme.empty()) scheme = j.value("add_prefix_space", true) ? "always" : "never";
-    return std::unique_ptr<PreTokenizer>(new MetaspacePreTokenizer(j.value("replacement", kMetaspace), scheme, j.value("split", true)));
+    return std::unique_ptr<PreTokenizer>(
+        new MetaspacePreTokenizer(j.value("replacement", kMetaspace), scheme, j.value("split", true)));
   }
   if (type == "Sequence") {
     auto parts = MakeParts<PreTokenizer>(j.value("pretokenizers", nlohmann::json::array()), source, MakePreTokenizer);

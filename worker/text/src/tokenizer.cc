@@ -106,7 +106,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(const std::string
   } catch (const nlohmann::json::parse_error& e) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": tokenizer_config.json is invalid JSON: ", e.what()));
   }
-  if (!j.is_object() || !j.contains("model")) return absl::InvalidArgumentError(absl::StrCat(source, ": no 'model' section"));
+  if (!j.is_object() || !j.contains("model"))
+    return absl::InvalidArgumentError(absl::StrCat(source, ": no 'model' section"));
   auto impl = std::make_unique<Impl>();
   auto model = BpeModel::FromJson(j["model"], source);
   if (!model.ok()) return model.status();
@@ -133,7 +134,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(const std::string
     impl->added_by_id[a.id] = &a;
   }
   for (auto& [b, list] : impl->added_by_first_byte)
-    std::stable_sort(list.begin(), list.end(), [](const AddedToken* x, const AddedToken* y) { return x->content.size() > y->content.size(); });
+    std::stable_sort(list.begin(), list.end(),
+                     [](const AddedToken* x, const AddedToken* y) { return x->content.size() > y->content.size(); });
 
   Tokenizer* raw = new Tokenizer(std::move(impl));
   std::unique_ptr<Tokenizer> t(raw);
@@ -142,13 +144,16 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(const std::string
   if (auto s = ConfigToken(cfg, "eos_token")) im.eos = t->TokenToId(*s);
   if (auto s = ConfigToken(cfg, "pad_token")) im.pad = t->TokenToId(*s);
   im.clean_up_spaces = cfg.value("clean_up_tokenization_spaces", false);
-  if (cfg.contains("chat_template") && cfg["chat_template"].is_string()) im.chat_template = cfg["chat_template"].get<std::string>();
+  if (cfg.contains("chat_template") && cfg["chat_template"].is_string())
+    im.chat_template = cfg["chat_template"].get<std::string>();
 
   // Post-processor: a TemplateProcessing's "single" template, else add_bos/eos_token.
   const nlohmann::json post = j.value("post_processor", nlohmann::json());
   std::vector<nlohmann::json> processors;
-  if (post.is_object() && post.value("type", "") == "Sequence") processors = post.value("processors", std::vector<nlohmann::json>());
-  else if (post.is_object()) processors.push_back(post);
+  if (post.is_object() && post.value("type", "") == "Sequence")
+    processors = post.value("processors", std::vector<nlohmann::json>());
+  else if (post.is_object())
+    processors.push_back(post);
   bool templated = false;
   for (const auto& p : processors) {
     const std::string type = p.value("type", "");
@@ -164,7 +169,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(const std::string
       }
       const std::string name = piece["SpecialToken"]["id"].get<std::string>();
       auto id = t->TokenToId(name);
-      if (!id) return absl::InvalidArgumentError(absl::StrCat(source, ": post_processor names unknown token '", name, "'"));
+      if (!id)
+        return absl::InvalidArgumentError(absl::StrCat(source, ": post_processor names unknown token '", name, "'"));
       (seen_sequence ? im.suffix : im.prefix).push_back(*id);
     }
   }
@@ -184,7 +190,8 @@ std::vector<int64_t> Tokenizer::Encode(const std::string& text, bool add_special
   size_t i = 0;
   bool first_segment = true;
   auto flush = [&](size_t end) {
-    if (end > seg_start) im.EncodeSegment(text.substr(seg_start, end - seg_start), first_segment && seg_start == 0, &ids);
+    if (end > seg_start)
+      im.EncodeSegment(text.substr(seg_start, end - seg_start), first_segment && seg_start == 0, &ids);
   };
   while (i < text.size()) {
     const AddedToken* hit = nullptr;
@@ -231,13 +238,22 @@ std::string Tokenizer::Decode(const std::vector<int64_t>& ids) const {
   const Impl& im = *impl_;
   std::string out = DecodeRaw(ids);
   if (im.clean_up_spaces) {
-    out = absl::StrReplaceAll(out, {{" .", "."}, {" ?", "?"}, {" !", "!"}, {" ,", ","}, {" ' ", "'"}, {" n't", "n't"},
-                                    {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}});
+    out = absl::StrReplaceAll(out, {{" .", "."},
+                                    {" ?", "?"},
+                                    {" !", "!"},
+                                    {" ,", ","},
+                                    {" ' ", "'"},
+                                    {" n't", "n't"},
+                                    {" 'm", "'m"},
+                                    {" 's", "'s"},
+                                    {" 've", "'ve"},
+                                    {" 're", "'re"}});
   }
   return out;
 }
 
-std::optional<std::pair<size_t, size_t>> Tokenizer::FindSpecialToken(const std::string& text, size_t from, size_t to) const {
+std::optional<std::pair<size_t, size_t>> Tokenizer::FindSpecialToken(const std::string& text, size_t from,
+                                                                     size_t to) const {
   for (size_t i = from; i < to && i < text.size(); ++i) {
     auto it = impl_->added_by_first_byte.find(static_cast<unsigned char>(text[i]));
     if (it == impl_->added_by_first_byte.end()) continue;

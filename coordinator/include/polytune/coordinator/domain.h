@@ -27,16 +27,16 @@ struct JobEvent {
 struct Job {
   std::string id;
   std::string name;
-  int32_t priority = 0;   // higher first
-  int64_t sequence = 0;   // submission order (FIFO within a priority)
+  int32_t priority = 0;  // higher first
+  int64_t sequence = 0;  // submission order (FIFO within a priority)
   int32_t world_size = 1;
   std::string spec_yaml;  // the validated training config
   JobState state = JobState::kPending;
-  std::string reason;     // why it is in this state (pending: what it waits for)
+  std::string reason;  // why it is in this state (pending: what it waits for)
   int64_t submitted_micros = 0;
   std::vector<std::string> assigned_workers;  // one per rank while scheduled/running
-  int32_t master_port = 0;  // rendezvous port on rank 0's host while scheduled/running
-  int32_t attempt = 0;      // placements so far; rank reports of an earlier attempt are stale
+  int32_t master_port = 0;                    // rendezvous port on rank 0's host while scheduled/running
+  int32_t attempt = 0;                        // placements so far; rank reports of an earlier attempt are stale
   std::vector<JobEvent> events;
 };
 

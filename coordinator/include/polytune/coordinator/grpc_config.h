@@ -10,10 +10,10 @@
 
 namespace polytune::coordinator {
 
-constexpr int kKeepaliveTimeMs = 20000;     // client pings an idle connection every 20 s
-constexpr int kKeepaliveTimeoutMs = 10000;  // and drops it if no ack within 10 s
-constexpr int kMaxChunkBytes = 1 << 20;     // upload/download chunk size
-constexpr size_t kMaxLogLineBytes = 4096;   // longer rank output lines are cut
+constexpr int kKeepaliveTimeMs = 20000;         // client pings an idle connection every 20 s
+constexpr int kKeepaliveTimeoutMs = 10000;      // and drops it if no ack within 10 s
+constexpr int kMaxChunkBytes = 1 << 20;         // upload/download chunk size
+constexpr size_t kMaxLogLineBytes = 4096;       // longer rank output lines are cut
 constexpr int64_t kMaxLogLinesPerReply = 5000;  // GetLogs pages; clients ask again with after_seq
 constexpr int kMaxMessageBytes = 8 << 20;
 

@@ -16,7 +16,8 @@ absl::Status FromGrpc(const grpc::Status& s);
 
 class JobServiceImpl final : public v1::JobService::Service {
  public:
-  JobServiceImpl(JobManager* jobs, Store* store, ArtifactStore* artifacts) : jobs_(jobs), store_(store), artifacts_(artifacts) {}
+  JobServiceImpl(JobManager* jobs, Store* store, ArtifactStore* artifacts)
+      : jobs_(jobs), store_(store), artifacts_(artifacts) {}
   grpc::Status SubmitJob(grpc::ServerContext*, const v1::SubmitJobRequest*, v1::SubmitJobResponse*) override;
   grpc::Status GetJob(grpc::ServerContext*, const v1::GetJobRequest*, v1::GetJobResponse*) override;
   grpc::Status GetLogs(grpc::ServerContext*, const v1::GetLogsRequest*, v1::GetLogsResponse*) override;
@@ -24,7 +25,8 @@ class JobServiceImpl final : public v1::JobService::Service {
   grpc::Status CancelJob(grpc::ServerContext*, const v1::CancelJobRequest*, v1::CancelJobResponse*) override;
   grpc::Status UploadArtifact(grpc::ServerContext*, grpc::ServerReader<v1::UploadArtifactChunk>*,
                               v1::UploadArtifactResponse*) override;
-  grpc::Status Download(grpc::ServerContext*, const v1::DownloadRequest*, grpc::ServerWriter<v1::DownloadChunk>*) override;
+  grpc::Status Download(grpc::ServerContext*, const v1::DownloadRequest*,
+                        grpc::ServerWriter<v1::DownloadChunk>*) override;
   grpc::Status ListWorkers(grpc::ServerContext*, const v1::ListWorkersRequest*, v1::ListWorkersResponse*) override;
 
  private:
@@ -35,14 +37,17 @@ class JobServiceImpl final : public v1::JobService::Service {
 
 class WorkerServiceImpl final : public v1::WorkerService::Service {
  public:
-  WorkerServiceImpl(JobManager* jobs, Store* store, ArtifactStore* artifacts) : jobs_(jobs), store_(store), artifacts_(artifacts) {}
+  WorkerServiceImpl(JobManager* jobs, Store* store, ArtifactStore* artifacts)
+      : jobs_(jobs), store_(store), artifacts_(artifacts) {}
   grpc::Status Register(grpc::ServerContext*, const v1::RegisterRequest*, v1::RegisterResponse*) override;
   grpc::Status Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest*, v1::HeartbeatResponse*) override;
-  grpc::Status ReportMetrics(grpc::ServerContext*, const v1::ReportMetricsRequest*, v1::ReportMetricsResponse*) override;
+  grpc::Status ReportMetrics(grpc::ServerContext*, const v1::ReportMetricsRequest*,
+                             v1::ReportMetricsResponse*) override;
   grpc::Status ReportLogs(grpc::ServerContext*, const v1::ReportLogsRequest*, v1::ReportLogsResponse*) override;
   grpc::Status UploadCheckpoint(grpc::ServerContext*, grpc::ServerReader<v1::UploadCheckpointChunk>*,
                                 v1::UploadCheckpointResponse*) override;
-  grpc::Status Download(grpc::ServerContext*, const v1::DownloadRequest*, grpc::ServerWriter<v1::DownloadChunk>*) override;
+  grpc::Status Download(grpc::ServerContext*, const v1::DownloadRequest*,
+                        grpc::ServerWriter<v1::DownloadChunk>*) override;
 
  private:
   JobManager* jobs_;

@@ -59,7 +59,8 @@ class JobManager {
   // Reloads jobs from the store (after a coordinator restart).
   absl::Status Recover();
 
-  absl::StatusOr<Job> Submit(const std::string& name, int32_t priority, int32_t world_size, const std::string& spec_yaml);
+  absl::StatusOr<Job> Submit(const std::string& name, int32_t priority, int32_t world_size,
+                             const std::string& spec_yaml);
   absl::StatusOr<Job> Cancel(const std::string& id);
   absl::StatusOr<Job> Get(const std::string& id) const;
   std::vector<Job> List() const;
@@ -95,8 +96,8 @@ class JobManager {
   std::map<std::string, Job> jobs_;
   // Per job, the last reported phase of each rank.
   std::map<std::string, std::map<int32_t, RankReport>> ranks_;
-  std::map<std::string, std::vector<RankAssignment>> to_start_;      // by worker
-  std::map<std::string, std::set<std::string>> to_cancel_;          // by worker
+  std::map<std::string, std::vector<RankAssignment>> to_start_;  // by worker
+  std::map<std::string, std::set<std::string>> to_cancel_;       // by worker
   // (host address, port) -> until when it is not handed out (reported busy).
   std::map<std::pair<std::string, int32_t>, int64_t> busy_ports_;
 };

@@ -17,9 +17,9 @@ namespace polytune::coordinator {
 struct CheckpointRecord {
   std::string job_id;
   int64_t step = 0;
-  std::string sha256;      // of the archive, verified before recording
+  std::string sha256;  // of the archive, verified before recording
   int64_t size_bytes = 0;
-  std::string artifact;    // content-addressed path under the artifact root
+  std::string artifact;  // content-addressed path under the artifact root
 };
 
 struct LogLine {

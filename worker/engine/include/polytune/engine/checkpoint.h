@@ -15,7 +15,7 @@
 namespace polytune::engine {
 
 struct TrainerState {
-  int64_t step = 0;         // optimizer steps completed
+  int64_t step = 0;  // optimizer steps completed
   int64_t total_steps = 0;
   int64_t global_batch_size = 0;
   uint64_t seed = 0;

@@ -35,7 +35,7 @@ struct RendezvousOptions {
   int rank = 0;
   int world_size = 1;
   std::chrono::milliseconds timeout{std::chrono::seconds(120)};
-  bool cuda = false;  // NCCL instead of Gloo (needs a CUDA build of libtorch)
+  bool cuda = false;     // NCCL instead of Gloo (needs a CUDA build of libtorch)
   int device_index = 0;  // the rank's CUDA device, for NCCL
   // Address this rank's Gloo device binds to; empty picks 127.0.0.1 for a loopback master
   // and the host's default interface otherwise.

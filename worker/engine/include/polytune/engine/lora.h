@@ -22,8 +22,8 @@ namespace polytune::engine {
 // The seven projection modules of a decoder block, in PEFT naming.
 enum class ProjKind { kQ = 0, kK, kV, kO, kGate, kUp, kDown };
 constexpr int kNumProjKinds = 7;
-const char* ProjName(ProjKind kind);          // "q_proj", ...
-const char* ProjParentName(ProjKind kind);    // "self_attn" or "mlp"
+const char* ProjName(ProjKind kind);        // "q_proj", ...
+const char* ProjParentName(ProjKind kind);  // "self_attn" or "mlp"
 bool ParseProjName(const std::string& name, ProjKind* kind);
 
 struct LoraSettings {
@@ -31,7 +31,8 @@ struct LoraSettings {
   double alpha = 32;
   double dropout = 0.05;
   bool rslora = false;
-  std::vector<std::string> target_modules = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+  std::vector<std::string> target_modules = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                                             "gate_proj", "up_proj", "down_proj"};
   std::vector<int64_t> layers;  // empty: all layers
   double Scaling() const;
   bool TargetsLayer(int64_t layer) const;

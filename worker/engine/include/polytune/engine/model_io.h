@@ -16,6 +16,7 @@ absl::Status WriteRandomModel(const std::string& dir, const ModelConfig& config,
 
 // Loads the base model unquantised (fp32), merges W += scaling * B @ A for every adapted
 // projection, and writes an fp32 HF checkpoint (config.json, model.safetensors) to out_dir.
-absl::Status ExportMergedModel(const std::string& model_dir, const std::string& adapter_dir, const std::string& out_dir);
+absl::Status ExportMergedModel(const std::string& model_dir, const std::string& adapter_dir,
+                               const std::string& out_dir);
 
 }  // namespace polytune::engine

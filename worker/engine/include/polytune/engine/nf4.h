@@ -35,8 +35,8 @@ struct Nf4Tensor {
   at::Tensor absmax;
   // With double quantisation: absmax is empty and these are set.
   bool double_quant = false;
-  at::Tensor absmax_q;   // uint8 [nblocks]
-  at::Tensor absmax2;    // fp32 [ceil(nblocks / 256)]
+  at::Tensor absmax_q;  // uint8 [nblocks]
+  at::Tensor absmax2;   // fp32 [ceil(nblocks / 256)]
   float absmax_offset = 0.0f;
 
   int64_t num_blocks() const { return (numel + kNf4BlockSize - 1) / kNf4BlockSize; }

@@ -35,7 +35,7 @@ struct TokenDataset {
   std::vector<std::string> languages;  // sorted; "und" for lines without "lang"
   // What loading saw, for `polytune data inspect`.
   std::map<std::string, int64_t> format_counts;
-  int64_t truncated = 0;                 // examples cut to max_seq_len
+  int64_t truncated = 0;                     // examples cut to max_seq_len
   std::vector<int64_t> untruncated_lengths;  // token counts before truncation
 };
 
@@ -43,7 +43,7 @@ struct DatasetOptions {
   int64_t max_seq_len = 1024;
   int64_t vocab_size = 0;
   text::DataFormat format = text::DataFormat::kTokens;
-  const text::Tokenizer* tokenizer = nullptr;       // needed for text formats
+  const text::Tokenizer* tokenizer = nullptr;         // needed for text formats
   const text::ChatTemplate* chat_template = nullptr;  // needed for messages / alpaca
   bool train_on_inputs = false;
 };
@@ -58,10 +58,10 @@ absl::StatusOr<TokenDataset> LoadTokenDataset(const std::string& path, int64_t m
 
 // A padded micro-batch: input_ids padded with 0, labels with -100.
 struct Batch {
-  at::Tensor input_ids;     // int64 [rows, seq]
-  at::Tensor labels;        // int64 [rows, seq]
-  at::Tensor position_ids;  // int64 [rows, seq]; restart at 0 for every example
-  at::Tensor segment_ids;   // packed only: int64 [rows, seq], -1 on padding
+  at::Tensor input_ids;                  // int64 [rows, seq]
+  at::Tensor labels;                     // int64 [rows, seq]
+  at::Tensor position_ids;               // int64 [rows, seq]; restart at 0 for every example
+  at::Tensor segment_ids;                // packed only: int64 [rows, seq], -1 on padding
   std::vector<int64_t> token_examples;   // per token: example id (stream position), -1 on padding
   std::vector<int64_t> token_positions;  // per token: index within its example
   std::vector<int32_t> languages;        // per example, in input order

@@ -27,11 +27,11 @@ struct TrainConfig {
   std::string init_adapter;  // empty: fresh adapter
   struct Data {
     std::string train;
-    std::string eval;  // empty: no evaluation
+    std::string eval;             // empty: no evaluation
     std::string format = "auto";  // auto | messages | alpaca | text | tokens
     int64_t max_seq_len = 1024;
-    std::string tokenizer;       // folder with tokenizer.json; empty: model.path
-    std::string chat_template;   // built-in name; empty: the tokenizer's own
+    std::string tokenizer;      // folder with tokenizer.json; empty: model.path
+    std::string chat_template;  // built-in name; empty: the tokenizer's own
     bool train_on_inputs = false;
     bool packing = false;
   } data;
@@ -50,10 +50,10 @@ struct TrainConfig {
     double adam_epsilon = 1e-8;
     uint64_t seed = 42;
     bool gradient_checkpointing = true;
-    int64_t eval_every = 0;  // 0: only at the start and the end
+    int64_t eval_every = 0;        // 0: only at the start and the end
     int64_t checkpoint_every = 0;  // 0: only at the end
-    std::string device = "auto";  // auto | cpu | cuda | cuda:N
-    int64_t num_threads = 0;  // 0: all cores divided among local ranks
+    std::string device = "auto";   // auto | cpu | cuda | cuda:N
+    int64_t num_threads = 0;       // 0: all cores divided among local ranks
   } training;
   std::string output_dir;
 };

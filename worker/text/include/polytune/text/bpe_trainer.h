@@ -20,13 +20,15 @@ struct BpeTrainOptions {
 // The special tokens a trained tokenizer gets, in id order after the learned vocabulary.
 const std::vector<std::string>& TrainedSpecialTokens();
 
-absl::Status TrainByteLevelBpe(const std::vector<std::string>& texts, const BpeTrainOptions& options, const std::string& out_dir);
+absl::Status TrainByteLevelBpe(const std::vector<std::string>& texts, const BpeTrainOptions& options,
+                               const std::string& out_dir);
 
 // Reads the corpus (ReadCorpusTexts), trains, writes into out_dir and loads the result.
 // `num_texts`, when given, receives how many texts were learned from.
 absl::StatusOr<std::unique_ptr<Tokenizer>> TrainTokenizerFromCorpus(const std::string& corpus_path,
                                                                     const BpeTrainOptions& options,
-                                                                    const std::string& out_dir, size_t* num_texts = nullptr);
+                                                                    const std::string& out_dir,
+                                                                    size_t* num_texts = nullptr);
 
 // Every text field of a JSONL file in any supported format (message contents, alpaca
 // fields, "text"), or the lines themselves when the file is not JSONL.

@@ -33,10 +33,10 @@ const char* DataFormatName(DataFormat f);
 
 struct Example {
   DataFormat format = DataFormat::kTokens;
-  std::vector<ChatMessage> messages;  // messages and alpaca
-  std::string text;                   // text
+  std::vector<ChatMessage> messages;       // messages and alpaca
+  std::string text;                        // text
   std::vector<int64_t> input_ids, labels;  // tokens (labels may be empty)
-  std::string lang;                   // "" when absent
+  std::string lang;                        // "" when absent
 };
 
 // Parses one JSON line. `where` is "file:line" for errors, which also name the field.
@@ -51,10 +51,11 @@ struct EncodeOptions {
 struct EncodedExample {
   std::string rendered;  // the exact text that was tokenised ("" for tokens)
   std::vector<int64_t> input_ids;
-  std::vector<int64_t> labels;                     // -100 where not trained
+  std::vector<int64_t> labels;                           // -100 where not trained
   std::vector<std::pair<size_t, size_t>> trained_spans;  // byte ranges of `rendered`
 };
 
-absl::StatusOr<EncodedExample> EncodeExample(const Example& example, const EncodeOptions& options, const std::string& where);
+absl::StatusOr<EncodedExample> EncodeExample(const Example& example, const EncodeOptions& options,
+                                             const std::string& where);
 
 }  // namespace polytune::text

@@ -9,8 +9,8 @@
 // unsupported feature and its line.
 #pragma once
 
-#include <map>
 #include <ctime>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -42,7 +42,7 @@ struct Value {
   static Value MakeList(List v = {});
   static Value MakeDict(Dict v = {});
   const Value* Find(const std::string& key) const;  // dict lookup
-  void Set(const std::string& key, Value v);          // dict insert/replace
+  void Set(const std::string& key, Value v);        // dict insert/replace
 };
 
 class Template {
