@@ -22,12 +22,13 @@
 
 #include "nlohmann/json.hpp"
 #include "polytune/common/sha256.h"
-#include "polytune/coordinator/grpc_config.h"
 #include "polytune/coordinator/scheduler.h"
+#include "polytune/rpc/grpc_config.h"
 #include "polytune/v1/polytune.grpc.pb.h"
 
 using namespace polytune;
 using namespace polytune::coordinator;
+using namespace polytune::rpc;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -175,7 +176,9 @@ int main(int argc, char** argv) {
   {
     v1::SubmitJobRequest sreq;
     sreq.set_name("bench");
-    sreq.set_spec_yaml("resources: {world_size: 1}\n");
+    // A valid spec that never fits the cluster: it stays pending and only gives checkpoints a job.
+    sreq.set_spec_yaml(
+        "model: {path: /bench/model}\ndata: {train: /bench/train.jsonl}\nresources: {world_size: 4096}\n");
     v1::SubmitJobResponse sresp;
     auto sctx = ContextWithDeadline(5);
     jobs->SubmitJob(sctx.get(), sreq, &sresp);

@@ -154,7 +154,7 @@ int main(int argc, char** argv) {
   }
   TrainConfig cfg;
   cfg.model.path = model_dir;
-  cfg.data.train = data;
+  cfg.data.train = polytune::spec::DatasetRef::Path(data);
   cfg.data.max_seq_len = a.seq;
   cfg.training.max_steps = a.steps;
   cfg.training.micro_batch_size = a.world > 1 ? a.batch / a.world : a.batch;
@@ -183,8 +183,8 @@ int main(int argc, char** argv) {
   std::vector<double> step_tps;
   TrainRunOptions opts;
   opts.progress = false;
-  opts.on_record = [&](const nlohmann::json& j) {
-    if (j.contains("tokens_per_second")) step_tps.push_back(j["tokens_per_second"].get<double>());
+  opts.on_record = [&](const polytune::MetricsRecord& r) {
+    if (const auto* s = std::get_if<polytune::StepMetrics>(&r.value)) step_tps.push_back(s->tokens_per_second);
   };
   // --profile FILE: chrome trace of the whole run (torch's legacy profiler), for finding
   // where non-matmul time goes.

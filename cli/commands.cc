@@ -32,6 +32,11 @@ namespace {
 
 using namespace polytune::engine;
 
+std::function<void(int, int64_t)>& StepHook() {
+  static auto* hook = new std::function<void(int, int64_t)>();
+  return *hook;
+}
+
 std::string SelfExecutable() {
   char buf[4096];
   ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
@@ -134,10 +139,7 @@ int RunTrain(const TrainArgs& a, const std::vector<std::string>& raw_args) {
   options.resume_dir = a.resume_dir;
   options.local_rank = a.local_rank;
   options.progress = comm->rank() == 0;
-  // Test hook: simulate a crashed rank (see tests/engine/training_e2e_test.cc).
-  const char* kill_rank = std::getenv("POLYTUNE_TEST_KILL_RANK");
-  const char* kill_step = std::getenv("POLYTUNE_TEST_KILL_AT_STEP");
-  if (kill_rank && kill_step && std::atoi(kill_rank) == comm->rank()) options.kill_at_step = std::atoll(kill_step);
+  if (StepHook()) options.before_step = [rank = comm->rank()](int64_t step) { StepHook()(rank, step); };
   auto summary = RunTraining(*config, *comm, options);
   if (!summary.ok()) return Fail(summary.status());
   return 0;
@@ -292,6 +294,20 @@ std::function<int()> RegisterCommands(CLI::App& app) {
   });
 
   return [run] { return (*run)(); };
+}
+
+void SetTrainingStepHook(std::function<void(int rank, int64_t step)> hook) { StepHook() = std::move(hook); }
+
+int Main(int argc, char** argv) {
+  engine::ReexecWithPassiveOpenMpWait(argc, argv);
+  CLI::App app{"polytune: multilingual QLoRA fine-tuning"};
+  auto run = RegisterCommands(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return run();
 }
 
 }  // namespace polytune::cli

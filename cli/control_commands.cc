@@ -2,7 +2,6 @@
 #include "cli_util.h"
 
 #include <unistd.h>
-#include <yaml-cpp/yaml.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -14,16 +13,19 @@
 #include "nlohmann/json.hpp"
 #include "polytune/common/bundle.h"
 #include "polytune/common/file_util.h"
+#include "polytune/common/metrics_record.h"
 #include "polytune/common/sha256.h"
-#include "polytune/coordinator/grpc_config.h"
-#include "polytune/coordinator/grpc_services.h"
-#include "polytune/engine/train_config.h"
+#include "polytune/rpc/grpc_config.h"
+#include "polytune/rpc/metrics_convert.h"
+#include "polytune/rpc/status.h"
+#include "polytune/rpc/transfer.h"
+#include "polytune/spec/job_spec.h"
 #include "polytune/v1/polytune.grpc.pb.h"
 
 namespace polytune::cli {
 namespace {
 namespace fs = std::filesystem;
-using coordinator::ContextWithDeadline;
+using rpc::ContextWithDeadline;
 
 struct ControlArgs {
   std::string coordinator, spec, name, job, out, checkpoint = "latest";
@@ -46,89 +48,47 @@ int RpcFail(const ControlArgs& a, const grpc::Status& st) {
 }
 
 std::unique_ptr<v1::JobService::Stub> Stub(const ControlArgs& a) {
-  return v1::JobService::NewStub(coordinator::MakeChannel(Target(a)));
+  return v1::JobService::NewStub(rpc::MakeChannel(Target(a)));
 }
 
 absl::StatusOr<std::string> Upload(v1::JobService::Stub& stub, const std::string& path) {
   auto data = ReadFileToString(path);
   if (!data.ok()) return data.status();
   const std::string sha = Sha256Hex(*data);
-  auto ctx = ContextWithDeadline(300);
+  auto ctx = ContextWithDeadline(rpc::kTransferDeadlineSeconds);
   v1::UploadArtifactResponse resp;
   auto writer = stub.UploadArtifact(ctx.get(), &resp);
-  for (size_t pos = 0; pos < data->size() || pos == 0; pos += coordinator::kMaxChunkBytes) {
-    v1::UploadArtifactChunk c;
-    if (pos == 0) c.set_sha256(sha);
-    c.set_data(data->substr(pos, coordinator::kMaxChunkBytes));
-    if (!writer->Write(c)) break;
-    if (data->empty()) break;
-  }
-  writer->WritesDone();
-  grpc::Status st = writer->Finish();
-  if (!st.ok()) return coordinator::FromGrpc(st);
+  absl::Status st = rpc::WriteChunked<v1::UploadArtifactChunk>(writer.get(), *data,
+                                                               [&](v1::UploadArtifactChunk& c) { c.set_sha256(sha); });
+  if (!st.ok()) return st;
   return sha;
 }
 
 int Submit(const ControlArgs& a) {
-  auto text = ReadFileToString(a.spec);
-  if (!text.ok()) return Fail(std::string(text.status().message()));
-  YAML::Node root;
-  try {
-    root = YAML::Load(*text);
-  } catch (const YAML::Exception& e) {
-    return Fail(absl::StrCat(a.spec, ":", e.mark.line + 1, ": invalid YAML: ", e.msg));
-  }
-  if (!root.IsMap()) return Fail(absl::StrCat(a.spec, ": the job spec must be a mapping"));
-  YAML::Node resources = root["resources"];
-  int32_t world = 0;
-  try {
-    if (!resources.IsDefined() || !resources.IsMap() || !resources["world_size"].IsDefined())
-      return Fail(absl::StrCat(a.spec, ": 'resources.world_size' is required"));
-    for (auto it = resources.begin(); it != resources.end(); ++it)
-      if (it->first.as<std::string>() != "world_size")
-        return Fail(absl::StrCat(a.spec, ": 'resources.", it->first.as<std::string>(),
-                                 "' is not a known key; expected world_size"));
-    world = resources["world_size"].as<int32_t>();
-  } catch (const YAML::Exception&) {
-    return Fail(absl::StrCat(a.spec, ": 'resources.world_size' must be an integer"));
-  }
-  if (world < 1) return Fail(absl::StrCat(a.spec, ": 'resources.world_size' must be at least 1"));
-  // Validate the training part exactly as `polytune train` would.
-  YAML::Node train = YAML::Clone(root);
-  train.remove("resources");
-  if (!train["output_dir"].IsDefined()) train["output_dir"] = "unused-on-submit";
-  YAML::Emitter em;
-  em << train;
-  const std::string base = fs::absolute(a.spec).parent_path().string();
-  auto config = engine::ParseTrainConfig(em.c_str(), a.spec, base);
-  if (!config.ok()) return Fail(std::string(config.status().message()));
+  // Parsed and validated once, with the rules the coordinator applies again on its side.
+  auto spec = spec::LoadJobSpec(a.spec, spec::SpecUse::kSubmission);
+  if (!spec.ok()) return Fail(std::string(spec.status().message()));
   auto stub = Stub(a);
-  // Upload local datasets; the spec then names them by sha256. The model path must exist on
-  // the workers (shared storage), so it travels as an absolute path.
-  YAML::Node sent = YAML::Clone(root);
-  for (const auto& [key, path] :
-       {std::make_pair("train", config->data.train), std::make_pair("eval", config->data.eval)}) {
-    if (path.empty()) continue;
-    auto sha = Upload(*stub, path);
+  // Local datasets are uploaded and then named by their sha256; the model must exist on the
+  // workers (shared storage), so it travels as the absolute path the parser resolved.
+  for (spec::DatasetRef* d : {&spec->data.train, &spec->data.eval}) {
+    if (!d->is_path()) continue;
+    auto sha = Upload(*stub, d->path());
     if (!sha.ok()) {
       if (sha.status().code() == absl::StatusCode::kUnavailable ||
           sha.status().code() == absl::StatusCode::kDeadlineExceeded)
         return RpcFail(a, grpc::Status(grpc::StatusCode::UNAVAILABLE, ""));
-      return Fail(absl::StrCat("uploading ", path, ": ", sha.status().message()));
+      return Fail(absl::StrCat("uploading ", d->path(), ": ", sha.status().message()));
     }
-    sent["data"][key] = "sha256:" + *sha;
+    *d = spec::DatasetRef::Artifact(*sha);
   }
-  sent["model"]["path"] = config->model.path;
-  if (!config->init_adapter.empty()) sent["lora"]["init_adapter"] = config->init_adapter;
-  sent.remove("output_dir");
-  YAML::Emitter out;
-  out << sent;
+  spec->output_dir.clear();  // workers choose where ranks write
   v1::SubmitJobRequest req;
   req.set_name(a.name.empty() ? fs::path(a.spec).stem().string() : a.name);
   req.set_priority(a.priority);
-  req.set_spec_yaml(out.c_str());
+  req.set_spec_yaml(spec::ToCanonicalYaml(*spec));
   v1::SubmitJobResponse resp;
-  auto ctx = ContextWithDeadline(10);
+  auto ctx = ContextWithDeadline(rpc::kControlDeadlineSeconds);
   grpc::Status st = stub->SubmitJob(ctx.get(), req, &resp);
   if (!st.ok()) return RpcFail(a, st);
   if (a.json)
@@ -138,6 +98,26 @@ int Submit(const ControlArgs& a) {
   return 0;
 }
 
+// Reads a job's metrics stream after `*after_seq`, page by page, advancing the cursor.
+int FetchMetrics(const ControlArgs& a, int64_t* after_seq, std::vector<MetricsRecord>* out) {
+  for (;;) {
+    v1::GetMetricsRequest req;
+    req.set_id(a.job);
+    req.set_after_seq(*after_seq);
+    v1::GetMetricsResponse resp;
+    auto ctx = ContextWithDeadline(rpc::kControlDeadlineSeconds);
+    grpc::Status st = Stub(a)->GetMetrics(ctx.get(), req, &resp);
+    if (!st.ok()) return RpcFail(a, st);
+    for (const auto& p : resp.records()) {
+      auto r = rpc::FromProto(p);
+      if (!r.ok()) return Fail(absl::StrCat("metrics record ", p.seq(), " of ", a.job, ": ", r.status().message()));
+      out->push_back(*std::move(r));
+      *after_seq = p.seq();
+    }
+    if (resp.records_size() < rpc::kMaxMetricsPerReply) return 0;
+  }
+}
+
 std::string StateName(v1::JobState s) { return v1::JobState_Name(s); }
 
 bool Terminal(v1::JobState s) { return s == v1::SUCCEEDED || s == v1::FAILED || s == v1::CANCELLED; }
@@ -145,7 +125,7 @@ bool Terminal(v1::JobState s) { return s == v1::SUCCEEDED || s == v1::FAILED || 
 int GetJob(const ControlArgs& a, v1::GetJobResponse* resp) {
   v1::GetJobRequest req;
   req.set_id(a.job);
-  auto ctx = ContextWithDeadline(10);
+  auto ctx = ContextWithDeadline(rpc::kControlDeadlineSeconds);
   grpc::Status st = Stub(a)->GetJob(ctx.get(), req, resp);
   if (!st.ok()) return RpcFail(a, st);
   return 0;
@@ -169,12 +149,11 @@ nlohmann::json JobJson(const v1::Job& j) {
 int Status(const ControlArgs& a) {
   v1::GetJobResponse r;
   if (int rc = GetJob(a, &r)) return rc;
+  int64_t after_seq = 0;
+  std::vector<MetricsRecord> records;
+  if (int rc = FetchMetrics(a, &after_seq, &records)) return rc;
   nlohmann::json latest, eval;
-  for (const auto& m : r.metrics_json()) {
-    auto j = nlohmann::json::parse(m, nullptr, false);
-    if (j.is_discarded()) continue;
-    (j.contains("eval") ? eval : latest) = j;
-  }
+  for (const auto& m : records) (m.is_eval() ? eval : latest) = MetricsRecordToJsonValue(m);
   nlohmann::json cks = nlohmann::json::array();
   for (const auto& c : r.checkpoints())
     cks.push_back({{"step", c.step()}, {"sha256", c.sha256()}, {"size_bytes", c.size_bytes()}});
@@ -196,38 +175,30 @@ int Status(const ControlArgs& a) {
   return 0;
 }
 
+void PrintProgress(const MetricsRecord& m, bool tty) {
+  if (const auto* e = std::get_if<EvalMetrics>(&m.value)) {
+    std::printf("\neval @ step %lld:", static_cast<long long>(e->step));
+    for (const auto& [lang, f] : e->languages) std::printf(" %s %.3f", lang.c_str(), f.loss);
+    std::printf(" | overall %.4f\n", e->overall.loss);
+    return;
+  }
+  const auto& s = std::get<StepMetrics>(m.value);
+  const double eta = s.total_steps > s.step && s.step > 0 ? s.elapsed_seconds / s.step * (s.total_steps - s.step) : 0;
+  std::printf("%sstep %lld/%lld | loss %.4f | %.0f tok/s | ETA %.0fs%s", tty ? "\r" : "",
+              static_cast<long long>(s.step), static_cast<long long>(s.total_steps), s.loss, s.tokens_per_second, eta,
+              tty ? "   " : "\n");
+}
+
 int Watch(const ControlArgs& a) {
   const bool tty = ::isatty(STDOUT_FILENO);
-  size_t shown = 0;
-  int64_t total = 0;
+  int64_t after_seq = 0;  // only new records are fetched on each poll
   for (;;) {
     v1::GetJobResponse r;
     if (int rc = GetJob(a, &r)) return rc;
-    if (total == 0) {
-      try {
-        YAML::Node spec = YAML::Load(r.job().spec_yaml());
-        if (spec["training"]["max_steps"].IsDefined()) total = spec["training"]["max_steps"].as<int64_t>();
-      } catch (...) {
-      }
-    }
-    for (; shown < static_cast<size_t>(r.metrics_json_size()); ++shown) {
-      auto j = nlohmann::json::parse(r.metrics_json(shown), nullptr, false);
-      if (j.is_discarded()) continue;
-      if (j.contains("eval")) {
-        std::printf("\neval @ step %lld:", static_cast<long long>(j.value("step", int64_t{0})));
-        for (const auto& [lang, f] : j["eval"]["languages"].items())
-          std::printf(" %s %.3f", lang.c_str(), f["loss"].get<double>());
-        std::printf(" | overall %.4f\n", j["eval"]["overall"]["loss"].get<double>());
-      } else {
-        const int64_t step = j["step"].get<int64_t>();
-        const double elapsed = j.value("elapsed_seconds", 0.0);
-        const double eta = total > step && step > 0 ? elapsed / step * (total - step) : 0;
-        std::printf("%sstep %lld/%lld | loss %.4f | %.0f tok/s | ETA %.0fs%s", tty ? "\r" : "",
-                    static_cast<long long>(step), static_cast<long long>(total), j["loss"].get<double>(),
-                    j.value("tokens_per_second", 0.0), eta, tty ? "   " : "\n");
-      }
-      std::fflush(stdout);
-    }
+    std::vector<MetricsRecord> records;
+    if (int rc = FetchMetrics(a, &after_seq, &records)) return rc;
+    for (const auto& m : records) PrintProgress(m, tty);
+    std::fflush(stdout);
     if (Terminal(r.job().state())) {
       std::printf("\n%s: %s — %s\n", r.job().id().c_str(), StateName(r.job().state()).c_str(),
                   r.job().reason().c_str());
@@ -240,8 +211,8 @@ int Watch(const ControlArgs& a) {
 // Events, the ranks' own output ([rank R] lines, as their workers forward it) and metrics
 // records; with --follow, new ones as they arrive until the job ends.
 int Logs(const ControlArgs& a) {
-  size_t shown = 0, events = 0;
-  int64_t after_seq = 0;
+  size_t events = 0;
+  int64_t after_seq = 0, metrics_seq = 0;
   for (;;) {
     v1::GetJobResponse r;
     if (int rc = GetJob(a, &r)) return rc;
@@ -254,7 +225,7 @@ int Logs(const ControlArgs& a) {
       req.set_id(a.job);
       req.set_after_seq(after_seq);
       v1::GetLogsResponse resp;
-      auto ctx = ContextWithDeadline(10);
+      auto ctx = ContextWithDeadline(rpc::kControlDeadlineSeconds);
       grpc::Status st = Stub(a)->GetLogs(ctx.get(), req, &resp);
       if (!st.ok()) return RpcFail(a, st);
       for (const auto& l : resp.lines()) {
@@ -263,8 +234,9 @@ int Logs(const ControlArgs& a) {
       }
       more = resp.lines_size() > 0;
     }
-    for (; shown < static_cast<size_t>(r.metrics_json_size()); ++shown)
-      std::printf("%s\n", r.metrics_json(shown).c_str());
+    std::vector<MetricsRecord> records;
+    if (int rc = FetchMetrics(a, &metrics_seq, &records)) return rc;
+    for (const auto& m : records) std::printf("%s\n", MetricsRecordToJson(m).c_str());
     std::fflush(stdout);
     if (!a.follow || ended) return 0;
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
@@ -275,7 +247,7 @@ int Cancel(const ControlArgs& a) {
   v1::CancelJobRequest req;
   req.set_id(a.job);
   v1::CancelJobResponse resp;
-  auto ctx = ContextWithDeadline(10);
+  auto ctx = ContextWithDeadline(rpc::kControlDeadlineSeconds);
   grpc::Status st = Stub(a)->CancelJob(ctx.get(), req, &resp);
   if (!st.ok()) return RpcFail(a, st);
   std::printf("%s: %s\n", resp.job().id().c_str(), StateName(resp.job().state()).c_str());
@@ -284,7 +256,7 @@ int Cancel(const ControlArgs& a) {
 
 int Jobs(const ControlArgs& a) {
   v1::ListJobsResponse resp;
-  auto ctx = ContextWithDeadline(10);
+  auto ctx = ContextWithDeadline(rpc::kControlDeadlineSeconds);
   grpc::Status st = Stub(a)->ListJobs(ctx.get(), v1::ListJobsRequest(), &resp);
   if (!st.ok()) return RpcFail(a, st);
   if (a.json) {
@@ -302,7 +274,7 @@ int Jobs(const ControlArgs& a) {
 
 int Workers(const ControlArgs& a) {
   v1::ListWorkersResponse resp;
-  auto ctx = ContextWithDeadline(10);
+  auto ctx = ContextWithDeadline(rpc::kControlDeadlineSeconds);
   grpc::Status st = Stub(a)->ListWorkers(ctx.get(), v1::ListWorkersRequest(), &resp);
   if (!st.ok()) return RpcFail(a, st);
   if (a.json) {
@@ -334,26 +306,13 @@ int Download(const ControlArgs& a) {
       if (std::to_string(c.step()) == a.checkpoint) pick = &c;
     if (!pick) return Fail(absl::StrCat(a.job, " has no checkpoint at step ", a.checkpoint));
   }
-  v1::DownloadRequest req;
-  req.set_sha256(pick->sha256());
-  auto ctx = ContextWithDeadline(300);
-  auto reader = Stub(a)->Download(ctx.get(), req);
-  std::string data;
-  v1::DownloadChunk chunk;
-  while (reader->Read(&chunk)) data += chunk.data();
-  grpc::Status st = reader->Finish();
-  if (!st.ok()) return RpcFail(a, st);
-  if (Sha256Hex(data) != pick->sha256()) return Fail("downloaded checkpoint does not match its sha256; try again");
-  // Unpack, then keep the PEFT adapter files only.
-  const std::string tmp = a.out + ".download";
-  absl::Status us = UnpackBundle(data, tmp);
-  if (!us.ok()) return Fail(std::string(us.message()));
-  auto staging = MakeStagingDirectory(a.out);
-  if (!staging.ok()) return Fail(std::string(staging.status().message()));
-  for (const char* f : {"adapter_config.json", "adapter_model.safetensors"})
-    fs::copy_file(tmp + "/" + f, *staging + "/" + f);
-  fs::remove_all(tmp);
-  us = CommitDirectory(*staging, a.out);
+  auto bundle = rpc::DownloadVerified(*Stub(a), pick->sha256());
+  if (!bundle.ok()) {
+    if (bundle.status().code() == absl::StatusCode::kUnavailable) return RpcFail(a, rpc::ToGrpc(bundle.status()));
+    return Fail(std::string(bundle.status().message()));
+  }
+  // Only the PEFT adapter files of the checkpoint, committed into --out atomically.
+  absl::Status us = rpc::CommitBundleToDirectory(*bundle, a.out, {"adapter_config.json", "adapter_model.safetensors"});
   if (!us.ok()) return Fail(std::string(us.message()));
   std::printf("wrote the step-%lld adapter of %s to %s\n", static_cast<long long>(pick->step()), a.job.c_str(),
               a.out.c_str());

@@ -5,14 +5,15 @@
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <thread>
 
 #include "polytune/common/clock.h"
-#include "polytune/coordinator/grpc_config.h"
 #include "polytune/coordinator/grpc_services.h"
+#include "polytune/rpc/grpc_config.h"
 
 namespace {
 std::atomic<bool> g_stop{false};
@@ -70,13 +71,15 @@ int main(int argc, char** argv) {
     return 1;
   }
   JobServiceImpl job_service(&jobs, store->get(), &artifacts);
-  WorkerServiceImpl worker_service(&jobs, store->get(), &artifacts);
+  // Workers heartbeat a few times per timeout, so one lost heartbeat never loses a worker.
+  const int64_t heartbeat_ms = std::max<int64_t>(100, std::min<int64_t>(1000, timeout_micros / 1000 / 4));
+  WorkerServiceImpl worker_service(&jobs, store->get(), &artifacts, heartbeat_ms);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
-  ConfigureServer(builder);
+  polytune::rpc::ConfigureServer(builder);
   builder.RegisterService(&job_service);
   builder.RegisterService(&worker_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
@@ -89,7 +92,9 @@ int main(int argc, char** argv) {
   signal(SIGTERM, OnSignal);
   std::fprintf(stderr, "polytune-coordinator: serving on %s, state in %s\n", listen.c_str(), data_dir.c_str());
   while (!g_stop) {
-    jobs.Tick();
+    absl::Status tick = jobs.Tick();
+    if (!tick.ok())  // the store refused a write; say so, and try again next tick
+      std::fprintf(stderr, "polytune-coordinator: error: %s\n", std::string(tick.message()).c_str());
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));

@@ -1,59 +1,38 @@
 #include "polytune/coordinator/grpc_services.h"
 
-#include <yaml-cpp/yaml.h>
-
 #include "absl/strings/str_cat.h"
-#include "polytune/coordinator/grpc_config.h"
 #include "polytune/coordinator/proto_convert.h"
+#include "polytune/rpc/grpc_config.h"
+#include "polytune/rpc/metrics_convert.h"
+#include "polytune/rpc/status.h"
+#include "polytune/rpc/transfer.h"
+#include "polytune/spec/job_spec.h"
 
 namespace polytune::coordinator {
 namespace {
+
+using rpc::ToGrpc;
 
 grpc::Status StreamArtifact(ArtifactStore* artifacts, const std::string& sha,
                             grpc::ServerWriter<v1::DownloadChunk>* w) {
   auto data = artifacts->Get(sha);
   if (!data.ok()) return ToGrpc(data.status());
-  for (size_t pos = 0; pos < data->size() || pos == 0; pos += kMaxChunkBytes) {
-    v1::DownloadChunk c;
-    c.set_data(data->substr(pos, kMaxChunkBytes));
-    if (!w->Write(c)) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
-    if (data->empty()) break;
-  }
-  return grpc::Status::OK;
-}
-
-// resources.world_size from a submitted spec.
-absl::StatusOr<int32_t> WorldSize(const std::string& spec) {
-  try {
-    YAML::Node root = YAML::Load(spec);
-    YAML::Node r = root["resources"];
-    if (!r.IsDefined() || !r["world_size"].IsDefined())
-      return absl::InvalidArgumentError("spec: 'resources.world_size' is required");
-    int32_t n = r["world_size"].as<int32_t>();
-    if (n < 1) return absl::InvalidArgumentError("spec: 'resources.world_size' must be at least 1");
-    return n;
-  } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat("spec: invalid YAML or resources.world_size: ", e.msg));
-  }
+  return rpc::StreamChunks(w, *data);
 }
 
 }  // namespace
 
-grpc::Status ToGrpc(const absl::Status& s) {
-  if (s.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(static_cast<int>(s.code())), std::string(s.message()));
-}
-
-absl::Status FromGrpc(const grpc::Status& s) {
-  if (s.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(static_cast<int>(s.error_code())), s.error_message());
-}
-
 grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext*, const v1::SubmitJobRequest* req,
                                        v1::SubmitJobResponse* resp) {
-  auto world = WorldSize(req->spec_yaml());
-  if (!world.ok()) return ToGrpc(world.status());
-  auto job = jobs_->Submit(req->name(), req->priority(), *world, req->spec_yaml());
+  // The same parser and rules as the CLI; paths must be absolute here (no base folder).
+  auto spec = spec::ParseJobSpec(req->spec_yaml(), "submitted spec", "", spec::SpecUse::kSubmission);
+  if (!spec.ok()) return ToGrpc(spec.status());
+  for (const auto& [key, d] :
+       {std::make_pair("data.train", &spec->data.train), std::make_pair("data.eval", &spec->data.eval)})
+    if (d->is_artifact() && !artifacts_->Has(d->sha256()))
+      return ToGrpc(absl::FailedPreconditionError(absl::StrCat(
+          "submitted spec: '", key, "' names artifact ", d->sha256(), ", which was never uploaded; upload it first")));
+  auto job = jobs_->Submit(req->name(), req->priority(), spec->resources->world_size, spec::ToCanonicalYaml(*spec));
   if (!job.ok()) return ToGrpc(job.status());
   *resp->mutable_job() = ToProto(*job);
   return grpc::Status::OK;
@@ -63,19 +42,30 @@ grpc::Status JobServiceImpl::GetJob(grpc::ServerContext*, const v1::GetJobReques
   auto job = jobs_->Get(req->id());
   if (!job.ok()) return ToGrpc(job.status());
   *resp->mutable_job() = ToProto(*job);
-  auto metrics = store_->Metrics(req->id());
-  if (!metrics.ok()) return ToGrpc(metrics.status());
-  for (const auto& m : *metrics) resp->add_metrics_json(m);
   auto cks = store_->Checkpoints(req->id());
   if (!cks.ok()) return ToGrpc(cks.status());
   for (const auto& c : *cks) *resp->add_checkpoints() = ToProto(c);
   return grpc::Status::OK;
 }
 
+grpc::Status JobServiceImpl::GetMetrics(grpc::ServerContext*, const v1::GetMetricsRequest* req,
+                                        v1::GetMetricsResponse* resp) {
+  auto job = jobs_->Get(req->id());
+  if (!job.ok()) return ToGrpc(job.status());
+  auto records = store_->Metrics(req->id(), req->after_seq(), rpc::kMaxMetricsPerReply);
+  if (!records.ok()) return ToGrpc(records.status());
+  for (const auto& r : *records) {
+    v1::MetricsRecord* p = resp->add_records();
+    *p = rpc::ToProto(r.record);
+    p->set_seq(r.seq);
+  }
+  return grpc::Status::OK;
+}
+
 grpc::Status JobServiceImpl::GetLogs(grpc::ServerContext*, const v1::GetLogsRequest* req, v1::GetLogsResponse* resp) {
   auto job = jobs_->Get(req->id());
   if (!job.ok()) return ToGrpc(job.status());
-  auto lines = store_->Logs(req->id(), req->after_seq(), kMaxLogLinesPerReply);
+  auto lines = store_->Logs(req->id(), req->after_seq(), rpc::kMaxLogLinesPerReply);
   if (!lines.ok()) return ToGrpc(lines.status());
   for (const auto& l : *lines) *resp->add_lines() = ToProto(l);
   return grpc::Status::OK;
@@ -96,18 +86,14 @@ grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext*, const v1::CancelJob
 
 grpc::Status JobServiceImpl::UploadArtifact(grpc::ServerContext*, grpc::ServerReader<v1::UploadArtifactChunk>* reader,
                                             v1::UploadArtifactResponse* resp) {
-  v1::UploadArtifactChunk chunk;
-  std::string data, sha;
-  while (reader->Read(&chunk)) {
-    if (chunk.data().size() > static_cast<size_t>(kMaxChunkBytes))
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "artifact chunk larger than 1 MiB");
-    if (sha.empty()) sha = chunk.sha256();
-    data += chunk.data();
-  }
-  absl::Status st = artifacts_->Put(data, sha);
+  std::string sha;
+  auto data = rpc::ReadChunked<v1::UploadArtifactChunk>(reader, kMaxArtifactBytes,
+                                                        [&](const v1::UploadArtifactChunk& c) { sha = c.sha256(); });
+  if (!data.ok()) return ToGrpc(data.status());
+  absl::Status st = artifacts_->Put(*data, sha);
   if (!st.ok()) return ToGrpc(st);
   resp->set_sha256(sha);
-  resp->set_size_bytes(static_cast<int64_t>(data.size()));
+  resp->set_size_bytes(static_cast<int64_t>(data->size()));
   return grpc::Status::OK;
 }
 
@@ -137,7 +123,7 @@ grpc::Status WorkerServiceImpl::Register(grpc::ServerContext*, const v1::Registe
   if (!worker.ok()) return ToGrpc(worker.status());
   absl::Status st = jobs_->RegisterWorker(*worker);
   if (!st.ok()) return ToGrpc(st);
-  resp->set_heartbeat_interval_ms(1000);
+  resp->set_heartbeat_interval_ms(heartbeat_interval_ms_);
   return grpc::Status::OK;
 }
 
@@ -156,11 +142,13 @@ grpc::Status WorkerServiceImpl::ReportMetrics(grpc::ServerContext*, const v1::Re
                                               v1::ReportMetricsResponse*) {
   auto job = jobs_->Get(req->job_id());
   if (!job.ok()) return ToGrpc(job.status());
-  for (const auto& m : req->metrics_json()) {
-    absl::Status st = store_->AppendMetric(req->job_id(), m);
-    if (!st.ok()) return ToGrpc(st);
+  std::vector<MetricsRecord> records;
+  for (const auto& p : req->records()) {
+    auto r = rpc::FromProto(p);
+    if (!r.ok()) return ToGrpc(r.status());
+    records.push_back(*std::move(r));
   }
-  return grpc::Status::OK;
+  return ToGrpc(store_->AppendMetrics(req->job_id(), records));
 }
 
 grpc::Status WorkerServiceImpl::ReportLogs(grpc::ServerContext*, const v1::ReportLogsRequest* req,
@@ -169,34 +157,29 @@ grpc::Status WorkerServiceImpl::ReportLogs(grpc::ServerContext*, const v1::Repor
   if (!job.ok()) return ToGrpc(job.status());
   std::vector<std::string> lines;
   for (const auto& line : req->lines())  // one runaway line must not fill the database
-    lines.push_back(line.size() > kMaxLogLineBytes ? line.substr(0, kMaxLogLineBytes) + " [truncated]" : line);
+    lines.push_back(line.size() > rpc::kMaxLogLineBytes ? line.substr(0, rpc::kMaxLogLineBytes) + " [truncated]"
+                                                        : line);
   return ToGrpc(store_->AppendLogs(req->job_id(), req->rank(), lines));
 }
 
 grpc::Status WorkerServiceImpl::UploadCheckpoint(grpc::ServerContext*,
                                                  grpc::ServerReader<v1::UploadCheckpointChunk>* reader,
                                                  v1::UploadCheckpointResponse* resp) {
-  v1::UploadCheckpointChunk chunk;
-  std::string data, sha, job_id;
+  std::string sha, job_id;
   int64_t step = -1;
-  bool first = true;
-  while (reader->Read(&chunk)) {
-    if (chunk.data().size() > static_cast<size_t>(kMaxChunkBytes))
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "checkpoint chunk larger than 1 MiB; not recorded");
-    if (first) {
-      job_id = chunk.job_id();
-      step = chunk.step();
-      sha = chunk.sha256();
-      first = false;
-    }
-    data += chunk.data();
-  }
+  auto data =
+      rpc::ReadChunked<v1::UploadCheckpointChunk>(reader, kMaxArtifactBytes, [&](const v1::UploadCheckpointChunk& c) {
+        job_id = c.job_id();
+        step = c.step();
+        sha = c.sha256();
+      });
+  if (!data.ok()) return ToGrpc(data.status());
   if (!jobs_->Get(job_id).ok()) return grpc::Status(grpc::StatusCode::NOT_FOUND, "checkpoint for an unknown job");
-  absl::Status st = artifacts_->Put(data, sha);
+  absl::Status st = artifacts_->Put(*data, sha);
   if (!st.ok())
     return grpc::Status(grpc::StatusCode::DATA_LOSS,
                         absl::StrCat("checkpoint step ", step, " of ", job_id, " refused: ", st.message()));
-  CheckpointRecord rec{job_id, step, sha, static_cast<int64_t>(data.size()), artifacts_->PathOf(sha)};
+  CheckpointRecord rec{job_id, step, sha, static_cast<int64_t>(data->size()), artifacts_->PathOf(sha)};
   st = store_->PutCheckpoint(rec);
   if (!st.ok()) return ToGrpc(st);
   *resp->mutable_checkpoint() = ToProto(rec);

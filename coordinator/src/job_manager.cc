@@ -3,6 +3,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "polytune/common/check.h"
+#include "polytune/common/status_macros.h"
 #include "polytune/coordinator/scheduler.h"
 
 namespace polytune::coordinator {
@@ -11,16 +13,19 @@ JobManager::JobManager(Store* store, const Clock* clock, JobManagerOptions optio
     : store_(store), clock_(clock), options_(options), registry_(clock, options.heartbeat_timeout_micros) {}
 
 absl::Status JobManager::Recover() {
-  auto jobs = store_->ListJobs();
-  if (!jobs.ok()) return jobs.status();
-  std::lock_guard<std::mutex> l(mu_);
-  for (auto& j : *jobs) jobs_[j.id] = std::move(j);
+  ASSIGN_OR_RETURN(std::vector<Job> jobs, store_->ListJobs());
+  ASSIGN_OR_RETURN(std::vector<Worker> workers, store_->ListWorkers());
+  for (auto& w : workers)
+    if (w.alive) registry_.Restore(std::move(w));
+  absl::MutexLock l(&mu_);
+  for (auto& j : jobs) jobs_[j.id] = std::move(j);
   return absl::OkStatus();
 }
 
-void JobManager::TransitionLocked(Job& job, JobState to, const std::string& reason) {
+absl::Status JobManager::TransitionLocked(Job& job, JobState to, const std::string& reason) {
   // The state machine is an invariant of this class: callers only ask for legal moves.
-  if (!IsAllowedTransition(job.state, to)) return;
+  POLYTUNE_CHECK(IsAllowedTransition(job.state, to)) << job.id << ": illegal transition " << JobStateName(job.state)
+                                                     << " -> " << JobStateName(to) << " (" << reason << ")";
   job.state = to;
   job.reason = reason;
   job.events.push_back({clock_->NowMicros(), to, reason});
@@ -28,7 +33,13 @@ void JobManager::TransitionLocked(Job& job, JobState to, const std::string& reas
     job.assigned_workers.clear();
     job.master_port = 0;
   }
-  (void)store_->PutJob(job);
+  return store_->PutJob(job);
+}
+
+absl::Status JobManager::SetReasonLocked(Job& job, const std::string& why) {
+  if (job.reason == why) return absl::OkStatus();
+  job.reason = why;
+  return store_->PutJob(job);
 }
 
 absl::StatusOr<Job> JobManager::Submit(const std::string& name, int32_t priority, int32_t world_size,
@@ -48,33 +59,33 @@ absl::StatusOr<Job> JobManager::Submit(const std::string& name, int32_t priority
   job.events.push_back({job.submitted_micros, JobState::kPending, "submitted"});
   absl::Status st = store_->PutJob(job);
   if (!st.ok()) return st;
-  std::lock_guard<std::mutex> l(mu_);
+  absl::MutexLock l(&mu_);
   jobs_[job.id] = job;
-  ScheduleLocked();
+  RETURN_IF_ERROR(ScheduleLocked());
   return jobs_[job.id];
 }
 
 absl::StatusOr<Job> JobManager::Cancel(const std::string& id) {
-  std::lock_guard<std::mutex> l(mu_);
+  absl::MutexLock l(&mu_);
   auto it = jobs_.find(id);
   if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job '", id, "'; `polytune jobs` lists them"));
   Job& job = it->second;
   if (IsTerminal(job.state)) return job;
   CancelRanksLocked(job);
-  TransitionLocked(job, JobState::kCancelled, "cancelled by user");
-  ScheduleLocked();
+  RETURN_IF_ERROR(TransitionLocked(job, JobState::kCancelled, "cancelled by user"));
+  RETURN_IF_ERROR(ScheduleLocked());
   return job;
 }
 
 absl::StatusOr<Job> JobManager::Get(const std::string& id) const {
-  std::lock_guard<std::mutex> l(mu_);
+  absl::MutexLock l(&mu_);
   auto it = jobs_.find(id);
   if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job '", id, "'; `polytune jobs` lists them"));
   return it->second;
 }
 
 std::vector<Job> JobManager::List() const {
-  std::lock_guard<std::mutex> l(mu_);
+  absl::MutexLock l(&mu_);
   std::vector<Job> out;
   for (const auto& [id, j] : jobs_) out.push_back(j);
   std::sort(out.begin(), out.end(), [](const Job& a, const Job& b) { return a.sequence < b.sequence; });
@@ -83,12 +94,12 @@ std::vector<Job> JobManager::List() const {
 
 absl::Status JobManager::RegisterWorker(Worker worker) {
   const std::string id = worker.id;
-  (void)store_->PutWorker(worker);
+  RETURN_IF_ERROR(store_->PutWorker(worker));
   std::vector<std::string> superseded = registry_.Register(std::move(worker));
-  std::lock_guard<std::mutex> l(mu_);
-  for (const auto& w : superseded) FailWorkerJobsLocked(w, absl::StrCat("worker ", w, " restarted (new incarnation)"));
-  ScheduleLocked();
-  return absl::OkStatus();
+  absl::MutexLock l(&mu_);
+  for (const auto& w : superseded)
+    RETURN_IF_ERROR(FailWorkerJobsLocked(w, absl::StrCat("worker ", w, " restarted (new incarnation)")));
+  return ScheduleLocked();
 }
 
 void JobManager::CancelRanksLocked(const Job& job, const std::string& except_worker) {
@@ -101,68 +112,71 @@ void JobManager::CancelRanksLocked(const Job& job, const std::string& except_wor
   }
 }
 
-void JobManager::FailWorkerJobsLocked(const std::string& worker_id, const std::string& why) {
+absl::Status JobManager::FailWorkerJobsLocked(const std::string& worker_id, const std::string& why) {
   for (auto& [id, job] : jobs_) {
     if (job.state != JobState::kScheduled && job.state != JobState::kRunning) continue;
     if (std::find(job.assigned_workers.begin(), job.assigned_workers.end(), worker_id) == job.assigned_workers.end())
       continue;
     CancelRanksLocked(job, worker_id);
-    TransitionLocked(job, JobState::kFailed, why);
+    RETURN_IF_ERROR(TransitionLocked(job, JobState::kFailed, why));
   }
   to_start_.erase(worker_id);
+  return absl::OkStatus();
+}
+
+absl::Status JobManager::ApplyRankReportLocked(Job& job, const std::string& worker_id, const RankReport& r) {
+  ranks_[job.id][r.rank] = r;
+  if (r.rendezvous_port_busy && job.state == JobState::kScheduled) {
+    // Another process holds the port on rank 0's host: stop the other ranks, keep the port
+    // off that host for a while, and place the job again.
+    std::string host;
+    for (const auto& w : registry_.Alive())
+      if (w.id == worker_id) host = w.address;
+    const int32_t port = job.master_port;
+    busy_ports_[{host, port}] = clock_->NowMicros() + options_.busy_port_quarantine_micros;
+    CancelRanksLocked(job, worker_id);
+    ranks_.erase(job.id);
+    return TransitionLocked(job, JobState::kPending,
+                            absl::StrCat("rendezvous port ", port, " on ", host, " (", worker_id,
+                                         ") is taken by another process; placing the job again"));
+  }
+  if (r.phase == RankReport::Phase::kExited && r.exit_code != 0) {
+    CancelRanksLocked(job, worker_id);
+    return TransitionLocked(job, JobState::kFailed,
+                            absl::StrCat("rank ", r.rank, " on ", worker_id, " exited with code ", r.exit_code,
+                                         r.message.empty() ? "" : ": " + r.message));
+  }
+  // An exited rank has been running.
+  int32_t running = 0, exited_ok = 0;
+  for (const auto& [rank, rep] : ranks_[job.id]) {
+    running += rep.phase == RankReport::Phase::kRunning || rep.phase == RankReport::Phase::kExited;
+    exited_ok += rep.phase == RankReport::Phase::kExited && rep.exit_code == 0;
+  }
+  if (job.state == JobState::kScheduled && running == job.world_size)
+    RETURN_IF_ERROR(TransitionLocked(job, JobState::kRunning, absl::StrCat("all ", job.world_size, " ranks running")));
+  if (exited_ok == job.world_size) {
+    if (job.state == JobState::kScheduled) RETURN_IF_ERROR(TransitionLocked(job, JobState::kRunning, "all ranks ran"));
+    return TransitionLocked(job, JobState::kSucceeded, "all ranks finished");
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<HeartbeatReply> JobManager::Heartbeat(const std::string& worker_id, const std::string& incarnation,
                                                      const std::vector<RankReport>& ranks) {
   absl::Status st = registry_.Heartbeat(worker_id, incarnation);
   if (!st.ok()) return st;
-  std::lock_guard<std::mutex> l(mu_);
+  absl::MutexLock l(&mu_);
   for (const auto& r : ranks) {
     auto it = jobs_.find(r.job_id);
     if (it == jobs_.end()) continue;
     Job& job = it->second;
     if (r.attempt != job.attempt) continue;  // a rank of an earlier placement, already stopped
-    ranks_[job.id][r.rank] = r;
-    if (IsTerminal(job.state)) continue;
-    if (r.rendezvous_port_busy && job.state == JobState::kScheduled) {
-      // Another process holds the port on rank 0's host: stop the other ranks, keep the port
-      // off that host for a while, and place the job again.
-      std::string host;
-      for (const auto& w : registry_.Alive())
-        if (w.id == worker_id) host = w.address;
-      const int32_t port = job.master_port;
-      busy_ports_[{host, port}] = clock_->NowMicros() + options_.busy_port_quarantine_micros;
-      CancelRanksLocked(job, worker_id);
-      ranks_.erase(job.id);
-      TransitionLocked(job, JobState::kPending,
-                       absl::StrCat("rendezvous port ", port, " on ", host, " (", worker_id,
-                                    ") is taken by another process; placing the job again"));
-      continue;
-    }
-    if (r.phase == RankReport::Phase::kExited && r.exit_code != 0) {
-      CancelRanksLocked(job, worker_id);
-      TransitionLocked(job, JobState::kFailed,
-                       absl::StrCat("rank ", r.rank, " on ", worker_id, " exited with code ", r.exit_code,
-                                    r.message.empty() ? "" : ": " + r.message));
-      continue;
-    }
-    const auto& reported = ranks_[job.id];
-    auto count = [&](RankReport::Phase p) {
-      int32_t n = 0;
-      for (const auto& [rank, rep] : reported)
-        n += rep.phase == p || (p == RankReport::Phase::kRunning && rep.phase == RankReport::Phase::kExited);
-      return n;
-    };
-    if (job.state == JobState::kScheduled && count(RankReport::Phase::kRunning) == job.world_size)
-      TransitionLocked(job, JobState::kRunning, absl::StrCat("all ", job.world_size, " ranks running"));
-    int32_t exited_ok = 0;
-    for (const auto& [rank, rep] : reported) exited_ok += rep.phase == RankReport::Phase::kExited && rep.exit_code == 0;
-    if (exited_ok == job.world_size) {
-      if (job.state == JobState::kScheduled) TransitionLocked(job, JobState::kRunning, "all ranks ran");
-      TransitionLocked(job, JobState::kSucceeded, "all ranks finished");
-    }
+    // Only a placed job listens to its ranks: once it ended or went back to PENDING, late
+    // reports of its last placement change nothing.
+    if (job.state != JobState::kScheduled && job.state != JobState::kRunning) continue;
+    RETURN_IF_ERROR(ApplyRankReportLocked(job, worker_id, r));
   }
-  ScheduleLocked();
+  RETURN_IF_ERROR(ScheduleLocked());
   HeartbeatReply reply;
   reply.start = std::move(to_start_[worker_id]);
   to_start_[worker_id].clear();
@@ -182,26 +196,28 @@ std::map<std::string, int32_t> JobManager::FreeDevicesLocked() const {
 }
 
 std::map<std::string, int32_t> JobManager::FreeDevices() const {
-  std::lock_guard<std::mutex> l(mu_);
+  absl::MutexLock l(&mu_);
   return FreeDevicesLocked();
 }
 
-void JobManager::ScheduleLocked() {
+absl::Status JobManager::ScheduleLocked() {
   std::vector<Job> pending;
   for (const auto& [id, job] : jobs_)
     if (job.state == JobState::kPending) pending.push_back(job);
-  if (pending.empty()) return;
+  if (pending.empty()) return absl::OkStatus();
   std::map<std::string, int32_t> free = FreeDevicesLocked();
   std::vector<WorkerCapacity> caps;
   std::map<std::string, std::string> address;
   // A host cannot be rank 0 of more jobs than it has free rendezvous ports, so its workers
   // offer at most that many free devices (conservative for ranks > 0, which need no port;
   // with the default 100 ports per host it never binds in practice).
+  // Workers reloaded after a coordinator restart get no new ranks until they are heard from.
+  const std::vector<Worker> schedulable = registry_.Schedulable();
   std::map<std::string, int32_t> host_ports;
-  for (const auto& w : registry_.Alive())
+  for (const auto& w : schedulable)
     if (!host_ports.count(w.address)) host_ports[w.address] = FreeRendezvousPortsLocked(w);
   std::set<std::string> port_limited;  // "host (first-last)" whose ports held devices back
-  for (const auto& w : registry_.Alive()) {
+  for (const auto& w : schedulable) {
     const int32_t offered = std::min(std::max(0, free[w.id]), host_ports[w.address]);
     if (offered < free[w.id])
       port_limited.insert(absl::StrCat(w.address, " (", w.rendezvous_port_first, "-",
@@ -212,7 +228,7 @@ void JobManager::ScheduleLocked() {
   }
   ScheduleDecision d = DecideSchedule(pending, caps);
   std::map<std::string, Worker> alive;
-  for (const auto& w : registry_.Alive()) alive[w.id] = w;
+  for (const auto& w : schedulable) alive[w.id] = w;
   for (const auto& p : d.placements) {
     Job& job = jobs_[p.job_id];
     std::optional<int32_t> port = PickRendezvousPortLocked(alive[p.rank_workers[0]]);
@@ -221,10 +237,7 @@ void JobManager::ScheduleLocked() {
       const std::string why = absl::StrCat("every rendezvous port of ", w.id, " (", w.rendezvous_port_first, "-",
                                            w.rendezvous_port_first + w.rendezvous_port_count - 1,
                                            ") is in use; waiting for a job there to end");
-      if (job.reason != why) {
-        job.reason = why;
-        (void)store_->PutJob(job);
-      }
+      RETURN_IF_ERROR(SetReasonLocked(job, why));
       continue;
     }
     job.assigned_workers = p.rank_workers;
@@ -234,20 +247,18 @@ void JobManager::ScheduleLocked() {
     for (int32_t r = 0; r < job.world_size; ++r)
       to_start_[p.rank_workers[r]].push_back(
           {job.id, r, job.world_size, address[p.rank_workers[0]], *port, job.spec_yaml, job.attempt});
-    TransitionLocked(job, JobState::kScheduled,
-                     absl::StrCat("placed on ", absl::StrJoin(p.rank_workers, ", "), "; rendezvous at ",
-                                  address[p.rank_workers[0]], ":", *port));
+    RETURN_IF_ERROR(TransitionLocked(job, JobState::kScheduled,
+                                     absl::StrCat("placed on ", absl::StrJoin(p.rank_workers, ", "), "; rendezvous at ",
+                                                  address[p.rank_workers[0]], ":", *port)));
   }
   for (const auto& [id, reason] : d.waiting) {
     Job& job = jobs_[id];
     const std::string why = port_limited.empty() ? reason
                                                  : absl::StrCat(reason, "; every rendezvous port is in use on ",
                                                                 absl::StrJoin(port_limited, ", "));
-    if (job.reason != why) {
-      job.reason = why;
-      (void)store_->PutJob(job);
-    }
+    RETURN_IF_ERROR(SetReasonLocked(job, why));
   }
+  return absl::OkStatus();
 }
 
 std::vector<int32_t> JobManager::FreeRendezvousPortListLocked(const Worker& rank0) const {
@@ -278,18 +289,18 @@ std::optional<int32_t> JobManager::PickRendezvousPortLocked(const Worker& rank0)
   return free.front();
 }
 
-void JobManager::Tick() {
+absl::Status JobManager::Tick() {
   std::vector<std::string> lost = registry_.ExpireSilent();
-  std::lock_guard<std::mutex> l(mu_);
+  absl::MutexLock l(&mu_);
   for (const auto& w : lost) {
     Worker copy;
     for (const auto& x : registry_.Snapshot())
       if (x.id == w) copy = x;
-    (void)store_->PutWorker(copy);
-    FailWorkerJobsLocked(
-        w, absl::StrCat("worker ", w, " lost: no heartbeat for ", options_.heartbeat_timeout_micros / 1'000'000, " s"));
+    RETURN_IF_ERROR(store_->PutWorker(copy));
+    RETURN_IF_ERROR(FailWorkerJobsLocked(w, absl::StrCat("worker ", w, " lost: no heartbeat for ",
+                                                         options_.heartbeat_timeout_micros / 1'000'000, " s")));
   }
-  ScheduleLocked();
+  return ScheduleLocked();
 }
 
 }  // namespace polytune::coordinator

@@ -3,7 +3,9 @@
 #include <sqlite3.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "nlohmann/json.hpp"
+#include "polytune/common/metrics_record.h"
 #include "polytune/coordinator/store.h"
 
 namespace polytune::coordinator {
@@ -24,7 +26,11 @@ CREATE TABLE IF NOT EXISTS workers (
   id TEXT PRIMARY KEY, incarnation TEXT NOT NULL, address TEXT NOT NULL, devices TEXT NOT NULL,
   last_heartbeat_micros INTEGER NOT NULL, alive INTEGER NOT NULL, rendezvous_port_first INTEGER NOT NULL DEFAULT 29600,
   rendezvous_port_count INTEGER NOT NULL DEFAULT 100);
-CREATE TABLE IF NOT EXISTS metrics (job_id TEXT NOT NULL, seq INTEGER PRIMARY KEY AUTOINCREMENT, json TEXT NOT NULL);
+-- One metrics record per row: `json` holds it in the format `version` names (1: the
+-- metrics.jsonl line, MetricsRecordToJson), read back only through MetricsRecordFromJson.
+CREATE TABLE IF NOT EXISTS metrics (job_id TEXT NOT NULL, seq INTEGER PRIMARY KEY AUTOINCREMENT, json TEXT NOT NULL,
+  version INTEGER NOT NULL DEFAULT 1);
+CREATE INDEX IF NOT EXISTS metrics_by_job ON metrics (job_id, seq);
 CREATE TABLE IF NOT EXISTS logs (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, rank INTEGER NOT NULL, line TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS logs_by_job ON logs (job_id, seq);
@@ -33,6 +39,33 @@ CREATE TABLE IF NOT EXISTS checkpoints (
   artifact TEXT NOT NULL, PRIMARY KEY (job_id, step));
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 )sql";
+
+constexpr int64_t kMetricsJsonVersion = 1;
+
+// The JSON columns are written by this file only; reading them back never throws.
+absl::StatusOr<std::vector<Device>> ParseDevices(const std::string& text) {
+  const auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_array()) return absl::InvalidArgumentError("devices is not a JSON array");
+  std::vector<Device> out;
+  for (const auto& d : j) {
+    if (!d.is_object() || !d.contains("kind") || !d["kind"].is_string() || !d.contains("index") ||
+        !d["index"].is_number_integer() || !d.contains("memory_bytes") || !d["memory_bytes"].is_number_integer())
+      return absl::InvalidArgumentError("a device lacks kind, index or memory_bytes");
+    out.push_back({d["kind"].get<std::string>(), d["index"].get<int32_t>(), d["memory_bytes"].get<int64_t>()});
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<std::string>> ParseStringList(const std::string& text) {
+  const auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_array()) return absl::InvalidArgumentError("assigned_workers is not a JSON array");
+  std::vector<std::string> out;
+  for (const auto& v : j) {
+    if (!v.is_string()) return absl::InvalidArgumentError("assigned_workers holds a non-string");
+    out.push_back(v.get<std::string>());
+  }
+  return out;
+}
 
 class Statement {
  public:
@@ -65,7 +98,7 @@ class SqliteStore : public Store {
   ~SqliteStore() override { sqlite3_close(db_); }
 
   absl::Status PutJob(const Job& j) override {
-    std::lock_guard<std::mutex> l(mu_);
+    absl::MutexLock l(&mu_);
     return InTransaction([&]() -> absl::Status {
       Statement s(db_,
                   "INSERT OR REPLACE INTO jobs (id, name, priority, sequence, world_size, spec_yaml, state, reason, "
@@ -101,7 +134,7 @@ class SqliteStore : public Store {
   absl::StatusOr<std::vector<Job>> ListJobs() override { return Query("", ""); }
 
   absl::StatusOr<int64_t> NextJobSequence() override {
-    std::lock_guard<std::mutex> l(mu_);
+    absl::MutexLock l(&mu_);
     int64_t value = 0;
     absl::Status st = InTransaction([&]() -> absl::Status {
       Statement up(db_,
@@ -118,7 +151,7 @@ class SqliteStore : public Store {
   }
 
   absl::Status PutWorker(const Worker& w) override {
-    std::lock_guard<std::mutex> l(mu_);
+    absl::MutexLock l(&mu_);
     nlohmann::json devices = nlohmann::json::array();
     for (const auto& d : w.devices)
       devices.push_back({{"kind", d.kind}, {"index", d.index}, {"memory_bytes", d.memory_bytes}});
@@ -134,7 +167,7 @@ class SqliteStore : public Store {
   }
 
   absl::StatusOr<std::vector<Worker>> ListWorkers() override {
-    std::lock_guard<std::mutex> l(mu_);
+    absl::MutexLock l(&mu_);
     Statement s(db_,
                 "SELECT id, incarnation, address, devices, last_heartbeat_micros, alive, rendezvous_port_first, "
                 "rendezvous_port_count FROM workers ORDER BY id");
@@ -145,9 +178,11 @@ class SqliteStore : public Store {
       w.id = s.Text(0);
       w.incarnation = s.Text(1);
       w.address = s.Text(2);
-      for (const auto& d : nlohmann::json::parse(s.Text(3)))
-        w.devices.push_back(
-            {d["kind"].get<std::string>(), d["index"].get<int32_t>(), d["memory_bytes"].get<int64_t>()});
+      auto devices = ParseDevices(s.Text(3));
+      if (!devices.ok())
+        return absl::DataLossError(
+            absl::StrCat(path_, ": worker ", w.id, " row is corrupt: ", devices.status().message()));
+      w.devices = *std::move(devices);
       w.last_heartbeat_micros = s.Int(4);
       w.alive = s.Int(5) != 0;
       w.rendezvous_port_first = static_cast<int32_t>(s.Int(6));
@@ -158,16 +193,20 @@ class SqliteStore : public Store {
     return out;
   }
 
-  absl::Status AppendMetric(const std::string& job_id, const std::string& json) override {
-    std::lock_guard<std::mutex> l(mu_);
-    Statement s(db_, "INSERT INTO metrics (job_id, json) VALUES (?1, ?2)");
-    s.Bind(1, job_id).Bind(2, json);
-    if (s.Step() != SQLITE_DONE) return Error("write metric");
-    return absl::OkStatus();
+  absl::Status AppendMetrics(const std::string& job_id, const std::vector<MetricsRecord>& records) override {
+    absl::MutexLock l(&mu_);
+    return InTransaction([&]() -> absl::Status {
+      for (const auto& r : records) {
+        Statement s(db_, "INSERT INTO metrics (job_id, json, version) VALUES (?1, ?2, ?3)");
+        s.Bind(1, job_id).Bind(2, MetricsRecordToJson(r)).Bind(3, kMetricsJsonVersion);
+        if (s.Step() != SQLITE_DONE) return Error("write metrics record");
+      }
+      return absl::OkStatus();
+    });
   }
 
   absl::Status AppendLogs(const std::string& job_id, int32_t rank, const std::vector<std::string>& lines) override {
-    std::lock_guard<std::mutex> l(mu_);
+    absl::MutexLock l(&mu_);
     return InTransaction([&]() -> absl::Status {
       for (const auto& line : lines) {
         Statement s(db_, "INSERT INTO logs (job_id, rank, line) VALUES (?1, ?2, ?3)");
@@ -179,7 +218,7 @@ class SqliteStore : public Store {
   }
 
   absl::StatusOr<std::vector<LogLine>> Logs(const std::string& job_id, int64_t after_seq, int64_t limit) override {
-    std::lock_guard<std::mutex> l(mu_);
+    absl::MutexLock l(&mu_);
     Statement s(db_, "SELECT seq, rank, line FROM logs WHERE job_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3");
     s.Bind(1, job_id).Bind(2, after_seq).Bind(3, limit);
     std::vector<LogLine> out;
@@ -189,19 +228,30 @@ class SqliteStore : public Store {
     return out;
   }
 
-  absl::StatusOr<std::vector<std::string>> Metrics(const std::string& job_id) override {
-    std::lock_guard<std::mutex> l(mu_);
-    Statement s(db_, "SELECT json FROM metrics WHERE job_id = ?1 ORDER BY seq");
-    s.Bind(1, job_id);
-    std::vector<std::string> out;
+  absl::StatusOr<std::vector<StoredMetricsRecord>> Metrics(const std::string& job_id, int64_t after_seq,
+                                                           int64_t limit) override {
+    absl::MutexLock l(&mu_);
+    Statement s(db_, "SELECT seq, json, version FROM metrics WHERE job_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3");
+    s.Bind(1, job_id).Bind(2, after_seq).Bind(3, limit);
+    std::vector<StoredMetricsRecord> out;
     int rc;
-    while ((rc = s.Step()) == SQLITE_ROW) out.push_back(s.Text(0));
+    while ((rc = s.Step()) == SQLITE_ROW) {
+      const int64_t seq = s.Int(0);
+      if (s.Int(2) != kMetricsJsonVersion)
+        return absl::DataLossError(absl::StrCat(path_, ": metrics row ", seq, " of ", job_id, " has format version ",
+                                                s.Int(2), ", which this coordinator cannot read; upgrade it"));
+      auto record = MetricsRecordFromJson(s.Text(1));
+      if (!record.ok())
+        return absl::DataLossError(
+            absl::StrCat(path_, ": metrics row ", seq, " of ", job_id, " is corrupt: ", record.status().message()));
+      out.push_back({seq, *std::move(record)});
+    }
     if (rc != SQLITE_DONE) return Error("read metrics");
     return out;
   }
 
   absl::Status PutCheckpoint(const CheckpointRecord& r) override {
-    std::lock_guard<std::mutex> l(mu_);
+    absl::MutexLock l(&mu_);
     Statement s(
         db_,
         "INSERT OR REPLACE INTO checkpoints (job_id, step, sha256, size_bytes, artifact) VALUES (?1, ?2, ?3, ?4, ?5)");
@@ -211,7 +261,7 @@ class SqliteStore : public Store {
   }
 
   absl::StatusOr<std::vector<CheckpointRecord>> Checkpoints(const std::string& job_id) override {
-    std::lock_guard<std::mutex> l(mu_);
+    absl::MutexLock l(&mu_);
     Statement s(db_,
                 "SELECT job_id, step, sha256, size_bytes, artifact FROM checkpoints WHERE job_id = ?1 ORDER BY step");
     s.Bind(1, job_id);
@@ -240,7 +290,7 @@ class SqliteStore : public Store {
   }
 
   absl::StatusOr<std::vector<Job>> Query(const std::string& where, const std::string& arg) {
-    std::lock_guard<std::mutex> l(mu_);
+    absl::MutexLock l(&mu_);
     const std::string sql = absl::StrCat(
         "SELECT id, name, priority, sequence, world_size, spec_yaml, state, reason, submitted_micros, "
         "assigned_workers, "
@@ -261,7 +311,11 @@ class SqliteStore : public Store {
       j.state = static_cast<JobState>(s.Int(6));
       j.reason = s.Text(7);
       j.submitted_micros = s.Int(8);
-      j.assigned_workers = nlohmann::json::parse(s.Text(9)).get<std::vector<std::string>>();
+      auto workers = ParseStringList(s.Text(9));
+      if (!workers.ok())
+        return absl::DataLossError(
+            absl::StrCat(path_, ": job ", j.id, " row is corrupt: ", workers.status().message()));
+      j.assigned_workers = *std::move(workers);
       j.master_port = static_cast<int32_t>(s.Int(10));
       j.attempt = static_cast<int32_t>(s.Int(11));
       out.push_back(std::move(j));
@@ -276,9 +330,9 @@ class SqliteStore : public Store {
     return out;
   }
 
-  sqlite3* db_;
+  sqlite3* db_;  // serialised by mu_: one statement at a time on the connection
   std::string path_;
-  std::mutex mu_;
+  absl::Mutex mu_;
 };
 
 }  // namespace
@@ -310,6 +364,7 @@ absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) 
       {"jobs", "attempt", "INTEGER NOT NULL DEFAULT 0"},
       {"workers", "rendezvous_port_first", "INTEGER NOT NULL DEFAULT 29600"},
       {"workers", "rendezvous_port_count", "INTEGER NOT NULL DEFAULT 100"},
+      {"metrics", "version", "INTEGER NOT NULL DEFAULT 1"},
   };
   for (const auto& c : kAddedColumns) {
     bool present = false;

@@ -5,19 +5,20 @@
 namespace polytune::coordinator {
 
 std::vector<std::string> WorkerRegistry::Register(Worker worker) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   std::vector<std::string> superseded;
   auto it = workers_.find(worker.id);
   if (it != workers_.end() && it->second.alive && it->second.incarnation != worker.incarnation)
     superseded.push_back(worker.id);
   worker.last_heartbeat_micros = clock_->NowMicros();
   worker.alive = true;
+  worker.awaiting_contact = false;
   workers_[worker.id] = std::move(worker);
   return superseded;
 }
 
 absl::Status WorkerRegistry::Heartbeat(const std::string& id, const std::string& incarnation) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   auto it = workers_.find(id);
   if (it == workers_.end())
     return absl::FailedPreconditionError(absl::StrCat("worker '", id, "' is not registered; register again"));
@@ -27,11 +28,20 @@ absl::Status WorkerRegistry::Heartbeat(const std::string& id, const std::string&
   if (!it->second.alive)
     return absl::FailedPreconditionError(absl::StrCat("worker '", id, "' was declared lost; register again"));
   it->second.last_heartbeat_micros = clock_->NowMicros();
+  it->second.awaiting_contact = false;
   return absl::OkStatus();
 }
 
+void WorkerRegistry::Restore(Worker worker) {
+  absl::MutexLock lock(&mu_);
+  worker.last_heartbeat_micros = clock_->NowMicros();
+  worker.alive = true;
+  worker.awaiting_contact = true;
+  workers_[worker.id] = std::move(worker);
+}
+
 std::vector<std::string> WorkerRegistry::ExpireSilent() {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   std::vector<std::string> lost;
   const int64_t now = clock_->NowMicros();
   for (auto& [id, w] : workers_) {
@@ -44,7 +54,7 @@ std::vector<std::string> WorkerRegistry::ExpireSilent() {
 }
 
 std::vector<Worker> WorkerRegistry::Snapshot() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   std::vector<Worker> out;
   for (const auto& [id, w] : workers_) out.push_back(w);
   return out;
@@ -54,6 +64,17 @@ std::vector<Worker> WorkerRegistry::Alive() const {
   std::vector<Worker> out;
   for (auto& w : Snapshot())
     if (w.alive) out.push_back(std::move(w));
+  return out;
+}
+
+}  // namespace polytune::coordinator
+
+namespace polytune::coordinator {
+
+std::vector<Worker> WorkerRegistry::Schedulable() const {
+  std::vector<Worker> out;
+  for (auto& w : Snapshot())
+    if (w.alive && !w.awaiting_contact) out.push_back(std::move(w));
   return out;
 }
 

@@ -24,8 +24,8 @@
 #include "../engine/test_util.h"
 #include "nlohmann/json.hpp"
 #include "polytune/common/sha256.h"
-#include "polytune/coordinator/grpc_config.h"
 #include "polytune/engine/safetensors.h"
+#include "polytune/rpc/grpc_config.h"
 #include "polytune/v1/polytune.grpc.pb.h"
 
 namespace polytune {
@@ -219,6 +219,20 @@ TEST_F(ControlPlane, InvalidSpecIsRefusedAtSubmitAndErrorsAreOneLine) {
   EXPECT_EQ(std::count(down.output.begin(), down.output.end(), '\n'), 1) << down.output;
 }
 
+TEST_F(ControlPlane, CoordinatorRefusesAnUnknownKeyFromARawGrpcClient) {
+  // No CLI: a client speaking the protocol directly gets the same refusal, naming the key.
+  auto stub = v1::JobService::NewStub(rpc::MakeChannel(target_));
+  v1::SubmitJobRequest req;
+  req.set_name("raw");
+  req.set_spec_yaml("model: {path: " + dir_ + "/model}\ndata: {train: /tmp/t.jsonl}\n" +
+                    "lora: {r: 4, rank: 8}\nresources: {world_size: 1}\n");
+  v1::SubmitJobResponse resp;
+  auto ctx = rpc::ContextWithDeadline(10);
+  grpc::Status st = stub->SubmitJob(ctx.get(), req, &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("'lora.rank' is not a known key"), std::string::npos) << st.error_message();
+}
+
 TEST_F(ControlPlane, MissingModelOnTheWorkerFailsTheJobWithThatReason) {
   const std::string spec = Spec("nomodel", "max_steps: 2", 1);
   std::ifstream in(spec);
@@ -238,7 +252,7 @@ TEST_F(ControlPlane, MissingModelOnTheWorkerFailsTheJobWithThatReason) {
 
 TEST_F(ControlPlane, CoordinatorServesGrpcHealth) {
   // grpc.health.v1.Health/Check with an empty request; SERVING is field 1 = 1 ("\x08\x01").
-  grpc::GenericStub stub(coordinator::MakeChannel(target_));
+  grpc::GenericStub stub(rpc::MakeChannel(target_));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   grpc::ByteBuffer request(nullptr, 0), response;
@@ -265,9 +279,9 @@ TEST_F(ControlPlane, CoordinatorServesGrpcHealth) {
 TEST_F(ControlPlane, CorruptedCheckpointUploadIsRefused) {
   Result submit = Cli("submit " + Spec("ck", "max_steps: 2", 4) + " --json");  // stays pending; any job id works
   const std::string id = nlohmann::json::parse(submit.output)["id"];
-  auto stub = v1::WorkerService::NewStub(coordinator::MakeChannel(target_));
+  auto stub = v1::WorkerService::NewStub(rpc::MakeChannel(target_));
   const std::string payload(3 << 20, 'x');  // three 1 MiB chunks
-  auto ctx = coordinator::ContextWithDeadline(10);
+  auto ctx = rpc::ContextWithDeadline(10);
   v1::UploadCheckpointResponse resp;
   auto writer = stub->UploadCheckpoint(ctx.get(), &resp);
   for (size_t pos = 0; pos < payload.size(); pos += 1 << 20) {

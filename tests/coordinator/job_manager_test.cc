@@ -79,7 +79,7 @@ TEST_F(JobManagerTest, TooLargeJobStaysPendingWithItsReason) {
   AddWorker("w1", 2);
   auto job = jm_.Submit("big", 0, 4, "spec");
   ASSERT_TRUE(job.ok());
-  jm_.Tick();
+  ASSERT_TRUE(jm_.Tick().ok());
   auto j = jm_.Get(job->id);
   EXPECT_EQ(j->state, JobState::kPending);
   EXPECT_EQ(j->reason, "needs 4 devices; the cluster has 2 in all (add workers or lower resources.world_size)");
@@ -95,7 +95,7 @@ TEST_F(JobManagerTest, SilentWorkerFailsItsJobsAndStopsTheOtherRanks) {
   for (int i = 0; i < 12; ++i) {
     clock_.AdvanceSeconds(1);
     for (const auto& c : Beat("w2").cancel_jobs) cancels.push_back(c);  // w1 went quiet
-    jm_.Tick();
+    ASSERT_TRUE(jm_.Tick().ok());
   }
   for (const auto& c : Beat("w2").cancel_jobs) cancels.push_back(c);
   auto j = jm_.Get(job->id);
@@ -138,6 +138,46 @@ TEST_F(JobManagerTest, RestartReloadsJobsFromTheStore) {
   EXPECT_EQ(j->events.size(), 2u);
   EXPECT_EQ(j->master_port, job->master_port) << "the rendezvous port survives a restart";
   EXPECT_EQ(j->attempt, 1);
+}
+
+TEST_F(JobManagerTest, RestartedCoordinatorFailsTheRunningJobOfAWorkerThatNeverReturns) {
+  AddWorker("w1", 1);
+  AddWorker("w2", 1);
+  auto job = jm_.Submit("gang", 0, 2, "spec");
+  Beat("w1", {Report(job->id, 0, RankReport::Phase::kRunning)});
+  Beat("w2", {Report(job->id, 1, RankReport::Phase::kRunning)});
+  ASSERT_EQ(jm_.Get(job->id)->state, JobState::kRunning);
+  // The coordinator restarts; w1 comes back, w2 never does.
+  JobManagerOptions options;
+  options.heartbeat_timeout_micros = 10'000'000;
+  JobManager restarted(store_.get(), &clock_, options);
+  ASSERT_TRUE(restarted.Recover().ok());
+  EXPECT_EQ(restarted.Get(job->id)->state, JobState::kRunning);
+  for (int i = 0; i < 10; ++i) {
+    clock_.AdvanceSeconds(1.05);
+    ASSERT_TRUE(restarted.Heartbeat("w1", "inc-1", {Report(job->id, 0, RankReport::Phase::kRunning)}).ok());
+    ASSERT_TRUE(restarted.Tick().ok());
+  }
+  const Job j = *restarted.Get(job->id);
+  EXPECT_EQ(j.state, JobState::kFailed) << "it leaves RUNNING within the heartbeat timeout";
+  EXPECT_NE(j.reason.find("worker w2 lost"), std::string::npos) << j.reason;
+  // w1's rank is told to stop.
+  auto reply = restarted.Heartbeat("w1", "inc-1", {});
+  ASSERT_TRUE(reply.ok());
+  EXPECT_EQ(reply->cancel_jobs, std::vector<std::string>{job->id});
+}
+
+TEST_F(JobManagerTest, WorkersReloadedAfterARestartGetNoRanksUntilHeardFrom) {
+  AddWorker("w1", 1);
+  JobManager restarted(store_.get(), &clock_);
+  ASSERT_TRUE(restarted.Recover().ok());
+  auto job = restarted.Submit("waits", 0, 1, "spec");
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ(restarted.Get(job->id)->state, JobState::kPending);
+  auto reply = restarted.Heartbeat("w1", "inc-1", {});
+  ASSERT_TRUE(reply.ok()) << reply.status();
+  EXPECT_EQ(restarted.Get(job->id)->state, JobState::kScheduled);
+  EXPECT_EQ(reply->start.size(), 1u);
 }
 
 TEST_F(JobManagerTest, RendezvousPortsAreDistinctPerHostAndFreedWhenJobsEnd) {

@@ -67,9 +67,27 @@ void RoundTrip(Store& s) {
   changed.events.push_back({400, JobState::kSucceeded, "done"});
   ASSERT_TRUE(s.PutJob(changed).ok());
   ExpectSameJob(**s.GetJob("b"), changed);
-  ASSERT_TRUE(s.AppendMetric("b", R"({"step":1})").ok());
-  ASSERT_TRUE(s.AppendMetric("b", R"({"step":2})").ok());
-  EXPECT_EQ(*s.Metrics("b"), (std::vector<std::string>{R"({"step":1})", R"({"step":2})"}));
+  StepMetrics m1, m2;
+  m1.step = 1;
+  m2.step = 2;
+  EvalMetrics e2;
+  e2.step = 2;
+  e2.languages["hi"] = {1.5, 4.5, 0.25, 12};
+  ASSERT_TRUE(s.AppendMetrics("b", {{m1}}).ok());
+  ASSERT_TRUE(s.AppendMetrics("b", {{m2}, {e2}}).ok());
+  auto metrics = s.Metrics("b", 0, 100);
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  ASSERT_EQ(metrics->size(), 3u);
+  EXPECT_EQ((*metrics)[0].record.step(), 1);
+  EXPECT_EQ((*metrics)[1].record.step(), 2);
+  EXPECT_TRUE((*metrics)[2].record.is_eval());
+  EXPECT_EQ(std::get<EvalMetrics>((*metrics)[2].record.value).languages.at("hi").tokens, 12);
+  // Paged by seq: only what follows the cursor, at most `limit`.
+  auto mpage = s.Metrics("b", (*metrics)[0].seq, 1);
+  ASSERT_TRUE(mpage.ok());
+  ASSERT_EQ(mpage->size(), 1u);
+  EXPECT_EQ((*mpage)[0].seq, (*metrics)[1].seq);
+  EXPECT_TRUE(s.Metrics("b", (*metrics)[2].seq, 100)->empty());
   ASSERT_TRUE(s.PutCheckpoint({"b", 20, "ab", 10, "sha256/ab"}).ok());
   ASSERT_TRUE(s.PutCheckpoint({"b", 10, "cd", 9, "sha256/cd"}).ok());
   auto cks = s.Checkpoints("b");
@@ -125,7 +143,7 @@ TEST(Store, SqliteRoundTripAndReloadAfterRestart) {
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_EQ((*s)->ListJobs()->size(), 2u);
   EXPECT_EQ((**(*s)->GetJob("b")).state, JobState::kSucceeded);
-  EXPECT_EQ((*s)->Metrics("b")->size(), 2u);
+  EXPECT_EQ((*s)->Metrics("b", 0, 100)->size(), 3u);
   EXPECT_EQ(*(*s)->NextJobSequence(), 3);
   std::filesystem::remove_all(dir);
 }

@@ -17,7 +17,7 @@ TEST(TrainConfig, ParsesTheDocumentedExampleAndResolvesPaths) {
   auto c = ParseTrainConfig(kFull, "job.yaml", "/jobs");
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->model.path, "/jobs/models/base");
-  EXPECT_EQ(c->data.train, "/jobs/data/train.jsonl");
+  EXPECT_EQ(c->data.train.path(), "/jobs/data/train.jsonl");
   EXPECT_EQ(c->output_dir, "/jobs/out");
   EXPECT_EQ(c->lora.r, 16);
   EXPECT_EQ(c->lora.target_modules.size(), 7u);

@@ -18,6 +18,8 @@ namespace {
 
 namespace fs = std::filesystem;
 const std::string kBin = POLYTUNE_BIN;
+// `polytune` plus a test-only step seam that kills a chosen rank (tests/support/).
+const std::string kFaultBin = POLYTUNE_FAULT_BIN;
 const std::string kExamples = POLYTUNE_EXAMPLES;
 
 using Result = testing::ShellResult;
@@ -149,7 +151,7 @@ TEST_F(TrainingE2E, ResumeReproducesTheUninterruptedRun) {
 }
 
 TEST_F(TrainingE2E, DeadRankStopsTheJobWithAClearError) {
-  Result r = Shell("POLYTUNE_TEST_KILL_RANK=1 POLYTUNE_TEST_KILL_AT_STEP=2 " + kBin + " train " +
+  Result r = Shell("POLYTUNE_TEST_KILL_RANK=1 POLYTUNE_TEST_KILL_AT_STEP=2 " + kFaultBin + " train " +
                    Config("dead", "max_steps: 50, micro_batch_size: 1") + " --nproc 2 --collective-timeout 20");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.output.find("rank 1 was killed by signal 9"), std::string::npos) << r.output;

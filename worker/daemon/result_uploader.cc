@@ -11,14 +11,13 @@
 #include "absl/strings/str_split.h"
 #include "polytune/common/bundle.h"
 #include "polytune/common/file_util.h"
+#include "polytune/common/metrics_record.h"
 #include "polytune/common/sha256.h"
-#include "polytune/coordinator/grpc_config.h"
 
 namespace polytune::worker {
 namespace fs = std::filesystem;
-using coordinator::ContextWithDeadline;
 
-ResultUploader::ResultUploader(v1::WorkerService::Stub* stub) : stub_(stub), thread_([this] { Loop(); }) {}
+ResultUploader::ResultUploader(CoordinatorClient* client) : client_(client), thread_([this] { Loop(); }) {}
 
 ResultUploader::~ResultUploader() {
   {
@@ -102,39 +101,39 @@ void ResultUploader::SendLogLines(Target& t) {
   std::string chunk((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const size_t end = chunk.rfind('\n');
   if (end == std::string::npos) return;  // no complete line yet
-  v1::ReportLogsRequest req;
-  req.set_job_id(t.job_id);
-  req.set_rank(t.rank);
+  std::vector<std::string> lines;
   size_t consumed = 0;
   // Progress bars rewrite their line with '\r'; the last state of each line is what counts.
   for (absl::string_view line : absl::StrSplit(absl::string_view(chunk).substr(0, end), '\n')) {
     const size_t cr = line.rfind('\r', line.size() >= 1 && line.back() == '\r' ? line.size() - 2 : line.size());
     absl::string_view text = cr == absl::string_view::npos ? line : line.substr(cr + 1);
     if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
-    req.add_lines(std::string(text));
+    lines.emplace_back(text);
     consumed += line.size() + 1;
-    if (req.lines_size() >= 1000 || consumed >= (1u << 20)) break;  // the rest goes next pass
+    if (lines.size() >= 1000 || consumed >= (1u << 20)) break;  // the rest goes next pass
   }
-  v1::ReportLogsResponse resp;
-  auto ctx = ContextWithDeadline(10);
-  if (stub_->ReportLogs(ctx.get(), req, &resp).ok()) t.log_sent += consumed;
+  if (client_->ReportLogs(t.job_id, t.rank, lines).ok()) t.log_sent += consumed;
 }
 
 void ResultUploader::SendMetrics(Target& t) {
   auto text = ReadFileToString(t.rank_dir + "/out/metrics.jsonl");
-  if (text.ok()) {
-    std::vector<std::string> lines = absl::StrSplit(*text, '\n');
-    if (!lines.empty()) lines.pop_back();                   // text after the last newline is incomplete
-    if (lines.size() < t.metrics_sent) t.metrics_sent = 0;  // log rewritten on resume
-    if (lines.size() > t.metrics_sent) {
-      v1::ReportMetricsRequest req;
-      req.set_job_id(t.job_id);
-      for (size_t i = t.metrics_sent; i < lines.size(); ++i) req.add_metrics_json(lines[i]);
-      v1::ReportMetricsResponse resp;
-      auto ctx = ContextWithDeadline(10);
-      if (stub_->ReportMetrics(ctx.get(), req, &resp).ok()) t.metrics_sent = lines.size();
+  if (!text.ok()) return;
+  std::vector<std::string> lines = absl::StrSplit(*text, '\n');
+  if (!lines.empty()) lines.pop_back();                   // text after the last newline is incomplete
+  if (lines.size() < t.metrics_sent) t.metrics_sent = 0;  // log rewritten on resume
+  if (lines.size() <= t.metrics_sent) return;
+  // metrics.jsonl is the trainer's on-disk format: read here, at the edge, into typed records.
+  std::vector<MetricsRecord> records;
+  for (size_t i = t.metrics_sent; i < lines.size(); ++i) {
+    auto r = MetricsRecordFromJson(lines[i]);
+    if (!r.ok()) {
+      std::fprintf(stderr, "polytune-worker: %s/out/metrics.jsonl:%zu skipped: %s\n", t.rank_dir.c_str(), i + 1,
+                   std::string(r.status().message()).c_str());
+      continue;
     }
+    records.push_back(*r);
   }
+  if (records.empty() || client_->ReportMetrics(t.job_id, records).ok()) t.metrics_sent = lines.size();
 }
 
 void ResultUploader::SendCheckpoints(Target& t) {
@@ -147,28 +146,13 @@ void ResultUploader::SendCheckpoints(Target& t) {
     if (!fs::exists(e.path() / "trainer_state.json")) continue;
     auto bundle = PackDirectory(e.path().string());
     if (!bundle.ok()) continue;
-    const std::string sha = Sha256Hex(*bundle);
-    auto ctx = ContextWithDeadline(600);
-    v1::UploadCheckpointResponse resp;
-    auto writer = stub_->UploadCheckpoint(ctx.get(), &resp);
-    bool ok = true;
-    for (size_t pos = 0; pos < bundle->size() && ok; pos += coordinator::kMaxChunkBytes) {
-      v1::UploadCheckpointChunk c;
-      if (pos == 0) {
-        c.set_job_id(t.job_id);
-        c.set_step(step);
-        c.set_sha256(sha);
-      }
-      c.set_data(bundle->substr(pos, coordinator::kMaxChunkBytes));
-      ok = writer->Write(c);
-    }
-    writer->WritesDone();
-    grpc::Status st = writer->Finish();
-    if (st.ok())
+    absl::Status st = client_->UploadCheckpoint(t.job_id, step, *bundle);
+    if (st.ok()) {
       t.uploaded.insert(name);
-    else
+    } else {
       std::fprintf(stderr, "polytune-worker: checkpoint upload %s failed: %s\n", name.c_str(),
-                   st.error_message().c_str());
+                   std::string(st.message()).c_str());
+    }
   }
 }
 

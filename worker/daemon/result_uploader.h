@@ -11,25 +11,26 @@
 #include <string>
 #include <thread>
 
-#include "polytune/v1/polytune.grpc.pb.h"
+#include "coordinator_client.h"
+#include "result_forwarder.h"
 
 namespace polytune::worker {
 
-class ResultUploader {
+class ResultUploader final : public ResultForwarder {
  public:
-  explicit ResultUploader(v1::WorkerService::Stub* stub);
+  explicit ResultUploader(CoordinatorClient* client);
   ~ResultUploader();  // stops the thread (an upload in flight is abandoned)
 
   // Starts following the rank folder `rank_dir` (rank.log, and out/ when `results`) of
   // `job_id`'s rank `rank`, under `key`.
   void Track(const std::string& key, const std::string& job_id, int32_t rank, const std::string& rank_dir,
-             bool results);
+             bool results) override;
   // The rank has exited: one last pass picks up its final metrics and checkpoint.
-  void Finish(const std::string& key);
+  void Finish(const std::string& key) override;
   // Whether the last pass after Finish() is done (true for keys not tracked).
-  bool Finished(const std::string& key) const;
+  bool Finished(const std::string& key) const override;
   // Stops following `key` (a cancelled rank): nothing more is sent.
-  void Forget(const std::string& key);
+  void Forget(const std::string& key) override;
 
  private:
   struct Target {
@@ -49,7 +50,7 @@ class ResultUploader {
   void SendMetrics(Target& t);
   void SendCheckpoints(Target& t);
 
-  v1::WorkerService::Stub* stub_;
+  CoordinatorClient* client_;
   mutable std::mutex mu_;
   std::condition_variable wake_;
   std::map<std::string, Target> targets_;

@@ -1,35 +1,70 @@
 // polytune-worker --coordinator HOST:PORT --work-dir DIR [--devices auto|cpu:N|cuda:0,1] [--name NAME]
 //                 [--rendezvous-ports FIRST-LAST]
+//
+// Wiring only: flags, the health endpoint, and the agent's loop with real time. The daemon's
+// behaviour lives in WorkerAgent and RankSupervisor.
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
 #include <limits.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
 #include <filesystem>
+#include <random>
+#include <thread>
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <grpcpp/grpcpp.h>
-#include <grpcpp/health_check_service_interface.h>
-
-#include "polytune/coordinator/grpc_config.h"
-#include "worker_daemon.h"
+#include "coordinator_client.h"
+#include "devices.h"
+#include "polytune/common/clock.h"
+#include "polytune/common/net_util.h"
+#include "polytune/rpc/grpc_config.h"
+#include "process_launcher.h"
+#include "rank_supervisor.h"
+#include "result_uploader.h"
+#include "worker_agent.h"
 
 namespace {
-volatile bool g_stop = false;
+namespace fs = std::filesystem;
+std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop = true; }
+
+int Error(const std::string& message) {
+  std::fprintf(stderr, "polytune-worker: error: %s\n", message.c_str());
+  return 2;
+}
+
+std::string RandomHex(int n) {
+  std::random_device rd;
+  std::mt19937_64 gen((static_cast<uint64_t>(rd()) << 32) ^ rd() ^ static_cast<uint64_t>(::getpid()));
+  std::string s;
+  for (int i = 0; i < n; ++i) s.push_back("0123456789abcdef"[gen() % 16]);
+  return s;
+}
+
+std::string DefaultPolytuneBin() {
+  fs::path self = fs::read_symlink("/proc/self/exe").parent_path();
+  for (const fs::path& c : {self / "polytune", self / "../../cli/polytune", self / "../cli/polytune"})
+    if (fs::exists(c)) return fs::canonical(c).string();
+  return "/usr/local/bin/polytune";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  polytune::worker::DaemonOptions o;
+  using namespace polytune::worker;
+  std::string coordinator, work_dir, devices_flag = "auto", name, address, polytune_bin;
   CLI::App app{"polytune-worker: runs data-parallel training ranks for a polytune coordinator"};
-  app.add_option("--coordinator", o.coordinator, "Coordinator HOST:PORT")->required();
-  app.add_option("--work-dir", o.work_dir, "Folder for datasets, rank outputs and logs")->required();
-  app.add_option("--devices", o.devices, "auto, cpu:N or cuda:0,1")->capture_default_str();
-  app.add_option("--name", o.name, "Worker name (default: the host name)");
-  app.add_option(
-      "--address", o.address,
-      "Host other ranks reach this worker at (default: 127.0.0.1 for a local coordinator, else the host name)");
-  app.add_option("--polytune-bin", o.polytune_bin, "The polytune binary (default: next to this one)");
+  app.add_option("--coordinator", coordinator, "Coordinator HOST:PORT")->required();
+  app.add_option("--work-dir", work_dir, "Folder for datasets, rank outputs and logs")->required();
+  app.add_option("--devices", devices_flag, "auto, cpu:N or cuda:0,1")->capture_default_str();
+  app.add_option("--name", name, "Worker name (default: the host name)");
+  app.add_option("--address", address,
+                 "Host other ranks reach this worker at (default: 127.0.0.1 for a local coordinator, else the host "
+                 "name)");
+  app.add_option("--polytune-bin", polytune_bin, "The polytune binary (default: next to this one)");
   std::string ports = "29600-29699";
   app.add_option("--rendezvous-ports", ports,
                  "FIRST-LAST: ports on this host kept for the rendezvous stores of ranks 0 placed here")
@@ -39,36 +74,38 @@ int main(int argc, char** argv) {
                  "HOST:PORT for the worker's health and reflection endpoint (port 0: any free port)")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+
+  Registration reg;
   {
     int first = 0, last = 0;
     char dash = 0;
     if (std::sscanf(ports.c_str(), "%d%c%d", &first, &dash, &last) != 3 || dash != '-' || first < 1 || last < first ||
-        last > 65535) {
-      std::fprintf(stderr, "polytune-worker: error: --rendezvous-ports '%s' is not FIRST-LAST within 1-65535\n",
-                   ports.c_str());
-      return 2;
-    }
-    o.rendezvous_port_first = first;
-    o.rendezvous_port_count = last - first + 1;
+        last > 65535)
+      return Error("--rendezvous-ports '" + ports + "' is not FIRST-LAST within 1-65535");
+    reg.rendezvous_port_first = first;
+    reg.rendezvous_port_count = last - first + 1;
   }
+  auto devices = ParseDevices(devices_flag, QueryCudaMemory());
+  if (!devices.ok()) return Error(std::string(devices.status().message()));
   char host[HOST_NAME_MAX + 1] = {};
   ::gethostname(host, sizeof(host));
-  if (o.name.empty()) o.name = host;
-  if (o.address.empty())
-    o.address = (o.coordinator.rfind("127.", 0) == 0 || o.coordinator.rfind("localhost", 0) == 0) ? "127.0.0.1" : host;
-  if (o.polytune_bin.empty()) {
-    namespace fs = std::filesystem;
-    fs::path self = fs::read_symlink("/proc/self/exe").parent_path();
-    for (const fs::path& c : {self / "polytune", self / "../../cli/polytune", self / "../cli/polytune"})
-      if (fs::exists(c)) {
-        o.polytune_bin = fs::canonical(c).string();
-        break;
-      }
-    if (o.polytune_bin.empty()) o.polytune_bin = "/usr/local/bin/polytune";
-  }
-  std::filesystem::create_directories(o.work_dir);
+  reg.worker_id = name.empty() ? host : name;
+  reg.incarnation = RandomHex(16);
+  reg.address = !address.empty()                                                                ? address
+                : (coordinator.rfind("127.", 0) == 0 || coordinator.rfind("localhost", 0) == 0) ? "127.0.0.1"
+                                                                                                : host;
+  reg.devices = *devices;
+  std::error_code ec;
+  fs::create_directories(work_dir, ec);
+  if (ec) return Error("cannot create --work-dir " + work_dir + ": " + ec.message());
+
+  SupervisorOptions so;
+  so.worker_name = reg.worker_id;
+  so.address = reg.address;
   // Rank specs live in the work dir, and relative paths in a spec resolve against it.
-  o.work_dir = std::filesystem::absolute(o.work_dir).lexically_normal().string();
+  so.work_dir = fs::absolute(work_dir).lexically_normal().string();
+  so.polytune_bin = polytune_bin.empty() ? DefaultPolytuneBin() : polytune_bin;
+
   signal(SIGINT, OnSignal);
   signal(SIGTERM, OnSignal);
   signal(SIGPIPE, SIG_IGN);
@@ -78,19 +115,28 @@ int main(int argc, char** argv) {
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
-  polytune::coordinator::ConfigureServer(builder);
+  polytune::rpc::ConfigureServer(builder);
   std::unique_ptr<grpc::Server> health = builder.BuildAndStart();
-  if (!health || port == 0) {
-    std::fprintf(stderr, "polytune-worker: error: cannot listen on %s\n", listen.c_str());
-    return 2;
-  }
+  if (!health || port == 0) return Error("cannot listen on " + listen);
   std::fprintf(stderr, "polytune-worker: health endpoint on port %d\n", port);
-  polytune::worker::WorkerDaemon daemon(o);
-  absl::Status st = daemon.Run(&g_stop);
+
+  const polytune::Clock* clock = polytune::SystemClock::Default();
+  std::unique_ptr<CoordinatorClient> client = MakeGrpcCoordinatorClient(coordinator);
+  auto uploader = std::make_unique<ResultUploader>(client.get());
+  SupervisorDeps deps;
+  deps.clock = clock;
+  deps.launcher = SystemProcessLauncher();
+  deps.forwarder = uploader.get();
+  deps.download = [&client](const std::string& sha) { return client->Download(sha); };
+  deps.port_is_free = [](int p) { return polytune::PortIsFree(p); };
+  RankSupervisor ranks(so, deps);
+  AgentOptions ao;
+  ao.registration = reg;
+  WorkerAgent agent(ao, clock, client.get(), &ranks);
+  while (!g_stop) std::this_thread::sleep_for(std::chrono::microseconds(agent.RunOnce()));
+  agent.BeginShutdown();
+  while (!agent.Stopped()) std::this_thread::sleep_for(std::chrono::microseconds(agent.RunOnce()));
+  uploader.reset();
   health->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
-  if (!st.ok()) {
-    std::fprintf(stderr, "polytune-worker: error: %s\n", std::string(st.message()).c_str());
-    return 2;
-  }
   return 0;
 }

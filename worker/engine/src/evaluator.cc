@@ -28,6 +28,15 @@ nlohmann::json EvalResult::ToJson() const {
   return {{"overall", FiguresJson(overall)}, {"languages", langs}};
 }
 
+EvalMetrics EvalResult::ToMetrics(int64_t step, double epoch) const {
+  EvalMetrics m;
+  m.step = step;
+  m.epoch = epoch;
+  m.overall = overall;
+  m.languages = languages;
+  return m;
+}
+
 absl::StatusOr<EvalResult> Evaluate(const LlamaModel& model, const TokenDataset& data, int64_t batch_size,
                                     Communicator& comm) {
   at::NoGradGuard no_grad;

@@ -282,7 +282,7 @@ void LlamaModel::AttachLora(const LoraSettings& settings, uint64_t seed) {
   for (size_t l = 0; l < layers.size(); ++l) {
     if (!settings.TargetsLayer(static_cast<int64_t>(l))) continue;
     for (int k = 0; k < kNumProjKinds; ++k) {
-      if (!settings.TargetsModule(static_cast<ProjKind>(k))) continue;
+      if (!settings.TargetsModule(ProjName(static_cast<ProjKind>(k)))) continue;
       Projection& p = layers[l].proj[k];
       const uint64_t module_seed = seed * 1000003ULL + l * kNumProjKinds + k;
       p.lora = LoraAdapter::Create(p.weight.in_features(), p.weight.out_features(), settings, module_seed, device_);

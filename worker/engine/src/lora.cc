@@ -39,23 +39,6 @@ bool ParseProjName(const std::string& name, ProjKind* kind) {
   return false;
 }
 
-double LoraSettings::Scaling() const {
-  return rslora ? alpha / std::sqrt(static_cast<double>(r)) : alpha / static_cast<double>(r);
-}
-
-bool LoraSettings::TargetsLayer(int64_t layer) const {
-  if (layers.empty()) return true;
-  for (int64_t l : layers)
-    if (l == layer) return true;
-  return false;
-}
-
-bool LoraSettings::TargetsModule(ProjKind kind) const {
-  for (const auto& m : target_modules)
-    if (m == ProjName(kind)) return true;
-  return false;
-}
-
 LoraAdapter LoraAdapter::Create(int64_t in_features, int64_t out_features, const LoraSettings& settings, uint64_t seed,
                                 const at::Device& device) {
   LoraAdapter adapter;

@@ -115,12 +115,6 @@ class Loader {
 
 at::ScalarType DefaultComputeDtype(const at::Device& device) { return device.is_cuda() ? at::kBFloat16 : at::kFloat; }
 
-absl::StatusOr<Quantization> ParseQuantization(const std::string& name) {
-  if (name == "none") return Quantization::kNone;
-  if (name == "nf4") return Quantization::kNf4;
-  return absl::InvalidArgumentError(absl::StrCat("quantization '", name, "' is not supported; use none or nf4"));
-}
-
 absl::StatusOr<std::unique_ptr<LlamaModel>> LoadModel(const std::string& model_dir, const LoadOptions& options) {
   ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(model_dir));
   ASSIGN_OR_RETURN(TensorIndex index, OpenCheckpoint(model_dir));

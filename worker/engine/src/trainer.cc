@@ -1,6 +1,5 @@
 #include "polytune/engine/trainer.h"
 
-#include <signal.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -17,10 +16,11 @@
 #include "polytune/engine/adapter_io.h"
 #include "polytune/engine/checkpoint.h"
 #include "polytune/engine/evaluator.h"
-#include "polytune/engine/loss.h"
 #include "polytune/engine/lr_schedule.h"
+#include "polytune/engine/metrics_log.h"
 #include "polytune/engine/model_loader.h"
 #include "polytune/engine/token_dataset.h"
+#include "polytune/engine/train_step.h"
 
 namespace polytune::engine {
 namespace fs = std::filesystem;
@@ -37,77 +37,6 @@ std::string FormatDuration(double s) {
   if (t >= 60) return absl::StrFormat("%dm%02ds", t / 60, t % 60);
   return absl::StrFormat("%ds", t);
 }
-
-// Appends JSON lines to output_dir/metrics.jsonl (rank 0 only).
-class MetricsLog {
- public:
-  explicit MetricsLog(const std::string& path) : path_(path) {}
-
-  // On resume, drops records past the checkpoint so the log reads like one run.
-  absl::Status TruncateAfter(int64_t step) {
-    auto text = ReadFileToString(path_);
-    if (!text.ok()) return absl::OkStatus();
-    std::string kept;
-    size_t start = 0;
-    while (start < text->size()) {
-      size_t end = text->find('\n', start);
-      if (end == std::string::npos) break;  // a torn last line is dropped
-      std::string line = text->substr(start, end - start);
-      start = end + 1;
-      try {
-        auto j = nlohmann::json::parse(line);
-        if (j.value("step", int64_t{0}) <= step) kept += line + "\n";
-      } catch (...) {
-      }
-    }
-    return WriteFileAtomic(path_, kept);
-  }
-
-  void Append(const nlohmann::json& record) {
-    std::ofstream out(path_, std::ios::app);
-    out << record.dump() << "\n";
-  }
-
- private:
-  std::string path_;
-};
-
-// LoRA gradients flattened into one fp32 buffer (plus trailing scalars) and back.
-class FlatGradients {
- public:
-  explicit FlatGradients(std::vector<at::Tensor> params) : params_(std::move(params)) {
-    for (const auto& p : params_) total_ += p.numel();
-  }
-
-  at::Tensor Pack(const std::vector<double>& extras) const {
-    std::vector<at::Tensor> parts;
-    for (const auto& p : params_) {
-      parts.push_back(p.grad().defined() ? p.grad().reshape({-1}).to(at::kFloat) : at::zeros({p.numel()}, p.options()));
-    }
-    at::Tensor extra = at::tensor(std::vector<float>(extras.begin(), extras.end()), at::kFloat);
-    parts.push_back(extra.to(params_.empty() ? at::Device(at::kCPU) : params_[0].device()));
-    return at::cat(parts);
-  }
-
-  // Writes the reduced buffer back into .grad and returns the trailing scalars.
-  std::vector<double> Unpack(const at::Tensor& flat, size_t n_extras) {
-    at::NoGradGuard no_grad;
-    int64_t offset = 0;
-    for (auto& p : params_) {
-      at::Tensor g = flat.slice(0, offset, offset + p.numel()).view(p.sizes()).to(p.scalar_type());
-      p.mutable_grad() = g.clone();
-      offset += p.numel();
-    }
-    at::Tensor extras = flat.slice(0, offset, offset + static_cast<int64_t>(n_extras)).cpu().to(at::kDouble);
-    std::vector<double> out;
-    for (size_t i = 0; i < n_extras; ++i) out.push_back(extras[i].item<double>());
-    return out;
-  }
-
- private:
-  std::vector<at::Tensor> params_;
-  int64_t total_ = 0;
-};
 
 }  // namespace
 
@@ -186,10 +115,10 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainConfig& config, Communicator
 
   ASSIGN_OR_RETURN(TextPipeline pipeline, LoadTextPipeline(config));
   DatasetOptions data_options = pipeline.Options(config, model->config().vocab_size);
-  ASSIGN_OR_RETURN(TokenDataset train, LoadDataset(config.data.train, data_options));
+  ASSIGN_OR_RETURN(TokenDataset train, LoadDataset(config.data.train.path(), data_options));
   std::optional<TokenDataset> eval;
   if (!config.data.eval.empty()) {
-    ASSIGN_OR_RETURN(TokenDataset e, LoadDataset(config.data.eval, data_options));
+    ASSIGN_OR_RETURN(TokenDataset e, LoadDataset(config.data.eval.path(), data_options));
     eval = std::move(e);
   }
 
@@ -232,18 +161,19 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainConfig& config, Communicator
       std::fprintf(stderr, "resuming from %s (step %lld)\n", dir.c_str(), static_cast<long long>(start_step));
     }
   } else if (leader) {
-    RETURN_IF_ERROR(WriteFileAtomic(config.output_dir + "/metrics.jsonl", ""));
+    RETURN_IF_ERROR(metrics.Reset());
   }
 
-  auto record = [&](const nlohmann::json& j) {
-    if (!leader) return;
-    metrics.Append(j);
-    if (options.on_record) options.on_record(j);
+  auto record = [&](const MetricsRecord& r) -> absl::Status {
+    if (!leader) return absl::OkStatus();
+    RETURN_IF_ERROR(metrics.Append(r));
+    if (options.on_record) options.on_record(r);
+    return absl::OkStatus();
   };
   auto run_eval = [&](int64_t step) -> absl::Status {
     if (!eval) return absl::OkStatus();
     ASSIGN_OR_RETURN(EvalResult r, Evaluate(*model, *eval, tc.micro_batch_size, comm));
-    record({{"step", step}, {"epoch", schedule.EpochAt(step)}, {"eval", r.ToJson()}});
+    RETURN_IF_ERROR(record({r.ToMetrics(step, schedule.EpochAt(step))}));
     if (leader && options.progress)
       std::fprintf(stderr, "\neval @ step %lld: loss %.4f ppl %.2f acc %.3f\n", static_cast<long long>(step),
                    r.overall.loss, r.overall.ppl, r.overall.accuracy);
@@ -261,82 +191,49 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainConfig& config, Communicator
 
   if (start_step == 0) RETURN_IF_ERROR(run_eval(0));
   const auto t0 = Clock::now();
-  double last_loss = 0, last_lr = 0;
+  double last_loss = 0;
   const bool tty = ::isatty(STDERR_FILENO);
+  MicroBatchOptions micro_options;
+  micro_options.seed = tc.seed;
+  micro_options.gradient_checkpointing = tc.gradient_checkpointing;
+  micro_options.pack_len = config.data.packing ? config.data.max_seq_len : 0;
   for (int64_t step = start_step; step < total_steps; ++step) {
-    if (step == options.kill_at_step) ::raise(SIGKILL);
+    if (options.before_step) options.before_step(step);
     const auto step_start = Clock::now();
-    const int64_t base = step * global_batch;
-    // Every rank knows the whole step's examples, so the normaliser needs no communication.
-    int64_t global_targets = 0, global_tokens = 0;
-    for (int64_t i = 0; i < global_batch; ++i) {
-      const TokenExample& ex = train.examples[schedule.ExampleAt(base + i)];
-      global_targets += ex.TargetCount();
-      global_tokens += static_cast<int64_t>(ex.input_ids.size());
-    }
-    const double norm = static_cast<double>(std::max<int64_t>(1, global_targets));
+    // next batch -> forward/backward per micro-batch -> reduce -> clip -> update -> record
+    const StepPlan plan = PlanStep(train, schedule, step, tc.micro_batch_size, tc.grad_accum_steps, world);
     double local_loss = 0;
-    ForwardOptions fwd;
-    fwd.training = true;
-    fwd.gradient_checkpointing = tc.gradient_checkpointing;
-    const int64_t pack_len = config.data.packing ? config.data.max_seq_len : 0;
-    for (int64_t m = 0; m < tc.grad_accum_steps; ++m) {
-      std::vector<int64_t> idx, ids;
-      for (int64_t i = 0; i < tc.micro_batch_size; ++i) {
-        const int64_t pos = base + comm.rank() * per_rank + m * tc.micro_batch_size + i;
-        ids.push_back(pos);
-        idx.push_back(schedule.ExampleAt(pos));
-      }
-      Batch b = Collate(train, idx, ids, pack_len);
-      fwd.token_keys.resize(b.token_examples.size());
-      for (size_t k = 0; k < b.token_examples.size(); ++k)
-        fwd.token_keys[k] = DropoutTokenKey(tc.seed, step, b.token_examples[k], b.token_positions[k]);
-      fwd.segment_ids = b.segment_ids;
-      at::Tensor logits = model->Logits(model->ForwardHidden(b.input_ids, fwd, b.position_ids));
-      at::Tensor loss_sum = SumTokenCrossEntropy(logits, b.labels);
-      local_loss += loss_sum.item<double>();
-      (loss_sum / norm).backward();
-    }
-    at::Tensor buffer = flat.Pack({local_loss});
-    RETURN_IF_ERROR(comm.AllReduceSum(buffer));
-    const double step_loss = flat.Unpack(buffer, 1)[0] / norm;
-
-    // Global-norm clipping, as torch.nn.utils.clip_grad_norm_.
-    double grad_norm = 0;
-    {
-      at::NoGradGuard no_grad;
-      at::Tensor sq = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device));
-      for (auto& p : params) sq += p.grad().to(at::kDouble).pow(2).sum();
-      grad_norm = std::sqrt(sq.item<double>());
-      if (tc.max_grad_norm > 0) {
-        const double coef = std::min(1.0, tc.max_grad_norm / (grad_norm + 1e-6));
-        if (coef < 1.0)
-          for (auto& p : params) p.mutable_grad().mul_(coef);
-      }
-    }
+    for (int64_t m = 0; m < tc.grad_accum_steps; ++m)
+      local_loss +=
+          ForwardBackward(*model, train, schedule, plan, MicroBatchPositions(plan, comm.rank(), m), micro_options);
+    ASSIGN_OR_RETURN(const double loss_sum, ReduceGradients(flat, comm, local_loss));
+    const double step_loss = loss_sum / plan.Normaliser();
+    const double grad_norm = ClipGradNorm(params, tc.max_grad_norm);
     const double lr = LearningRateAt(tc.lr_schedule, tc.lr, step, tc.warmup_steps, total_steps);
     optimizer.Step(lr);
-    for (auto& p : params) p.mutable_grad().reset();
+    ZeroGradients(params);
     last_loss = step_loss;
-    last_lr = lr;
 
     const int64_t done = step + 1;
     const double step_seconds = Seconds(Clock::now() - step_start);
     const double elapsed = Seconds(Clock::now() - t0);
-    record({{"step", done},
-            {"epoch", schedule.EpochAt(done)},
-            {"loss", step_loss},
-            {"lr", lr},
-            {"grad_norm", grad_norm},
-            {"tokens", global_tokens},
-            {"target_tokens", global_targets},
-            {"tokens_per_second", global_tokens / std::max(step_seconds, 1e-9)},
-            {"elapsed_seconds", elapsed}});
+    StepMetrics sm;
+    sm.step = done;
+    sm.total_steps = total_steps;
+    sm.epoch = schedule.EpochAt(done);
+    sm.loss = step_loss;
+    sm.lr = lr;
+    sm.grad_norm = grad_norm;
+    sm.tokens = plan.tokens;
+    sm.target_tokens = plan.target_tokens;
+    sm.tokens_per_second = plan.tokens / std::max(step_seconds, 1e-9);
+    sm.elapsed_seconds = elapsed;
+    RETURN_IF_ERROR(record({sm}));
     if (leader && options.progress) {
       const double eta = elapsed / static_cast<double>(done - start_step) * static_cast<double>(total_steps - done);
       std::fprintf(stderr, "%sstep %lld/%lld | loss %.4f | lr %.2e | %.0f tok/s | ETA %s%s", tty ? "\r" : "",
                    static_cast<long long>(done), static_cast<long long>(total_steps), step_loss, lr,
-                   global_tokens / std::max(step_seconds, 1e-9), FormatDuration(eta).c_str(), tty ? "   " : "\n");
+                   sm.tokens_per_second, FormatDuration(eta).c_str(), tty ? "   " : "\n");
       std::fflush(stderr);
     }
     const bool last = done == total_steps;
@@ -352,7 +249,6 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainConfig& config, Communicator
     RETURN_IF_ERROR(SavePeftAdapter(*model, config.model.path, summary.adapter_dir));
     if (options.progress) std::fprintf(stderr, "\nadapter written to %s\n", summary.adapter_dir.c_str());
   }
-  (void)last_lr;
   RETURN_IF_ERROR(comm.Barrier());
   return summary;
 }

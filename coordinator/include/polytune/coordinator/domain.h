@@ -56,6 +56,9 @@ struct Worker {
   int32_t rendezvous_port_count = 100;
   int64_t last_heartbeat_micros = 0;
   bool alive = true;
+  // Reloaded from the store after a coordinator restart and not heard from since: it gets
+  // the heartbeat timeout to show up (its jobs fail if it does not) and no new ranks meanwhile.
+  bool awaiting_contact = false;
   int32_t slots() const { return static_cast<int32_t>(devices.size()); }
 };
 

@@ -11,8 +11,9 @@
 
 namespace polytune::coordinator {
 
-grpc::Status ToGrpc(const absl::Status& s);
-absl::Status FromGrpc(const grpc::Status& s);
+// The largest dataset or checkpoint accepted in one upload; bigger ones are refused before
+// they are buffered whole.
+constexpr int64_t kMaxArtifactBytes = int64_t{4} << 30;
 
 class JobServiceImpl final : public v1::JobService::Service {
  public:
@@ -21,6 +22,7 @@ class JobServiceImpl final : public v1::JobService::Service {
   grpc::Status SubmitJob(grpc::ServerContext*, const v1::SubmitJobRequest*, v1::SubmitJobResponse*) override;
   grpc::Status GetJob(grpc::ServerContext*, const v1::GetJobRequest*, v1::GetJobResponse*) override;
   grpc::Status GetLogs(grpc::ServerContext*, const v1::GetLogsRequest*, v1::GetLogsResponse*) override;
+  grpc::Status GetMetrics(grpc::ServerContext*, const v1::GetMetricsRequest*, v1::GetMetricsResponse*) override;
   grpc::Status ListJobs(grpc::ServerContext*, const v1::ListJobsRequest*, v1::ListJobsResponse*) override;
   grpc::Status CancelJob(grpc::ServerContext*, const v1::CancelJobRequest*, v1::CancelJobResponse*) override;
   grpc::Status UploadArtifact(grpc::ServerContext*, grpc::ServerReader<v1::UploadArtifactChunk>*,
@@ -37,8 +39,8 @@ class JobServiceImpl final : public v1::JobService::Service {
 
 class WorkerServiceImpl final : public v1::WorkerService::Service {
  public:
-  WorkerServiceImpl(JobManager* jobs, Store* store, ArtifactStore* artifacts)
-      : jobs_(jobs), store_(store), artifacts_(artifacts) {}
+  WorkerServiceImpl(JobManager* jobs, Store* store, ArtifactStore* artifacts, int64_t heartbeat_interval_ms = 1000)
+      : jobs_(jobs), store_(store), artifacts_(artifacts), heartbeat_interval_ms_(heartbeat_interval_ms) {}
   grpc::Status Register(grpc::ServerContext*, const v1::RegisterRequest*, v1::RegisterResponse*) override;
   grpc::Status Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest*, v1::HeartbeatResponse*) override;
   grpc::Status ReportMetrics(grpc::ServerContext*, const v1::ReportMetricsRequest*,
@@ -53,6 +55,7 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
   JobManager* jobs_;
   Store* store_;
   ArtifactStore* artifacts_;
+  int64_t heartbeat_interval_ms_;  // what workers are told to use
 };
 
 }  // namespace polytune::coordinator

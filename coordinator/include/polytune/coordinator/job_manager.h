@@ -5,13 +5,14 @@
 
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "polytune/common/clock.h"
 #include "polytune/coordinator/domain.h"
 #include "polytune/coordinator/store.h"
@@ -56,7 +57,9 @@ class JobManager {
  public:
   JobManager(Store* store, const Clock* clock, JobManagerOptions options = {});
 
-  // Reloads jobs from the store (after a coordinator restart).
+  // Reloads jobs and workers from the store (after a coordinator restart). Workers come back
+  // awaiting contact: one that does not heartbeat within the timeout is lost, and so are the
+  // jobs it was running.
   absl::Status Recover();
 
   absl::StatusOr<Job> Submit(const std::string& name, int32_t priority, int32_t world_size,
@@ -73,33 +76,42 @@ class JobManager {
   // Free devices per alive worker (devices minus ranks of scheduled or running jobs).
   std::map<std::string, int32_t> FreeDevices() const;
 
-  // Declares silent workers lost (failing their jobs) and places pending jobs.
-  void Tick();
+  // Declares silent workers lost (failing their jobs) and places pending jobs. An error means
+  // the store refused a write; the in-memory state is ahead of it until the next write.
+  absl::Status Tick();
 
  private:
-  void TransitionLocked(Job& job, JobState to, const std::string& reason);
-  void FailWorkerJobsLocked(const std::string& worker_id, const std::string& why);
-  void CancelRanksLocked(const Job& job, const std::string& except_worker = "");
-  std::map<std::string, int32_t> FreeDevicesLocked() const;
-  void ScheduleLocked();
+  // Moves `job` along the lifecycle and persists it. An illegal transition is a programming
+  // error (CHECK); a refused store write is returned.
+  [[nodiscard]] absl::Status TransitionLocked(Job& job, JobState to, const std::string& reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  [[nodiscard]] absl::Status FailWorkerJobsLocked(const std::string& worker_id, const std::string& why)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CancelRanksLocked(const Job& job, const std::string& except_worker = "") ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Applies one rank report of the job's current placement.
+  [[nodiscard]] absl::Status ApplyRankReportLocked(Job& job, const std::string& worker_id, const RankReport& r)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::map<std::string, int32_t> FreeDevicesLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  [[nodiscard]] absl::Status ScheduleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  [[nodiscard]] absl::Status SetReasonLocked(Job& job, const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A port in rank 0's range on its host that no scheduled or running job uses and that is not
   // quarantined; nullopt when the whole range is taken.
-  std::optional<int32_t> PickRendezvousPortLocked(const Worker& rank0) const;
-  std::vector<int32_t> FreeRendezvousPortListLocked(const Worker& rank0) const;
-  int32_t FreeRendezvousPortsLocked(const Worker& rank0) const;
+  std::optional<int32_t> PickRendezvousPortLocked(const Worker& rank0) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::vector<int32_t> FreeRendezvousPortListLocked(const Worker& rank0) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  int32_t FreeRendezvousPortsLocked(const Worker& rank0) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Store* store_;
   const Clock* clock_;
   JobManagerOptions options_;
   WorkerRegistry registry_;
-  mutable std::mutex mu_;
-  std::map<std::string, Job> jobs_;
+  mutable absl::Mutex mu_;
+  std::map<std::string, Job> jobs_ ABSL_GUARDED_BY(mu_);
   // Per job, the last reported phase of each rank.
-  std::map<std::string, std::map<int32_t, RankReport>> ranks_;
-  std::map<std::string, std::vector<RankAssignment>> to_start_;  // by worker
-  std::map<std::string, std::set<std::string>> to_cancel_;       // by worker
+  std::map<std::string, std::map<int32_t, RankReport>> ranks_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::vector<RankAssignment>> to_start_ ABSL_GUARDED_BY(mu_);  // by worker
+  std::map<std::string, std::set<std::string>> to_cancel_ ABSL_GUARDED_BY(mu_);       // by worker
   // (host address, port) -> until when it is not handed out (reported busy).
-  std::map<std::pair<std::string, int32_t>, int64_t> busy_ports_;
+  std::map<std::pair<std::string, int32_t>, int64_t> busy_ports_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace polytune::coordinator

@@ -4,12 +4,12 @@
 #pragma once
 
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "polytune/common/metrics_record.h"
 #include "polytune/coordinator/domain.h"
 
 namespace polytune::coordinator {
@@ -20,6 +20,11 @@ struct CheckpointRecord {
   std::string sha256;  // of the archive, verified before recording
   int64_t size_bytes = 0;
   std::string artifact;  // content-addressed path under the artifact root
+};
+
+struct StoredMetricsRecord {
+  int64_t seq = 0;  // store-wide increasing: the cursor of GetMetrics
+  MetricsRecord record;
 };
 
 struct LogLine {
@@ -38,8 +43,11 @@ class Store {
   virtual absl::StatusOr<int64_t> NextJobSequence() = 0;
   virtual absl::Status PutWorker(const Worker& worker) = 0;
   virtual absl::StatusOr<std::vector<Worker>> ListWorkers() = 0;
-  virtual absl::Status AppendMetric(const std::string& job_id, const std::string& json) = 0;
-  virtual absl::StatusOr<std::vector<std::string>> Metrics(const std::string& job_id) = 0;
+  virtual absl::Status AppendMetrics(const std::string& job_id, const std::vector<MetricsRecord>& records) = 0;
+  // At most `limit` records of the job with seq > after_seq, oldest first. A stored record
+  // that cannot be read back is DATA_LOSS naming the row.
+  virtual absl::StatusOr<std::vector<StoredMetricsRecord>> Metrics(const std::string& job_id, int64_t after_seq,
+                                                                   int64_t limit) = 0;
   virtual absl::Status AppendLogs(const std::string& job_id, int32_t rank, const std::vector<std::string>& lines) = 0;
   // At most `limit` lines of the job with seq > after_seq, oldest first.
   virtual absl::StatusOr<std::vector<LogLine>> Logs(const std::string& job_id, int64_t after_seq, int64_t limit) = 0;

@@ -2,11 +2,12 @@
 #pragma once
 
 #include <map>
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "polytune/common/clock.h"
 #include "polytune/coordinator/domain.h"
 
@@ -26,17 +27,23 @@ class WorkerRegistry {
   // again (it was declared lost, or the coordinator restarted without it).
   absl::Status Heartbeat(const std::string& id, const std::string& incarnation);
 
+  // A worker known before a coordinator restart: alive but awaiting contact, its silence
+  // counted from now. A heartbeat from its incarnation (or a registration) confirms it.
+  void Restore(Worker worker);
+
   // Marks workers silent for longer than the timeout as lost and returns their ids.
   std::vector<std::string> ExpireSilent();
 
   std::vector<Worker> Snapshot() const;
   std::vector<Worker> Alive() const;
+  // Alive and heard from since the last coordinator start: may be given new ranks.
+  std::vector<Worker> Schedulable() const;
 
  private:
   const Clock* clock_;
   int64_t timeout_;
-  mutable std::mutex mu_;
-  std::map<std::string, Worker> workers_;
+  mutable absl::Mutex mu_;
+  std::map<std::string, Worker> workers_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace polytune::coordinator

@@ -7,23 +7,20 @@
 
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
+#include "polytune/common/metrics_record.h"
 #include "polytune/engine/communicator.h"
 #include "polytune/engine/llama_model.h"
 #include "polytune/engine/token_dataset.h"
 
 namespace polytune::engine {
 
-struct EvalFigures {
-  double loss = 0;  // mean over target tokens
-  double ppl = 0;
-  double accuracy = 0;
-  int64_t tokens = 0;
-};
+using EvalFigures = polytune::EvalFigures;  // loss, ppl, accuracy, tokens
 
 struct EvalResult {
   EvalFigures overall;
   std::map<std::string, EvalFigures> languages;
   nlohmann::json ToJson() const;
+  EvalMetrics ToMetrics(int64_t step, double epoch) const;
 };
 
 absl::StatusOr<EvalResult> Evaluate(const LlamaModel& model, const TokenDataset& data, int64_t batch_size,

@@ -17,6 +17,8 @@
 
 #include <ATen/ATen.h>
 
+#include "polytune/spec/job_spec.h"
+
 namespace polytune::engine {
 
 // The seven projection modules of a decoder block, in PEFT naming.
@@ -26,18 +28,8 @@ const char* ProjName(ProjKind kind);        // "q_proj", ...
 const char* ProjParentName(ProjKind kind);  // "self_attn" or "mlp"
 bool ParseProjName(const std::string& name, ProjKind* kind);
 
-struct LoraSettings {
-  int64_t r = 16;
-  double alpha = 32;
-  double dropout = 0.05;
-  bool rslora = false;
-  std::vector<std::string> target_modules = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
-                                             "gate_proj", "up_proj", "down_proj"};
-  std::vector<int64_t> layers;  // empty: all layers
-  double Scaling() const;
-  bool TargetsLayer(int64_t layer) const;
-  bool TargetsModule(ProjKind kind) const;
-};
+// r, alpha, dropout, rsLoRA, target modules and layers, as the job spec holds them.
+using LoraSettings = spec::LoraSettings;
 
 // Identifies which dropout mask a LoRA input gets.
 struct DropoutKey {

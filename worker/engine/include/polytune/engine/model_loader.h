@@ -9,10 +9,11 @@
 
 #include "absl/status/statusor.h"
 #include "polytune/engine/llama_model.h"
+#include "polytune/spec/job_spec.h"
 
 namespace polytune::engine {
 
-enum class Quantization { kNone, kNf4 };
+using Quantization = spec::Quantization;
 
 struct LoadOptions {
   Quantization quantization = Quantization::kNf4;
@@ -27,7 +28,6 @@ at::ScalarType DefaultComputeDtype(const at::Device& device);
 
 absl::StatusOr<std::unique_ptr<LlamaModel>> LoadModel(const std::string& model_dir, const LoadOptions& options);
 
-// Parses "none" / "nf4".
-absl::StatusOr<Quantization> ParseQuantization(const std::string& name);
+using spec::ParseQuantization;  // "none" / "nf4"
 
 }  // namespace polytune::engine

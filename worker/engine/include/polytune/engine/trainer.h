@@ -10,7 +10,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "nlohmann/json.hpp"
+#include "polytune/common/metrics_record.h"
 #include "polytune/engine/communicator.h"
 #include "polytune/engine/token_dataset.h"
 #include "polytune/engine/train_config.h"
@@ -23,9 +23,10 @@ struct TrainRunOptions {
   int local_rank = 0;      // picks the CUDA device on multi-GPU hosts
   bool progress = true;    // rank 0 prints a progress line to stderr
   // Called on rank 0 with every metrics record (step or eval), after it is written.
-  std::function<void(const nlohmann::json&)> on_record;
-  // Fault injection for tests: this rank SIGKILLs itself when it reaches this step.
-  int64_t kill_at_step = -1;
+  std::function<void(const MetricsRecord&)> on_record;
+  // Test seam, called on every rank before each optimizer step with the step's index (fault
+  // injection lives in the test binaries that set it; production never does).
+  std::function<void(int64_t step)> before_step;
   // Called on rank 0 after each checkpoint is committed, with its directory.
   std::function<void(const std::string&)> on_checkpoint;
 };

@@ -1,6 +1,6 @@
-#include "polytune/coordinator/grpc_config.h"
+#include "polytune/rpc/grpc_config.h"
 
-namespace polytune::coordinator {
+namespace polytune::rpc {
 
 void ConfigureServer(grpc::ServerBuilder& builder) {
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
@@ -29,4 +29,4 @@ std::unique_ptr<grpc::ClientContext> ContextWithDeadline(double seconds) {
   return ctx;
 }
 
-}  // namespace polytune::coordinator
+}  // namespace polytune::rpc

@@ -1,0 +1,60 @@
+// Training metrics as typed values: one StepMetrics per optimizer step and one EvalMetrics
+// per evaluation (overall and per language). The trainer fills them, metrics.jsonl is written
+// from them (one JSON object per line, the on-disk format documented in docs/job-spec.md),
+// the worker reads that file back into them at its edge, and they cross gRPC and SQLite as
+// the same fields. No one else parses metrics text.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <variant>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "nlohmann/json.hpp"
+
+namespace polytune {
+
+struct StepMetrics {
+  int64_t step = 0;         // optimizer steps completed
+  int64_t total_steps = 0;  // of the run (0 when unknown: records written before it was kept)
+  double epoch = 0;
+  double loss = 0;
+  double lr = 0;
+  double grad_norm = 0;
+  int64_t tokens = 0;         // in the step's global batch
+  int64_t target_tokens = 0;  // of them, those the loss is taken on
+  double tokens_per_second = 0;
+  double elapsed_seconds = 0;  // since this run (or resumed run) started
+};
+
+struct EvalFigures {
+  double loss = 0;  // mean over target tokens
+  double ppl = 0;
+  double accuracy = 0;  // next-token accuracy
+  int64_t tokens = 0;
+};
+
+struct EvalMetrics {
+  int64_t step = 0;
+  double epoch = 0;
+  EvalFigures overall;
+  std::map<std::string, EvalFigures> languages;  // by language code
+};
+
+// One record of the metrics stream.
+struct MetricsRecord {
+  std::variant<StepMetrics, EvalMetrics> value;
+  int64_t step() const;
+  bool is_eval() const { return std::holds_alternative<EvalMetrics>(value); }
+};
+
+// The record as the JSON object of its metrics.jsonl line (for tools printing JSON).
+nlohmann::json MetricsRecordToJsonValue(const MetricsRecord& record);
+// The metrics.jsonl line of a record, without the trailing newline.
+std::string MetricsRecordToJson(const MetricsRecord& record);
+// Parses one metrics.jsonl line; the error names the missing or mistyped field.
+absl::StatusOr<MetricsRecord> MetricsRecordFromJson(absl::string_view line);
+
+}  // namespace polytune

@@ -1,0 +1,137 @@
+// The job specification: one typed value for what `polytune train` runs locally and what
+// `polytune submit` sends to a coordinator (documented in docs/job-spec.md).
+//
+// It is parsed and validated once, by ParseJobSpec, with one set of rules wherever it is
+// read: the CLI before uploading, the coordinator on submit (clients other than our CLI get
+// the same refusals), the worker and the rank. An unknown key or a value of the wrong type or
+// range is an error naming the source, the line and the dotted key. Between processes it
+// travels as canonical YAML produced from the type (ToCanonicalYaml), never edited as text.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace polytune::spec {
+
+enum class Quantization { kNone, kNf4 };
+absl::StatusOr<Quantization> ParseQuantization(const std::string& name);  // "none" / "nf4"
+const char* QuantizationName(Quantization q);
+
+enum class LrSchedule { kCosine, kLinear, kConstant };
+const char* LrScheduleName(LrSchedule schedule);
+
+// Names the text pipeline accepts; tests check polytune::text agrees with these lists.
+const std::vector<std::string>& DataFormatNames();           // auto, messages, alpaca, text, tokens
+const std::vector<std::string>& BuiltinChatTemplateNames();  // llama3, chatml, mistral, plain
+const std::vector<std::string>& LoraModuleNames();           // q_proj ... down_proj (PEFT naming)
+
+struct LoraSettings {
+  int64_t r = 16;
+  double alpha = 32;
+  double dropout = 0.05;
+  bool rslora = false;
+  std::vector<std::string> target_modules = LoraModuleNames();
+  std::vector<int64_t> layers;  // empty: all layers
+  double Scaling() const;       // alpha / r, or alpha / sqrt(r) with rsLoRA
+  bool TargetsLayer(int64_t layer) const;
+  bool TargetsModule(const std::string& module_name) const;
+};
+
+// A dataset: a file on the machine that reads the spec, or an artifact the coordinator holds
+// (uploaded by `polytune submit`), which a worker fetches and verifies before its rank starts.
+class DatasetRef {
+ public:
+  enum class Kind { kNone, kPath, kArtifact };
+  DatasetRef() = default;
+  static DatasetRef Path(std::string path) { return DatasetRef(Kind::kPath, std::move(path)); }
+  static DatasetRef Artifact(std::string sha256) { return DatasetRef(Kind::kArtifact, std::move(sha256)); }
+  Kind kind() const { return kind_; }
+  bool empty() const { return kind_ == Kind::kNone; }
+  bool is_path() const { return kind_ == Kind::kPath; }
+  bool is_artifact() const { return kind_ == Kind::kArtifact; }
+  // The local path (empty unless is_path()) and the artifact's sha256 (empty unless is_artifact()).
+  const std::string& path() const { return kind_ == Kind::kPath ? value_ : Empty(); }
+  const std::string& sha256() const { return kind_ == Kind::kArtifact ? value_ : Empty(); }
+  bool operator==(const DatasetRef& o) const { return kind_ == o.kind_ && value_ == o.value_; }
+  bool operator!=(const DatasetRef& o) const { return !(*this == o); }
+
+ private:
+  DatasetRef(Kind kind, std::string value) : kind_(kind), value_(std::move(value)) {}
+  static const std::string& Empty();
+  Kind kind_ = Kind::kNone;
+  std::string value_;
+};
+
+struct Resources {
+  int32_t world_size = 1;  // data-parallel ranks, one device each
+};
+
+struct JobSpec {
+  struct Model {
+    std::string path;
+    Quantization quantization = Quantization::kNf4;
+    bool double_quant = true;
+  } model;
+  LoraSettings lora;
+  std::string init_adapter;  // empty: fresh adapter
+  struct Data {
+    DatasetRef train;
+    DatasetRef eval;              // empty: no evaluation
+    std::string format = "auto";  // auto | messages | alpaca | text | tokens
+    int64_t max_seq_len = 1024;
+    std::string tokenizer;      // folder with tokenizer.json; empty: model.path
+    std::string chat_template;  // built-in name; empty: the tokenizer's own
+    bool train_on_inputs = false;
+    bool packing = false;
+  } data;
+  struct Training {
+    int64_t max_steps = 0;  // 0: derived from epochs
+    int64_t epochs = 1;
+    int64_t micro_batch_size = 4;
+    int64_t grad_accum_steps = 1;
+    double lr = 2e-4;
+    LrSchedule lr_schedule = LrSchedule::kCosine;
+    int64_t warmup_steps = 0;
+    double weight_decay = 0.0;
+    double max_grad_norm = 1.0;  // 0: no clipping
+    double adam_beta1 = 0.9;
+    double adam_beta2 = 0.999;
+    double adam_epsilon = 1e-8;
+    uint64_t seed = 42;
+    bool gradient_checkpointing = true;
+    int64_t eval_every = 0;        // 0: only at the start and the end
+    int64_t checkpoint_every = 0;  // 0: only at the end
+    std::string device = "auto";   // auto | cpu | cuda | cuda:N
+    int64_t num_threads = 0;       // 0: all cores divided among local ranks
+  } training;
+  std::string output_dir;              // training: required; submission: ignored (workers choose)
+  std::optional<Resources> resources;  // submission: required
+};
+
+// What the spec is read for; the rules differ only where the use demands it.
+enum class SpecUse {
+  // `polytune train` and the ranks a worker starts: output_dir is required, datasets must be
+  // local paths, `resources` is allowed and ignored.
+  kTraining,
+  // `polytune submit` and the coordinator: resources.world_size is required, output_dir is
+  // dropped, datasets may be artifacts; with no base_dir (the coordinator) every path must be
+  // absolute, since relative ones would resolve on the wrong machine.
+  kSubmission,
+};
+
+// Parses YAML text. `source` names it in errors ("job.yaml", "submitted spec"); relative
+// paths resolve against `base_dir` (refused when it is empty).
+absl::StatusOr<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& source,
+                                     const std::string& base_dir, SpecUse use);
+// Reads and parses a file; relative paths resolve against its folder.
+absl::StatusOr<JobSpec> LoadJobSpec(const std::string& path, SpecUse use);
+
+// Every field, defaults included, in a fixed order, numbers with round-trip precision:
+// ParseJobSpec(ToCanonicalYaml(s)) reproduces s exactly.
+std::string ToCanonicalYaml(const JobSpec& spec);
+
+}  // namespace polytune::spec

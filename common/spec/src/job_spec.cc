@@ -1,0 +1,365 @@
+#include "polytune/spec/job_spec.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "polytune/common/file_util.h"
+#include "polytune/common/sha256.h"
+#include "polytune/common/status_macros.h"
+
+namespace polytune::spec {
+namespace fs = std::filesystem;
+namespace {
+
+bool Contains(const std::vector<std::string>& v, const std::string& s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+// Reads typed values out of YAML nodes; every error names source:line and the dotted key.
+class Parser {
+ public:
+  Parser(std::string source, std::string base_dir, SpecUse use)
+      : source_(std::move(source)), base_dir_(std::move(base_dir)), use_(use) {}
+
+  absl::Status Error(const YAML::Node& node, const std::string& key, const std::string& why) const {
+    std::string where = source_;
+    if (node.IsDefined() && node.Mark().line >= 0) where = absl::StrCat(source_, ":", node.Mark().line + 1);
+    return absl::InvalidArgumentError(absl::StrCat(where, ": '", key, "' ", why));
+  }
+
+  static std::string Join(const std::string& path, const std::string& key) {
+    return path.empty() ? key : absl::StrCat(path, ".", key);
+  }
+
+  // Checks that `node` is a map whose keys are all in `allowed`.
+  absl::Status Keys(const YAML::Node& node, const std::string& path, const std::vector<std::string>& allowed) const {
+    if (!node.IsMap()) return Error(node, path.empty() ? "(top level)" : path, "must be a mapping");
+    for (auto it = node.begin(); it != node.end(); ++it) {
+      const std::string key = it->first.as<std::string>();
+      if (!Contains(allowed, key))
+        return Error(it->first, Join(path, key),
+                     absl::StrCat("is not a known key; expected one of: ", absl::StrJoin(allowed, ", ")));
+    }
+    return absl::OkStatus();
+  }
+
+  template <typename T>
+  absl::Status Get(const YAML::Node& parent, const std::string& path, const std::string& key, T* out,
+                   const char* type_name) const {
+    YAML::Node n = parent[key];
+    if (!n.IsDefined() || n.IsNull()) return absl::OkStatus();
+    const std::string full = Join(path, key);
+    if (!n.IsScalar()) return Error(n, full, absl::StrCat("must be ", type_name));
+    try {
+      *out = n.as<T>();
+    } catch (const YAML::Exception&) {
+      return Error(n, full, absl::StrCat("must be ", type_name, ", got '", n.Scalar(), "'"));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Number(const YAML::Node& parent, const std::string& path, const std::string& key, double* out) const {
+    RETURN_IF_ERROR(Get(parent, path, key, out, "a number"));
+    if (!std::isfinite(*out)) return Error(parent[key], Join(path, key), "must be a finite number");
+    return absl::OkStatus();
+  }
+
+  absl::Status Path(const YAML::Node& parent, const std::string& path, const std::string& key, std::string* out) const {
+    std::string value;
+    RETURN_IF_ERROR(Get(parent, path, key, &value, "a path"));
+    if (value.empty()) return absl::OkStatus();
+    fs::path p(value);
+    if (p.is_absolute()) {
+      *out = p.lexically_normal().string();
+    } else if (base_dir_.empty()) {
+      return Error(parent[key], Join(path, key),
+                   absl::StrCat("must be an absolute path here, got '", value,
+                                "' (a relative path would resolve on another machine)"));
+    } else {
+      *out = (fs::path(base_dir_) / p).lexically_normal().string();
+    }
+    return absl::OkStatus();
+  }
+
+  // A dataset: a path, or {sha256: HEX} naming an artifact the coordinator holds.
+  absl::Status Dataset(const YAML::Node& parent, const std::string& path, const std::string& key,
+                       DatasetRef* out) const {
+    YAML::Node n = parent[key];
+    if (!n.IsDefined() || n.IsNull()) return absl::OkStatus();
+    const std::string full = Join(path, key);
+    if (n.IsMap()) {
+      RETURN_IF_ERROR(Keys(n, full, {"sha256"}));
+      std::string sha;
+      RETURN_IF_ERROR(Get(n, full, "sha256", &sha, "a sha256 in hex"));
+      if (!IsSha256Hex(sha)) return Error(n, Join(full, "sha256"), "must be 64 lower-case hex digits");
+      if (use_ == SpecUse::kTraining)
+        return Error(n, full,
+                     "names an uploaded artifact; only a worker can fetch those: give a local path to train here");
+      *out = DatasetRef::Artifact(sha);
+      return absl::OkStatus();
+    }
+    std::string local;
+    RETURN_IF_ERROR(Path(parent, path, key, &local));
+    if (!local.empty()) *out = DatasetRef::Path(local);
+    return absl::OkStatus();
+  }
+
+  absl::Status AtLeast(const YAML::Node& parent, const std::string& path, const std::string& key, int64_t value,
+                       int64_t min) const {
+    if (value < min)
+      return Error(parent[key], Join(path, key), absl::StrCat("must be at least ", min, ", got ", value));
+    return absl::OkStatus();
+  }
+
+ private:
+  std::string source_;
+  std::string base_dir_;
+  SpecUse use_;
+};
+
+absl::Status ParseResources(const Parser& p, const YAML::Node& root, SpecUse use, JobSpec& s) {
+  const YAML::Node r = root["resources"];
+  if (!r.IsDefined() || r.IsNull()) {
+    if (use == SpecUse::kSubmission) return p.Error(root, "resources.world_size", "is required");
+    return absl::OkStatus();
+  }
+  RETURN_IF_ERROR(p.Keys(r, "resources", {"world_size"}));
+  if (!r["world_size"].IsDefined()) return p.Error(r, "resources", "must set world_size (data-parallel ranks)");
+  Resources res;
+  RETURN_IF_ERROR(p.Get(r, "resources", "world_size", &res.world_size, "an integer"));
+  RETURN_IF_ERROR(p.AtLeast(r, "resources", "world_size", res.world_size, 1));
+  s.resources = res;
+  return absl::OkStatus();
+}
+
+absl::Status ParseModel(const Parser& p, const YAML::Node& model, JobSpec& s) {
+  RETURN_IF_ERROR(p.Keys(model, "model", {"path", "quantization", "double_quant"}));
+  RETURN_IF_ERROR(p.Path(model, "model", "path", &s.model.path));
+  if (s.model.path.empty()) return p.Error(model, "model.path", "is required");
+  std::string quant = "nf4";
+  RETURN_IF_ERROR(p.Get(model, "model", "quantization", &quant, "none or nf4"));
+  auto q = ParseQuantization(quant);
+  if (!q.ok()) return p.Error(model["quantization"], "model.quantization", "must be none or nf4");
+  s.model.quantization = *q;
+  return p.Get(model, "model", "double_quant", &s.model.double_quant, "true or false");
+}
+
+absl::Status ParseLora(const Parser& p, const YAML::Node& lora, JobSpec& s) {
+  RETURN_IF_ERROR(
+      p.Keys(lora, "lora", {"r", "alpha", "dropout", "rslora", "target_modules", "layers", "init_adapter"}));
+  LoraSettings& l = s.lora;
+  RETURN_IF_ERROR(p.Get(lora, "lora", "r", &l.r, "an integer"));
+  RETURN_IF_ERROR(p.AtLeast(lora, "lora", "r", l.r, 1));
+  RETURN_IF_ERROR(p.Number(lora, "lora", "alpha", &l.alpha));
+  RETURN_IF_ERROR(p.Number(lora, "lora", "dropout", &l.dropout));
+  if (l.dropout < 0 || l.dropout >= 1) return p.Error(lora["dropout"], "lora.dropout", "must be in [0, 1)");
+  RETURN_IF_ERROR(p.Get(lora, "lora", "rslora", &l.rslora, "true or false"));
+  if (lora["target_modules"].IsDefined() && !lora["target_modules"].IsNull()) {
+    const YAML::Node tm = lora["target_modules"];
+    if (!tm.IsSequence() || tm.size() == 0) return p.Error(tm, "lora.target_modules", "must be a non-empty list");
+    l.target_modules.clear();
+    for (const auto& m : tm) {
+      const std::string name = m.IsScalar() ? m.Scalar() : "";
+      if (!Contains(LoraModuleNames(), name))
+        return p.Error(m, "lora.target_modules",
+                       absl::StrCat("has unknown module '", name,
+                                    "'; expected q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj or down_proj"));
+      l.target_modules.push_back(name);
+    }
+  }
+  if (lora["layers"].IsDefined() && !lora["layers"].IsNull()) {
+    const YAML::Node layers = lora["layers"];
+    if (layers.IsScalar() && layers.Scalar() == "all") {
+      l.layers.clear();
+    } else if (layers.IsSequence() && layers.size() > 0) {
+      for (const auto& n : layers) {
+        try {
+          const int64_t v = n.as<int64_t>();
+          if (v < 0) return p.Error(n, "lora.layers", "entries must be non-negative layer indices");
+          l.layers.push_back(v);
+        } catch (const YAML::Exception&) {
+          return p.Error(n, "lora.layers", "entries must be layer indices");
+        }
+      }
+    } else {
+      return p.Error(layers, "lora.layers", "must be 'all' or a non-empty list of layer indices");
+    }
+  }
+  return p.Path(lora, "lora", "init_adapter", &s.init_adapter);
+}
+
+absl::Status ParseData(const Parser& p, const YAML::Node& data, JobSpec& s) {
+  RETURN_IF_ERROR(
+      p.Keys(data, "data",
+             {"train", "eval", "format", "max_seq_len", "tokenizer", "chat_template", "train_on_inputs", "packing"}));
+  auto& d = s.data;
+  RETURN_IF_ERROR(p.Dataset(data, "data", "train", &d.train));
+  if (d.train.empty()) return p.Error(data, "data.train", "is required");
+  RETURN_IF_ERROR(p.Dataset(data, "data", "eval", &d.eval));
+  RETURN_IF_ERROR(p.Get(data, "data", "format", &d.format, "a format name"));
+  if (!Contains(DataFormatNames(), d.format))
+    return p.Error(data["format"], "data.format",
+                   absl::StrCat("must be auto, messages, alpaca, text or tokens, got '", d.format, "'"));
+  RETURN_IF_ERROR(p.Path(data, "data", "tokenizer", &d.tokenizer));
+  RETURN_IF_ERROR(p.Get(data, "data", "chat_template", &d.chat_template, "a built-in template name"));
+  if (!d.chat_template.empty() && !Contains(BuiltinChatTemplateNames(), d.chat_template))
+    return p.Error(data["chat_template"], "data.chat_template",
+                   absl::StrCat("'", d.chat_template, "' is not a built-in template (llama3, chatml, mistral, plain)"));
+  RETURN_IF_ERROR(p.Get(data, "data", "train_on_inputs", &d.train_on_inputs, "true or false"));
+  RETURN_IF_ERROR(p.Get(data, "data", "packing", &d.packing, "true or false"));
+  RETURN_IF_ERROR(p.Get(data, "data", "max_seq_len", &d.max_seq_len, "an integer"));
+  return p.AtLeast(data, "data", "max_seq_len", d.max_seq_len, 2);
+}
+
+absl::Status ParseTraining(const Parser& p, const YAML::Node& t, JobSpec& s) {
+  RETURN_IF_ERROR(
+      p.Keys(t, "training",
+             {"max_steps", "epochs", "micro_batch_size", "grad_accum_steps", "lr", "lr_schedule", "warmup_steps",
+              "weight_decay", "max_grad_norm", "adam_beta1", "adam_beta2", "adam_epsilon", "seed",
+              "gradient_checkpointing", "eval_every", "checkpoint_every", "device", "num_threads"}));
+  auto& tr = s.training;
+  const std::string k = "training";
+  RETURN_IF_ERROR(p.Get(t, k, "max_steps", &tr.max_steps, "an integer"));
+  RETURN_IF_ERROR(p.AtLeast(t, k, "max_steps", tr.max_steps, 0));
+  RETURN_IF_ERROR(p.Get(t, k, "epochs", &tr.epochs, "an integer"));
+  RETURN_IF_ERROR(p.AtLeast(t, k, "epochs", tr.epochs, 1));
+  RETURN_IF_ERROR(p.Get(t, k, "micro_batch_size", &tr.micro_batch_size, "an integer"));
+  RETURN_IF_ERROR(p.AtLeast(t, k, "micro_batch_size", tr.micro_batch_size, 1));
+  RETURN_IF_ERROR(p.Get(t, k, "grad_accum_steps", &tr.grad_accum_steps, "an integer"));
+  RETURN_IF_ERROR(p.AtLeast(t, k, "grad_accum_steps", tr.grad_accum_steps, 1));
+  RETURN_IF_ERROR(p.Number(t, k, "lr", &tr.lr));
+  if (tr.lr <= 0) return p.Error(t["lr"], "training.lr", "must be positive");
+  std::string sched = "cosine";
+  RETURN_IF_ERROR(p.Get(t, k, "lr_schedule", &sched, "cosine, linear or constant"));
+  if (sched == "cosine") {
+    tr.lr_schedule = LrSchedule::kCosine;
+  } else if (sched == "linear") {
+    tr.lr_schedule = LrSchedule::kLinear;
+  } else if (sched == "constant") {
+    tr.lr_schedule = LrSchedule::kConstant;
+  } else {
+    return p.Error(t["lr_schedule"], "training.lr_schedule",
+                   absl::StrCat("must be cosine, linear or constant, got '", sched, "'"));
+  }
+  RETURN_IF_ERROR(p.Get(t, k, "warmup_steps", &tr.warmup_steps, "an integer"));
+  RETURN_IF_ERROR(p.AtLeast(t, k, "warmup_steps", tr.warmup_steps, 0));
+  RETURN_IF_ERROR(p.Number(t, k, "weight_decay", &tr.weight_decay));
+  if (tr.weight_decay < 0) return p.Error(t["weight_decay"], "training.weight_decay", "must not be negative");
+  RETURN_IF_ERROR(p.Number(t, k, "max_grad_norm", &tr.max_grad_norm));
+  if (tr.max_grad_norm < 0)
+    return p.Error(t["max_grad_norm"], "training.max_grad_norm", "must not be negative (0 disables clipping)");
+  RETURN_IF_ERROR(p.Number(t, k, "adam_beta1", &tr.adam_beta1));
+  RETURN_IF_ERROR(p.Number(t, k, "adam_beta2", &tr.adam_beta2));
+  if (tr.adam_beta1 < 0 || tr.adam_beta1 >= 1)
+    return p.Error(t["adam_beta1"], "training.adam_beta1", "must be in [0, 1)");
+  if (tr.adam_beta2 < 0 || tr.adam_beta2 >= 1)
+    return p.Error(t["adam_beta2"], "training.adam_beta2", "must be in [0, 1)");
+  RETURN_IF_ERROR(p.Number(t, k, "adam_epsilon", &tr.adam_epsilon));
+  if (tr.adam_epsilon <= 0) return p.Error(t["adam_epsilon"], "training.adam_epsilon", "must be positive");
+  RETURN_IF_ERROR(p.Get(t, k, "seed", &tr.seed, "a non-negative integer"));
+  RETURN_IF_ERROR(p.Get(t, k, "gradient_checkpointing", &tr.gradient_checkpointing, "true or false"));
+  RETURN_IF_ERROR(p.Get(t, k, "eval_every", &tr.eval_every, "an integer"));
+  RETURN_IF_ERROR(p.AtLeast(t, k, "eval_every", tr.eval_every, 0));
+  RETURN_IF_ERROR(p.Get(t, k, "checkpoint_every", &tr.checkpoint_every, "an integer"));
+  RETURN_IF_ERROR(p.AtLeast(t, k, "checkpoint_every", tr.checkpoint_every, 0));
+  RETURN_IF_ERROR(p.Get(t, k, "device", &tr.device, "auto, cpu, cuda or cuda:N"));
+  if (tr.device != "auto" && tr.device != "cpu" && tr.device.rfind("cuda", 0) != 0)
+    return p.Error(t["device"], "training.device", "must be auto, cpu, cuda or cuda:N");
+  RETURN_IF_ERROR(p.Get(t, k, "num_threads", &tr.num_threads, "an integer"));
+  return p.AtLeast(t, k, "num_threads", tr.num_threads, 0);
+}
+
+}  // namespace
+
+absl::StatusOr<Quantization> ParseQuantization(const std::string& name) {
+  if (name == "none") return Quantization::kNone;
+  if (name == "nf4") return Quantization::kNf4;
+  return absl::InvalidArgumentError(absl::StrCat("quantization '", name, "' is not supported; use none or nf4"));
+}
+
+const char* QuantizationName(Quantization q) { return q == Quantization::kNf4 ? "nf4" : "none"; }
+
+const char* LrScheduleName(LrSchedule schedule) {
+  switch (schedule) {
+    case LrSchedule::kCosine:
+      return "cosine";
+    case LrSchedule::kLinear:
+      return "linear";
+    case LrSchedule::kConstant:
+      return "constant";
+  }
+  return "?";
+}
+
+const std::vector<std::string>& DataFormatNames() {
+  static const auto* names = new std::vector<std::string>{"auto", "messages", "alpaca", "text", "tokens"};
+  return *names;
+}
+
+const std::vector<std::string>& BuiltinChatTemplateNames() {
+  static const auto* names = new std::vector<std::string>{"llama3", "chatml", "mistral", "plain"};
+  return *names;
+}
+
+const std::vector<std::string>& LoraModuleNames() {
+  static const auto* names =
+      new std::vector<std::string>{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+  return *names;
+}
+
+double LoraSettings::Scaling() const {
+  return rslora ? alpha / std::sqrt(static_cast<double>(r)) : alpha / static_cast<double>(r);
+}
+
+bool LoraSettings::TargetsLayer(int64_t layer) const {
+  return layers.empty() || std::find(layers.begin(), layers.end(), layer) != layers.end();
+}
+
+bool LoraSettings::TargetsModule(const std::string& module_name) const { return Contains(target_modules, module_name); }
+
+const std::string& DatasetRef::Empty() {
+  static const auto* empty = new std::string();
+  return *empty;
+}
+
+absl::StatusOr<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& source,
+                                     const std::string& base_dir, SpecUse use) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ":", e.mark.line + 1, ": invalid YAML: ", e.msg));
+  }
+  Parser p(source, base_dir, use);
+  JobSpec s;
+  RETURN_IF_ERROR(p.Keys(root, "", {"model", "lora", "data", "training", "output_dir", "resources"}));
+  RETURN_IF_ERROR(ParseResources(p, root, use, s));
+  std::vector<const char*> required = {"model", "data"};
+  if (use == SpecUse::kTraining) required.push_back("output_dir");
+  for (const char* key : required)
+    if (!root[key].IsDefined()) return p.Error(root, key, "is required");
+  RETURN_IF_ERROR(ParseModel(p, root["model"], s));
+  if (root["lora"].IsDefined()) RETURN_IF_ERROR(ParseLora(p, root["lora"], s));
+  RETURN_IF_ERROR(ParseData(p, root["data"], s));
+  if (root["training"].IsDefined()) RETURN_IF_ERROR(ParseTraining(p, root["training"], s));
+  if (use == SpecUse::kTraining) {
+    RETURN_IF_ERROR(p.Path(root, "", "output_dir", &s.output_dir));
+    if (s.output_dir.empty()) return p.Error(root, "output_dir", "is required");
+  } else {
+    std::string ignored;  // still type-checked, so a malformed value is refused everywhere alike
+    RETURN_IF_ERROR(p.Get(root, "", "output_dir", &ignored, "a path"));
+  }
+  return s;
+}
+
+absl::StatusOr<JobSpec> LoadJobSpec(const std::string& path, SpecUse use) {
+  ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  return ParseJobSpec(text, path, fs::absolute(path).parent_path().string(), use);
+}
+
+}  // namespace polytune::spec

@@ -1,0 +1,107 @@
+// ToCanonicalYaml: the one writer of job specs. Block style, every key in the parser's order,
+// strings double-quoted and doubles with 17 significant digits, so the text is a pure
+// function of the value and parses back to the same value.
+#include <yaml-cpp/yaml.h>
+
+#include "polytune/spec/job_spec.h"
+
+namespace polytune::spec {
+namespace {
+
+void Str(YAML::Emitter& e, const char* key, const std::string& v) {
+  e << YAML::Key << key << YAML::Value;
+  if (v.empty()) {
+    e << YAML::Null;
+  } else {
+    e << YAML::DoubleQuoted << v;
+  }
+}
+
+void Dataset(YAML::Emitter& e, const char* key, const DatasetRef& d) {
+  e << YAML::Key << key << YAML::Value;
+  if (d.is_artifact()) {
+    e << YAML::BeginMap << YAML::Key << "sha256" << YAML::Value << YAML::DoubleQuoted << d.sha256() << YAML::EndMap;
+  } else if (d.is_path()) {
+    e << YAML::DoubleQuoted << d.path();
+  } else {
+    e << YAML::Null;
+  }
+}
+
+template <typename T>
+void Val(YAML::Emitter& e, const char* key, const T& v) {
+  e << YAML::Key << key << YAML::Value << v;
+}
+
+}  // namespace
+
+std::string ToCanonicalYaml(const JobSpec& s) {
+  YAML::Emitter e;
+  e.SetDoublePrecision(17);
+  e.SetBoolFormat(YAML::TrueFalseBool);
+  e << YAML::BeginMap;
+  e << YAML::Key << "model" << YAML::Value << YAML::BeginMap;
+  Str(e, "path", s.model.path);
+  Val(e, "quantization", std::string(QuantizationName(s.model.quantization)));
+  Val(e, "double_quant", s.model.double_quant);
+  e << YAML::EndMap;
+
+  e << YAML::Key << "lora" << YAML::Value << YAML::BeginMap;
+  Val(e, "r", s.lora.r);
+  Val(e, "alpha", s.lora.alpha);
+  Val(e, "dropout", s.lora.dropout);
+  Val(e, "rslora", s.lora.rslora);
+  e << YAML::Key << "target_modules" << YAML::Value << YAML::Flow << s.lora.target_modules;
+  e << YAML::Key << "layers" << YAML::Value;
+  if (s.lora.layers.empty()) {
+    e << "all";
+  } else {
+    e << YAML::Flow << s.lora.layers;
+  }
+  Str(e, "init_adapter", s.init_adapter);
+  e << YAML::EndMap;
+
+  e << YAML::Key << "data" << YAML::Value << YAML::BeginMap;
+  Dataset(e, "train", s.data.train);
+  Dataset(e, "eval", s.data.eval);
+  Val(e, "format", s.data.format);
+  Val(e, "max_seq_len", s.data.max_seq_len);
+  Str(e, "tokenizer", s.data.tokenizer);
+  Str(e, "chat_template", s.data.chat_template);
+  Val(e, "train_on_inputs", s.data.train_on_inputs);
+  Val(e, "packing", s.data.packing);
+  e << YAML::EndMap;
+
+  const auto& t = s.training;
+  e << YAML::Key << "training" << YAML::Value << YAML::BeginMap;
+  Val(e, "max_steps", t.max_steps);
+  Val(e, "epochs", t.epochs);
+  Val(e, "micro_batch_size", t.micro_batch_size);
+  Val(e, "grad_accum_steps", t.grad_accum_steps);
+  Val(e, "lr", t.lr);
+  Val(e, "lr_schedule", std::string(LrScheduleName(t.lr_schedule)));
+  Val(e, "warmup_steps", t.warmup_steps);
+  Val(e, "weight_decay", t.weight_decay);
+  Val(e, "max_grad_norm", t.max_grad_norm);
+  Val(e, "adam_beta1", t.adam_beta1);
+  Val(e, "adam_beta2", t.adam_beta2);
+  Val(e, "adam_epsilon", t.adam_epsilon);
+  Val(e, "seed", t.seed);
+  Val(e, "gradient_checkpointing", t.gradient_checkpointing);
+  Val(e, "eval_every", t.eval_every);
+  Val(e, "checkpoint_every", t.checkpoint_every);
+  Val(e, "device", t.device);
+  Val(e, "num_threads", t.num_threads);
+  e << YAML::EndMap;
+
+  if (!s.output_dir.empty()) Str(e, "output_dir", s.output_dir);
+  if (s.resources) {
+    e << YAML::Key << "resources" << YAML::Value << YAML::BeginMap;
+    Val(e, "world_size", s.resources->world_size);
+    e << YAML::EndMap;
+  }
+  e << YAML::EndMap;
+  return std::string(e.c_str()) + "\n";
+}
+
+}  // namespace polytune::spec

@@ -1,0 +1,131 @@
+#include "polytune/common/metrics_record.h"
+
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+
+namespace polytune {
+namespace {
+
+using nlohmann::json;
+
+json FiguresJson(const EvalFigures& f) {
+  return {{"loss", f.loss}, {"ppl", f.ppl}, {"accuracy", f.accuracy}, {"tokens", f.tokens}};
+}
+
+// Typed field access: a missing or mistyped field is an error naming its dotted path.
+class Reader {
+ public:
+  explicit Reader(const json& j, std::string path = "") : j_(j), path_(std::move(path)) {}
+
+  template <typename T>
+  absl::Status Get(const char* key, T* out, bool required = true) const {
+    auto it = j_.find(key);
+    if (it == j_.end()) {
+      if (!required) return absl::OkStatus();
+      return absl::InvalidArgumentError(absl::StrCat("metrics record has no '", Path(key), "'"));
+    }
+    if (!it->is_number())
+      return absl::InvalidArgumentError(absl::StrCat("metrics field '", Path(key), "' is not a number"));
+    *out = it->get<T>();
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<Reader> Object(const char* key) const {
+    auto it = j_.find(key);
+    if (it == j_.end() || !it->is_object())
+      return absl::InvalidArgumentError(absl::StrCat("metrics record has no object '", Path(key), "'"));
+    return Reader(*it, Path(key));
+  }
+
+  const json& raw() const { return j_; }
+  std::string Path(const std::string& key) const { return path_.empty() ? key : absl::StrCat(path_, ".", key); }
+
+ private:
+  const json& j_;
+  std::string path_;
+};
+
+#define METRICS_RETURN_IF_ERROR(expr) \
+  do {                                \
+    absl::Status _st = (expr);        \
+    if (!_st.ok()) return _st;        \
+  } while (0)
+
+absl::StatusOr<EvalFigures> ReadFigures(const Reader& r) {
+  EvalFigures f;
+  METRICS_RETURN_IF_ERROR(r.Get("loss", &f.loss));
+  METRICS_RETURN_IF_ERROR(r.Get("ppl", &f.ppl));
+  METRICS_RETURN_IF_ERROR(r.Get("accuracy", &f.accuracy));
+  METRICS_RETURN_IF_ERROR(r.Get("tokens", &f.tokens));
+  return f;
+}
+
+}  // namespace
+
+int64_t MetricsRecord::step() const {
+  return std::visit([](const auto& m) { return m.step; }, value);
+}
+
+std::string MetricsRecordToJson(const MetricsRecord& record) { return MetricsRecordToJsonValue(record).dump(); }
+
+nlohmann::json MetricsRecordToJsonValue(const MetricsRecord& record) {
+  if (const auto* s = std::get_if<StepMetrics>(&record.value)) {
+    return json{{"step", s->step},
+                {"total_steps", s->total_steps},
+                {"epoch", s->epoch},
+                {"loss", s->loss},
+                {"lr", s->lr},
+                {"grad_norm", s->grad_norm},
+                {"tokens", s->tokens},
+                {"target_tokens", s->target_tokens},
+                {"tokens_per_second", s->tokens_per_second},
+                {"elapsed_seconds", s->elapsed_seconds}};
+  }
+  const auto& e = std::get<EvalMetrics>(record.value);
+  json langs = json::object();
+  for (const auto& [lang, f] : e.languages) langs[lang] = FiguresJson(f);
+  return json{
+      {"step", e.step}, {"epoch", e.epoch}, {"eval", {{"overall", FiguresJson(e.overall)}, {"languages", langs}}}};
+}
+
+absl::StatusOr<MetricsRecord> MetricsRecordFromJson(absl::string_view line) {
+  const json j = json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) return absl::InvalidArgumentError("metrics record is not a JSON object");
+  Reader r(j);
+  if (j.contains("eval")) {
+    EvalMetrics e;
+    METRICS_RETURN_IF_ERROR(r.Get("step", &e.step));
+    METRICS_RETURN_IF_ERROR(r.Get("epoch", &e.epoch));
+    auto ev = r.Object("eval");
+    if (!ev.ok()) return ev.status();
+    auto overall = ev->Object("overall");
+    if (!overall.ok()) return overall.status();
+    auto figures = ReadFigures(*overall);
+    if (!figures.ok()) return figures.status();
+    e.overall = *figures;
+    auto langs = ev->Object("languages");
+    if (!langs.ok()) return langs.status();
+    for (const auto& [lang, value] : langs->raw().items()) {
+      if (!value.is_object())
+        return absl::InvalidArgumentError(absl::StrCat("metrics field '", langs->Path(lang), "' is not an object"));
+      auto f = ReadFigures(Reader(value, langs->Path(lang)));
+      if (!f.ok()) return f.status();
+      e.languages[lang] = *f;
+    }
+    return MetricsRecord{e};
+  }
+  StepMetrics s;
+  METRICS_RETURN_IF_ERROR(r.Get("step", &s.step));
+  METRICS_RETURN_IF_ERROR(r.Get("total_steps", &s.total_steps, /*required=*/false));
+  METRICS_RETURN_IF_ERROR(r.Get("epoch", &s.epoch));
+  METRICS_RETURN_IF_ERROR(r.Get("loss", &s.loss));
+  METRICS_RETURN_IF_ERROR(r.Get("lr", &s.lr));
+  METRICS_RETURN_IF_ERROR(r.Get("grad_norm", &s.grad_norm));
+  METRICS_RETURN_IF_ERROR(r.Get("tokens", &s.tokens));
+  METRICS_RETURN_IF_ERROR(r.Get("target_tokens", &s.target_tokens));
+  METRICS_RETURN_IF_ERROR(r.Get("tokens_per_second", &s.tokens_per_second));
+  METRICS_RETURN_IF_ERROR(r.Get("elapsed_seconds", &s.elapsed_seconds));
+  return MetricsRecord{s};
+}
+
+}  // namespace polytune

@@ -1,0 +1,93 @@
+// Chunked transfers over gRPC streams, verified by sha256 at the receiving end. One place for
+// the chunk size limit, the header-on-first-chunk convention and the integrity check, used
+// by artifact uploads (CLI), checkpoint uploads (workers) and downloads (CLI and workers).
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <functional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "polytune/common/sha256.h"
+#include "polytune/rpc/grpc_config.h"
+#include "polytune/rpc/status.h"
+#include "polytune/v1/polytune.grpc.pb.h"
+
+namespace polytune::rpc {
+
+// DATA_LOSS unless sha256(data) == expected (lower-case hex). `what` names the payload.
+absl::Status VerifySha256(const std::string& data, const std::string& expected, const std::string& what);
+
+// Client side of an upload: sends `data` in chunks of at most kMaxChunkBytes (one empty chunk
+// for empty data), `header` filling the first chunk's metadata, then finishes the call.
+template <typename Chunk>
+absl::Status WriteChunked(grpc::ClientWriterInterface<Chunk>* writer, const std::string& data,
+                          const std::function<void(Chunk&)>& header) {
+  for (size_t pos = 0; pos < data.size() || pos == 0; pos += kMaxChunkBytes) {
+    Chunk c;
+    if (pos == 0) header(c);
+    c.set_data(data.substr(pos, kMaxChunkBytes));
+    if (!writer->Write(c)) break;  // the server ended the call; Finish() says why
+    if (data.empty()) break;
+  }
+  writer->WritesDone();
+  return FromGrpc(writer->Finish());
+}
+
+// Server side of an upload: the concatenated data, `on_first` seeing the first chunk. Refuses
+// a chunk over kMaxChunkBytes or a total over `max_total_bytes` (INVALID_ARGUMENT /
+// RESOURCE_EXHAUSTED), so a client cannot make the server buffer without bound.
+template <typename Chunk>
+absl::StatusOr<std::string> ReadChunked(grpc::ServerReaderInterface<Chunk>* reader, int64_t max_total_bytes,
+                                        const std::function<void(const Chunk&)>& on_first) {
+  Chunk chunk;
+  std::string data;
+  bool first = true;
+  while (reader->Read(&chunk)) {
+    if (chunk.data().size() > static_cast<size_t>(kMaxChunkBytes))
+      return absl::InvalidArgumentError(absl::StrCat("chunk of ", chunk.data().size(), " bytes; at most ",
+                                                     kMaxChunkBytes, " per chunk; nothing was stored"));
+    if (static_cast<int64_t>(data.size() + chunk.data().size()) > max_total_bytes)
+      return absl::ResourceExhaustedError(
+          absl::StrCat("upload larger than ", max_total_bytes, " bytes; nothing was stored"));
+    if (first) {
+      on_first(chunk);
+      first = false;
+    }
+    data += chunk.data();
+  }
+  return data;
+}
+
+// Server side of a download: streams `data` as DownloadChunks.
+grpc::Status StreamChunks(grpc::ServerWriterInterface<v1::DownloadChunk>* writer, const std::string& data);
+
+// Client side of a download: the artifact `sha256`, verified before it is returned. Works with
+// both services' Download (JobService and WorkerService share the messages).
+template <typename Stub>
+absl::StatusOr<std::string> DownloadVerified(Stub& stub, const std::string& sha256) {
+  v1::DownloadRequest req;
+  req.set_sha256(sha256);
+  auto ctx = ContextWithDeadline(kTransferDeadlineSeconds);
+  auto reader = stub.Download(ctx.get(), req);
+  std::string data;
+  v1::DownloadChunk chunk;
+  while (reader->Read(&chunk)) data += chunk.data();
+  absl::Status st = FromGrpc(reader->Finish());
+  if (!st.ok()) return st;
+  st = VerifySha256(data, sha256, absl::StrCat("artifact ", sha256));
+  if (!st.ok()) return st;
+  return data;
+}
+
+// Writes a verified download to `path` atomically (temp file, fsync, rename).
+absl::Status CommitVerifiedFile(const std::string& data, const std::string& path);
+
+// Unpacks a verified checkpoint bundle and commits `files` of it (all when empty) into `dir`
+// atomically: `dir` holds either its old contents or all the new files, never a mix.
+absl::Status CommitBundleToDirectory(const std::string& bundle, const std::string& dir,
+                                     const std::vector<std::string>& files);
+
+}  // namespace polytune::rpc

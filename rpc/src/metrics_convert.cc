@@ -1,0 +1,70 @@
+#include "polytune/rpc/metrics_convert.h"
+
+namespace polytune::rpc {
+namespace {
+
+void FiguresToProto(const EvalFigures& f, v1::EvalFigures* p) {
+  p->set_loss(f.loss);
+  p->set_ppl(f.ppl);
+  p->set_accuracy(f.accuracy);
+  p->set_tokens(f.tokens);
+}
+
+EvalFigures FiguresFromProto(const v1::EvalFigures& p) { return {p.loss(), p.ppl(), p.accuracy(), p.tokens()}; }
+
+}  // namespace
+
+v1::MetricsRecord ToProto(const MetricsRecord& record) {
+  v1::MetricsRecord out;
+  if (const auto* s = std::get_if<StepMetrics>(&record.value)) {
+    v1::StepMetrics* p = out.mutable_step();
+    p->set_step(s->step);
+    p->set_total_steps(s->total_steps);
+    p->set_epoch(s->epoch);
+    p->set_loss(s->loss);
+    p->set_lr(s->lr);
+    p->set_grad_norm(s->grad_norm);
+    p->set_tokens(s->tokens);
+    p->set_target_tokens(s->target_tokens);
+    p->set_tokens_per_second(s->tokens_per_second);
+    p->set_elapsed_seconds(s->elapsed_seconds);
+    return out;
+  }
+  const auto& e = std::get<EvalMetrics>(record.value);
+  v1::EvalMetrics* p = out.mutable_eval();
+  p->set_step(e.step);
+  p->set_epoch(e.epoch);
+  FiguresToProto(e.overall, p->mutable_overall());
+  for (const auto& [lang, f] : e.languages) FiguresToProto(f, &(*p->mutable_languages())[lang]);
+  return out;
+}
+
+absl::StatusOr<MetricsRecord> FromProto(const v1::MetricsRecord& record) {
+  if (record.has_step()) {
+    const v1::StepMetrics& p = record.step();
+    StepMetrics s;
+    s.step = p.step();
+    s.total_steps = p.total_steps();
+    s.epoch = p.epoch();
+    s.loss = p.loss();
+    s.lr = p.lr();
+    s.grad_norm = p.grad_norm();
+    s.tokens = p.tokens();
+    s.target_tokens = p.target_tokens();
+    s.tokens_per_second = p.tokens_per_second();
+    s.elapsed_seconds = p.elapsed_seconds();
+    return MetricsRecord{s};
+  }
+  if (record.has_eval()) {
+    const v1::EvalMetrics& p = record.eval();
+    EvalMetrics e;
+    e.step = p.step();
+    e.epoch = p.epoch();
+    e.overall = FiguresFromProto(p.overall());
+    for (const auto& [lang, f] : p.languages()) e.languages[lang] = FiguresFromProto(f);
+    return MetricsRecord{e};
+  }
+  return absl::InvalidArgumentError("metrics record has neither step nor eval metrics");
+}
+
+}  // namespace polytune::rpc

@@ -1,0 +1,89 @@
+#include "polytune/common/metrics_record.h"
+
+#include <gtest/gtest.h>
+
+#include "polytune/rpc/metrics_convert.h"
+
+namespace polytune {
+namespace {
+
+MetricsRecord Step() {
+  StepMetrics s;
+  s.step = 6;
+  s.total_steps = 10;
+  s.epoch = 0.75;
+  s.loss = 2.3456789012345;
+  s.lr = 1e-4;
+  s.grad_norm = 0.5;
+  s.tokens = 1000;
+  s.target_tokens = 400;
+  s.tokens_per_second = 1234.5;
+  s.elapsed_seconds = 3.25;
+  return {s};
+}
+
+MetricsRecord Eval() {
+  EvalMetrics e;
+  e.step = 6;
+  e.epoch = 0.75;
+  e.overall = {1.5, 4.48, 0.4, 300};
+  e.languages["hi"] = {1.7, 5.47, 0.3, 100};
+  e.languages["es"] = {1.4, 4.05, 0.45, 200};
+  return {e};
+}
+
+TEST(MetricsRecord, JsonLineRoundTripsBothKinds) {
+  for (const MetricsRecord& r : {Step(), Eval()}) {
+    const std::string line = MetricsRecordToJson(r);
+    auto back = MetricsRecordFromJson(line);
+    ASSERT_TRUE(back.ok()) << back.status() << " " << line;
+    EXPECT_EQ(MetricsRecordToJson(*back), line);
+    EXPECT_EQ(back->is_eval(), r.is_eval());
+    EXPECT_EQ(back->step(), 6);
+  }
+  const auto e = std::get<EvalMetrics>(MetricsRecordFromJson(MetricsRecordToJson(Eval()))->value);
+  EXPECT_EQ(e.languages.at("hi").tokens, 100);
+  EXPECT_DOUBLE_EQ(e.overall.loss, 1.5);
+}
+
+TEST(MetricsRecord, OnDiskFormatKeepsItsKeys) {
+  const auto j = nlohmann::json::parse(MetricsRecordToJson(Step()));
+  for (const char* k :
+       {"step", "epoch", "loss", "lr", "grad_norm", "tokens", "target_tokens", "tokens_per_second", "elapsed_seconds"})
+    EXPECT_TRUE(j.contains(k)) << k;
+  const auto e = nlohmann::json::parse(MetricsRecordToJson(Eval()));
+  EXPECT_TRUE(e["eval"]["languages"].contains("hi"));
+  EXPECT_TRUE(e["eval"]["overall"].contains("ppl"));
+}
+
+TEST(MetricsRecord, OlderStepRecordsWithoutTotalStepsStillRead) {
+  auto r = MetricsRecordFromJson(
+      R"({"step":1,"epoch":0.1,"loss":2,"lr":0.001,"grad_norm":1,"tokens":5,"target_tokens":3,"tokens_per_second":9,"elapsed_seconds":1})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(std::get<StepMetrics>(r->value).total_steps, 0);
+}
+
+TEST(MetricsRecord, BadLinesNameTheField) {
+  EXPECT_NE(MetricsRecordFromJson(R"({"step":1})").status().message().find("'epoch'"), std::string::npos);
+  EXPECT_NE(MetricsRecordFromJson(R"({"step":1,"epoch":0,"eval":{"overall":{"loss":1}}})")
+                .status()
+                .message()
+                .find("'eval.overall.ppl'"),
+            std::string::npos);
+  EXPECT_NE(
+      MetricsRecordFromJson(R"({"step":"x","epoch":0,"loss":1})").status().message().find("'step' is not a number"),
+      std::string::npos);
+  EXPECT_FALSE(MetricsRecordFromJson("{not json").ok());
+}
+
+TEST(MetricsRecord, ProtoRoundTrip) {
+  for (const MetricsRecord& r : {Step(), Eval()}) {
+    auto back = rpc::FromProto(rpc::ToProto(r));
+    ASSERT_TRUE(back.ok()) << back.status();
+    EXPECT_EQ(MetricsRecordToJson(*back), MetricsRecordToJson(r));
+  }
+  EXPECT_FALSE(rpc::FromProto(v1::MetricsRecord()).ok()) << "an empty record is refused";
+}
+
+}  // namespace
+}  // namespace polytune

@@ -1,0 +1,130 @@
+#include "polytune/spec/job_spec.h"
+
+#include <gtest/gtest.h>
+
+#include "polytune/text/chat_template.h"
+#include "polytune/text/examples.h"
+#include "polytune/v1/polytune.pb.h"
+
+namespace polytune::spec {
+namespace {
+
+const char* kSubmitted = R"(
+model: {path: /models/base, quantization: none, double_quant: false}
+lora: {r: 8, alpha: 16, dropout: 0.1, rslora: true, target_modules: [q_proj, v_proj], layers: [0, 3]}
+data:
+  train: {sha256: 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef}
+  eval: /data/eval.jsonl
+  format: messages
+  max_seq_len: 512
+  chat_template: chatml
+  packing: true
+training: {max_steps: 7, lr: 0.0003, lr_schedule: linear, warmup_steps: 2, weight_decay: 0.01, seed: 9,
+           adam_epsilon: 1.0e-7, device: cpu, num_threads: 2}
+resources: {world_size: 3}
+)";
+
+std::string ErrorOf(const std::string& yaml, SpecUse use = SpecUse::kSubmission, const std::string& base = "") {
+  auto s = ParseJobSpec(yaml, "job.yaml", base, use);
+  return s.ok() ? std::string("(accepted)") : std::string(s.status().message());
+}
+
+TEST(JobSpec, RoundTripsThroughCanonicalYamlAndTheProto) {
+  auto a = ParseJobSpec(kSubmitted, "job.yaml", "", SpecUse::kSubmission);
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_TRUE(a->data.train.is_artifact());
+  EXPECT_EQ(a->data.eval.path(), "/data/eval.jsonl");
+  ASSERT_TRUE(a->resources.has_value());
+  EXPECT_EQ(a->resources->world_size, 3);
+  // type -> proto (what the CLI sends) -> type (what the coordinator and workers read)
+  v1::SubmitJobRequest req;
+  req.set_spec_yaml(ToCanonicalYaml(*a));
+  std::string wire;
+  ASSERT_TRUE(req.SerializeToString(&wire));
+  v1::SubmitJobRequest received;
+  ASSERT_TRUE(received.ParseFromString(wire));
+  auto b = ParseJobSpec(received.spec_yaml(), "submitted spec", "", SpecUse::kSubmission);
+  ASSERT_TRUE(b.ok()) << b.status() << "\n" << received.spec_yaml();
+  EXPECT_EQ(ToCanonicalYaml(*a), ToCanonicalYaml(*b));
+  EXPECT_EQ(b->model.quantization, Quantization::kNone);
+  EXPECT_FALSE(b->model.double_quant);
+  EXPECT_EQ(b->lora.r, 8);
+  EXPECT_DOUBLE_EQ(b->lora.alpha, 16);
+  EXPECT_TRUE(b->lora.rslora);
+  EXPECT_EQ(b->lora.target_modules, (std::vector<std::string>{"q_proj", "v_proj"}));
+  EXPECT_EQ(b->lora.layers, (std::vector<int64_t>{0, 3}));
+  EXPECT_EQ(b->data.train, a->data.train);
+  EXPECT_EQ(b->data.format, "messages");
+  EXPECT_EQ(b->data.chat_template, "chatml");
+  EXPECT_TRUE(b->data.packing);
+  EXPECT_EQ(b->training.lr, 0.0003) << "doubles survive exactly";
+  EXPECT_EQ(b->training.adam_epsilon, 1.0e-7);
+  EXPECT_EQ(b->training.lr_schedule, LrSchedule::kLinear);
+  EXPECT_EQ(b->training.seed, 9u);
+  EXPECT_EQ(b->resources->world_size, 3);
+}
+
+TEST(JobSpec, CanonicalYamlOfAWorkerSpecReadsBackForTraining) {
+  auto s = ParseJobSpec(kSubmitted, "job.yaml", "", SpecUse::kSubmission);
+  ASSERT_TRUE(s.ok()) << s.status();
+  s->data.train = DatasetRef::Path("/cache/abc");
+  s->output_dir = "/work/out";
+  auto t = ParseJobSpec(ToCanonicalYaml(*s), "spec.yaml", "", SpecUse::kTraining);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->data.train.path(), "/cache/abc");
+  EXPECT_EQ(t->output_dir, "/work/out");
+  EXPECT_EQ(ToCanonicalYaml(*t), ToCanonicalYaml(*s));
+}
+
+TEST(JobSpec, RefusesBadInputNamingTheKeyAndLine) {
+  const std::string base = "model: {path: /m}\ndata: {train: /t}\nresources: {world_size: 1}\n";
+  std::string err = ErrorOf(base + "training:\n  lr: 0.1\n  learning_rate: 2\n");
+  EXPECT_NE(err.find("job.yaml:6: 'training.learning_rate' is not a known key"), std::string::npos) << err;
+  EXPECT_NE(ErrorOf(base + "extra: 1\n").find("'extra' is not a known key"), std::string::npos);
+  EXPECT_NE(ErrorOf(base + "training: {lr: .nan}\n").find("'training.lr' must be a finite number"), std::string::npos);
+  EXPECT_NE(ErrorOf(base + "training: {micro_batch_size: 0}\n").find("'training.micro_batch_size' must be at least 1"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(base + "lora: {target_modules: [qkv]}\n").find("unknown module 'qkv'"), std::string::npos);
+  EXPECT_NE(ErrorOf("model: {path: /m}\ndata: {train: /t}\n").find("'resources.world_size' is required"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("model: {path: /m}\ndata: {train: /t}\nresources: {world_size: 0}\n")
+                .find("'resources.world_size' must be at least 1"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("model: {path: /m}\ndata: {train: /t}\nresources: {gpus: 2}\n")
+                .find("'resources.gpus' is not a known key"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("model: {path: /m}\ndata: {train: {sha256: xyz}}\nresources: {world_size: 1}\n")
+                .find("'data.train.sha256' must be 64 lower-case hex digits"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("model: [").find("invalid YAML"), std::string::npos);
+}
+
+TEST(JobSpec, PathsAreAbsoluteWhereNoFolderResolvesThem) {
+  const std::string rel = "model: {path: models/m}\ndata: {train: /t}\nresources: {world_size: 1}\n";
+  EXPECT_NE(ErrorOf(rel).find("'model.path' must be an absolute path here"), std::string::npos);
+  auto s = ParseJobSpec(rel, "job.yaml", "/jobs", SpecUse::kSubmission);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->model.path, "/jobs/models/m");
+}
+
+TEST(JobSpec, TrainingNeedsLocalDataAndAnOutputDirSubmissionDropsIt) {
+  const std::string artifact =
+      "model: {path: /m}\ndata: {train: {sha256: "
+      "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef}}\noutput_dir: /o\n";
+  EXPECT_NE(ErrorOf(artifact, SpecUse::kTraining).find("only a worker can fetch those"), std::string::npos);
+  EXPECT_NE(ErrorOf("model: {path: /m}\ndata: {train: /t}\n", SpecUse::kTraining).find("'output_dir' is required"),
+            std::string::npos);
+  auto s = ParseJobSpec("model: {path: /m}\ndata: {train: /t}\noutput_dir: /o\nresources: {world_size: 2}\n", "j", "",
+                        SpecUse::kSubmission);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_TRUE(s->output_dir.empty());
+}
+
+TEST(JobSpec, NameListsAgreeWithTheTextPipeline) {
+  for (const auto& f : DataFormatNames()) EXPECT_TRUE(text::ParseDataFormat(f).ok()) << f;
+  for (const auto& t : BuiltinChatTemplateNames()) EXPECT_TRUE(text::ChatTemplate::Builtin(t).ok()) << t;
+  EXPECT_FALSE(text::ParseDataFormat("csv").ok());
+}
+
+}  // namespace
+}  // namespace polytune::spec

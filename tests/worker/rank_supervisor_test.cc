@@ -1,0 +1,121 @@
+#include "rank_supervisor.h"
+
+#include <signal.h>
+
+#include <gtest/gtest.h>
+
+#include "fakes.h"
+#include "polytune/common/file_util.h"
+#include "polytune/common/sha256.h"
+
+namespace polytune::worker {
+namespace {
+using namespace testing;
+
+class RankSupervisorTest : public ::testing::Test {
+ protected:
+  RankSupervisorTest() : coordinator_(&clock_) {
+    ranks_ = MakeTestSupervisor(&clock_, &launcher_, &forwarder_, &coordinator_, dirs_.root + "/work",
+                                [this](int port) { return busy_port_ != port; });
+  }
+
+  RankAssignment Assignment(int rank, const std::string& spec, int attempt = 1) {
+    return {"job-1", rank, 2, "127.0.0.1", 29600, spec, attempt};
+  }
+
+  FakeClock clock_;
+  FakeLauncher launcher_;
+  FakeForwarder forwarder_;
+  FakeCoordinator coordinator_;
+  TempDirs dirs_;
+  int busy_port_ = -1;
+  std::unique_ptr<RankSupervisor> ranks_;
+};
+
+TEST_F(RankSupervisorTest, FetchesArtifactsWritesACanonicalSpecAndStartsTheRank) {
+  const std::string data = "{\"text\": \"hola\"}\n";
+  const std::string sha = Sha256Hex(data);
+  coordinator_.artifacts[sha] = data;
+  ranks_->Start(Assignment(0, "model: {path: " + dirs_.root + "/model}\ndata: {train: {sha256: " + sha +
+                                  "}}\nresources: {world_size: 2}\n"));
+  ASSERT_EQ(launcher_.spawned.size(), 1u);
+  const SpawnOptions& so = launcher_.spawned.begin()->second;
+  EXPECT_EQ(so.argv[1], "train");
+  const std::string spec_path = so.argv[2];
+  auto text = ReadFileToString(spec_path);
+  ASSERT_TRUE(text.ok());
+  EXPECT_NE(text->find(dirs_.root + "/work/cache/" + sha), std::string::npos) << *text;
+  EXPECT_NE(text->find("output_dir:"), std::string::npos) << *text;
+  EXPECT_EQ(*ReadFileToString(dirs_.root + "/work/cache/" + sha), data);
+  auto reports = ranks_->Reports();
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(reports[0].phase, RankReport::Phase::kRunning);
+}
+
+TEST_F(RankSupervisorTest, CancelEscalatesToSigkillAfterTheGracePeriod) {
+  launcher_.ignore_sigterm = true;
+  ranks_->Start(Assignment(1, SpecFor(dirs_.root + "/model", "/data/train.jsonl")));
+  ASSERT_EQ(launcher_.spawned.size(), 1u);
+  const pid_t pid = launcher_.spawned.begin()->first;
+  ranks_->Cancel("job-1");
+  ASSERT_EQ(launcher_.signals.size(), 1u);
+  EXPECT_EQ(launcher_.signals[0], std::make_pair(pid, SIGTERM));
+  clock_.AdvanceMicros(4'999'999);
+  ranks_->Poll();
+  EXPECT_EQ(launcher_.signals.size(), 1u) << "no SIGKILL inside the grace period";
+  clock_.AdvanceMicros(1);
+  ranks_->Poll();
+  ASSERT_EQ(launcher_.signals.size(), 2u);
+  EXPECT_EQ(launcher_.signals[1], std::make_pair(pid, SIGKILL));
+  ranks_->Poll();  // reaps it
+  auto reports = ranks_->Reports();
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(reports[0].phase, RankReport::Phase::kExited);
+  EXPECT_EQ(reports[0].message, "cancelled");
+  EXPECT_FALSE(ranks_->HasLiveProcesses());
+}
+
+TEST_F(RankSupervisorTest, CrashIsReportedWithItsLastErrorLineUntilAcknowledged) {
+  ranks_->Start(Assignment(1, SpecFor(dirs_.root + "/model", "/data/train.jsonl")));
+  const pid_t pid = launcher_.spawned.begin()->first;
+  const std::string log = launcher_.spawned.begin()->second.output_path;
+  ASSERT_TRUE(
+      WriteFileAtomic(log, "step 1/9\npolytune: error: first\nstep 2/9\npolytune: error: out of memory\n").ok());
+  launcher_.exits[pid] = ExitStatus{false, 1, 0};
+  ranks_->Poll();  // reaped; results forwarded (the fake finishes at once)
+  ranks_->Poll();
+  auto reports = ranks_->Reports();
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(reports[0].phase, RankReport::Phase::kExited);
+  EXPECT_EQ(reports[0].exit_code, 1);
+  EXPECT_EQ(reports[0].message, "polytune: error: out of memory");
+  EXPECT_EQ(ranks_->Reports().size(), 1u) << "still reported while no heartbeat carried it";
+  ranks_->Acknowledge(reports);
+  EXPECT_TRUE(ranks_->Reports().empty()) << "reported once, then forgotten";
+}
+
+TEST_F(RankSupervisorTest, RanksThatCannotStartSayWhy) {
+  ranks_->Start(Assignment(1, "model: {path: /nope}\ndata: {train: /t}\nresources: {world_size: 2}\n"));
+  auto r = ranks_->Reports();
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].phase, RankReport::Phase::kExited);
+  EXPECT_NE(r[0].message.find("model path '/nope' does not exist on worker w1"), std::string::npos) << r[0].message;
+  busy_port_ = 29600;
+  ranks_->Start({"job-2", 0, 2, "127.0.0.1", 29600, SpecFor(dirs_.root + "/model", "/t"), 1});
+  r = ranks_->Reports();
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_TRUE(r[1].rendezvous_port_busy);
+  ranks_->Start({"job-3", 1, 2, "127.0.0.1", 29600, "model: {path: /m}\nbogus: 1\n", 1});
+  r = ranks_->Reports();
+  ASSERT_EQ(r.size(), 3u);
+  EXPECT_NE(r[2].message.find("'bogus' is not a known key"), std::string::npos) << r[2].message;
+  EXPECT_TRUE(launcher_.spawned.empty());
+}
+
+TEST_F(RankSupervisorTest, LastErrorLineFindsTheLastOne) {
+  EXPECT_EQ(LastErrorLine("a\nerror: x\nb\nerror: y\nc\n"), "error: y");
+  EXPECT_EQ(LastErrorLine("all fine\n"), "");
+}
+
+}  // namespace
+}  // namespace polytune::worker

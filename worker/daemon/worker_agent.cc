@@ -1,0 +1,86 @@
+#include "worker_agent.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
+namespace polytune::worker {
+namespace {
+
+void Log(const std::string& msg) { std::fprintf(stderr, "polytune-worker: %s\n", msg.c_str()); }
+
+}  // namespace
+
+WorkerAgent::WorkerAgent(AgentOptions options, const Clock* clock, CoordinatorClient* client, RankSupervisor* ranks)
+    : o_(std::move(options)),
+      clock_(clock),
+      client_(client),
+      ranks_(ranks),
+      heartbeat_micros_(o_.default_heartbeat_micros),
+      next_call_micros_(clock->SteadyNowMicros()) {}
+
+void WorkerAgent::Backoff(int64_t now) {
+  backoff_micros_ =
+      backoff_micros_ == 0 ? o_.initial_backoff_micros : std::min(o_.max_backoff_micros, backoff_micros_ * 2);
+  next_call_micros_ = now + backoff_micros_;
+}
+
+void WorkerAgent::Register(int64_t now) {
+  auto interval = client_->Register(o_.registration);
+  if (!interval.ok()) {
+    Backoff(now);
+    Log(absl::StrCat("cannot register: ", interval.status().message(), "; retrying in ", backoff_micros_ / 1000,
+                     " ms"));
+    return;
+  }
+  registered_ = true;
+  backoff_micros_ = 0;
+  heartbeat_micros_ = *interval > 0 ? *interval : o_.default_heartbeat_micros;
+  next_call_micros_ = now;  // the first heartbeat goes at once
+  Log(absl::StrCat("registered as ", o_.registration.worker_id, " (incarnation ", o_.registration.incarnation,
+                   "), heartbeat every ", heartbeat_micros_ / 1000, " ms"));
+}
+
+void WorkerAgent::Heartbeat(int64_t now) {
+  const std::vector<RankReport> reports = ranks_->Reports();
+  auto orders = client_->Heartbeat(o_.registration.worker_id, o_.registration.incarnation, reports);
+  if (!orders.ok()) {
+    if (orders.status().code() == absl::StatusCode::kFailedPrecondition) {
+      registered_ = false;  // the coordinator lost us (restart, or declared lost): register again
+      next_call_micros_ = now;
+      return;
+    }
+    Backoff(now);
+    return;
+  }
+  backoff_micros_ = 0;
+  ranks_->Acknowledge(reports);
+  for (const auto& job : orders->cancel_jobs) ranks_->Cancel(job);
+  if (!shutting_down_)
+    for (const auto& a : orders->start) ranks_->Start(a);
+  next_call_micros_ = now + heartbeat_micros_;
+}
+
+int64_t WorkerAgent::RunOnce() {
+  ranks_->Poll();
+  int64_t now = clock_->SteadyNowMicros();
+  if (now >= next_call_micros_) {
+    if (!registered_) {
+      Register(now);
+      if (registered_) Heartbeat(clock_->SteadyNowMicros());
+    } else {
+      Heartbeat(now);
+    }
+    now = clock_->SteadyNowMicros();
+  }
+  return std::max<int64_t>(0, std::min(next_call_micros_ - now, o_.poll_interval_micros));
+}
+
+void WorkerAgent::BeginShutdown() {
+  shutting_down_ = true;
+  ranks_->CancelAll();
+}
+
+bool WorkerAgent::Stopped() const { return shutting_down_ && !ranks_->HasLiveProcesses(); }
+
+}  // namespace polytune::worker

@@ -1,0 +1,74 @@
+// The pieces of one optimizer step, in the order the trainer calls them (llm.c style):
+//   PlanStep -> ForwardBackward per micro-batch -> ReduceGradients -> ClipGradNorm ->
+//   optimizer update -> record.
+// Each is small, and the ones with logic of their own are tested on their own.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include <ATen/ATen.h>
+
+#include "absl/status/statusor.h"
+#include "polytune/engine/communicator.h"
+#include "polytune/engine/llama_model.h"
+#include "polytune/engine/token_dataset.h"
+
+namespace polytune::engine {
+
+// Which examples a step trains on and how its loss is normalised. Every rank computes the
+// same plan (no communication): the global batch comes from BatchSchedule, so it is the same
+// whatever the world size.
+struct StepPlan {
+  int64_t step = 0;
+  int64_t first_position = 0;  // stream position of the step's first example
+  int64_t global_batch = 0;
+  int64_t per_rank = 0;  // micro_batch_size x grad_accum_steps
+  int64_t micro_batch_size = 0;
+  int64_t target_tokens = 0;  // summed over the whole global batch
+  int64_t tokens = 0;
+  // The loss is the sum over every target token of the step divided by this (>= 1), so it
+  // does not depend on how the batch is split into micro-batches and ranks.
+  double Normaliser() const { return static_cast<double>(std::max<int64_t>(1, target_tokens)); }
+};
+
+StepPlan PlanStep(const TokenDataset& train, const BatchSchedule& schedule, int64_t step, int64_t micro_batch_size,
+                  int64_t grad_accum_steps, int64_t world_size);
+
+// Stream positions of micro-batch `micro` of `rank`: a contiguous share of the global batch.
+std::vector<int64_t> MicroBatchPositions(const StepPlan& plan, int64_t rank, int64_t micro);
+
+struct MicroBatchOptions {
+  uint64_t seed = 0;  // dropout keys
+  bool gradient_checkpointing = true;
+  int64_t pack_len = 0;  // 0: no packing
+};
+
+// Forward and backward of one micro-batch, gradients accumulated into the LoRA parameters
+// scaled by 1 / plan.Normaliser(). Returns the micro-batch's summed (unnormalised) loss.
+double ForwardBackward(LlamaModel& model, const TokenDataset& train, const BatchSchedule& schedule,
+                       const StepPlan& plan, const std::vector<int64_t>& positions, const MicroBatchOptions& options);
+
+// LoRA gradients flattened into one fp32 buffer (plus trailing scalars) for one all-reduce.
+class FlatGradients {
+ public:
+  explicit FlatGradients(std::vector<at::Tensor> params) : params_(std::move(params)) {}
+  at::Tensor Pack(const std::vector<double>& extras) const;
+  // Writes the reduced buffer back into .grad and returns the trailing scalars.
+  std::vector<double> Unpack(const at::Tensor& flat, size_t n_extras);
+
+ private:
+  std::vector<at::Tensor> params_;
+};
+
+// Sums every rank's gradients (and local loss) across ranks; returns the step's global loss
+// sum.
+absl::StatusOr<double> ReduceGradients(FlatGradients& flat, Communicator& comm, double local_loss_sum);
+
+// Global-norm clipping as torch.nn.utils.clip_grad_norm_ (eps 1e-6): returns the norm before
+// clipping; scales the gradients down when it exceeds `max_norm` (0: no clipping).
+double ClipGradNorm(const std::vector<at::Tensor>& params, double max_norm);
+
+void ZeroGradients(std::vector<at::Tensor>& params);
+
+}  // namespace polytune::engine

@@ -1,0 +1,103 @@
+#include "polytune/engine/train_step.h"
+
+#include <ATen/core/grad_mode.h>
+
+#include <cmath>
+
+#include "polytune/engine/loss.h"
+
+namespace polytune::engine {
+
+StepPlan PlanStep(const TokenDataset& train, const BatchSchedule& schedule, int64_t step, int64_t micro_batch_size,
+                  int64_t grad_accum_steps, int64_t world_size) {
+  StepPlan p;
+  p.step = step;
+  p.micro_batch_size = micro_batch_size;
+  p.per_rank = micro_batch_size * grad_accum_steps;
+  p.global_batch = p.per_rank * world_size;
+  p.first_position = step * p.global_batch;
+  for (int64_t i = 0; i < p.global_batch; ++i) {
+    const TokenExample& ex = train.examples[schedule.ExampleAt(p.first_position + i)];
+    p.target_tokens += ex.TargetCount();
+    p.tokens += static_cast<int64_t>(ex.input_ids.size());
+  }
+  return p;
+}
+
+std::vector<int64_t> MicroBatchPositions(const StepPlan& plan, int64_t rank, int64_t micro) {
+  std::vector<int64_t> out;
+  const int64_t first = plan.first_position + rank * plan.per_rank + micro * plan.micro_batch_size;
+  for (int64_t i = 0; i < plan.micro_batch_size; ++i) out.push_back(first + i);
+  return out;
+}
+
+double ForwardBackward(LlamaModel& model, const TokenDataset& train, const BatchSchedule& schedule,
+                       const StepPlan& plan, const std::vector<int64_t>& positions, const MicroBatchOptions& options) {
+  std::vector<int64_t> idx;
+  for (int64_t pos : positions) idx.push_back(schedule.ExampleAt(pos));
+  Batch b = Collate(train, idx, positions, options.pack_len);
+  ForwardOptions fwd;
+  fwd.training = true;
+  fwd.gradient_checkpointing = options.gradient_checkpointing;
+  fwd.token_keys.resize(b.token_examples.size());
+  for (size_t k = 0; k < b.token_examples.size(); ++k)
+    fwd.token_keys[k] = DropoutTokenKey(options.seed, plan.step, b.token_examples[k], b.token_positions[k]);
+  fwd.segment_ids = b.segment_ids;
+  at::Tensor logits = model.Logits(model.ForwardHidden(b.input_ids, fwd, b.position_ids));
+  at::Tensor loss_sum = SumTokenCrossEntropy(logits, b.labels);
+  const double value = loss_sum.item<double>();
+  (loss_sum / plan.Normaliser()).backward();
+  return value;
+}
+
+at::Tensor FlatGradients::Pack(const std::vector<double>& extras) const {
+  std::vector<at::Tensor> parts;
+  for (const auto& p : params_)
+    parts.push_back(p.grad().defined() ? p.grad().reshape({-1}).to(at::kFloat) : at::zeros({p.numel()}, p.options()));
+  at::Tensor extra = at::tensor(std::vector<float>(extras.begin(), extras.end()), at::kFloat);
+  parts.push_back(extra.to(params_.empty() ? at::Device(at::kCPU) : params_[0].device()));
+  return at::cat(parts);
+}
+
+std::vector<double> FlatGradients::Unpack(const at::Tensor& flat, size_t n_extras) {
+  at::NoGradGuard no_grad;
+  int64_t offset = 0;
+  for (auto& p : params_) {
+    at::Tensor g = flat.slice(0, offset, offset + p.numel()).view(p.sizes()).to(p.scalar_type());
+    p.mutable_grad() = g.clone();
+    offset += p.numel();
+  }
+  at::Tensor extras = flat.slice(0, offset, offset + static_cast<int64_t>(n_extras)).cpu().to(at::kDouble);
+  std::vector<double> out;
+  for (size_t i = 0; i < n_extras; ++i) out.push_back(extras[i].item<double>());
+  return out;
+}
+
+absl::StatusOr<double> ReduceGradients(FlatGradients& flat, Communicator& comm, double local_loss_sum) {
+  at::Tensor buffer = flat.Pack({local_loss_sum});
+  absl::Status st = comm.AllReduceSum(buffer);
+  if (!st.ok()) return st;
+  return flat.Unpack(buffer, 1)[0];
+}
+
+double ClipGradNorm(const std::vector<at::Tensor>& params, double max_norm) {
+  at::NoGradGuard no_grad;
+  if (params.empty()) return 0;
+  at::Tensor sq = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(params[0].device()));
+  for (const auto& p : params)
+    if (p.grad().defined()) sq += p.grad().to(at::kDouble).pow(2).sum();
+  const double norm = std::sqrt(sq.item<double>());
+  if (max_norm > 0) {
+    const double coef = std::min(1.0, max_norm / (norm + 1e-6));
+    if (coef < 1.0)
+      for (const auto& p : params)
+        if (p.grad().defined()) p.grad().mul_(coef);
+  }
+  return norm;
+}
+
+void ZeroGradients(std::vector<at::Tensor>& params) {
+  for (auto& p : params) p.mutable_grad().reset();
+}
+
+}  // namespace polytune::engine
