@@ -38,6 +38,57 @@ std::string FormatDuration(double s) {
   return absl::StrFormat("%ds", t);
 }
 
+// The base model, quantised as configured, with a fresh LoRA adapter or the init_adapter.
+absl::StatusOr<std::unique_ptr<LlamaModel>> LoadModelWithAdapter(const TrainConfig& config, const at::Device& device) {
+  LoadOptions load;
+  load.quantization = config.model.quantization;
+  load.double_quant = config.model.double_quant;
+  load.device = device;
+  ASSIGN_OR_RETURN(std::unique_ptr<LlamaModel> model, LoadModel(config.model.path, load));
+  const int64_t n_layers = model->config().num_hidden_layers;
+  if (!config.init_adapter.empty()) {
+    ASSIGN_OR_RETURN(PeftAdapter init, LoadPeftAdapter(config.init_adapter));
+    init.settings.dropout = config.lora.dropout;
+    RETURN_IF_ERROR(ApplyPeftAdapter(init, model.get()));
+  } else {
+    for (int64_t l : config.lora.layers)
+      if (l >= n_layers)
+        return absl::InvalidArgumentError(
+            absl::StrCat("lora.layers names layer ", l, " but the model has ", n_layers, " layers"));
+    model->AttachLora(config.lora, config.training.seed);
+  }
+  return model;
+}
+
+// With --resume: loads the checkpoint into the model and optimizer, cuts the metrics log back
+// to it and returns its step. Otherwise starts an empty log and returns 0.
+absl::StatusOr<int64_t> ResumeOrStart(const TrainConfig& config, const TrainRunOptions& options, int64_t global_batch,
+                                      bool leader, LlamaModel* model, AdamW* optimizer, MetricsLog* metrics) {
+  const auto& tc = config.training;
+  if (!options.resume) {
+    if (leader) RETURN_IF_ERROR(metrics->Reset());
+    return int64_t{0};
+  }
+  std::string dir = options.resume_dir;
+  if (dir.empty()) {
+    auto latest = LatestCheckpoint(config.output_dir);
+    if (!latest)
+      return absl::NotFoundError(absl::StrCat("--resume: no checkpoint under ", config.output_dir, "/checkpoints"));
+    dir = *latest;
+  }
+  ASSIGN_OR_RETURN(TrainerState state, LoadCheckpoint(dir, model, optimizer));
+  if (state.global_batch_size != global_batch || state.seed != tc.seed)
+    return absl::FailedPreconditionError(absl::StrCat(
+        dir, ": checkpoint was written with global batch ", state.global_batch_size, " and seed ", state.seed,
+        "; this run has global batch ", global_batch, " (micro_batch_size x grad_accum_steps x ranks) and seed ",
+        tc.seed, ". Resume with the same settings."));
+  if (leader) {
+    RETURN_IF_ERROR(metrics->TruncateAfter(state.step));
+    std::fprintf(stderr, "resuming from %s (step %lld)\n", dir.c_str(), static_cast<long long>(state.step));
+  }
+  return state.step;
+}
+
 }  // namespace
 
 DatasetOptions TextPipeline::Options(const TrainConfig& config, int64_t vocab_size) const {
@@ -95,23 +146,7 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainConfig& config, Communicator
   const auto& tc = config.training;
   ASSIGN_OR_RETURN(at::Device device, ResolveDevice(tc.device, options.local_rank));
 
-  LoadOptions load;
-  load.quantization = config.model.quantization;
-  load.double_quant = config.model.double_quant;
-  load.device = device;
-  ASSIGN_OR_RETURN(std::unique_ptr<LlamaModel> model, LoadModel(config.model.path, load));
-  const int64_t n_layers = model->config().num_hidden_layers;
-  if (!config.init_adapter.empty()) {
-    ASSIGN_OR_RETURN(PeftAdapter init, LoadPeftAdapter(config.init_adapter));
-    init.settings.dropout = config.lora.dropout;
-    RETURN_IF_ERROR(ApplyPeftAdapter(init, model.get()));
-  } else {
-    for (int64_t l : config.lora.layers)
-      if (l >= n_layers)
-        return absl::InvalidArgumentError(
-            absl::StrCat("lora.layers names layer ", l, " but the model has ", n_layers, " layers"));
-    model->AttachLora(config.lora, tc.seed);
-  }
+  ASSIGN_OR_RETURN(std::unique_ptr<LlamaModel> model, LoadModelWithAdapter(config, device));
 
   ASSIGN_OR_RETURN(TextPipeline pipeline, LoadTextPipeline(config));
   DatasetOptions data_options = pipeline.Options(config, model->config().vocab_size);
@@ -140,29 +175,8 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainConfig& config, Communicator
     return absl::InternalError(absl::StrCat("cannot create output_dir '", config.output_dir, "': ", ec.message()));
   MetricsLog metrics(config.output_dir + "/metrics.jsonl");
 
-  int64_t start_step = 0;
-  if (options.resume) {
-    std::string dir = options.resume_dir;
-    if (dir.empty()) {
-      auto latest = LatestCheckpoint(config.output_dir);
-      if (!latest)
-        return absl::NotFoundError(absl::StrCat("--resume: no checkpoint under ", config.output_dir, "/checkpoints"));
-      dir = *latest;
-    }
-    ASSIGN_OR_RETURN(TrainerState state, LoadCheckpoint(dir, model.get(), &optimizer));
-    if (state.global_batch_size != global_batch || state.seed != tc.seed)
-      return absl::FailedPreconditionError(absl::StrCat(
-          dir, ": checkpoint was written with global batch ", state.global_batch_size, " and seed ", state.seed,
-          "; this run has global batch ", global_batch, " (micro_batch_size x grad_accum_steps x ranks) and seed ",
-          tc.seed, ". Resume with the same settings."));
-    start_step = state.step;
-    if (leader) {
-      RETURN_IF_ERROR(metrics.TruncateAfter(start_step));
-      std::fprintf(stderr, "resuming from %s (step %lld)\n", dir.c_str(), static_cast<long long>(start_step));
-    }
-  } else if (leader) {
-    RETURN_IF_ERROR(metrics.Reset());
-  }
+  ASSIGN_OR_RETURN(const int64_t start_step,
+                   ResumeOrStart(config, options, global_batch, leader, model.get(), &optimizer, &metrics));
 
   auto record = [&](const MetricsRecord& r) -> absl::Status {
     if (!leader) return absl::OkStatus();
