@@ -99,7 +99,7 @@ int main(int argc, char** argv) {
   if (coord == 0) {
     std::freopen("/dev/null", "w", stderr);
     ::execl(coordinator_bin.c_str(), coordinator_bin.c_str(), "--listen", target.c_str(), "--data-dir",
-            (dir + "/c").c_str(), "--heartbeat-timeout", "60s", nullptr);
+            (dir + "/c").c_str(), "--heartbeat-timeout", "60s", "--metrics-listen", "127.0.0.1:0", nullptr);
     ::_exit(127);
   }
   auto channel = MakeChannel(target);

@@ -12,8 +12,11 @@
 #include <thread>
 
 #include "polytune/common/clock.h"
+#include "polytune/coordinator/coordinator_metrics.h"
 #include "polytune/coordinator/grpc_services.h"
 #include "polytune/rpc/grpc_config.h"
+#include "polytune/rpc/grpc_metrics.h"
+#include "polytune/telemetry/telemetry.h"
 
 namespace {
 std::atomic<bool> g_stop{false};
@@ -43,11 +46,24 @@ int main(int argc, char** argv) {
   app.add_option("--data-dir", data_dir, "Folder for the SQLite database and artifacts")->required();
   app.add_option("--heartbeat-timeout", timeout, "Silence after which a worker is lost (e.g. 10s, 500ms)")
       ->capture_default_str();
+  std::string metrics_listen = "0.0.0.0:9464", job_grace = "60s";
+  app.add_option("--metrics-listen", metrics_listen,
+                 "HOST:PORT serving Prometheus /metrics (\"\" turns it off; port 0: any free port)")
+      ->capture_default_str();
+  app.add_option("--job-metrics-grace", job_grace,
+                 "How long a finished job's series stay on /metrics so its last values are scraped")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   int64_t timeout_micros = 0;
   if (!ParseDuration(timeout, &timeout_micros)) {
     std::fprintf(stderr, "polytune-coordinator: error: --heartbeat-timeout '%s' is not a duration like 10s or 500ms\n",
                  timeout.c_str());
+    return 2;
+  }
+  int64_t grace_micros = 0;
+  if (!ParseDuration(job_grace, &grace_micros)) {
+    std::fprintf(stderr, "polytune-coordinator: error: --job-metrics-grace '%s' is not a duration like 60s\n",
+                 job_grace.c_str());
     return 2;
   }
   std::error_code ec;
@@ -62,24 +78,42 @@ int main(int argc, char** argv) {
     return 1;
   }
   ArtifactStore artifacts(data_dir + "/artifacts");
+  const polytune::Clock* clock = polytune::SystemClock::Default();
+  CoordinatorMetricsOptions mo;
+  mo.job_grace_micros = grace_micros;
+  auto metrics = std::make_shared<CoordinatorMetrics>(clock, mo);
+  std::unique_ptr<Store> timed_store = MakeTimedStore(store->get(), metrics.get());
   JobManagerOptions jo;
   jo.heartbeat_timeout_micros = timeout_micros;
-  JobManager jobs(store->get(), polytune::SystemClock::Default(), jo);
+  JobManager jobs(timed_store.get(), clock, jo);
+  jobs.SetObserver(metrics.get());
+  metrics->SetClusterSource([&jobs] { return jobs.Workers(); }, [&jobs] { return jobs.FreeDevices(); });
   absl::Status st = jobs.Recover();
   if (!st.ok()) {
     std::fprintf(stderr, "polytune-coordinator: error: %s\n", std::string(st.message()).c_str());
     return 1;
   }
-  JobServiceImpl job_service(&jobs, store->get(), &artifacts);
+  JobServiceImpl job_service(&jobs, timed_store.get(), &artifacts);
   // Workers heartbeat a few times per timeout, so one lost heartbeat never loses a worker.
   const int64_t heartbeat_ms = std::max<int64_t>(100, std::min<int64_t>(1000, timeout_micros / 1000 / 4));
-  WorkerServiceImpl worker_service(&jobs, store->get(), &artifacts, heartbeat_ms);
+  WorkerServiceImpl worker_service(&jobs, timed_store.get(), &artifacts, heartbeat_ms, metrics.get());
+  auto exposer = polytune::telemetry::StartMetricsServer(
+      metrics_listen, {metrics, metrics->shared_registry(), polytune::telemetry::MakeProcessCollector()});
+  if (!exposer.ok()) {
+    std::fprintf(stderr, "polytune-coordinator: error: %s\n", std::string(exposer.status().message()).c_str());
+    return 1;
+  }
+  if (*exposer)
+    std::fprintf(stderr, "polytune-coordinator: metrics on http://%s:%d/metrics\n",
+                 metrics_listen.substr(0, metrics_listen.rfind(':')).c_str(),
+                 polytune::telemetry::ListeningPort(**exposer));
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
   polytune::rpc::ConfigureServer(builder);
+  builder.experimental().SetInterceptorCreators(polytune::rpc::MakeGrpcMetricsInterceptors(metrics->registry()));
   builder.RegisterService(&job_service);
   builder.RegisterService(&worker_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();

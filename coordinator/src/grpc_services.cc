@@ -32,7 +32,8 @@ grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext*, const v1::SubmitJob
     if (d->is_artifact() && !artifacts_->Has(d->sha256()))
       return ToGrpc(absl::FailedPreconditionError(absl::StrCat(
           "submitted spec: '", key, "' names artifact ", d->sha256(), ", which was never uploaded; upload it first")));
-  auto job = jobs_->Submit(req->name(), req->priority(), spec->resources->world_size, spec::ToCanonicalYaml(*spec));
+  auto job = jobs_->Submit(req->name(), req->priority(), spec->resources->world_size, spec::ToCanonicalYaml(*spec),
+                           spec->model.path);
   if (!job.ok()) return ToGrpc(job.status());
   *resp->mutable_job() = ToProto(*job);
   return grpc::Status::OK;
@@ -148,7 +149,9 @@ grpc::Status WorkerServiceImpl::ReportMetrics(grpc::ServerContext*, const v1::Re
     if (!r.ok()) return ToGrpc(r.status());
     records.push_back(*std::move(r));
   }
-  return ToGrpc(store_->AppendMetrics(req->job_id(), records));
+  absl::Status st = store_->AppendMetrics(req->job_id(), records);
+  if (st.ok() && metrics_) metrics_->OnMetricsRecords(req->job_id(), records);
+  return ToGrpc(st);
 }
 
 grpc::Status WorkerServiceImpl::ReportLogs(grpc::ServerContext*, const v1::ReportLogsRequest* req,
@@ -176,6 +179,7 @@ grpc::Status WorkerServiceImpl::UploadCheckpoint(grpc::ServerContext*,
   if (!data.ok()) return ToGrpc(data.status());
   if (!jobs_->Get(job_id).ok()) return grpc::Status(grpc::StatusCode::NOT_FOUND, "checkpoint for an unknown job");
   absl::Status st = artifacts_->Put(*data, sha);
+  if (metrics_) metrics_->OnCheckpointUpload(st.ok(), static_cast<int64_t>(data->size()));
   if (!st.ok())
     return grpc::Status(grpc::StatusCode::DATA_LOSS,
                         absl::StrCat("checkpoint step ", step, " of ", job_id, " refused: ", st.message()));

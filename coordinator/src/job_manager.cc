@@ -18,6 +18,7 @@ absl::Status JobManager::Recover() {
   for (auto& w : workers)
     if (w.alive) registry_.Restore(std::move(w));
   absl::MutexLock l(&mu_);
+  if (observer_) observer_->OnRecovered(jobs);
   for (auto& j : jobs) jobs_[j.id] = std::move(j);
   return absl::OkStatus();
 }
@@ -26,6 +27,7 @@ absl::Status JobManager::TransitionLocked(Job& job, JobState to, const std::stri
   // The state machine is an invariant of this class: callers only ask for legal moves.
   POLYTUNE_CHECK(IsAllowedTransition(job.state, to)) << job.id << ": illegal transition " << JobStateName(job.state)
                                                      << " -> " << JobStateName(to) << " (" << reason << ")";
+  const JobState from = job.state;
   job.state = to;
   job.reason = reason;
   job.events.push_back({clock_->NowMicros(), to, reason});
@@ -33,6 +35,7 @@ absl::Status JobManager::TransitionLocked(Job& job, JobState to, const std::stri
     job.assigned_workers.clear();
     job.master_port = 0;
   }
+  if (observer_) observer_->OnTransition(job, from);
   return store_->PutJob(job);
 }
 
@@ -43,7 +46,7 @@ absl::Status JobManager::SetReasonLocked(Job& job, const std::string& why) {
 }
 
 absl::StatusOr<Job> JobManager::Submit(const std::string& name, int32_t priority, int32_t world_size,
-                                       const std::string& spec_yaml) {
+                                       const std::string& spec_yaml, const std::string& model) {
   if (world_size < 1) return absl::InvalidArgumentError("resources.world_size must be at least 1");
   auto seq = store_->NextJobSequence();
   if (!seq.ok()) return seq.status();
@@ -54,6 +57,7 @@ absl::StatusOr<Job> JobManager::Submit(const std::string& name, int32_t priority
   job.sequence = *seq;
   job.world_size = world_size;
   job.spec_yaml = spec_yaml;
+  job.model = model;
   job.submitted_micros = clock_->NowMicros();
   job.reason = "submitted";
   job.events.push_back({job.submitted_micros, JobState::kPending, "submitted"});
@@ -61,6 +65,7 @@ absl::StatusOr<Job> JobManager::Submit(const std::string& name, int32_t priority
   if (!st.ok()) return st;
   absl::MutexLock l(&mu_);
   jobs_[job.id] = job;
+  if (observer_) observer_->OnSubmitted(job);
   RETURN_IF_ERROR(ScheduleLocked());
   return jobs_[job.id];
 }
@@ -201,6 +206,13 @@ std::map<std::string, int32_t> JobManager::FreeDevices() const {
 }
 
 absl::Status JobManager::ScheduleLocked() {
+  const int64_t start = clock_->SteadyNowMicros();
+  absl::Status st = PlaceJobsLocked();
+  if (observer_) observer_->OnScheduleCycle(clock_->SteadyNowMicros() - start);
+  return st;
+}
+
+absl::Status JobManager::PlaceJobsLocked() {
   std::vector<Job> pending;
   for (const auto& [id, job] : jobs_)
     if (job.state == JobState::kPending) pending.push_back(job);
@@ -296,6 +308,7 @@ absl::Status JobManager::Tick() {
     Worker copy;
     for (const auto& x : registry_.Snapshot())
       if (x.id == w) copy = x;
+    if (observer_) observer_->OnWorkerLost(w);
     RETURN_IF_ERROR(store_->PutWorker(copy));
     RETURN_IF_ERROR(FailWorkerJobsLocked(w, absl::StrCat("worker ", w, " lost: no heartbeat for ",
                                                          options_.heartbeat_timeout_micros / 1'000'000, " s")));

@@ -18,7 +18,7 @@ CREATE TABLE IF NOT EXISTS jobs (
   id TEXT PRIMARY KEY, name TEXT NOT NULL, priority INTEGER NOT NULL, sequence INTEGER NOT NULL,
   world_size INTEGER NOT NULL, spec_yaml TEXT NOT NULL, state INTEGER NOT NULL, reason TEXT NOT NULL,
   submitted_micros INTEGER NOT NULL, assigned_workers TEXT NOT NULL, master_port INTEGER NOT NULL DEFAULT 0,
-  attempt INTEGER NOT NULL DEFAULT 0);
+  attempt INTEGER NOT NULL DEFAULT 0, model TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS job_events (
   job_id TEXT NOT NULL, idx INTEGER NOT NULL, time_micros INTEGER NOT NULL, state INTEGER NOT NULL,
   reason TEXT NOT NULL, PRIMARY KEY (job_id, idx));
@@ -100,15 +100,17 @@ class SqliteStore : public Store {
   absl::Status PutJob(const Job& j) override {
     absl::MutexLock l(&mu_);
     return InTransaction([&]() -> absl::Status {
-      Statement s(db_,
-                  "INSERT OR REPLACE INTO jobs (id, name, priority, sequence, world_size, spec_yaml, state, reason, "
-                  "submitted_micros, assigned_workers, master_port, attempt) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
-                  "?9, ?10, ?11, ?12)");
+      Statement s(
+          db_,
+          "INSERT OR REPLACE INTO jobs (id, name, priority, sequence, world_size, spec_yaml, state, reason, "
+          "submitted_micros, assigned_workers, master_port, attempt, model) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
+          "?8, ?9, ?10, ?11, ?12, ?13)");
       s.Bind(1, j.id).Bind(2, j.name).Bind(3, int64_t{j.priority}).Bind(4, j.sequence).Bind(5, int64_t{j.world_size});
       s.Bind(6, j.spec_yaml).Bind(7, static_cast<int64_t>(j.state)).Bind(8, j.reason).Bind(9, j.submitted_micros);
       s.Bind(10, nlohmann::json(j.assigned_workers).dump())
           .Bind(11, int64_t{j.master_port})
-          .Bind(12, int64_t{j.attempt});
+          .Bind(12, int64_t{j.attempt})
+          .Bind(13, j.model);
       if (s.Step() != SQLITE_DONE) return Error("write job");
       Statement del(db_, "DELETE FROM job_events WHERE job_id = ?1");
       del.Bind(1, j.id);
@@ -294,7 +296,7 @@ class SqliteStore : public Store {
     const std::string sql = absl::StrCat(
         "SELECT id, name, priority, sequence, world_size, spec_yaml, state, reason, submitted_micros, "
         "assigned_workers, "
-        "master_port, attempt FROM jobs ",
+        "master_port, attempt, model FROM jobs ",
         where, " ORDER BY sequence");
     Statement s(db_, sql.c_str());
     if (!where.empty()) s.Bind(1, arg);
@@ -318,6 +320,7 @@ class SqliteStore : public Store {
       j.assigned_workers = *std::move(workers);
       j.master_port = static_cast<int32_t>(s.Int(10));
       j.attempt = static_cast<int32_t>(s.Int(11));
+      j.model = s.Text(12);
       out.push_back(std::move(j));
     }
     if (rc != SQLITE_DONE) return Error("read jobs");
@@ -365,6 +368,7 @@ absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) 
       {"workers", "rendezvous_port_first", "INTEGER NOT NULL DEFAULT 29600"},
       {"workers", "rendezvous_port_count", "INTEGER NOT NULL DEFAULT 100"},
       {"metrics", "version", "INTEGER NOT NULL DEFAULT 1"},
+      {"jobs", "model", "TEXT NOT NULL DEFAULT ''"},
   };
   for (const auto& c : kAddedColumns) {
     bool present = false;

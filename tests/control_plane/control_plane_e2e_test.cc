@@ -80,13 +80,14 @@ class ControlPlane : public ::testing::Test {
     // Below Linux's ephemeral range (32768+), so outgoing connections never sit in it.
     rendezvous_first_ = 20000 + static_cast<int>(::getpid() % 900) * 10;
     coordinator_ = Spawn({kBuild + "/coordinator/polytune-coordinator", "--listen", target_, "--data-dir",
-                          dir_ + "/coord", "--heartbeat-timeout", "5s"},
+                          dir_ + "/coord", "--heartbeat-timeout", "5s", "--metrics-listen", "127.0.0.1:0"},
                          dir_ + "/coord.log");
     for (int i = 1; i <= 2; ++i)
       workers_.push_back(Spawn(
           {kBuild + "/worker/daemon/polytune-worker", "--coordinator", target_, "--work-dir",
            dir_ + "/w" + std::to_string(i), "--devices", "cpu:1", "--name", "w" + std::to_string(i), "--polytune-bin",
-           kBin, "--rendezvous-ports", std::to_string(rendezvous_first_) + "-" + std::to_string(rendezvous_first_ + 9)},
+           kBin, "--rendezvous-ports", std::to_string(rendezvous_first_) + "-" + std::to_string(rendezvous_first_ + 9),
+           "--metrics-listen", "127.0.0.1:0"},
           dir_ + "/w" + std::to_string(i) + ".log"));
     Result init = Shell(kBin + " model init --out " + dir_ +
                         "/model --hidden-size 64 --layers 2 --heads 4 --kv-heads 2 "
@@ -346,7 +347,7 @@ TEST_F(ControlPlane, CoordinatorRestartReloadsJobsAndWorkersReRegister) {
   ::kill(coordinator_, SIGTERM);
   ::waitpid(coordinator_, nullptr, 0);
   coordinator_ = Spawn({kBuild + "/coordinator/polytune-coordinator", "--listen", target_, "--data-dir",
-                        dir_ + "/coord", "--heartbeat-timeout", "5s"},
+                        dir_ + "/coord", "--heartbeat-timeout", "5s", "--metrics-listen", "127.0.0.1:0"},
                        dir_ + "/coord2.log");
   nlohmann::json after;
   for (int i = 0; i < 100; ++i) {

@@ -36,9 +36,12 @@ absl::StatusOr<std::vector<DeviceSlot>> ParseDevices(const std::string& flag, co
   return absl::InvalidArgumentError(absl::StrCat("--devices '", flag, "': use auto, cpu:N or cuda:0,1"));
 }
 
-std::vector<int64_t> QueryCudaMemory() {
+namespace {
+
+std::vector<int64_t> QueryNvidiaSmiMiB(const char* field) {
   std::vector<int64_t> out;
-  FILE* p = ::popen("nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null", "r");
+  const std::string cmd = std::string("nvidia-smi --query-gpu=") + field + " --format=csv,noheader,nounits 2>/dev/null";
+  FILE* p = ::popen(cmd.c_str(), "r");
   if (!p) return out;
   char line[128];
   while (std::fgets(line, sizeof(line), p)) {
@@ -48,5 +51,10 @@ std::vector<int64_t> QueryCudaMemory() {
   ::pclose(p);
   return out;
 }
+
+}  // namespace
+
+std::vector<int64_t> QueryCudaMemory() { return QueryNvidiaSmiMiB("memory.total"); }
+std::vector<int64_t> QueryCudaMemoryUsed() { return QueryNvidiaSmiMiB("memory.used"); }
 
 }  // namespace polytune::worker

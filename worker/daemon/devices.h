@@ -16,5 +16,7 @@ absl::StatusOr<std::vector<DeviceSlot>> ParseDevices(const std::string& flag, co
 
 // Total memory of each CUDA device in bytes, from nvidia-smi (empty when it is absent).
 std::vector<int64_t> QueryCudaMemory();
+// Memory in use on each CUDA device in bytes (empty without nvidia-smi).
+std::vector<int64_t> QueryCudaMemoryUsed();
 
 }  // namespace polytune::worker

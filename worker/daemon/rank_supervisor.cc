@@ -40,6 +40,10 @@ absl::StatusOr<std::string> RankSupervisor::FetchArtifact(const std::string& sha
   fs::create_directories(o_.work_dir + "/cache", ec);
   absl::Status st = WriteFileAtomic(path, *data);
   if (!st.ok()) return st;
+  int64_t cache_bytes = 0;
+  for (const auto& e : fs::directory_iterator(o_.work_dir + "/cache", ec))
+    if (e.is_regular_file(ec)) cache_bytes += static_cast<int64_t>(e.file_size(ec));
+  d_.telemetry->SetDatasetCacheBytes(cache_bytes);
   return path;
 }
 
@@ -63,6 +67,7 @@ absl::StatusOr<std::string> RankSupervisor::PrepareSpec(const RankAssignment& a,
 }
 
 void RankSupervisor::Exit(Rank& r, int32_t code, std::string message) {
+  d_.telemetry->OnRankExit(r.cancelled || message == "cancelled" ? "cancelled" : code == 0 ? "succeeded" : "failed");
   r.exited = true;
   r.exit_code = code;
   r.message = std::move(message);
@@ -142,7 +147,7 @@ void RankSupervisor::Poll() {
     if (r.awaiting_upload) {
       if (d_.forwarder->Finished(key)) {
         r.awaiting_upload = false;
-        r.exited = true;
+        Exit(r, r.exit_code, r.message);
         d_.forwarder->Forget(key);
         Log(absl::StrCat(key, " exited with ", r.exit_code));
       }
@@ -216,6 +221,20 @@ void RankSupervisor::Acknowledge(const std::vector<RankReport>& reports) {
     auto it = ranks_.find(Key(rep.job_id, rep.rank));
     if (it != ranks_.end() && it->second.exited && it->second.assignment.attempt == rep.attempt) ranks_.erase(it);
   }
+}
+
+RankSupervisor::Counts RankSupervisor::CountRanks() const {
+  Counts c;
+  for (const auto& [key, r] : ranks_) {
+    if (r.exited) {
+      ++c.exited;
+    } else if (r.awaiting_upload) {
+      ++c.uploading;
+    } else {
+      ++c.running;
+    }
+  }
+  return c;
 }
 
 bool RankSupervisor::HasLiveProcesses() const {

@@ -23,6 +23,7 @@
 #include "polytune/common/clock.h"
 #include "process_launcher.h"
 #include "result_forwarder.h"
+#include "worker_telemetry.h"
 #include "worker_types.h"
 
 namespace polytune::worker {
@@ -45,6 +46,7 @@ struct SupervisorDeps {
   std::function<absl::StatusOr<std::string>(const std::string& sha256)> download;
   // Whether a rendezvous port can be bound on this host now.
   std::function<bool(int port)> port_is_free;
+  WorkerTelemetry* telemetry = WorkerTelemetry::Null();
 };
 
 class RankSupervisor {
@@ -64,6 +66,10 @@ class RankSupervisor {
   // The heartbeat carrying `reports` succeeded: exited ranks in it are forgotten.
   void Acknowledge(const std::vector<RankReport>& reports);
   bool HasLiveProcesses() const;
+  struct Counts {
+    int64_t running = 0, uploading = 0, exited = 0;
+  };
+  Counts CountRanks() const;
 
  private:
   struct Rank {

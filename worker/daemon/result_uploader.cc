@@ -17,7 +17,8 @@
 namespace polytune::worker {
 namespace fs = std::filesystem;
 
-ResultUploader::ResultUploader(CoordinatorClient* client) : client_(client), thread_([this] { Loop(); }) {}
+ResultUploader::ResultUploader(CoordinatorClient* client, WorkerTelemetry* telemetry)
+    : client_(client), telemetry_(telemetry), thread_([this] { Loop(); }) {}
 
 ResultUploader::~ResultUploader() {
   {
@@ -84,7 +85,26 @@ void ResultUploader::Loop() {
       it->second.uploaded = work.uploaded;
       if (final_pass) it->second.finished = true;
     }
+    int64_t backlog = 0;
+    for (const auto& [k, t] : targets_)
+      if (!t.finished) backlog += Backlog(t);
+    telemetry_->SetUploadQueueBytes(backlog);
   }
+}
+
+int64_t ResultUploader::Backlog(const Target& t) {
+  std::error_code ec;
+  int64_t bytes = 0;
+  const auto log_size = fs::file_size(t.rank_dir + "/rank.log", ec);
+  if (!ec && log_size > t.log_sent) bytes += static_cast<int64_t>(log_size - t.log_sent);
+  if (!t.results) return bytes;
+  for (const auto& e : fs::directory_iterator(t.rank_dir + "/out/checkpoints", ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("step-", 0) != 0 || t.uploaded.count(name)) continue;
+    for (const auto& f : fs::directory_iterator(e.path(), ec))
+      if (f.is_regular_file(ec)) bytes += static_cast<int64_t>(f.file_size(ec));
+  }
+  return bytes;
 }
 
 void ResultUploader::SyncOnce(Target& t) {

@@ -13,12 +13,13 @@
 
 #include "coordinator_client.h"
 #include "result_forwarder.h"
+#include "worker_telemetry.h"
 
 namespace polytune::worker {
 
 class ResultUploader final : public ResultForwarder {
  public:
-  explicit ResultUploader(CoordinatorClient* client);
+  explicit ResultUploader(CoordinatorClient* client, WorkerTelemetry* telemetry = WorkerTelemetry::Null());
   ~ResultUploader();  // stops the thread (an upload in flight is abandoned)
 
   // Starts following the rank folder `rank_dir` (rank.log, and out/ when `results`) of
@@ -49,8 +50,10 @@ class ResultUploader final : public ResultForwarder {
   void SendLogLines(Target& t);
   void SendMetrics(Target& t);
   void SendCheckpoints(Target& t);
+  static int64_t Backlog(const Target& t);  // bytes not yet sent
 
   CoordinatorClient* client_;
+  WorkerTelemetry* telemetry_;
   mutable std::mutex mu_;
   std::condition_variable wake_;
   std::map<std::string, Target> targets_;

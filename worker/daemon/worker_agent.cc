@@ -11,11 +11,13 @@ void Log(const std::string& msg) { std::fprintf(stderr, "polytune-worker: %s\n",
 
 }  // namespace
 
-WorkerAgent::WorkerAgent(AgentOptions options, const Clock* clock, CoordinatorClient* client, RankSupervisor* ranks)
+WorkerAgent::WorkerAgent(AgentOptions options, const Clock* clock, CoordinatorClient* client, RankSupervisor* ranks,
+                         WorkerTelemetry* telemetry)
     : o_(std::move(options)),
       clock_(clock),
       client_(client),
       ranks_(ranks),
+      telemetry_(telemetry),
       heartbeat_micros_(o_.default_heartbeat_micros),
       next_call_micros_(clock->SteadyNowMicros()) {}
 
@@ -44,6 +46,7 @@ void WorkerAgent::Register(int64_t now) {
 void WorkerAgent::Heartbeat(int64_t now) {
   const std::vector<RankReport> reports = ranks_->Reports();
   auto orders = client_->Heartbeat(o_.registration.worker_id, o_.registration.incarnation, reports);
+  telemetry_->OnHeartbeat(static_cast<double>(clock_->SteadyNowMicros() - now) / 1e6);
   if (!orders.ok()) {
     if (orders.status().code() == absl::StatusCode::kFailedPrecondition) {
       registered_ = false;  // the coordinator lost us (restart, or declared lost): register again
@@ -63,6 +66,8 @@ void WorkerAgent::Heartbeat(int64_t now) {
 
 int64_t WorkerAgent::RunOnce() {
   ranks_->Poll();
+  const RankSupervisor::Counts counts = ranks_->CountRanks();
+  telemetry_->SetRanks(counts.running, counts.uploading, counts.exited);
   int64_t now = clock_->SteadyNowMicros();
   if (now >= next_call_micros_) {
     if (!registered_) {

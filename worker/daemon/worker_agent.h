@@ -9,6 +9,7 @@
 #include "coordinator_client.h"
 #include "polytune/common/clock.h"
 #include "rank_supervisor.h"
+#include "worker_telemetry.h"
 #include "worker_types.h"
 
 namespace polytune::worker {
@@ -23,7 +24,8 @@ struct AgentOptions {
 
 class WorkerAgent {
  public:
-  WorkerAgent(AgentOptions options, const Clock* clock, CoordinatorClient* client, RankSupervisor* ranks);
+  WorkerAgent(AgentOptions options, const Clock* clock, CoordinatorClient* client, RankSupervisor* ranks,
+              WorkerTelemetry* telemetry = WorkerTelemetry::Null());
 
   // Does what is due now; returns the microseconds to wait before calling again.
   int64_t RunOnce();
@@ -43,6 +45,7 @@ class WorkerAgent {
   const Clock* clock_;
   CoordinatorClient* client_;
   RankSupervisor* ranks_;
+  WorkerTelemetry* telemetry_;
   bool registered_ = false;
   bool shutting_down_ = false;
   int64_t heartbeat_micros_;

@@ -21,10 +21,12 @@
 #include "polytune/common/clock.h"
 #include "polytune/common/net_util.h"
 #include "polytune/rpc/grpc_config.h"
+#include "polytune/telemetry/telemetry.h"
 #include "process_launcher.h"
 #include "rank_supervisor.h"
 #include "result_uploader.h"
 #include "worker_agent.h"
+#include "worker_metrics.h"
 
 namespace {
 namespace fs = std::filesystem;
@@ -68,6 +70,10 @@ int main(int argc, char** argv) {
   std::string ports = "29600-29699";
   app.add_option("--rendezvous-ports", ports,
                  "FIRST-LAST: ports on this host kept for the rendezvous stores of ranks 0 placed here")
+      ->capture_default_str();
+  std::string metrics_listen = "0.0.0.0:9465";
+  app.add_option("--metrics-listen", metrics_listen,
+                 "HOST:PORT serving Prometheus /metrics (\"\" turns it off; port 0: any free port)")
       ->capture_default_str();
   std::string listen = "0.0.0.0:0";
   app.add_option("--listen", listen,
@@ -120,20 +126,42 @@ int main(int argc, char** argv) {
   if (!health || port == 0) return Error("cannot listen on " + listen);
   std::fprintf(stderr, "polytune-worker: health endpoint on port %d\n", port);
 
+  WorkerMetrics metrics(reg.devices);
+  auto exposer = polytune::telemetry::StartMetricsServer(
+      metrics_listen, {metrics.registry(), polytune::telemetry::MakeProcessCollector()});
+  if (!exposer.ok()) return Error(std::string(exposer.status().message()));
+  if (*exposer)
+    std::fprintf(stderr, "polytune-worker: metrics on http://%s:%d/metrics\n",
+                 metrics_listen.substr(0, metrics_listen.rfind(':')).c_str(),
+                 polytune::telemetry::ListeningPort(**exposer));
+
   const polytune::Clock* clock = polytune::SystemClock::Default();
   std::unique_ptr<CoordinatorClient> client = MakeGrpcCoordinatorClient(coordinator);
-  auto uploader = std::make_unique<ResultUploader>(client.get());
+  auto uploader = std::make_unique<ResultUploader>(client.get(), &metrics);
   SupervisorDeps deps;
   deps.clock = clock;
   deps.launcher = SystemProcessLauncher();
   deps.forwarder = uploader.get();
   deps.download = [&client](const std::string& sha) { return client->Download(sha); };
   deps.port_is_free = [](int p) { return polytune::PortIsFree(p); };
+  deps.telemetry = &metrics;
   RankSupervisor ranks(so, deps);
   AgentOptions ao;
   ao.registration = reg;
-  WorkerAgent agent(ao, clock, client.get(), &ranks);
-  while (!g_stop) std::this_thread::sleep_for(std::chrono::microseconds(agent.RunOnce()));
+  WorkerAgent agent(ao, clock, client.get(), &ranks, &metrics);
+  const bool cuda = !reg.devices.empty() && reg.devices[0].kind == "cuda";
+  int64_t next_gpu_poll = 0;
+  while (!g_stop) {
+    if (cuda && clock->SteadyNowMicros() >= next_gpu_poll) {  // nvidia-smi is slow: every 10 s
+      std::map<int, int64_t> used;
+      const std::vector<int64_t> all = QueryCudaMemoryUsed();
+      for (const auto& d : reg.devices)
+        if (d.index < static_cast<int>(all.size())) used[d.index] = all[d.index];
+      metrics.SetGpuMemoryUsed(used);
+      next_gpu_poll = clock->SteadyNowMicros() + 10'000'000;
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(agent.RunOnce()));
+  }
   agent.BeginShutdown();
   while (!agent.Stopped()) std::this_thread::sleep_for(std::chrono::microseconds(agent.RunOnce()));
   uploader.reset();

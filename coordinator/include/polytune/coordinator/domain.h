@@ -30,7 +30,8 @@ struct Job {
   int32_t priority = 0;  // higher first
   int64_t sequence = 0;  // submission order (FIFO within a priority)
   int32_t world_size = 1;
-  std::string spec_yaml;  // the validated training config
+  std::string spec_yaml;  // the canonical job spec
+  std::string model;      // model.path of the spec, for people and dashboards
   JobState state = JobState::kPending;
   std::string reason;  // why it is in this state (pending: what it waits for)
   int64_t submitted_micros = 0;

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "polytune/coordinator/artifact_store.h"
+#include "polytune/coordinator/coordinator_metrics.h"
 #include "polytune/coordinator/job_manager.h"
 #include "polytune/coordinator/store.h"
 #include "polytune/v1/polytune.grpc.pb.h"
@@ -39,8 +40,14 @@ class JobServiceImpl final : public v1::JobService::Service {
 
 class WorkerServiceImpl final : public v1::WorkerService::Service {
  public:
-  WorkerServiceImpl(JobManager* jobs, Store* store, ArtifactStore* artifacts, int64_t heartbeat_interval_ms = 1000)
-      : jobs_(jobs), store_(store), artifacts_(artifacts), heartbeat_interval_ms_(heartbeat_interval_ms) {}
+  // `metrics` may be null (no metrics endpoint).
+  WorkerServiceImpl(JobManager* jobs, Store* store, ArtifactStore* artifacts, int64_t heartbeat_interval_ms = 1000,
+                    CoordinatorMetrics* metrics = nullptr)
+      : jobs_(jobs),
+        store_(store),
+        artifacts_(artifacts),
+        heartbeat_interval_ms_(heartbeat_interval_ms),
+        metrics_(metrics) {}
   grpc::Status Register(grpc::ServerContext*, const v1::RegisterRequest*, v1::RegisterResponse*) override;
   grpc::Status Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest*, v1::HeartbeatResponse*) override;
   grpc::Status ReportMetrics(grpc::ServerContext*, const v1::ReportMetricsRequest*,
@@ -56,6 +63,7 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
   Store* store_;
   ArtifactStore* artifacts_;
   int64_t heartbeat_interval_ms_;  // what workers are told to use
+  CoordinatorMetrics* metrics_;
 };
 
 }  // namespace polytune::coordinator

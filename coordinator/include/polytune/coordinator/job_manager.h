@@ -46,6 +46,19 @@ struct HeartbeatReply {
   std::vector<std::string> cancel_jobs;
 };
 
+// Hears of job and worker changes as they happen (metrics, audit). Called with the
+// JobManager's lock held: implementations must be quick and must not call back into it.
+class JobObserver {
+ public:
+  virtual ~JobObserver() = default;
+  virtual void OnRecovered(const std::vector<Job>& jobs) {}
+  virtual void OnSubmitted(const Job& job) {}
+  // `job` has just entered job.state from `from`, at job.events.back().time_micros.
+  virtual void OnTransition(const Job& job, JobState from) {}
+  virtual void OnWorkerLost(const std::string& worker_id) {}
+  virtual void OnScheduleCycle(int64_t steady_micros) {}
+};
+
 struct JobManagerOptions {
   int64_t heartbeat_timeout_micros = 10'000'000;
   // A rendezvous port a worker found taken by another process is not handed out again on that
@@ -56,6 +69,8 @@ struct JobManagerOptions {
 class JobManager {
  public:
   JobManager(Store* store, const Clock* clock, JobManagerOptions options = {});
+  // Set once, before Recover() and any call; not owned.
+  void SetObserver(JobObserver* observer) { observer_ = observer; }
 
   // Reloads jobs and workers from the store (after a coordinator restart). Workers come back
   // awaiting contact: one that does not heartbeat within the timeout is lost, and so are the
@@ -63,7 +78,7 @@ class JobManager {
   absl::Status Recover();
 
   absl::StatusOr<Job> Submit(const std::string& name, int32_t priority, int32_t world_size,
-                             const std::string& spec_yaml);
+                             const std::string& spec_yaml, const std::string& model = "");
   absl::StatusOr<Job> Cancel(const std::string& id);
   absl::StatusOr<Job> Get(const std::string& id) const;
   std::vector<Job> List() const;
@@ -92,7 +107,8 @@ class JobManager {
   [[nodiscard]] absl::Status ApplyRankReportLocked(Job& job, const std::string& worker_id, const RankReport& r)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::map<std::string, int32_t> FreeDevicesLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  [[nodiscard]] absl::Status ScheduleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  [[nodiscard]] absl::Status ScheduleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);  // timed PlaceJobsLocked
+  [[nodiscard]] absl::Status PlaceJobsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   [[nodiscard]] absl::Status SetReasonLocked(Job& job, const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A port in rank 0's range on its host that no scheduled or running job uses and that is not
   // quarantined; nullopt when the whole range is taken.
@@ -102,6 +118,7 @@ class JobManager {
 
   Store* store_;
   const Clock* clock_;
+  JobObserver* observer_ = nullptr;
   JobManagerOptions options_;
   WorkerRegistry registry_;
   mutable absl::Mutex mu_;
