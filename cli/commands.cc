@@ -5,15 +5,20 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <thread>
 
 #include <ATen/Parallel.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "bundled_corpus.h"
 #include "cli_util.h"
 #include "control_commands.h"
 #include "launcher.h"
+#include "polytune/common/build_info.h"
+#include "polytune/common/file_util.h"
 #include "polytune/engine/adapter_io.h"
 #include "polytune/engine/communicator.h"
 #include "polytune/engine/cpu_threads.h"
@@ -29,6 +34,7 @@
 
 namespace polytune::cli {
 namespace {
+namespace fs = std::filesystem;
 
 using namespace polytune::engine;
 
@@ -58,7 +64,7 @@ struct ModelInitArgs {
   int64_t head_dim = 0, max_positions = 2048;
   std::string dtype = "float32";
   bool tie = false;
-  std::string tokenizer_corpus = POLYTUNE_DEFAULT_TOKENIZER_CORPUS;
+  std::string tokenizer_corpus = "bundled";  // the compiled-in multilingual instructions
 };
 
 int RunModelInit(const ModelInitArgs& a) {
@@ -79,7 +85,14 @@ int RunModelInit(const ModelInitArgs& a) {
   if (!a.tokenizer_corpus.empty()) {
     text::BpeTrainOptions bo;
     bo.vocab_size = a.vocab;
-    auto tok = text::TrainTokenizerFromCorpus(a.tokenizer_corpus, bo, a.out);
+    std::string corpus = a.tokenizer_corpus;
+    if (corpus == "bundled") {  // written out for the trainer, which reads a file
+      corpus = (fs::temp_directory_path() / absl::StrCat("polytune-corpus-", ::getpid(), ".jsonl")).string();
+      absl::Status st = WriteFileAtomic(corpus, BundledCorpus());
+      if (!st.ok()) return Fail(st);
+    }
+    auto tok = text::TrainTokenizerFromCorpus(corpus, bo, a.out);
+    if (corpus != a.tokenizer_corpus) fs::remove(corpus);
     if (!tok.ok()) return Fail(tok.status());
     c.bos_token_id = (*tok)->bos_id().value_or(-1);
     c.eos_token_id = (*tok)->eos_id().value_or(-1);
@@ -100,15 +113,56 @@ struct TrainArgs {
   int nproc = 1;
   std::string resume_dir;
   bool resume = false;
+  bool overwrite = false;
   // Set by the launcher (or the control plane) for rank processes.
   int rank = -1, world_size = 1, local_rank = 0, master_port = 0;
   std::string master_addr = "127.0.0.1";
   int collective_timeout = 120;
 };
 
+// What an earlier run left in output_dir (empty when there is none).
+std::vector<std::string> EarlierRun(const std::string& output_dir) {
+  std::vector<std::string> found;
+  std::error_code ec;
+  for (const char* entry : {"checkpoints", "adapter", "metrics.jsonl"}) {
+    const fs::path p = fs::path(output_dir) / entry;
+    if (fs::is_directory(p, ec) ? !fs::is_empty(p, ec) : fs::exists(p, ec) && fs::file_size(p, ec) > 0)
+      found.push_back(entry);
+  }
+  return found;
+}
+
+// Before any rank starts: --nproc in range, and an output_dir holding an earlier run is only
+// continued (--resume) or replaced (--overwrite), never mixed with a new one.
+absl::Status CheckTrainLaunch(const TrainArgs& a, const TrainConfig& config) {
+  if (a.nproc < 1 || a.nproc > 4096)
+    return absl::InvalidArgumentError(absl::StrCat("--nproc must be between 1 and 4096, got ", a.nproc));
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  if (static_cast<unsigned>(a.nproc) > cores && config.training.device != "cuda")
+    std::fprintf(stderr,
+                 "polytune: warning: --nproc %d is more than this machine's %u cores; ranks will share cores and "
+                 "each step will be slower than with --nproc %u\n",
+                 a.nproc, cores, cores);
+  if (a.resume && a.overwrite) return absl::InvalidArgumentError("--resume and --overwrite contradict each other");
+  const std::vector<std::string> earlier = EarlierRun(config.output_dir);
+  if (earlier.empty() || a.resume) return absl::OkStatus();
+  if (!a.overwrite)
+    return absl::FailedPreconditionError(
+        absl::StrCat("output_dir ", config.output_dir, " holds an earlier run (", absl::StrJoin(earlier, ", "),
+                     "); pass --resume to continue it, --overwrite to replace it, or choose another output_dir"));
+  std::error_code ec;
+  for (const auto& entry : earlier) fs::remove_all(fs::path(config.output_dir) / entry, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot clear ", config.output_dir, ": ", ec.message()));
+  return absl::OkStatus();
+}
+
 int RunTrain(const TrainArgs& a, const std::vector<std::string>& raw_args) {
   auto config = LoadTrainConfig(a.config);
   if (!config.ok()) return Fail(config.status());
+  if (a.rank < 0) {  // the launcher or a single process; ranks of a launch were checked by it
+    absl::Status st = CheckTrainLaunch(a, *config);
+    if (!st.ok()) return Fail(st);
+  }
   if (a.rank < 0 && a.nproc > 1) {
     // Launcher mode: re-run this binary once per rank with the rendezvous flags.
     absl::Status st = RunLocalRanks(SelfExecutable(), raw_args, a.nproc);
@@ -146,9 +200,10 @@ int RunTrain(const TrainArgs& a, const std::vector<std::string>& raw_args) {
 }
 
 struct EvalArgs {
-  std::string model, data, adapter, quantization = "none", device = "cpu";
+  // The same defaults as a training spec's model section (nf4, double quantisation).
+  std::string model, data, adapter, quantization = "nf4", device = "cpu";
   std::string format = "auto", tokenizer, chat_template;
-  bool double_quant = false, json = false;
+  bool double_quant = true, json = false;
   int64_t batch_size = 8, max_seq_len = 4096;
 };
 
@@ -224,7 +279,8 @@ std::function<int()> RegisterCommands(CLI::App& app) {
   init->add_option("--dtype", init_args->dtype, "float32, float16 or bfloat16")->capture_default_str();
   init->add_flag("--tie-embeddings", init_args->tie, "Tie lm_head to the embeddings");
   init->add_option("--tokenizer-corpus", init_args->tokenizer_corpus,
-                   "Text to learn the tokenizer from (JSONL or plain); empty: write no tokenizer")
+                   "Text to learn the tokenizer from (JSONL or plain); bundled: the compiled-in multilingual "
+                   "instructions; empty: write no tokenizer")
       ->capture_default_str();
   init->callback([run, init_args] { *run = [init_args] { return RunModelInit(*init_args); }; });
 
@@ -232,7 +288,9 @@ std::function<int()> RegisterCommands(CLI::App& app) {
   auto* train = app.add_subcommand("train", "Fine-tune with QLoRA from a YAML config");
   auto train_args = std::make_shared<TrainArgs>();
   train->add_option("config", train_args->config, "Training config (YAML)")->required()->check(CLI::ExistingFile);
-  train->add_option("--nproc", train_args->nproc, "Local data-parallel ranks")->check(CLI::PositiveNumber);
+  train->add_option("--nproc", train_args->nproc, "Local data-parallel ranks (at least 1)");
+  train->add_flag("--overwrite", train_args->overwrite,
+                  "Replace an earlier run in output_dir (its checkpoints, adapter and metrics.jsonl)");
   auto* resume = train
                      ->add_option("--resume", train_args->resume_dir,
                                   "Continue from a checkpoint (default: the latest in output_dir)")
@@ -263,13 +321,17 @@ std::function<int()> RegisterCommands(CLI::App& app) {
   auto* eval = app.add_subcommand("eval", "Loss, perplexity and accuracy per language");
   auto eval_args = std::make_shared<EvalArgs>();
   eval->add_option("--model", eval_args->model, "HF model directory")->required();
-  eval->add_option("--data", eval_args->data, "Tokenised JSONL")->required();
+  eval->add_option("--data", eval_args->data,
+                   "JSONL of messages, alpaca, text or tokens examples (--format auto decides per line)")
+      ->required();
   eval->add_option("--adapter", eval_args->adapter, "PEFT adapter directory");
-  eval->add_option("--quantization", eval_args->quantization, "none or nf4")->capture_default_str();
-  eval->add_flag("--double-quant", eval_args->double_quant, "Double-quantise NF4 absmax");
+  eval->add_option("--quantization", eval_args->quantization, "none or nf4 (as a training spec's model.quantization)")
+      ->capture_default_str();
+  eval->add_flag("--double-quant,!--no-double-quant", eval_args->double_quant,
+                 "Double-quantise NF4 absmax (default on, as in training)");
   eval->add_option("--device", eval_args->device, "cpu, cuda or auto")->capture_default_str();
-  eval->add_option("--batch-size", eval_args->batch_size)->capture_default_str();
-  eval->add_option("--max-seq-len", eval_args->max_seq_len)->capture_default_str();
+  eval->add_option("--batch-size", eval_args->batch_size, "Examples per forward pass")->capture_default_str();
+  eval->add_option("--max-seq-len", eval_args->max_seq_len, "Longer examples are truncated")->capture_default_str();
   eval->add_flag("--json", eval_args->json, "Print one JSON object");
   eval->add_option("--format", eval_args->format, "auto, messages, alpaca, text or tokens")->capture_default_str();
   eval->add_option("--tokenizer", eval_args->tokenizer, "Folder with tokenizer.json (default: the model folder)");
@@ -301,6 +363,7 @@ void SetTrainingStepHook(std::function<void(int rank, int64_t step)> hook) { Ste
 int Main(int argc, char** argv) {
   engine::ReexecWithPassiveOpenMpWait(argc, argv);
   CLI::App app{"polytune: multilingual QLoRA fine-tuning"};
+  app.set_version_flag("--version", std::string("polytune ") + BuildDescription());
   auto run = RegisterCommands(app);
   try {
     app.parse(argc, argv);

@@ -30,7 +30,7 @@ using rpc::ContextWithDeadline;
 struct ControlArgs {
   std::string coordinator, spec, name, job, out, checkpoint = "latest";
   int32_t priority = 0;
-  bool json = false, follow = false;
+  bool json = false, follow = false, force = false;
 };
 
 std::string Target(const ControlArgs& a) {
@@ -80,7 +80,7 @@ int Submit(const ControlArgs& a) {
         return RpcFail(a, grpc::Status(grpc::StatusCode::UNAVAILABLE, ""));
       return Fail(absl::StrCat("uploading ", d->path(), ": ", sha.status().message()));
     }
-    *d = spec::DatasetRef::Artifact(*sha);
+    *d = spec::DatasetRef::Artifact(*sha, fs::path(d->path()).filename().string());
   }
   spec->output_dir.clear();  // workers choose where ranks write
   v1::SubmitJobRequest req;
@@ -192,16 +192,46 @@ void PrintProgress(const MetricsRecord& m, bool tty) {
 int Watch(const ControlArgs& a) {
   const bool tty = ::isatty(STDOUT_FILENO);
   int64_t after_seq = 0;  // only new records are fetched on each poll
+  std::string shown_state;
   for (;;) {
     v1::GetJobResponse r;
     if (int rc = GetJob(a, &r)) return rc;
+    // A job that waits says why, and again whenever the reason changes.
+    const std::string state = StateName(r.job().state()) + ": " + r.job().reason();
+    if (!Terminal(r.job().state()) && state != shown_state) {
+      if (a.json) {
+        std::printf(
+            "%s\n",
+            nlohmann::json{{"type", "state"}, {"state", StateName(r.job().state())}, {"reason", r.job().reason()}}
+                .dump()
+                .c_str());
+      } else if (r.job().state() == v1::PENDING || r.job().state() == v1::SCHEDULED) {
+        std::printf("%s%s\n", tty ? "\r" : "", state.c_str());
+      }
+      shown_state = state;
+    }
     std::vector<MetricsRecord> records;
     if (int rc = FetchMetrics(a, &after_seq, &records)) return rc;
-    for (const auto& m : records) PrintProgress(m, tty);
+    for (const auto& m : records) {
+      if (a.json) {
+        std::printf("%s\n",
+                    nlohmann::json{{"type", "metrics"}, {"record", MetricsRecordToJsonValue(m)}}.dump().c_str());
+      } else {
+        PrintProgress(m, tty);
+      }
+    }
     std::fflush(stdout);
     if (Terminal(r.job().state())) {
-      std::printf("\n%s: %s — %s\n", r.job().id().c_str(), StateName(r.job().state()).c_str(),
-                  r.job().reason().c_str());
+      if (a.json) {
+        std::printf(
+            "%s\n",
+            nlohmann::json{{"type", "state"}, {"state", StateName(r.job().state())}, {"reason", r.job().reason()}}
+                .dump()
+                .c_str());
+      } else {
+        std::printf("\n%s: %s — %s\n", r.job().id().c_str(), StateName(r.job().state()).c_str(),
+                    r.job().reason().c_str());
+      }
       return r.job().state() == v1::SUCCEEDED ? 0 : 1;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
@@ -217,9 +247,19 @@ int Logs(const ControlArgs& a) {
     v1::GetJobResponse r;
     if (int rc = GetJob(a, &r)) return rc;
     const bool ended = Terminal(r.job().state());  // read before the lines, so none is missed
-    for (; events < static_cast<size_t>(r.job().events_size()); ++events)
-      std::printf("[event] %s %s\n", StateName(r.job().events(events).state()).c_str(),
-                  r.job().events(events).reason().c_str());
+    for (; events < static_cast<size_t>(r.job().events_size()); ++events) {
+      const auto& e = r.job().events(events);
+      if (a.json) {
+        std::printf("%s\n", nlohmann::json{{"type", "event"},
+                                           {"time_unix_micros", e.time_unix_micros()},
+                                           {"state", StateName(e.state())},
+                                           {"reason", e.reason()}}
+                                .dump()
+                                .c_str());
+      } else {
+        std::printf("[event] %s %s\n", StateName(e.state()).c_str(), e.reason().c_str());
+      }
+    }
     for (bool more = true; more;) {
       v1::GetLogsRequest req;
       req.set_id(a.job);
@@ -229,14 +269,27 @@ int Logs(const ControlArgs& a) {
       grpc::Status st = Stub(a)->GetLogs(ctx.get(), req, &resp);
       if (!st.ok()) return RpcFail(a, st);
       for (const auto& l : resp.lines()) {
-        std::printf("[rank %d] %s\n", l.rank(), l.text().c_str());
+        if (a.json) {
+          std::printf("%s\n", nlohmann::json{{"type", "log"}, {"seq", l.seq()}, {"rank", l.rank()}, {"text", l.text()}}
+                                  .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+                                  .c_str());
+        } else {
+          std::printf("[rank %d] %s\n", l.rank(), l.text().c_str());
+        }
         after_seq = l.seq();
       }
       more = resp.lines_size() > 0;
     }
     std::vector<MetricsRecord> records;
     if (int rc = FetchMetrics(a, &metrics_seq, &records)) return rc;
-    for (const auto& m : records) std::printf("%s\n", MetricsRecordToJson(m).c_str());
+    for (const auto& m : records) {
+      if (a.json) {
+        std::printf("%s\n",
+                    nlohmann::json{{"type", "metrics"}, {"record", MetricsRecordToJsonValue(m)}}.dump().c_str());
+      } else {
+        std::printf("%s\n", MetricsRecordToJson(m).c_str());
+      }
+    }
     std::fflush(stdout);
     if (!a.follow || ended) return 0;
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
@@ -250,7 +303,11 @@ int Cancel(const ControlArgs& a) {
   auto ctx = ContextWithDeadline(rpc::kControlDeadlineSeconds);
   grpc::Status st = Stub(a)->CancelJob(ctx.get(), req, &resp);
   if (!st.ok()) return RpcFail(a, st);
-  std::printf("%s: %s\n", resp.job().id().c_str(), StateName(resp.job().state()).c_str());
+  if (a.json) {
+    std::printf("%s\n", JobJson(resp.job()).dump().c_str());
+  } else {
+    std::printf("%s: %s\n", resp.job().id().c_str(), StateName(resp.job().state()).c_str());
+  }
   return 0;
 }
 
@@ -296,6 +353,16 @@ int Workers(const ControlArgs& a) {
 }
 
 int Download(const ControlArgs& a) {
+  // A folder holding anything is only written into with --force, and even then only the
+  // adapter files are replaced: nothing else of the user's is touched.
+  std::error_code ec;
+  const bool has_content = fs::exists(a.out, ec) && (!fs::is_directory(a.out, ec) || !fs::is_empty(a.out, ec));
+  if (has_content && !a.force)
+    return Fail(absl::StrCat("--out ", a.out,
+                             " is not empty; choose an empty or new folder, or pass --force to replace the adapter "
+                             "files in it (other files are kept)"));
+  if (fs::exists(a.out, ec) && !fs::is_directory(a.out, ec))
+    return Fail(absl::StrCat("--out ", a.out, " is a file, not a folder"));
   v1::GetJobResponse r;
   if (int rc = GetJob(a, &r)) return rc;
   if (r.checkpoints().empty()) return Fail(absl::StrCat(a.job, " has no checkpoints yet"));
@@ -311,11 +378,21 @@ int Download(const ControlArgs& a) {
     if (bundle.status().code() == absl::StatusCode::kUnavailable) return RpcFail(a, rpc::ToGrpc(bundle.status()));
     return Fail(std::string(bundle.status().message()));
   }
-  // Only the PEFT adapter files of the checkpoint, committed into --out atomically.
-  absl::Status us = rpc::CommitBundleToDirectory(*bundle, a.out, {"adapter_config.json", "adapter_model.safetensors"});
+  // Only the PEFT adapter files of the checkpoint: a new folder is committed whole (staging,
+  // rename); into an existing one each file is replaced atomically.
+  const std::vector<std::string> files = {"adapter_config.json", "adapter_model.safetensors"};
+  absl::Status us = has_content ? rpc::CommitBundleFilesInto(*bundle, a.out, files)
+                                : rpc::CommitBundleToDirectory(*bundle, a.out, files);
   if (!us.ok()) return Fail(std::string(us.message()));
-  std::printf("wrote the step-%lld adapter of %s to %s\n", static_cast<long long>(pick->step()), a.job.c_str(),
-              a.out.c_str());
+  if (a.json) {
+    std::printf("%s\n",
+                nlohmann::json{{"job", a.job}, {"step", pick->step()}, {"sha256", pick->sha256()}, {"out", a.out}}
+                    .dump()
+                    .c_str());
+  } else {
+    std::printf("wrote the step-%lld adapter of %s to %s\n", static_cast<long long>(pick->step()), a.job.c_str(),
+                a.out.c_str());
+  }
   return 0;
 }
 
@@ -333,27 +410,32 @@ void RegisterControlCommands(CLI::App& app, const std::shared_ptr<std::function<
   submit->add_flag("--json", a->json, "Print {\"id\": ...}");
   submit->callback([run, a] { *run = [a] { return Submit(*a); }; });
   auto* jobs = app.add_subcommand("jobs", "List jobs");
-  jobs->add_flag("--json", a->json);
+  jobs->add_flag("--json", a->json, "Print the jobs as a JSON array");
   jobs->callback([run, a] { *run = [a] { return Jobs(*a); }; });
   auto* status = app.add_subcommand("status", "State, reason, events, latest metrics and checkpoints of a job");
-  status->add_option("job", a->job)->required();
-  status->add_flag("--json", a->json);
+  status->add_option("job", a->job, "Job id (job-NNNNNN)")->required();
+  status->add_flag("--json", a->json, "Print the job, its latest metrics and checkpoints as JSON");
   status->callback([run, a] { *run = [a] { return Status(*a); }; });
   auto* watch = app.add_subcommand("watch", "Follow a job live; exit code 0 only if it SUCCEEDED");
-  watch->add_option("job", a->job)->required();
+  watch->add_option("job", a->job, "Job id (job-NNNNNN)")->required();
+  watch->add_flag("--json", a->json, "One JSON object per line: state changes and metrics records");
   watch->callback([run, a] { *run = [a] { return Watch(*a); }; });
   auto* logs = app.add_subcommand("logs", "Events, rank output and metrics records of a job");
-  logs->add_option("job", a->job)->required();
+  logs->add_option("job", a->job, "Job id (job-NNNNNN)")->required();
+  logs->add_flag("--json", a->json, "One JSON object per line: events, rank output, metrics records");
   logs->add_flag("--follow", a->follow, "Keep printing until the job ends");
   logs->callback([run, a] { *run = [a] { return Logs(*a); }; });
   auto* cancel = app.add_subcommand("cancel", "Cancel a job");
-  cancel->add_option("job", a->job)->required();
+  cancel->add_option("job", a->job, "Job id (job-NNNNNN)")->required();
+  cancel->add_flag("--json", a->json, "Print the job as JSON");
   cancel->callback([run, a] { *run = [a] { return Cancel(*a); }; });
   auto* workers = app.add_subcommand("workers", "List workers");
-  workers->add_flag("--json", a->json);
+  workers->add_flag("--json", a->json, "Print the workers as a JSON array");
   workers->callback([run, a] { *run = [a] { return Workers(*a); }; });
   auto* download = app.add_subcommand("download", "Download a checkpoint's PEFT adapter");
-  download->add_option("job", a->job)->required();
+  download->add_option("job", a->job, "Job id (job-NNNNNN)")->required();
+  download->add_flag("--force", a->force, "Write into a non-empty --out, replacing only the adapter files");
+  download->add_flag("--json", a->json, "Print what was written as JSON");
   download->add_option("--checkpoint", a->checkpoint, "STEP or latest")->capture_default_str();
   download->add_option("--out", a->out, "Output folder")->required();
   download->callback([run, a] { *run = [a] { return Download(*a); }; });

@@ -7,7 +7,20 @@
 
 #include <cstdint>
 
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
 namespace polytune {
+
+absl::StatusOr<std::pair<std::string, int>> ParseHostPort(const std::string& value, const std::string& flag) {
+  const size_t colon = value.rfind(':');
+  int port = -1;
+  if (colon == std::string::npos || colon == 0 || !absl::SimpleAtoi(value.substr(colon + 1), &port) || port < 0 ||
+      port > 65535)
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, " '", value, "' is not HOST:PORT with PORT in 0-65535 (0: any free port)"));
+  return std::make_pair(value.substr(0, colon), port);
+}
 
 int PickFreeLoopbackPort() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);

@@ -11,7 +11,9 @@
 #include <filesystem>
 #include <thread>
 
+#include "polytune/common/build_info.h"
 #include "polytune/common/clock.h"
+#include "polytune/common/net_util.h"
 #include "polytune/coordinator/coordinator_metrics.h"
 #include "polytune/coordinator/grpc_services.h"
 #include "polytune/rpc/grpc_config.h"
@@ -53,12 +55,22 @@ int main(int argc, char** argv) {
   app.add_option("--job-metrics-grace", job_grace,
                  "How long a finished job's series stay on /metrics so its last values are scraped")
       ->capture_default_str();
+  app.set_version_flag("--version", std::string("polytune-coordinator ") + polytune::BuildDescription());
   CLI11_PARSE(app, argc, argv);
   int64_t timeout_micros = 0;
   if (!ParseDuration(timeout, &timeout_micros)) {
     std::fprintf(stderr, "polytune-coordinator: error: --heartbeat-timeout '%s' is not a duration like 10s or 500ms\n",
                  timeout.c_str());
     return 2;
+  }
+  for (const auto& [flag, value] :
+       {std::make_pair("--listen", listen), std::make_pair("--metrics-listen", metrics_listen)}) {
+    if (value.empty() && std::string(flag) == "--metrics-listen") continue;
+    auto hp = polytune::ParseHostPort(value, flag);
+    if (!hp.ok()) {
+      std::fprintf(stderr, "polytune-coordinator: error: %s\n", std::string(hp.status().message()).c_str());
+      return 2;
+    }
   }
   int64_t grace_micros = 0;
   if (!ParseDuration(job_grace, &grace_micros)) {
@@ -124,7 +136,8 @@ int main(int argc, char** argv) {
   }
   signal(SIGINT, OnSignal);
   signal(SIGTERM, OnSignal);
-  std::fprintf(stderr, "polytune-coordinator: serving on %s, state in %s\n", listen.c_str(), data_dir.c_str());
+  std::fprintf(stderr, "polytune-coordinator %s: serving on %s:%d, state in %s\n", polytune::BuildDescription().c_str(),
+               listen.substr(0, listen.rfind(':')).c_str(), port, data_dir.c_str());
   while (!g_stop) {
     absl::Status tick = jobs.Tick();
     if (!tick.ok())  // the store refused a write; say so, and try again next tick

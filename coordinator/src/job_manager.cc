@@ -157,8 +157,11 @@ absl::Status JobManager::ApplyRankReportLocked(Job& job, const std::string& work
     running += rep.phase == RankReport::Phase::kRunning || rep.phase == RankReport::Phase::kExited;
     exited_ok += rep.phase == RankReport::Phase::kExited && rep.exit_code == 0;
   }
-  if (job.state == JobState::kScheduled && running == job.world_size)
-    RETURN_IF_ERROR(TransitionLocked(job, JobState::kRunning, absl::StrCat("all ", job.world_size, " ranks running")));
+  if (job.state == JobState::kScheduled && running == job.world_size) {
+    const std::string why = job.world_size == 1 ? std::string("its rank is running")
+                                                : absl::StrCat("all ", job.world_size, " ranks running");
+    RETURN_IF_ERROR(TransitionLocked(job, JobState::kRunning, why));
+  }
   if (exited_ok == job.world_size) {
     if (job.state == JobState::kScheduled) RETURN_IF_ERROR(TransitionLocked(job, JobState::kRunning, "all ranks ran"));
     return TransitionLocked(job, JobState::kSucceeded, "all ranks finished");

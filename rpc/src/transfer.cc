@@ -56,4 +56,24 @@ absl::Status CommitBundleToDirectory(const std::string& bundle, const std::strin
   return CommitDirectory(*staging, dir);
 }
 
+absl::Status CommitBundleFilesInto(const std::string& bundle, const std::string& dir,
+                                   const std::vector<std::string>& files) {
+  const std::string unpacked = dir + ".unpack";
+  std::error_code ec;
+  fs::remove_all(unpacked, ec);
+  absl::Status st = UnpackBundle(bundle, unpacked);
+  if (!st.ok()) return st;
+  for (const auto& f : files) {
+    auto data = ReadFileToString(unpacked + "/" + f);
+    if (!data.ok()) {
+      fs::remove_all(unpacked, ec);
+      return absl::DataLossError(absl::StrCat("the download has no ", f));
+    }
+    st = WriteFileAtomic(dir + "/" + f, *data);
+    if (!st.ok()) break;
+  }
+  fs::remove_all(unpacked, ec);
+  return st;
+}
+
 }  // namespace polytune::rpc

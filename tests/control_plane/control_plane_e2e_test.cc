@@ -15,6 +15,8 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include <grpcpp/generic/generic_stub.h>
@@ -234,6 +236,90 @@ TEST_F(ControlPlane, CoordinatorRefusesAnUnknownKeyFromARawGrpcClient) {
   EXPECT_NE(st.error_message().find("'lora.rank' is not a known key"), std::string::npos) << st.error_message();
 }
 
+TEST_F(ControlPlane, DownloadNeverDeletesAUsersFilesAndEveryReadCommandSpeaksJson) {
+  Result submit = Cli("submit " + Spec("dl", "max_steps: 2, micro_batch_size: 2", 1) + " --json");
+  ASSERT_EQ(submit.code, 0) << submit.output;
+  const std::string id = nlohmann::json::parse(submit.output)["id"];
+  Result watch = Cli("watch " + id + " --json");
+  ASSERT_EQ(watch.code, 0) << watch.output;
+  std::istringstream lines(watch.output);
+  std::string line, last;
+  int metrics = 0;
+  while (std::getline(lines, line)) {
+    auto j = nlohmann::json::parse(line);  // every line is one JSON object
+    metrics += j["type"] == "metrics";
+    last = j.value("state", last);
+  }
+  EXPECT_GE(metrics, 2);
+  EXPECT_EQ(last, "SUCCEEDED");
+  auto st = nlohmann::json::parse(Cli("status " + id + " --json").output);
+  std::string reasons;
+  for (const auto& e : st["events"]) reasons += e["reason"].get<std::string>() + "\n";
+  EXPECT_NE(reasons.find("its rank is running"), std::string::npos) << reasons;
+  Result logs = Cli("logs " + id + " --json");
+  ASSERT_EQ(logs.code, 0);
+  std::istringstream log_lines(logs.output);
+  std::set<std::string> types;
+  while (std::getline(log_lines, line)) types.insert(nlohmann::json::parse(line)["type"].get<std::string>());
+  EXPECT_EQ(types, (std::set<std::string>{"event", "log", "metrics"}));
+  // A folder with the user's own file: refused, then with --force only the adapter is written.
+  const std::string out = dir_ + "/mine";
+  fs::create_directories(out);
+  std::ofstream(out + "/notes.txt") << "keep me";
+  Result refused = Cli("download " + id + " --out " + out);
+  EXPECT_EQ(refused.code, 1);
+  EXPECT_NE(refused.output.find("is not empty"), std::string::npos) << refused.output;
+  Result forced = Cli("download " + id + " --out " + out + " --force --json");
+  ASSERT_EQ(forced.code, 0) << forced.output;
+  EXPECT_EQ(nlohmann::json::parse(forced.output)["step"], 2);
+  EXPECT_TRUE(fs::exists(out + "/adapter_model.safetensors"));
+  std::ifstream kept(out + "/notes.txt");
+  EXPECT_EQ(std::string((std::istreambuf_iterator<char>(kept)), std::istreambuf_iterator<char>()), "keep me");
+  Result cancel = Cli("cancel " + id + " --json");
+  EXPECT_EQ(nlohmann::json::parse(cancel.output)["state"], "SUCCEEDED") << "cancel of an ended job changes nothing";
+}
+
+TEST_F(ControlPlane, WatchShowsWhyAJobWaits) {
+  Result submit = Cli("submit " + Spec("waits", "max_steps: 2", 4) + " --json");
+  const std::string id = nlohmann::json::parse(submit.output)["id"];
+  Result watch = Shell("timeout 3 " + kBin + " --coordinator " + target_ + " watch " + id);
+  EXPECT_NE(watch.output.find("PENDING: needs 4 devices"), std::string::npos) << watch.output;
+  Cli("cancel " + id);
+}
+
+TEST_F(ControlPlane, BadDataAtRunTimeNamesTheUsersFileAndLine) {
+  const std::string data = dir_ + "/my_notes.jsonl";
+  std::ofstream(data) << "{\"text\": \"hola\"}\n{\"text\": 5}\n";
+  const std::string spec = dir_ + "/baddata.yaml";
+  std::ofstream(spec) << "model: {path: " << dir_ << "/model}\ndata: {train: " << data
+                      << ", max_seq_len: 64}\ntraining: {max_steps: 2}\nresources: {world_size: 1}\n";
+  Result submit = Cli("submit " + spec + " --json");
+  ASSERT_EQ(submit.code, 0) << submit.output;
+  const std::string id = nlohmann::json::parse(submit.output)["id"];
+  EXPECT_NE(Cli("watch " + id).code, 0);
+  auto st = nlohmann::json::parse(Cli("status " + id + " --json").output);
+  EXPECT_EQ(st["state"], "FAILED");
+  EXPECT_NE(st["reason"].get<std::string>().find("my_notes.jsonl:2"), std::string::npos) << st["reason"];
+}
+
+TEST_F(ControlPlane, FlagsOutOfRangeAreRefusedAndVersionsReported) {
+  Result port =
+      Shell(kBuild + "/coordinator/polytune-coordinator --listen 127.0.0.1:99999 --data-dir " + dir_ + "/never");
+  EXPECT_NE(port.code, 0);
+  EXPECT_NE(port.output.find("--listen '127.0.0.1:99999' is not HOST:PORT with PORT in 0-65535"), std::string::npos)
+      << port.output;
+  for (const char* devices : {"cpu:0", "cpu:-2"}) {
+    Result w = Shell(kBuild + "/worker/daemon/polytune-worker --coordinator " + target_ + " --work-dir " + dir_ +
+                     "/never --devices " + devices);
+    EXPECT_NE(w.code, 0);
+    EXPECT_NE(w.output.find("is not cpu:N with N >= 1"), std::string::npos) << w.output;
+  }
+  Result v = Shell(kBin + " --version");
+  EXPECT_EQ(v.code, 0);
+  EXPECT_EQ(v.output.rfind("polytune 0.", 0), 0u) << v.output;
+  EXPECT_NE(v.output.find("(commit "), std::string::npos) << v.output;
+}
+
 TEST_F(ControlPlane, MissingModelOnTheWorkerFailsTheJobWithThatReason) {
   const std::string spec = Spec("nomodel", "max_steps: 2", 1);
   std::ifstream in(spec);
@@ -375,7 +461,8 @@ TEST_F(ControlPlane, CoordinatorRestartReloadsJobsAndWorkersReRegister) {
   // A finished job's checkpoints are still downloadable.
   for (const auto& j : after)
     if (j["state"] == "SUCCEEDED") {
-      Result dl = Cli("download " + j["id"].get<std::string>() + " --out " + dir_ + "/after-restart");
+      Result dl = Cli("download " + j["id"].get<std::string>() + " --out " + dir_ + "/after-restart-" +
+                      j["id"].get<std::string>());
       EXPECT_EQ(dl.code, 0) << dl.output;
     }
 }

@@ -158,6 +158,50 @@ TEST_F(TrainingE2E, DeadRankStopsTheJobWithAClearError) {
   EXPECT_EQ(r.output.find("step 50/50"), std::string::npos);
 }
 
+TEST_F(TrainingE2E, NonFiniteLossStopsTheRunNamingTheStepAndWritesNoAdapter) {
+  // A learning rate this large blows the weights up after the first update.
+  Result r =
+      Shell(kBin + " train " + Config("nan", "lr: 1.0e+30, max_grad_norm: 0, max_steps: 6, micro_batch_size: 2"));
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("polytune: error: step "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("training stopped and no adapter was written"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "out-nan/adapter"));
+  // skip_step drops such updates and finishes with a finite adapter.
+  Result skip = Shell(kBin + " train " +
+                      Config("skip",
+                             "lr: 1.0e+30, max_grad_norm: 0, max_steps: 4, micro_batch_size: 2, "
+                             "on_nonfinite: skip_step"));
+  ASSERT_EQ(skip.code, 0) << skip.output;
+  EXPECT_NE(skip.output.find("skipped step"), std::string::npos) << skip.output;
+  for (const auto& [name, t] : Adapter(dir_ / "out-skip/adapter"))
+    EXPECT_TRUE(at::isfinite(t).all().item<bool>()) << name;
+}
+
+TEST_F(TrainingE2E, UsedOutputDirIsRefusedUnlessResumedOrOverwritten) {
+  const std::string cfg = Config("used", "max_steps: 2, micro_batch_size: 2");
+  ASSERT_EQ(Shell(kBin + " train " + cfg).code, 0);
+  Result again = Shell(kBin + " train " + cfg);
+  EXPECT_EQ(again.code, 1);
+  EXPECT_NE(again.output.find("holds an earlier run (checkpoints, adapter, metrics.jsonl); pass --resume"),
+            std::string::npos)
+      << again.output;
+  Result over = Shell(kBin + " train " + cfg + " --overwrite");
+  ASSERT_EQ(over.code, 0) << over.output;
+  EXPECT_EQ(Metrics("used").size(), 4u) << "one fresh run: eval, 2 steps, eval; nothing of the first";
+  // A checkpoint of another spec is refused on resume, naming the key that differs.
+  std::ifstream in(cfg);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  text.replace(text.find("seed: 7"), 7, "seed: 8");
+  std::ofstream(cfg) << text;
+  Result resumed = Shell(kBin + " train " + cfg + " --resume");
+  EXPECT_EQ(resumed.code, 1);
+  EXPECT_NE(resumed.output.find("belongs to a different run: 'training.seed' was 7 there and is 8 now"),
+            std::string::npos)
+      << resumed.output;
+  Result zero = Shell(kBin + " train " + cfg + " --nproc 0");
+  EXPECT_NE(zero.output.find("--nproc must be between 1 and 4096, got 0"), std::string::npos) << zero.output;
+}
+
 TEST_F(TrainingE2E, EvalPrintsPerLanguageJsonAndAdapterHelps) {
   Result t = Shell(kBin + " train " + Config("ev", "max_steps: 16, micro_batch_size: 4"));
   ASSERT_EQ(t.code, 0) << t.output;
@@ -168,6 +212,10 @@ TEST_F(TrainingE2E, EvalPrintsPerLanguageJsonAndAdapterHelps) {
   ASSERT_EQ(base.code, 0) << base.output;
   ASSERT_EQ(tuned.code, 0) << tuned.output;
   auto jb = nlohmann::json::parse(base.output), jt = nlohmann::json::parse(tuned.output);
+  // eval's defaults are training's (nf4 with double quantisation).
+  Result dflt = Shell(common);
+  ASSERT_EQ(dflt.code, 0) << dflt.output;
+  EXPECT_EQ(nlohmann::json::parse(dflt.output)["overall"], jb["overall"]);
   for (const char* k : {"loss", "ppl", "accuracy", "tokens"}) EXPECT_TRUE(jb["overall"].contains(k)) << k;
   EXPECT_EQ(jb["languages"].size(), 8u);
   EXPECT_LT(jt["overall"]["loss"].get<double>(), jb["overall"]["loss"].get<double>());
@@ -175,9 +223,9 @@ TEST_F(TrainingE2E, EvalPrintsPerLanguageJsonAndAdapterHelps) {
   Result ex = Shell(kBin + " export --model " + (dir_ / "model") + " --adapter " + (dir_ / "out-ev/adapter") +
                     " --out " + (dir_ / "merged"));
   ASSERT_EQ(ex.code, 0) << ex.output;
-  Result merged =
-      Shell(kBin + " eval --model " + (dir_ / "merged") + " --data " + kExamples + "/data/eval.jsonl --json");
-  Result unq = Shell(common + " --adapter " + (dir_ / "out-ev/adapter"));
+  Result merged = Shell(kBin + " eval --model " + (dir_ / "merged") + " --data " + kExamples +
+                        "/data/eval.jsonl --json --quantization none");
+  Result unq = Shell(common + " --quantization none --adapter " + (dir_ / "out-ev/adapter"));
   auto jm = nlohmann::json::parse(merged.output), ju = nlohmann::json::parse(unq.output);
   EXPECT_NEAR(jm["overall"]["loss"].get<double>(), ju["overall"]["loss"].get<double>(), 1e-5);
 }

@@ -30,10 +30,16 @@ EXPECTED_EMPTY = {
 GRACE_SECONDS = 12
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n):
+    """n distinct free ports (all held open while picking, so none is handed out twice)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def get(url, timeout=10):
@@ -77,7 +83,7 @@ def main():
         procs.append(subprocess.Popen(args, stdout=open(os.path.join(tmp, log), "w"), stderr=subprocess.STDOUT))
 
     try:
-        grpc_port, cmetrics, w1, w2, prom_port = (free_port() for _ in range(5))
+        grpc_port, cmetrics, w1, w2, prom_port = free_ports(5)
         target = f"127.0.0.1:{grpc_port}"
         spawn([os.path.join(build, "coordinator/polytune-coordinator"), "--listen", target, "--data-dir",
                os.path.join(tmp, "coord"), "--heartbeat-timeout", "5s", "--metrics-listen", f"127.0.0.1:{cmetrics}",
@@ -133,6 +139,18 @@ resources: {{world_size: 2}}
         wait_for("the job's final step in Prometheus",
                  lambda: any(r["value"][1] == "12" for r in query(prom, f'polytune_train_step{{job_id="{job}"}}')))
 
+        # Rates need two samples in their window: wait until every target has been scraped
+        # successfully several times in the last 20 s.
+        def scraped_enough():
+            r = query(prom, 'count_over_time((up == 1)[20s:1s])')
+            return len(r) == 3 and all(float(x["value"][1]) >= 5 for x in r)
+        try:
+            wait_for("steady scrapes of all three endpoints", scraped_enough, timeout=60)
+        except AssertionError as e:
+            targets = json.loads(get(f"http://{prom}/api/v1/targets"))["data"]["activeTargets"]
+            failures.append(f"{e}; targets: " + "; ".join(
+                f"{t['scrapeUrl']} {t['health']} {t.get('lastError', '')} ({t.get('lastScrapeDuration')} s)"
+                for t in targets))
         dashboard = json.load(open(os.path.join(ROOT, "deploy/grafana/polytune.json")))
         names = {v["name"] for v in dashboard["templating"]["list"]}
         if "job" in names or "job_id" not in names or "datasource" not in names:
@@ -182,6 +200,10 @@ resources: {{world_size: 2}}
                 failures.append(f"{family} of {job} still present after the grace period: {left}")
         if not query(prom, "polytune_jobs_finished_total"):
             failures.append("cluster families vanished with the job")
+        if failures:
+            targets = json.loads(get(f"http://{prom}/api/v1/targets"))["data"]["activeTargets"]
+            print("targets: " + "; ".join(f"{t['scrapeUrl']} {t['health']} {t.get('lastError', '')} "
+                                          f"({t.get('lastScrapeDuration')} s)" for t in targets))
 
         print(f"{len(exprs)} dashboard expressions, {len(rules)} alert rules checked")
         for e in empty_ok:

@@ -13,7 +13,7 @@ const char* kSubmitted = R"(
 model: {path: /models/base, quantization: none, double_quant: false}
 lora: {r: 8, alpha: 16, dropout: 0.1, rslora: true, target_modules: [q_proj, v_proj], layers: [0, 3]}
 data:
-  train: {sha256: 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef}
+  train: {sha256: 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef, name: notas.jsonl}
   eval: /data/eval.jsonl
   format: messages
   max_seq_len: 512
@@ -33,6 +33,7 @@ TEST(JobSpec, RoundTripsThroughCanonicalYamlAndTheProto) {
   auto a = ParseJobSpec(kSubmitted, "job.yaml", "", SpecUse::kSubmission);
   ASSERT_TRUE(a.ok()) << a.status();
   EXPECT_TRUE(a->data.train.is_artifact());
+  EXPECT_EQ(a->data.train.name(), "notas.jsonl");
   EXPECT_EQ(a->data.eval.path(), "/data/eval.jsonl");
   ASSERT_TRUE(a->resources.has_value());
   EXPECT_EQ(a->resources->world_size, 3);
@@ -97,6 +98,15 @@ TEST(JobSpec, RefusesBadInputNamingTheKeyAndLine) {
                 .find("'data.train.sha256' must be 64 lower-case hex digits"),
             std::string::npos);
   EXPECT_NE(ErrorOf("model: [").find("invalid YAML"), std::string::npos);
+}
+
+TEST(JobSpec, ARepeatedKeyIsRefusedNamingBothLines) {
+  const std::string err = ErrorOf(
+      "model: {path: /m}\ndata: {train: /t}\ntraining:\n  lr: 0.1\n  seed: 1\n  lr: 0.2\nresources: {world_size: 1}\n");
+  EXPECT_NE(err.find("job.yaml:6: 'training.lr' is given twice (first at line 4)"), std::string::npos) << err;
+  EXPECT_NE(ErrorOf("model: {path: /m}\ndata: {train: /t}\nresources: {world_size: 1}\nmodel: {path: /n}\n")
+                .find("'model' is given twice (first at line 1)"),
+            std::string::npos);
 }
 
 TEST(JobSpec, PathsAreAbsoluteWhereNoFolderResolvesThem) {

@@ -37,16 +37,16 @@ TEST_F(RankSupervisorTest, FetchesArtifactsWritesACanonicalSpecAndStartsTheRank)
   const std::string sha = Sha256Hex(data);
   coordinator_.artifacts[sha] = data;
   ranks_->Start(Assignment(0, "model: {path: " + dirs_.root + "/model}\ndata: {train: {sha256: " + sha +
-                                  "}}\nresources: {world_size: 2}\n"));
+                                  ", name: notes_es.jsonl}}\nresources: {world_size: 2}\n"));
   ASSERT_EQ(launcher_.spawned.size(), 1u);
   const SpawnOptions& so = launcher_.spawned.begin()->second;
   EXPECT_EQ(so.argv[1], "train");
   const std::string spec_path = so.argv[2];
   auto text = ReadFileToString(spec_path);
   ASSERT_TRUE(text.ok());
-  EXPECT_NE(text->find(dirs_.root + "/work/cache/" + sha), std::string::npos) << *text;
+  EXPECT_NE(text->find(dirs_.root + "/work/cache/" + sha + "/notes_es.jsonl"), std::string::npos) << *text;
   EXPECT_NE(text->find("output_dir:"), std::string::npos) << *text;
-  EXPECT_EQ(*ReadFileToString(dirs_.root + "/work/cache/" + sha), data);
+  EXPECT_EQ(*ReadFileToString(dirs_.root + "/work/cache/" + sha + "/notes_es.jsonl"), data);
   auto reports = ranks_->Reports();
   ASSERT_EQ(reports.size(), 1u);
   EXPECT_EQ(reports[0].phase, RankReport::Phase::kRunning);

@@ -30,18 +30,18 @@ RankSupervisor::RankSupervisor(SupervisorOptions options, SupervisorDeps deps)
 
 std::string RankSupervisor::Key(const std::string& job_id, int32_t rank) { return absl::StrCat(job_id, "/", rank); }
 
-absl::StatusOr<std::string> RankSupervisor::FetchArtifact(const std::string& sha256) {
-  const std::string path = absl::StrCat(o_.work_dir, "/cache/", sha256);
+absl::StatusOr<std::string> RankSupervisor::FetchArtifact(const std::string& sha256, const std::string& name) {
+  const std::string path = absl::StrCat(o_.work_dir, "/cache/", sha256, "/", name.empty() ? "data.jsonl" : name);
   if (fs::exists(path)) return path;  // cached under its sha256, verified when it was written
   auto data = d_.download(sha256);
   if (!data.ok()) return data.status();
   if (Sha256Hex(*data) != sha256) return absl::DataLossError(absl::StrCat("dataset ", sha256, " arrived corrupted"));
   std::error_code ec;
-  fs::create_directories(o_.work_dir + "/cache", ec);
+  fs::create_directories(fs::path(path).parent_path(), ec);
   absl::Status st = WriteFileAtomic(path, *data);
   if (!st.ok()) return st;
   int64_t cache_bytes = 0;
-  for (const auto& e : fs::directory_iterator(o_.work_dir + "/cache", ec))
+  for (const auto& e : fs::recursive_directory_iterator(o_.work_dir + "/cache", ec))
     if (e.is_regular_file(ec)) cache_bytes += static_cast<int64_t>(e.file_size(ec));
   d_.telemetry->SetDatasetCacheBytes(cache_bytes);
   return path;
@@ -52,7 +52,7 @@ absl::StatusOr<std::string> RankSupervisor::PrepareSpec(const RankAssignment& a,
   if (!spec.ok()) return absl::InvalidArgumentError(absl::StrCat("invalid spec: ", spec.status().message()));
   for (spec::DatasetRef* d : {&spec->data.train, &spec->data.eval}) {
     if (!d->is_artifact()) continue;
-    auto local = FetchArtifact(d->sha256());
+    auto local = FetchArtifact(d->sha256(), d->name());
     if (!local.ok()) return local.status();
     *d = spec::DatasetRef::Path(*local);
   }

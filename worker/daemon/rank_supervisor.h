@@ -87,7 +87,9 @@ class RankSupervisor {
   static std::string Key(const std::string& job_id, int32_t rank);
   // Prepares the rank's folder and spec; an error is the reason the rank cannot start.
   absl::StatusOr<std::string> PrepareSpec(const RankAssignment& a, const std::string& dir);
-  absl::StatusOr<std::string> FetchArtifact(const std::string& sha256);
+  // The artifact's verified local copy, cache/<sha256>/<name> (its uploaded file name, so
+  // errors about its lines name the user's file).
+  absl::StatusOr<std::string> FetchArtifact(const std::string& sha256, const std::string& name);
   void Exit(Rank& r, int32_t code, std::string message);
   void KillAndReap(Rank& r);
 

@@ -18,6 +18,7 @@
 
 #include "coordinator_client.h"
 #include "devices.h"
+#include "polytune/common/build_info.h"
 #include "polytune/common/clock.h"
 #include "polytune/common/net_util.h"
 #include "polytune/rpc/grpc_config.h"
@@ -48,9 +49,10 @@ std::string RandomHex(int n) {
 
 std::string DefaultPolytuneBin() {
   fs::path self = fs::read_symlink("/proc/self/exe").parent_path();
-  for (const fs::path& c : {self / "polytune", self / "../../cli/polytune", self / "../cli/polytune"})
+  for (const fs::path& c :
+       {self / "polytune-engine", self / "../../cli/polytune-engine", self / "polytune", self / "../../cli/polytune"})
     if (fs::exists(c)) return fs::canonical(c).string();
-  return "/usr/local/bin/polytune";
+  return "/usr/local/bin/polytune-engine";
 }
 
 }  // namespace
@@ -79,8 +81,15 @@ int main(int argc, char** argv) {
   app.add_option("--listen", listen,
                  "HOST:PORT for the worker's health and reflection endpoint (port 0: any free port)")
       ->capture_default_str();
+  app.set_version_flag("--version", std::string("polytune-worker ") + polytune::BuildDescription());
   CLI11_PARSE(app, argc, argv);
 
+  for (const auto& [flag, value] :
+       {std::make_pair("--listen", listen), std::make_pair("--metrics-listen", metrics_listen)}) {
+    if (value.empty() && std::string(flag) == "--metrics-listen") continue;
+    auto hp = polytune::ParseHostPort(value, flag);
+    if (!hp.ok()) return Error(std::string(hp.status().message()));
+  }
   Registration reg;
   {
     int first = 0, last = 0;
@@ -124,7 +133,7 @@ int main(int argc, char** argv) {
   polytune::rpc::ConfigureServer(builder);
   std::unique_ptr<grpc::Server> health = builder.BuildAndStart();
   if (!health || port == 0) return Error("cannot listen on " + listen);
-  std::fprintf(stderr, "polytune-worker: health endpoint on port %d\n", port);
+  std::fprintf(stderr, "polytune-worker %s: health endpoint on port %d\n", polytune::BuildDescription().c_str(), port);
 
   WorkerMetrics metrics(reg.devices);
   auto exposer = polytune::telemetry::StartMetricsServer(

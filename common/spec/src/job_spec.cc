@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -93,14 +94,17 @@ class Parser {
     if (!n.IsDefined() || n.IsNull()) return absl::OkStatus();
     const std::string full = Join(path, key);
     if (n.IsMap()) {
-      RETURN_IF_ERROR(Keys(n, full, {"sha256"}));
-      std::string sha;
+      RETURN_IF_ERROR(Keys(n, full, {"sha256", "name"}));
+      std::string sha, name;
       RETURN_IF_ERROR(Get(n, full, "sha256", &sha, "a sha256 in hex"));
       if (!IsSha256Hex(sha)) return Error(n, Join(full, "sha256"), "must be 64 lower-case hex digits");
+      RETURN_IF_ERROR(Get(n, full, "name", &name, "a file name"));
+      if (name.find('/') != std::string::npos || name == "." || name == "..")
+        return Error(n["name"], Join(full, "name"), "must be a file name without a folder");
       if (use_ == SpecUse::kTraining)
         return Error(n, full,
                      "names an uploaded artifact; only a worker can fetch those: give a local path to train here");
-      *out = DatasetRef::Artifact(sha);
+      *out = DatasetRef::Artifact(sha, name);
       return absl::OkStatus();
     }
     std::string local;
@@ -121,6 +125,26 @@ class Parser {
   std::string base_dir_;
   SpecUse use_;
 };
+
+// yaml-cpp keeps both entries of a repeated key and lookups see the first: refuse repeats
+// anywhere in the document, naming both lines.
+absl::Status CheckDuplicateKeys(const Parser& p, const YAML::Node& node, const std::string& path) {
+  if (node.IsSequence()) {
+    for (const auto& item : node) RETURN_IF_ERROR(CheckDuplicateKeys(p, item, path));
+    return absl::OkStatus();
+  }
+  if (!node.IsMap()) return absl::OkStatus();
+  std::map<std::string, int> first_line;
+  for (auto it = node.begin(); it != node.end(); ++it) {
+    const std::string key = it->first.IsScalar() ? it->first.Scalar() : "?";
+    const std::string full = Parser::Join(path, key);
+    auto [seen, inserted] = first_line.emplace(key, it->first.Mark().line + 1);
+    if (!inserted)
+      return p.Error(it->first, full, absl::StrCat("is given twice (first at line ", seen->second, "); keep one"));
+    RETURN_IF_ERROR(CheckDuplicateKeys(p, it->second, full));
+  }
+  return absl::OkStatus();
+}
 
 absl::Status ParseResources(const Parser& p, const YAML::Node& root, SpecUse use, JobSpec& s) {
   const YAML::Node r = root["resources"];
@@ -221,7 +245,7 @@ absl::Status ParseTraining(const Parser& p, const YAML::Node& t, JobSpec& s) {
       p.Keys(t, "training",
              {"max_steps", "epochs", "micro_batch_size", "grad_accum_steps", "lr", "lr_schedule", "warmup_steps",
               "weight_decay", "max_grad_norm", "adam_beta1", "adam_beta2", "adam_epsilon", "seed",
-              "gradient_checkpointing", "eval_every", "checkpoint_every", "device", "num_threads"}));
+              "gradient_checkpointing", "eval_every", "checkpoint_every", "device", "num_threads", "on_nonfinite"}));
   auto& tr = s.training;
   const std::string k = "training";
   RETURN_IF_ERROR(p.Get(t, k, "max_steps", &tr.max_steps, "an integer"));
@@ -271,7 +295,18 @@ absl::Status ParseTraining(const Parser& p, const YAML::Node& t, JobSpec& s) {
   if (tr.device != "auto" && tr.device != "cpu" && tr.device.rfind("cuda", 0) != 0)
     return p.Error(t["device"], "training.device", "must be auto, cpu, cuda or cuda:N");
   RETURN_IF_ERROR(p.Get(t, k, "num_threads", &tr.num_threads, "an integer"));
-  return p.AtLeast(t, k, "num_threads", tr.num_threads, 0);
+  RETURN_IF_ERROR(p.AtLeast(t, k, "num_threads", tr.num_threads, 0));
+  std::string on_nonfinite = "fail";
+  RETURN_IF_ERROR(p.Get(t, k, "on_nonfinite", &on_nonfinite, "fail or skip_step"));
+  if (on_nonfinite == "fail") {
+    tr.on_nonfinite = OnNonFinite::kFail;
+  } else if (on_nonfinite == "skip_step") {
+    tr.on_nonfinite = OnNonFinite::kSkipStep;
+  } else {
+    return p.Error(t["on_nonfinite"], "training.on_nonfinite",
+                   absl::StrCat("must be fail or skip_step, got '", on_nonfinite, "'"));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -337,6 +372,7 @@ absl::StatusOr<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::st
   }
   Parser p(source, base_dir, use);
   JobSpec s;
+  RETURN_IF_ERROR(CheckDuplicateKeys(p, root, ""));
   RETURN_IF_ERROR(p.Keys(root, "", {"model", "lora", "data", "training", "output_dir", "resources"}));
   RETURN_IF_ERROR(ParseResources(p, root, use, s));
   std::vector<const char*> required = {"model", "data"};

@@ -20,7 +20,9 @@ void Str(YAML::Emitter& e, const char* key, const std::string& v) {
 void Dataset(YAML::Emitter& e, const char* key, const DatasetRef& d) {
   e << YAML::Key << key << YAML::Value;
   if (d.is_artifact()) {
-    e << YAML::BeginMap << YAML::Key << "sha256" << YAML::Value << YAML::DoubleQuoted << d.sha256() << YAML::EndMap;
+    e << YAML::BeginMap << YAML::Key << "sha256" << YAML::Value << YAML::DoubleQuoted << d.sha256();
+    if (!d.name().empty()) e << YAML::Key << "name" << YAML::Value << YAML::DoubleQuoted << d.name();
+    e << YAML::EndMap;
   } else if (d.is_path()) {
     e << YAML::DoubleQuoted << d.path();
   } else {
@@ -92,6 +94,7 @@ std::string ToCanonicalYaml(const JobSpec& s) {
   Val(e, "checkpoint_every", t.checkpoint_every);
   Val(e, "device", t.device);
   Val(e, "num_threads", t.num_threads);
+  Val(e, "on_nonfinite", std::string(t.on_nonfinite == OnNonFinite::kFail ? "fail" : "skip_step"));
   e << YAML::EndMap;
 
   if (!s.output_dir.empty()) Str(e, "output_dir", s.output_dir);
@@ -102,6 +105,37 @@ std::string ToCanonicalYaml(const JobSpec& s) {
   }
   e << YAML::EndMap;
   return std::string(e.c_str()) + "\n";
+}
+
+namespace {
+
+void Flatten(const YAML::Node& node, const std::string& path, std::map<std::string, std::string>* out) {
+  if (node.IsMap()) {
+    for (auto it = node.begin(); it != node.end(); ++it)
+      Flatten(it->second, path.empty() ? it->first.Scalar() : path + "." + it->first.Scalar(), out);
+  } else if (node.IsSequence()) {
+    std::string joined;
+    for (const auto& item : node) joined += (joined.empty() ? "" : ",") + item.Scalar();
+    (*out)[path] = "[" + joined + "]";
+  } else {
+    (*out)[path] = node.IsNull() ? "~" : node.Scalar();
+  }
+}
+
+}  // namespace
+
+std::map<std::string, std::string> RunDefiningKeys(const JobSpec& spec) {
+  std::map<std::string, std::string> keys;
+  Flatten(YAML::Load(ToCanonicalYaml(spec)), "", &keys);
+  for (auto it = keys.begin(); it != keys.end();) {
+    const std::string& k = it->first;
+    const bool excluded = k == "output_dir" || k.rfind("resources.", 0) == 0 || k.rfind("data.train", 0) == 0 ||
+                          k.rfind("data.eval", 0) == 0 || k == "training.device" || k == "training.num_threads" ||
+                          k == "training.eval_every" || k == "training.checkpoint_every" ||
+                          k == "training.on_nonfinite";
+    it = excluded ? keys.erase(it) : std::next(it);
+  }
+  return keys;
 }
 
 }  // namespace polytune::spec

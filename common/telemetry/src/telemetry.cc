@@ -9,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "polytune/common/build_info.h"
 
 namespace polytune::telemetry {
 namespace {
@@ -97,9 +98,6 @@ MetricFamily ValueFamily(const std::string& name, const std::string& help, Metri
 }
 
 std::shared_ptr<prometheus::Collectable> MakeProcessCollector() { return std::make_shared<ProcessCollector>(); }
-
-const char* BuildVersion() { return POLYTUNE_VERSION; }
-const char* BuildCommit() { return POLYTUNE_COMMIT; }
 
 absl::StatusOr<std::unique_ptr<prometheus::Exposer>> StartMetricsServer(
     const std::string& listen, const std::vector<std::shared_ptr<prometheus::Collectable>>& collectables) {

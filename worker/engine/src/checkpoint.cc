@@ -22,6 +22,7 @@ nlohmann::json TrainerState::ToJson() const {
           {"data_position", data_position},
           {"epoch", epoch},
           {"last_lr", last_lr},
+          {"run", run},
           {"format_version", 1}};
 }
 
@@ -35,6 +36,7 @@ absl::StatusOr<TrainerState> TrainerState::FromJson(const nlohmann::json& j, con
     s.data_position = j.at("data_position").get<int64_t>();
     s.epoch = j.at("epoch").get<double>();
     s.last_lr = j.at("last_lr").get<double>();
+    if (j.contains("run")) s.run = j.at("run").get<std::map<std::string, std::string>>();
   } catch (const nlohmann::json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": incomplete trainer state: ", e.what()));
   }

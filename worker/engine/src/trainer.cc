@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "polytune/common/file_util.h"
+#include "polytune/common/sha256.h"
 #include "polytune/common/status_macros.h"
 #include "polytune/engine/adamw.h"
 #include "polytune/engine/adapter_io.h"
@@ -60,10 +61,24 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LoadModelWithAdapter(const TrainConf
   return model;
 }
 
+// The run's identity: its defining spec keys and the sha256 of its datasets' contents (so
+// a worker's cached copy of a dataset counts as the same data).
+absl::StatusOr<std::map<std::string, std::string>> RunIdentity(const TrainConfig& config) {
+  std::map<std::string, std::string> run = spec::RunDefiningKeys(config);
+  for (const auto& [key, d] : {std::make_pair("data.train.sha256", &config.data.train),
+                               std::make_pair("data.eval.sha256", &config.data.eval)}) {
+    if (!d->is_path()) continue;
+    ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(d->path()));
+    run[key] = Sha256Hex(bytes);
+  }
+  return run;
+}
+
 // With --resume: loads the checkpoint into the model and optimizer, cuts the metrics log back
 // to it and returns its step. Otherwise starts an empty log and returns 0.
 absl::StatusOr<int64_t> ResumeOrStart(const TrainConfig& config, const TrainRunOptions& options, int64_t global_batch,
-                                      bool leader, LlamaModel* model, AdamW* optimizer, MetricsLog* metrics) {
+                                      const std::map<std::string, std::string>& run, bool leader, LlamaModel* model,
+                                      AdamW* optimizer, MetricsLog* metrics) {
   const auto& tc = config.training;
   if (!options.resume) {
     if (leader) RETURN_IF_ERROR(metrics->Reset());
@@ -77,6 +92,14 @@ absl::StatusOr<int64_t> ResumeOrStart(const TrainConfig& config, const TrainRunO
     dir = *latest;
   }
   ASSIGN_OR_RETURN(TrainerState state, LoadCheckpoint(dir, model, optimizer));
+  for (const auto& [key, value] : state.run) {  // empty for checkpoints from before runs were recorded
+    auto now = run.find(key);
+    const std::string current = now == run.end() ? "(absent)" : now->second;
+    if (current != value)
+      return absl::FailedPreconditionError(absl::StrCat(
+          dir, " belongs to a different run: '", key, "' was ", value, " there and is ", current,
+          " now. Resume with the spec that wrote it, or train into a new output_dir (or pass --overwrite)."));
+  }
   if (state.global_batch_size != global_batch || state.seed != tc.seed)
     return absl::FailedPreconditionError(absl::StrCat(
         dir, ": checkpoint was written with global batch ", state.global_batch_size, " and seed ", state.seed,
@@ -175,8 +198,10 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainConfig& config, Communicator
     return absl::InternalError(absl::StrCat("cannot create output_dir '", config.output_dir, "': ", ec.message()));
   MetricsLog metrics(config.output_dir + "/metrics.jsonl");
 
+  using RunKeys = std::map<std::string, std::string>;
+  ASSIGN_OR_RETURN(const RunKeys run, RunIdentity(config));
   ASSIGN_OR_RETURN(const int64_t start_step,
-                   ResumeOrStart(config, options, global_batch, leader, model.get(), &optimizer, &metrics));
+                   ResumeOrStart(config, options, global_batch, run, leader, model.get(), &optimizer, &metrics));
 
   auto record = [&](const MetricsRecord& r) -> absl::Status {
     if (!leader) return absl::OkStatus();
@@ -195,7 +220,8 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainConfig& config, Communicator
   };
   auto checkpoint = [&](int64_t step, double lr) -> absl::Status {
     if (leader) {
-      TrainerState state{step, total_steps, global_batch, tc.seed, step * global_batch, schedule.EpochAt(step), lr};
+      TrainerState state{step, total_steps, global_batch, tc.seed, step * global_batch, schedule.EpochAt(step),
+                         lr,   run};
       const std::string dir = config.output_dir + "/checkpoints/" + CheckpointDirName(step);
       RETURN_IF_ERROR(SaveCheckpoint(dir, *model, config.model.path, optimizer, state));
       if (options.on_checkpoint) options.on_checkpoint(dir);
@@ -224,6 +250,19 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainConfig& config, Communicator
     const double step_loss = loss_sum / plan.Normaliser();
     const double grad_norm = ClipGradNorm(params, tc.max_grad_norm);
     const double lr = LearningRateAt(tc.lr_schedule, tc.lr, step, tc.warmup_steps, total_steps);
+    if (!std::isfinite(step_loss) || !std::isfinite(grad_norm)) {
+      // Every rank sees the same reduced values, so all ranks take the same branch.
+      const std::string what =
+          absl::StrFormat("step %d: the loss is %g and the gradient norm %g", step + 1, step_loss, grad_norm);
+      if (tc.on_nonfinite == spec::OnNonFinite::kFail)
+        return absl::FailedPreconditionError(
+            absl::StrCat(what,
+                         "; training stopped and no adapter was written (lower training.lr, check the data, "
+                         "or set training.on_nonfinite: skip_step)"));
+      ZeroGradients(params);
+      if (leader) std::fprintf(stderr, "\nskipped %s (training.on_nonfinite: skip_step)\n", what.c_str());
+      continue;
+    }
     optimizer.Step(lr);
     ZeroGradients(params);
     last_loss = step_loss;

@@ -1,7 +1,16 @@
 // Local TCP port probing, for rendezvous stores.
 #pragma once
 
+#include <string>
+#include <utility>
+
+#include "absl/status/statusor.h"
+
 namespace polytune {
+
+// "HOST:PORT" (or "[v6]:PORT") with PORT in 0-65535 (0: any free port). The error names
+// `flag` and says what is wrong.
+absl::StatusOr<std::pair<std::string, int>> ParseHostPort(const std::string& value, const std::string& flag);
 
 // A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, read back, released).
 // Returns 0 when none could be found.

@@ -90,4 +90,9 @@ absl::Status CommitVerifiedFile(const std::string& data, const std::string& path
 absl::Status CommitBundleToDirectory(const std::string& bundle, const std::string& dir,
                                      const std::vector<std::string>& files);
 
+// Unpacks a verified bundle and writes `files` of it into the existing folder `dir`, each
+// file replaced atomically (temp file, fsync, rename); nothing else in `dir` is touched.
+absl::Status CommitBundleFilesInto(const std::string& bundle, const std::string& dir,
+                                   const std::vector<std::string>& files);
+
 }  // namespace polytune::rpc

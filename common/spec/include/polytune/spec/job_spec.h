@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -22,6 +23,10 @@ absl::StatusOr<Quantization> ParseQuantization(const std::string& name);  // "no
 const char* QuantizationName(Quantization q);
 
 enum class LrSchedule { kCosine, kLinear, kConstant };
+
+// What a step with a non-finite loss or gradient norm does: stop the run with an error naming
+// the step (no adapter is written), or skip the update and go on.
+enum class OnNonFinite { kFail, kSkipStep };
 const char* LrScheduleName(LrSchedule schedule);
 
 // Names the text pipeline accepts; tests check polytune::text agrees with these lists.
@@ -48,7 +53,12 @@ class DatasetRef {
   enum class Kind { kNone, kPath, kArtifact };
   DatasetRef() = default;
   static DatasetRef Path(std::string path) { return DatasetRef(Kind::kPath, std::move(path)); }
-  static DatasetRef Artifact(std::string sha256) { return DatasetRef(Kind::kArtifact, std::move(sha256)); }
+  // `name`: the file's original name (no folder), so errors about its lines name it.
+  static DatasetRef Artifact(std::string sha256, std::string name = "") {
+    DatasetRef d(Kind::kArtifact, std::move(sha256));
+    d.name_ = std::move(name);
+    return d;
+  }
   Kind kind() const { return kind_; }
   bool empty() const { return kind_ == Kind::kNone; }
   bool is_path() const { return kind_ == Kind::kPath; }
@@ -56,7 +66,8 @@ class DatasetRef {
   // The local path (empty unless is_path()) and the artifact's sha256 (empty unless is_artifact()).
   const std::string& path() const { return kind_ == Kind::kPath ? value_ : Empty(); }
   const std::string& sha256() const { return kind_ == Kind::kArtifact ? value_ : Empty(); }
-  bool operator==(const DatasetRef& o) const { return kind_ == o.kind_ && value_ == o.value_; }
+  const std::string& name() const { return name_; }  // artifacts: the uploaded file's name, if known
+  bool operator==(const DatasetRef& o) const { return kind_ == o.kind_ && value_ == o.value_ && name_ == o.name_; }
   bool operator!=(const DatasetRef& o) const { return !(*this == o); }
 
  private:
@@ -64,6 +75,7 @@ class DatasetRef {
   static const std::string& Empty();
   Kind kind_ = Kind::kNone;
   std::string value_;
+  std::string name_;
 };
 
 struct Resources {
@@ -107,6 +119,7 @@ struct JobSpec {
     int64_t checkpoint_every = 0;  // 0: only at the end
     std::string device = "auto";   // auto | cpu | cuda | cuda:N
     int64_t num_threads = 0;       // 0: all cores divided among local ranks
+    OnNonFinite on_nonfinite = OnNonFinite::kFail;
   } training;
   std::string output_dir;              // training: required; submission: ignored (workers choose)
   std::optional<Resources> resources;  // submission: required
@@ -129,6 +142,12 @@ absl::StatusOr<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::st
                                      const std::string& base_dir, SpecUse use);
 // Reads and parses a file; relative paths resolve against its folder.
 absl::StatusOr<JobSpec> LoadJobSpec(const std::string& path, SpecUse use);
+
+// The keys that decide what a training run computes, flattened ("training.lr" -> "0.002"),
+// for telling whether a checkpoint belongs to this spec: everything except where it runs and
+// writes (output_dir, resources, training.device/num_threads), how often it evaluates or
+// checkpoints, and the dataset paths (a run records the datasets' content hashes instead).
+std::map<std::string, std::string> RunDefiningKeys(const JobSpec& spec);
 
 // Every field, defaults included, in a fixed order, numbers with round-trip precision:
 // ParseJobSpec(ToCanonicalYaml(s)) reproduces s exactly.

@@ -27,10 +27,6 @@ prometheus::MetricFamily ValueFamily(const std::string& name, const std::string&
 // from /proc at scrape time) and polytune_build_info{version,commit} = 1.
 std::shared_ptr<prometheus::Collectable> MakeProcessCollector();
 
-// The build's version and git commit (set by CMake).
-const char* BuildVersion();
-const char* BuildCommit();
-
 // Serves `collectables` on http://LISTEN/metrics. An empty `listen` disables the endpoint
 // (returns nullptr); a port that cannot be bound is an error naming it.
 absl::StatusOr<std::unique_ptr<prometheus::Exposer>> StartMetricsServer(

@@ -4,6 +4,7 @@
 // staging folder, fsynced and renamed, so a half-written checkpoint never has its final name.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 
@@ -22,6 +23,10 @@ struct TrainerState {
   int64_t data_position = 0;  // stream position of the next example
   double epoch = 0;
   double last_lr = 0;
+  // What the run was (spec::RunDefiningKeys plus the datasets' sha256): a checkpoint of
+  // another run is refused on resume, naming the key that differs. Empty in checkpoints
+  // written before it was recorded.
+  std::map<std::string, std::string> run;
   nlohmann::json ToJson() const;
   static absl::StatusOr<TrainerState> FromJson(const nlohmann::json& j, const std::string& source);
 };
