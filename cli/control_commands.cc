@@ -189,6 +189,12 @@ void PrintProgress(const MetricsRecord& m, bool tty) {
               tty ? "   " : "\n");
 }
 
+void PrintStateJson(const v1::Job& job) {
+  std::printf(
+      "%s\n",
+      nlohmann::json{{"type", "state"}, {"state", StateName(job.state())}, {"reason", job.reason()}}.dump().c_str());
+}
+
 int Watch(const ControlArgs& a) {
   const bool tty = ::isatty(STDOUT_FILENO);
   int64_t after_seq = 0;  // only new records are fetched on each poll
@@ -200,11 +206,7 @@ int Watch(const ControlArgs& a) {
     const std::string state = StateName(r.job().state()) + ": " + r.job().reason();
     if (!Terminal(r.job().state()) && state != shown_state) {
       if (a.json) {
-        std::printf(
-            "%s\n",
-            nlohmann::json{{"type", "state"}, {"state", StateName(r.job().state())}, {"reason", r.job().reason()}}
-                .dump()
-                .c_str());
+        PrintStateJson(r.job());
       } else if (r.job().state() == v1::PENDING || r.job().state() == v1::SCHEDULED) {
         std::printf("%s%s\n", tty ? "\r" : "", state.c_str());
       }
@@ -223,11 +225,7 @@ int Watch(const ControlArgs& a) {
     std::fflush(stdout);
     if (Terminal(r.job().state())) {
       if (a.json) {
-        std::printf(
-            "%s\n",
-            nlohmann::json{{"type", "state"}, {"state", StateName(r.job().state())}, {"reason", r.job().reason()}}
-                .dump()
-                .c_str());
+        PrintStateJson(r.job());
       } else {
         std::printf("\n%s: %s — %s\n", r.job().id().c_str(), StateName(r.job().state()).c_str(),
                     r.job().reason().c_str());

@@ -32,13 +32,26 @@ absl::Status CommitVerifiedFile(const std::string& data, const std::string& path
   return WriteFileAtomic(path, data);
 }
 
-absl::Status CommitBundleToDirectory(const std::string& bundle, const std::string& dir,
-                                     const std::vector<std::string>& files) {
+namespace {
+
+// Unpacks `bundle` next to `dir` (a fresh DIR.unpack folder) and returns that folder.
+absl::StatusOr<std::string> UnpackNextTo(const std::string& bundle, const std::string& dir) {
   const std::string unpacked = dir + ".unpack";
   std::error_code ec;
   fs::remove_all(unpacked, ec);
   absl::Status st = UnpackBundle(bundle, unpacked);
   if (!st.ok()) return st;
+  return unpacked;
+}
+
+}  // namespace
+
+absl::Status CommitBundleToDirectory(const std::string& bundle, const std::string& dir,
+                                     const std::vector<std::string>& files) {
+  auto unpacked_or = UnpackNextTo(bundle, dir);
+  if (!unpacked_or.ok()) return unpacked_or.status();
+  const std::string& unpacked = *unpacked_or;
+  std::error_code ec;
   auto staging = MakeStagingDirectory(dir);
   if (!staging.ok()) return staging.status();
   std::vector<std::string> names = files;
@@ -58,11 +71,11 @@ absl::Status CommitBundleToDirectory(const std::string& bundle, const std::strin
 
 absl::Status CommitBundleFilesInto(const std::string& bundle, const std::string& dir,
                                    const std::vector<std::string>& files) {
-  const std::string unpacked = dir + ".unpack";
+  auto unpacked_or = UnpackNextTo(bundle, dir);
+  if (!unpacked_or.ok()) return unpacked_or.status();
+  const std::string& unpacked = *unpacked_or;
   std::error_code ec;
-  fs::remove_all(unpacked, ec);
-  absl::Status st = UnpackBundle(bundle, unpacked);
-  if (!st.ok()) return st;
+  absl::Status st;
   for (const auto& f : files) {
     auto data = ReadFileToString(unpacked + "/" + f);
     if (!data.ok()) {

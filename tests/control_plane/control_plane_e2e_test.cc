@@ -124,6 +124,18 @@ class ControlPlane : public ::testing::Test {
     return path;
   }
 
+  // Submits `spec`, expects the job to FAIL and returns its reason.
+  static std::string ReasonItFailedWith(const std::string& spec) {
+    Result submit = Cli("submit " + spec + " --json");
+    EXPECT_EQ(submit.code, 0) << submit.output;
+    if (submit.code != 0) return "";
+    const std::string id = nlohmann::json::parse(submit.output)["id"];
+    EXPECT_NE(Cli("watch " + id).code, 0);
+    auto st = nlohmann::json::parse(Cli("status " + id + " --json").output);
+    EXPECT_EQ(st["state"], "FAILED");
+    return st["reason"].get<std::string>();
+  }
+
   static std::map<std::string, at::Tensor> Adapter(const std::string& dir) {
     auto f = engine::SafetensorsFile::Open(dir + "/adapter_model.safetensors");
     EXPECT_TRUE(f.ok()) << f.status();
@@ -293,13 +305,8 @@ TEST_F(ControlPlane, BadDataAtRunTimeNamesTheUsersFileAndLine) {
   const std::string spec = dir_ + "/baddata.yaml";
   std::ofstream(spec) << "model: {path: " << dir_ << "/model}\ndata: {train: " << data
                       << ", max_seq_len: 64}\ntraining: {max_steps: 2}\nresources: {world_size: 1}\n";
-  Result submit = Cli("submit " + spec + " --json");
-  ASSERT_EQ(submit.code, 0) << submit.output;
-  const std::string id = nlohmann::json::parse(submit.output)["id"];
-  EXPECT_NE(Cli("watch " + id).code, 0);
-  auto st = nlohmann::json::parse(Cli("status " + id + " --json").output);
-  EXPECT_EQ(st["state"], "FAILED");
-  EXPECT_NE(st["reason"].get<std::string>().find("my_notes.jsonl:2"), std::string::npos) << st["reason"];
+  const std::string reason = ReasonItFailedWith(spec);
+  EXPECT_NE(reason.find("my_notes.jsonl:2"), std::string::npos) << reason;
 }
 
 TEST_F(ControlPlane, FlagsOutOfRangeAreRefusedAndVersionsReported) {
