@@ -81,14 +81,14 @@ import json, sys, urllib.parse, urllib.request
 prom, expr = sys.argv[1], sys.argv[2]
 r = json.load(urllib.request.urlopen(f"http://{prom}/api/v1/query?" + urllib.parse.urlencode({"query": expr})))
 for s in r["data"]["result"]:
-    labels = ",".join(f"{k}={v}" for k, v in s["metric"].items() if k not in ("instance", "job"))
+    labels = ",".join(f"{k}={v}" for k, v in s["metric"].items() if k not in ("instance", "job", "__name__"))
     print(f"  {labels or '-':24s} {float(s['value'][1]):.4g}")
 PY
   }
   echo "final training loss:       polytune_train_loss{job_id=\"$JOB\"}"
   promql "polytune_train_loss{job_id=\"$JOB\"}"
-  echo "tokens/s over the run:     rate(polytune_train_tokens_total[1m])"
-  promql "rate(polytune_train_tokens_total{job_id=\"$JOB\"}[1m])"
+  echo "tokens/s while training:   max_over_time(rate(polytune_train_tokens_total[10s])[5m:1s])"
+  promql "max_over_time(rate(polytune_train_tokens_total{job_id=\"$JOB\"}[10s])[5m:1s])"
   echo "eval loss per language:    polytune_eval_loss"
   promql "polytune_eval_loss{job_id=\"$JOB\"}"
   echo

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -46,6 +47,7 @@ absl::StatusOr<pid_t> SpawnProcess(const SpawnOptions& options) {
     if (out_fd < 0)
       return absl::InternalError(absl::StrCat("cannot open ", options.output_path, ": ", std::strerror(errno)));
   }
+  const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) {
     const int err = errno;
@@ -53,6 +55,10 @@ absl::StatusOr<pid_t> SpawnProcess(const SpawnOptions& options) {
     return absl::ResourceExhaustedError(absl::StrCat("fork failed: ", std::strerror(err)));
   }
   if (pid == 0) {
+    if (options.die_with_parent) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(127);  // the parent died before the signal was armed
+    }
     if (options.own_process_group) ::setpgid(0, 0);
     if (out_fd >= 0) {
       ::dup2(out_fd, 1);

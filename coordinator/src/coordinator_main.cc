@@ -1,8 +1,11 @@
 // polytune-coordinator --listen HOST:PORT --data-dir DIR [--heartbeat-timeout 10s]
+#include <fcntl.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <signal.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -84,6 +87,21 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "polytune-coordinator: error: cannot create %s: %s\n", data_dir.c_str(), ec.message().c_str());
     return 1;
   }
+  // One coordinator per data dir: a second one would hand out the same job ids.
+  const std::string lock_path = data_dir + "/coordinator.lock";
+  const int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd < 0 || ::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    char holder[32] = {};
+    if (lock_fd >= 0) (void)!::pread(lock_fd, holder, sizeof(holder) - 1, 0);
+    std::fprintf(stderr,
+                 "polytune-coordinator: error: --data-dir %s is in use by another polytune-coordinator (pid %s); "
+                 "stop it first or give this one its own --data-dir\n",
+                 data_dir.c_str(), holder[0] ? holder : "unknown");
+    return 1;
+  }
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  (void)!::ftruncate(lock_fd, 0);
+  (void)!::pwrite(lock_fd, pid.data(), pid.size(), 0);  // the lock is held until exit
   auto store = OpenSqliteStore(data_dir + "/coordinator.db");
   if (!store.ok()) {
     std::fprintf(stderr, "polytune-coordinator: error: %s\n", std::string(store.status().message()).c_str());

@@ -11,6 +11,9 @@ void ConfigureServer(grpc::ServerBuilder& builder) {
   // Accept client pings as often as clients are configured to send them.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, kKeepaliveTimeMs / 2);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+  // gRPC turns SO_REUSEPORT on by default, which lets a second daemon bind the same port and
+  // silently share its calls: a port in use must be an error instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
 }
 
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target) {

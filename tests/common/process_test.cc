@@ -2,6 +2,7 @@
 #include "polytune/common/process.h"
 
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -50,6 +51,36 @@ TEST(Process, TerminateEscalatesToSigkillForAChildIgnoringSigterm) {
     if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   EXPECT_TRUE(gone) << "no process of the group survives";
+}
+
+TEST(Process, AChildSpawnedToDieWithItsParentDoesWhenTheParentIsKilled) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  const pid_t supervisor = ::fork();
+  ASSERT_GE(supervisor, 0);
+  if (supervisor == 0) {  // stands in for a worker daemon: spawns a rank, then waits
+    SpawnOptions o{{"/bin/sleep", "60"}, ""};
+    o.die_with_parent = true;
+    auto pid = SpawnProcess(o);
+    const pid_t child = pid.ok() ? *pid : -1;
+    (void)!::write(fds[1], &child, sizeof(child));
+    ::pause();
+    ::_exit(0);
+  }
+  pid_t rank = -1;
+  ASSERT_EQ(::read(fds[0], &rank, sizeof(rank)), static_cast<ssize_t>(sizeof(rank)));
+  ASSERT_GT(rank, 0);
+  EXPECT_EQ(::kill(rank, 0), 0) << "the rank runs while its supervisor lives";
+  ::kill(supervisor, SIGKILL);  // kill -9 of the daemon
+  ::waitpid(supervisor, nullptr, 0);
+  bool gone = false;
+  for (int i = 0; i < 1000 && !gone; ++i) {  // up to 10 s: the container's init reaps the orphan
+    gone = ::kill(rank, 0) != 0;
+    if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(gone) << "the rank died with its supervisor";
+  ::close(fds[0]);
+  ::close(fds[1]);
 }
 
 TEST(Process, MissingExecutableExitsWith127) {

@@ -327,6 +327,24 @@ TEST_F(ControlPlane, FlagsOutOfRangeAreRefusedAndVersionsReported) {
   EXPECT_NE(v.output.find("(commit "), std::string::npos) << v.output;
 }
 
+TEST_F(ControlPlane, ASecondCoordinatorOnTheSamePortOrDataDirIsRefused) {
+  const std::string coordinator = kBuild + "/coordinator/polytune-coordinator --metrics-listen '' ";
+  Result same_dir =
+      Shell(coordinator + "--listen 127.0.0.1:" + std::to_string(FreePort()) + " --data-dir " + dir_ + "/coord");
+  EXPECT_NE(same_dir.code, 0);
+  EXPECT_NE(same_dir.output.find("is in use by another polytune-coordinator (pid " + std::to_string(coordinator_)),
+            std::string::npos)
+      << same_dir.output;
+  Result metrics_taken =
+      Shell(kBuild + "/coordinator/polytune-coordinator --listen 127.0.0.1:" + std::to_string(FreePort()) +
+            " --data-dir " + dir_ + "/third-coord --metrics-listen " + target_);
+  EXPECT_NE(metrics_taken.code, 0);
+  EXPECT_NE(metrics_taken.output.find("cannot serve metrics on " + target_), std::string::npos) << metrics_taken.output;
+  Result same_port = Shell(coordinator + "--listen " + target_ + " --data-dir " + dir_ + "/other-coord");
+  EXPECT_NE(same_port.code, 0) << "no SO_REUSEPORT sharing of the port";
+  EXPECT_NE(same_port.output.find("cannot listen on " + target_), std::string::npos) << same_port.output;
+}
+
 TEST_F(ControlPlane, MissingModelOnTheWorkerFailsTheJobWithThatReason) {
   const std::string spec = Spec("nomodel", "max_steps: 2", 1);
   std::ifstream in(spec);
@@ -472,6 +490,47 @@ TEST_F(ControlPlane, CoordinatorRestartReloadsJobsAndWorkersReRegister) {
                       j["id"].get<std::string>());
       EXPECT_EQ(dl.code, 0) << dl.output;
     }
+}
+
+// Declared last: it adds a third worker and kills it.
+TEST_F(ControlPlane, RanksDieWithTheirWorkerDaemon) {
+  const pid_t w3 =
+      Spawn({kBuild + "/worker/daemon/polytune-worker", "--coordinator", target_, "--work-dir", dir_ + "/w3",
+             "--devices", "cpu:1", "--name", "w3", "--polytune-bin", kBin, "--rendezvous-ports",
+             std::to_string(rendezvous_first_) + "-" + std::to_string(rendezvous_first_ + 9), "--metrics-listen",
+             "127.0.0.1:0"},
+            dir_ + "/w3.log");
+  bool three = false;
+  for (int i = 0; i < 100 && !three; ++i) {
+    Result w = Cli("workers --json");
+    int alive = 0;
+    if (w.code == 0)
+      for (const auto& x : nlohmann::json::parse(w.output)) alive += x["alive"].get<bool>();
+    three = alive == 3;
+    if (!three) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(three) << "w3 did not register";
+  Result submit = Cli("submit " + Spec("orphan", "max_steps: 100000, micro_batch_size: 1", 3) + " --json");
+  ASSERT_EQ(submit.code, 0) << submit.output;
+  const std::string id = nlohmann::json::parse(submit.output)["id"];
+  auto w3_ranks = [&] {
+    int n = 0;
+    for (const auto& e : fs::directory_iterator("/proc")) {
+      std::ifstream in(e.path() / "cmdline");
+      std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      n += cmd.find("/w3/jobs/" + id + "/") != std::string::npos;
+    }
+    return n;
+  };
+  for (int i = 0; i < 200 && w3_ranks() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_EQ(w3_ranks(), 1) << "w3's rank should be running";
+  ::kill(w3, SIGKILL);  // no chance to stop its ranks itself
+  ::waitpid(w3, nullptr, 0);
+  // Within 2 s: well before the coordinator could notice the silence (5 s) and fail the job,
+  // which would stop the rank another way (its collective losing its peers).
+  for (int i = 0; i < 100 && w3_ranks() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(w3_ranks(), 0) << "the rank died with its daemon";
+  Cli("cancel " + id);
 }
 
 }  // namespace

@@ -128,6 +128,7 @@ void RankSupervisor::Start(const RankAssignment& a) {
              std::to_string(o_.collective_timeout_seconds)};
   if (fs::exists(r.dir + "/out/checkpoints")) so.argv.push_back("--resume");
   so.output_path = r.dir + "/rank.log";
+  so.die_with_parent = true;  // a daemon killed with -9 takes its ranks along
   auto pid = d_.launcher->Spawn(so);
   if (!pid.ok()) {
     Exit(r, 2, absl::StrCat("cannot start the rank: ", pid.status().message()));

@@ -19,6 +19,10 @@ struct SpawnOptions {
   std::vector<std::string> argv;  // argv[0] is the executable's path
   std::string output_path;        // stdout and stderr appended here; empty: inherited
   bool own_process_group = true;  // the child leads a new process group
+  // The kernel SIGKILLs the child when the spawning thread's process dies (PR_SET_PDEATHSIG),
+  // so a supervisor killed with -9 leaves no orphan behind. Spawn from a thread that lives as
+  // long as the process.
+  bool die_with_parent = false;
 };
 
 // How a child ended.
