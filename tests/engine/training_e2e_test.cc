@@ -3,6 +3,8 @@
 // bad inputs give one clear error line.
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -200,6 +202,20 @@ TEST_F(TrainingE2E, UsedOutputDirIsRefusedUnlessResumedOrOverwritten) {
       << resumed.output;
   Result zero = Shell(kBin + " train " + cfg + " --nproc 0");
   EXPECT_NE(zero.output.find("--nproc must be between 1 and 4096, got 0"), std::string::npos) << zero.output;
+}
+
+TEST_F(TrainingE2E, MoreRanksThanCoresWarnsWhyItWillBeSlow) {
+  const unsigned cores = std::thread::hardware_concurrency();
+  if (cores == 0 || cores > 4)
+    GTEST_SKIP() << "needs a machine with at most 4 cores (this one has " << cores
+                 << "): it starts cores + 1 ranks, which is cheap only on a small machine";
+  const std::string n = std::to_string(cores + 1);
+  Result r = Shell(kBin + " train " + Config("crowded", "max_steps: 1, micro_batch_size: 1") + " --nproc " + n);
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("polytune: warning: --nproc " + n + " is more than this machine's " + std::to_string(cores) +
+                          " cores"),
+            std::string::npos)
+      << r.output;
 }
 
 TEST_F(TrainingE2E, EvalPrintsPerLanguageJsonAndAdapterHelps) {
