@@ -5,11 +5,12 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
-#include <functional>
-#include <memory>
 #include <fstream>
+#include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -90,13 +91,25 @@ class FakeCoordinator : public CoordinatorClient {
     if (it == artifacts.end()) return absl::NotFoundError("no artifact " + sha);
     return it->second;
   }
-  absl::Status ReportLogs(const std::string&, int32_t, const std::vector<std::string>&) override {
+  // Called from the result uploader's thread.
+  absl::Status ReportLogs(const std::string&, int32_t, const std::vector<std::string>& lines) override {
+    log_lines += static_cast<int>(lines.size());
     return absl::OkStatus();
   }
-  absl::Status ReportMetrics(const std::string&, const std::vector<MetricsRecord>&) override {
+  absl::Status ReportMetrics(const std::string&, const std::vector<MetricsRecord>& records) override {
+    metrics_records += static_cast<int>(records.size());
     return absl::OkStatus();
   }
-  absl::Status UploadCheckpoint(const std::string&, int64_t, const std::string&) override { return absl::OkStatus(); }
+  absl::Status UploadCheckpoint(const std::string&, int64_t, const std::string&) override {
+    ++upload_attempts;
+    if (upload_failures > 0) {
+      --upload_failures;
+      return absl::UnavailableError("artifact folder not writable");
+    }
+    ++uploads;
+    return absl::OkStatus();
+  }
+  std::atomic<int> log_lines{0}, metrics_records{0}, upload_attempts{0}, upload_failures{0}, uploads{0};
 
   int64_t interval_micros = 250'000;
   int register_failures = 0;

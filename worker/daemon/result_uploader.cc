@@ -66,8 +66,9 @@ void ResultUploader::Loop() {
   while (!stop_) {
     wake_.wait_for(l, std::chrono::milliseconds(300));
     std::vector<std::string> keys;
+    const auto now = std::chrono::steady_clock::now();
     for (const auto& [k, t] : targets_)
-      if (!t.finished) keys.push_back(k);
+      if (!t.finished && t.next_try <= now) keys.push_back(k);
     for (const auto& k : keys) {
       auto it = targets_.find(k);
       if (stop_ || it == targets_.end()) continue;
@@ -76,14 +77,23 @@ void ResultUploader::Loop() {
       Target work = it->second;
       const bool final_pass = work.finish_requested;
       l.unlock();
-      SyncOnce(work);
+      const Pass pass = SyncOnce(work, final_pass);
       l.lock();
       it = targets_.find(k);
       if (it == targets_.end() || it->second.job_id != work.job_id || it->second.rank_dir != work.rank_dir) continue;
       it->second.log_sent = work.log_sent;
       it->second.metrics_sent = work.metrics_sent;
       it->second.uploaded = work.uploaded;
-      if (final_pass) it->second.finished = true;
+      if (pass != Pass::kFailed) {
+        it->second.failures = 0;
+        // An exited rank is finished only once all it wrote is delivered: the job's success
+        // waits for its final checkpoint, however long the coordinator is away.
+        if (final_pass && pass == Pass::kDelivered) it->second.finished = true;
+      } else {
+        const int f = std::min(++it->second.failures, 7);
+        it->second.next_try = std::chrono::steady_clock::now() +
+                              std::min(std::chrono::milliseconds(300 << f), std::chrono::milliseconds(30'000));
+      }
     }
     int64_t backlog = 0;
     for (const auto& [k, t] : targets_)
@@ -107,20 +117,24 @@ int64_t ResultUploader::Backlog(const Target& t) {
   return bytes;
 }
 
-void ResultUploader::SyncOnce(Target& t) {
-  SendLogLines(t);
-  if (!t.results) return;
-  SendMetrics(t);
-  SendCheckpoints(t);
+ResultUploader::Pass ResultUploader::SyncOnce(Target& t, bool final) {
+  bool ok = SendLogLines(t, final);
+  if (t.results) {
+    ok = SendMetrics(t) && ok;
+    ok = SendCheckpoints(t) && ok;
+  }
+  if (!ok) return Pass::kFailed;
+  return Backlog(t) > 0 ? Pass::kMoreToSend : Pass::kDelivered;
 }
 
-void ResultUploader::SendLogLines(Target& t) {
+bool ResultUploader::SendLogLines(Target& t, bool final) {
   std::ifstream in(t.rank_dir + "/rank.log", std::ios::binary);
-  if (!in) return;
+  if (!in) return true;
   in.seekg(static_cast<std::streamoff>(t.log_sent));
   std::string chunk((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (final && !chunk.empty() && chunk.back() != '\n') chunk += '\n';  // the rank is gone: its last words
   const size_t end = chunk.rfind('\n');
-  if (end == std::string::npos) return;  // no complete line yet
+  if (end == std::string::npos) return true;  // no complete line yet
   std::vector<std::string> lines;
   size_t consumed = 0;
   // Progress bars rewrite their line with '\r'; the last state of each line is what counts.
@@ -132,16 +146,21 @@ void ResultUploader::SendLogLines(Target& t) {
     consumed += line.size() + 1;
     if (lines.size() >= 1000 || consumed >= (1u << 20)) break;  // the rest goes next pass
   }
-  if (client_->ReportLogs(t.job_id, t.rank, lines).ok()) t.log_sent += consumed;
+  if (!client_->ReportLogs(t.job_id, t.rank, lines).ok()) return false;
+  // A line completed above for a finished rank counts its invented newline; never past the file.
+  std::error_code ec;
+  const auto size = fs::file_size(t.rank_dir + "/rank.log", ec);
+  t.log_sent = ec ? t.log_sent + consumed : std::min<size_t>(t.log_sent + consumed, size);
+  return true;
 }
 
-void ResultUploader::SendMetrics(Target& t) {
+bool ResultUploader::SendMetrics(Target& t) {
   auto text = ReadFileToString(t.rank_dir + "/out/metrics.jsonl");
-  if (!text.ok()) return;
+  if (!text.ok()) return true;
   std::vector<std::string> lines = absl::StrSplit(*text, '\n');
   if (!lines.empty()) lines.pop_back();                   // text after the last newline is incomplete
   if (lines.size() < t.metrics_sent) t.metrics_sent = 0;  // log rewritten on resume
-  if (lines.size() <= t.metrics_sent) return;
+  if (lines.size() <= t.metrics_sent) return true;
   // metrics.jsonl is the trainer's on-disk format: read here, at the edge, into typed records.
   std::vector<MetricsRecord> records;
   for (size_t i = t.metrics_sent; i < lines.size(); ++i) {
@@ -153,10 +172,13 @@ void ResultUploader::SendMetrics(Target& t) {
     }
     records.push_back(*r);
   }
-  if (records.empty() || client_->ReportMetrics(t.job_id, records).ok()) t.metrics_sent = lines.size();
+  if (!records.empty() && !client_->ReportMetrics(t.job_id, records).ok()) return false;
+  t.metrics_sent = lines.size();
+  return true;
 }
 
-void ResultUploader::SendCheckpoints(Target& t) {
+bool ResultUploader::SendCheckpoints(Target& t) {
+  bool ok = true;
   // Committed folders only (staging folders start with ".tmp-").
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(t.rank_dir + "/out/checkpoints", ec)) {
@@ -165,15 +187,20 @@ void ResultUploader::SendCheckpoints(Target& t) {
     if (name.rfind("step-", 0) != 0 || !absl::SimpleAtoi(name.substr(5), &step) || t.uploaded.count(name)) continue;
     if (!fs::exists(e.path() / "trainer_state.json")) continue;
     auto bundle = PackDirectory(e.path().string());
-    if (!bundle.ok()) continue;
+    if (!bundle.ok()) {
+      ok = false;
+      continue;
+    }
     absl::Status st = client_->UploadCheckpoint(t.job_id, step, *bundle);
     if (st.ok()) {
       t.uploaded.insert(name);
     } else {
-      std::fprintf(stderr, "polytune-worker: checkpoint upload %s failed: %s\n", name.c_str(),
+      ok = false;
+      std::fprintf(stderr, "polytune-worker: checkpoint upload %s failed: %s; will retry\n", name.c_str(),
                    std::string(st.message()).c_str());
     }
   }
+  return ok;
 }
 
 }  // namespace polytune::worker

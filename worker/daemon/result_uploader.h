@@ -4,6 +4,7 @@
 // sha256. Only complete lines are sent.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -43,13 +44,20 @@ class ResultUploader final : public ResultForwarder {
     size_t metrics_sent = 0;         // lines of metrics.jsonl already reported
     std::set<std::string> uploaded;  // checkpoint folders already uploaded
     bool finish_requested = false, finished = false;
+    // Failed sends back off (0.3 s doubling to 30 s) instead of hammering the coordinator.
+    int failures = 0;
+    std::chrono::steady_clock::time_point next_try{};
   };
 
   void Loop();
-  void SyncOnce(Target& t);  // runs without the lock; only the loop touches progress fields
-  void SendLogLines(Target& t);
-  void SendMetrics(Target& t);
-  void SendCheckpoints(Target& t);
+  // One pass over a target, without the lock (only the loop touches progress fields): a send
+  // failed, or all went through but more is left (bounded batches), or everything it holds is
+  // delivered. `final`: the rank has exited, so a last line without a newline is sent as is.
+  enum class Pass { kFailed, kMoreToSend, kDelivered };
+  Pass SyncOnce(Target& t, bool final);
+  bool SendLogLines(Target& t, bool final);
+  bool SendMetrics(Target& t);
+  bool SendCheckpoints(Target& t);
   static int64_t Backlog(const Target& t);  // bytes not yet sent
 
   CoordinatorClient* client_;
