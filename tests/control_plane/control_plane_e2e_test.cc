@@ -456,7 +456,9 @@ TEST_F(ControlPlane, CoordinatorRestartReloadsJobsAndWorkersReRegister) {
   auto before = nlohmann::json::parse(Cli("jobs --json").output);
   ASSERT_FALSE(before.empty());
   ::kill(coordinator_, SIGTERM);
-  ::waitpid(coordinator_, nullptr, 0);
+  int status = 0;
+  ::waitpid(coordinator_, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "SIGTERM is a clean stop: exit 0, got " << status;
   coordinator_ = Spawn({kBuild + "/coordinator/polytune-coordinator", "--listen", target_, "--data-dir",
                         dir_ + "/coord", "--heartbeat-timeout", "5s", "--metrics-listen", "127.0.0.1:0"},
                        dir_ + "/coord2.log");
