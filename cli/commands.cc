@@ -18,6 +18,7 @@
 #include "control_commands.h"
 #include "launcher.h"
 #include "polytune/common/build_info.h"
+#include "polytune/common/exit_codes.h"
 #include "polytune/common/file_util.h"
 #include "polytune/engine/adapter_io.h"
 #include "polytune/engine/communicator.h"
@@ -185,7 +186,10 @@ int RunTrain(const TrainArgs& a, const std::vector<std::string>& raw_args) {
     ro.cuda = device->is_cuda();
     ro.device_index = device->has_index() ? device->index() : a.local_rank;
     auto c = ConnectProcessGroup(ro);
-    if (!c.ok()) return Fail(c.status());
+    if (!c.ok()) {
+      Fail(c.status());
+      return c.status().code() == absl::StatusCode::kAlreadyExists ? kExitRendezvousPortBusy : kExitFailed;
+    }
     comm = std::move(*c);
   }
   TrainRunOptions options;

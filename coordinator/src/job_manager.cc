@@ -131,7 +131,8 @@ absl::Status JobManager::FailWorkerJobsLocked(const std::string& worker_id, cons
 
 absl::Status JobManager::ApplyRankReportLocked(Job& job, const std::string& worker_id, const RankReport& r) {
   ranks_[job.id][r.rank] = r;
-  if (r.rendezvous_port_busy && job.state == JobState::kScheduled) {
+  // (Also from RUNNING: the other ranks may have started while rank 0 lost the port race.)
+  if (r.rendezvous_port_busy) {
     // Another process holds the port on rank 0's host: stop the other ranks, keep the port
     // off that host for a while, and place the job again.
     std::string host;

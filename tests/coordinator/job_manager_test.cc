@@ -215,6 +215,23 @@ TEST_F(JobManagerTest, RendezvousPortsAreDistinctPerHostAndFreedWhenJobsEnd) {
   EXPECT_EQ(jm_.Get(sixth->id)->master_port, freed);
 }
 
+TEST_F(JobManagerTest, PortLostToARaceAfterEveryRankStartedStillPlacesTheJobAgain) {
+  AddWorker("w1", 1);
+  AddWorker("w2", 1);
+  const std::string id = jm_.Submit("gang", 0, 2, "spec")->id;
+  HeartbeatReply r1 = Beat("w1"), r2 = Beat("w2");
+  const std::string rank0 = r1.start[0].rank == 0 ? "w1" : "w2", other = rank0 == "w1" ? "w2" : "w1";
+  Beat(other, {Report(id, 1, RankReport::Phase::kRunning)});
+  Beat(rank0, {Report(id, 0, RankReport::Phase::kRunning)});
+  ASSERT_EQ(jm_.Get(id)->state, JobState::kRunning) << "both rank processes started";
+  RankReport busy = Report(id, 0, RankReport::Phase::kExited, 3);  // the trainer's port-busy exit
+  busy.rendezvous_port_busy = true;
+  Beat(rank0, {busy});
+  const Job j = *jm_.Get(id);
+  EXPECT_EQ(j.state, JobState::kScheduled) << "placed again, not failed";
+  EXPECT_EQ(j.attempt, 2);
+}
+
 TEST_F(JobManagerTest, BusyRendezvousPortPlacesTheJobAgainAndIgnoresStaleRanks) {
   AddWorker("w1", 1);
   AddWorker("w2", 1);

@@ -1,6 +1,11 @@
 // End-to-end training through the real `polytune` binary: loss falls, data-parallel
 // splits agree, resume reproduces the uninterrupted run, a dead rank stops the job, and
 // bad inputs give one clear error line.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include <thread>
@@ -214,6 +219,29 @@ TEST_F(TrainingE2E, MoreRanksThanCoresWarnsWhyItWillBeSlow) {
   EXPECT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("polytune: warning: --nproc " + n + " is more than this machine's " + std::to_string(cores) +
                           " cores"),
+            std::string::npos)
+      << r.output;
+}
+
+TEST_F(TrainingE2E, Rank0WhosePortIsTakenExitsWithThePortBusyCode) {
+  // Another program holds the port when rank 0 tries to serve its store.
+  int squatter = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(squatter, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_ANY);
+  addr.sin_port = 0;
+  ASSERT_EQ(::bind(squatter, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(squatter, 1), 0);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(::getsockname(squatter, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const int port = ntohs(addr.sin_port);
+  Result r = Shell(kBin + " train " + Config("busy", "max_steps: 1") +
+                   " --rank 0 --world-size 2 --master-addr 127.0.0.1 --master-port " + std::to_string(port) +
+                   " --collective-timeout 5");
+  ::close(squatter);
+  EXPECT_EQ(r.code, 3) << r.output;  // kExitRendezvousPortBusy
+  EXPECT_NE(r.output.find("rendezvous port " + std::to_string(port) + " on 127.0.0.1 is taken by another process"),
             std::string::npos)
       << r.output;
 }

@@ -112,6 +112,18 @@ TEST_F(RankSupervisorTest, RanksThatCannotStartSayWhy) {
   EXPECT_TRUE(launcher_.spawned.empty());
 }
 
+TEST_F(RankSupervisorTest, Rank0ExitingWithThePortBusyCodeIsReportedAsABusyPort) {
+  ranks_->Start(Assignment(0, SpecFor(dirs_.root + "/model", "/data/train.jsonl")));
+  launcher_.exits[launcher_.spawned.begin()->first] = ExitStatus{false, 3, 0};
+  ranks_->Poll();
+  ranks_->Poll();
+  auto r = ranks_->Reports();
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].phase, RankReport::Phase::kExited);
+  EXPECT_TRUE(r[0].rendezvous_port_busy);
+  EXPECT_NE(r[0].message.find("rendezvous port 29600 is taken by another process"), std::string::npos) << r[0].message;
+}
+
 TEST_F(RankSupervisorTest, LastErrorLineFindsTheLastOne) {
   EXPECT_EQ(LastErrorLine("a\nerror: x\nb\nerror: y\nc\n"), "error: y");
   EXPECT_EQ(LastErrorLine("all fine\n"), "");

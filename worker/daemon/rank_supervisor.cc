@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "polytune/common/exit_codes.h"
 #include "polytune/common/file_util.h"
 #include "polytune/common/sha256.h"
 #include "polytune/spec/job_spec.h"
@@ -167,7 +168,12 @@ void RankSupervisor::Poll() {
       Exit(r, r.exit_code, "cancelled");
       continue;
     }
-    if (!status->Success()) {
+    if (r.assignment.rank == 0 && status->ShellCode() == kExitRendezvousPortBusy) {
+      // Another process took the port between our check and the rank's bind.
+      r.port_busy = true;
+      r.message =
+          absl::StrCat("rendezvous port ", r.assignment.master_port, " is taken by another process on ", o_.address);
+    } else if (!status->Success()) {
       auto log = ReadFileToString(r.dir + "/rank.log");
       r.message = log.ok() ? LastErrorLine(*log) : "";
       if (r.message.empty()) r.message = absl::StrCat("the rank ", status->Describe());

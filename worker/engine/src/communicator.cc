@@ -122,6 +122,10 @@ absl::StatusOr<std::unique_ptr<Communicator>> ConnectProcessGroup(const Rendezvo
     return std::unique_ptr<Communicator>(
         new ProcessGroupCommunicator(store, group, o.rank, o.world_size, o.timeout, collective_device));
   } catch (const std::exception& e) {
+    // Rank 0 serves the store: a taken port is not a timeout, and the job can be placed again.
+    if (o.rank == 0 && std::string(e.what()).find("Address already in use") != std::string::npos)
+      return absl::AlreadyExistsError(absl::StrCat("rendezvous port ", o.master_port, " on ", o.master_addr,
+                                                   " is taken by another process: ", e.what()));
     return absl::UnavailableError(absl::StrCat("rank ", o.rank, " could not join the process group at ", o.master_addr,
                                                ":", o.master_port, " within ", o.timeout.count() / 1000,
                                                " s: ", e.what()));
