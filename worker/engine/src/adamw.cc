@@ -1,5 +1,8 @@
 #include "polytune/engine/adamw.h"
 
+// at::NoGradGuard: libtorch 2.x no longer declares it through <ATen/ATen.h>.
+#include <ATen/core/grad_mode.h>
+
 #include <cmath>
 
 namespace polytune::engine {

@@ -1,5 +1,8 @@
 #include "polytune/engine/model_loader.h"
 
+// at::NoGradGuard: libtorch 2.x no longer declares it through <ATen/ATen.h>.
+#include <ATen/core/grad_mode.h>
+
 #include <filesystem>
 #include <map>
 #include <set>

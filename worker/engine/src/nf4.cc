@@ -1,5 +1,8 @@
 #include "polytune/engine/nf4.h"
 
+// at::NoGradGuard: libtorch 2.x no longer declares it through <ATen/ATen.h>.
+#include <ATen/core/grad_mode.h>
+
 #include <algorithm>
 #include <cmath>
 
