@@ -138,30 +138,4 @@ v1::LogLine ToProto(const LogLine& l) {
   return p;
 }
 
-RankReport FromProto(const v1::RankStatus& s) {
-  RankReport r;
-  r.job_id = s.job_id();
-  r.rank = s.rank();
-  r.phase = s.phase() == v1::RankStatus::EXITED    ? RankReport::Phase::kExited
-            : s.phase() == v1::RankStatus::RUNNING ? RankReport::Phase::kRunning
-                                                   : RankReport::Phase::kStarting;
-  r.exit_code = s.exit_code();
-  r.message = s.message();
-  r.attempt = s.attempt();
-  r.rendezvous_port_busy = s.rendezvous_port_busy();
-  return r;
-}
-
-v1::RankAssignment ToProto(const RankAssignment& a) {
-  v1::RankAssignment p;
-  p.set_job_id(a.job_id);
-  p.set_rank(a.rank);
-  p.set_world_size(a.world_size);
-  p.set_master_addr(a.master_addr);
-  p.set_master_port(a.master_port);
-  p.set_spec_yaml(a.spec_yaml);
-  p.set_attempt(a.attempt);
-  return p;
-}
-
 }  // namespace polytune::coordinator

@@ -2,14 +2,17 @@
 #pragma once
 
 #include "absl/status/statusor.h"
+#include "polytune/rpc/rank_convert.h"
 #include "polytune/v1/polytune.pb.h"
 #include "worker_types.h"
 
 namespace polytune::worker {
 
+// Rank assignments and reports convert in polytune::rpc, shared with the coordinator.
+using rpc::FromProto;
+using rpc::ToProto;
+
 v1::RegisterRequest ToProto(const Registration& r);
-v1::RankStatus ToProto(const RankReport& r);
-RankAssignment FromProto(const v1::RankAssignment& a);
 Orders FromProto(const v1::HeartbeatResponse& r);
 
 }  // namespace polytune::worker

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "polytune/common/rank_types.h"
+
 namespace polytune::worker {
 
 struct DeviceSlot {
@@ -23,27 +25,9 @@ struct Registration {
   int32_t rendezvous_port_count = 100;
 };
 
-// One rank of a job the coordinator wants this worker to run.
-struct RankAssignment {
-  std::string job_id;
-  int32_t rank = 0;
-  int32_t world_size = 1;
-  std::string master_addr;  // rank 0's host
-  int32_t master_port = 0;  // rank 0's store port
-  std::string spec_yaml;    // canonical job spec (polytune::spec::ToCanonicalYaml)
-  int32_t attempt = 0;      // the job's placement number, echoed in reports
-};
-
-struct RankReport {
-  enum class Phase { kRunning, kExited };
-  std::string job_id;
-  int32_t rank = 0;
-  Phase phase = Phase::kRunning;
-  int32_t exit_code = 0;  // when exited: the code, or 128 + signal
-  std::string message;    // when it failed: its last error line
-  int32_t attempt = 0;
-  bool rendezvous_port_busy = false;  // rank 0 did not start: its port was taken
-};
+// Ranks as the coordinator assigns them and as the worker reports them: the shared types.
+using RankAssignment = polytune::RankAssignment;
+using RankReport = polytune::RankReport;
 
 // A heartbeat's answer.
 struct Orders {

@@ -14,32 +14,16 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "polytune/common/clock.h"
+#include "polytune/common/rank_types.h"
 #include "polytune/coordinator/domain.h"
 #include "polytune/coordinator/store.h"
 #include "polytune/coordinator/worker_registry.h"
 
 namespace polytune::coordinator {
 
-struct RankAssignment {
-  std::string job_id;
-  int32_t rank = 0;
-  int32_t world_size = 1;
-  std::string master_addr;
-  int32_t master_port = 0;
-  std::string spec_yaml;
-  int32_t attempt = 0;
-};
-
-struct RankReport {
-  enum class Phase { kStarting, kRunning, kExited };
-  std::string job_id;
-  int32_t rank = 0;
-  Phase phase = Phase::kStarting;
-  int32_t exit_code = 0;
-  std::string message;
-  int32_t attempt = 0;
-  bool rendezvous_port_busy = false;
-};
+// The shared rank types (polytune/common/rank_types.h).
+using RankAssignment = polytune::RankAssignment;
+using RankReport = polytune::RankReport;
 
 struct HeartbeatReply {
   std::vector<RankAssignment> start;

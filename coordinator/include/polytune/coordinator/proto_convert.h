@@ -5,9 +5,14 @@
 #include "polytune/coordinator/domain.h"
 #include "polytune/coordinator/job_manager.h"
 #include "polytune/coordinator/store.h"
+#include "polytune/rpc/rank_convert.h"
 #include "polytune/v1/polytune.pb.h"
 
 namespace polytune::coordinator {
+
+// Rank assignments and reports convert in polytune::rpc, shared with the worker daemon.
+using rpc::FromProto;
+using rpc::ToProto;
 
 v1::JobState ToProto(JobState s);
 absl::StatusOr<JobState> FromProto(v1::JobState s);
@@ -18,8 +23,6 @@ v1::DeviceInfo ToProto(const Device& d);
 Device FromProto(const v1::DeviceInfo& d);
 // A registration request as a domain worker (the registry stamps the heartbeat time).
 absl::StatusOr<Worker> FromProto(const v1::RegisterRequest& r);
-RankReport FromProto(const v1::RankStatus& s);
 v1::LogLine ToProto(const LogLine& l);
-v1::RankAssignment ToProto(const RankAssignment& a);
 
 }  // namespace polytune::coordinator
