@@ -1,8 +1,10 @@
 #include "commands.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -157,12 +159,39 @@ absl::Status CheckTrainLaunch(const TrainArgs& a, const TrainConfig& config) {
   return absl::OkStatus();
 }
 
+// The exit code of a failed run (common/exit_codes.h): errors about what the run was given
+// fail the same way on every try, the rest (peers, timeouts, I/O) may not.
+int ExitCodeFor(const absl::Status& st) {
+  switch (st.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kOutOfRange:
+    case absl::StatusCode::kDataLoss:
+    case absl::StatusCode::kPermissionDenied:
+    case absl::StatusCode::kUnimplemented:
+      return kExitBadInput;
+    default:
+      return kExitFailed;
+  }
+}
+
+int FailRun(const absl::Status& st) {
+  Fail(st);
+  return ExitCodeFor(st);
+}
+
+// Set by SIGTERM: the run finishes the step in flight, checkpoints it and exits with
+// kExitPreempted (a worker draining, a preempting job, Kubernetes stopping the pod).
+volatile std::sig_atomic_t g_stop_requested = 0;
+void RequestStop(int) { g_stop_requested = 1; }
+
 int RunTrain(const TrainArgs& a, const std::vector<std::string>& raw_args) {
   auto config = LoadTrainConfig(a.config);
-  if (!config.ok()) return Fail(config.status());
+  if (!config.ok()) return FailRun(config.status());
   if (a.rank < 0) {  // the launcher or a single process; ranks of a launch were checked by it
     absl::Status st = CheckTrainLaunch(a, *config);
-    if (!st.ok()) return Fail(st);
+    if (!st.ok()) return FailRun(st);
   }
   if (a.rank < 0 && a.nproc > 1) {
     // Launcher mode: re-run this binary once per rank with the rendezvous flags.
@@ -182,7 +211,7 @@ int RunTrain(const TrainArgs& a, const std::vector<std::string>& raw_args) {
     ro.world_size = a.world_size;
     ro.timeout = std::chrono::seconds(a.collective_timeout);
     auto device = ResolveDevice(config->training.device, a.local_rank);
-    if (!device.ok()) return Fail(device.status());
+    if (!device.ok()) return FailRun(device.status());
     ro.cuda = device->is_cuda();
     ro.device_index = device->has_index() ? device->index() : a.local_rank;
     auto c = ConnectProcessGroup(ro);
@@ -198,9 +227,14 @@ int RunTrain(const TrainArgs& a, const std::vector<std::string>& raw_args) {
   options.local_rank = a.local_rank;
   options.progress = comm->rank() == 0;
   if (StepHook()) options.before_step = [rank = comm->rank()](int64_t step) { StepHook()(rank, step); };
+  struct sigaction sa {};
+  sa.sa_handler = RequestStop;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  options.stop_requested = [] { return g_stop_requested != 0; };
   auto summary = RunTraining(*config, *comm, options);
-  if (!summary.ok()) return Fail(summary.status());
-  return 0;
+  if (!summary.ok()) return FailRun(summary.status());
+  return summary->preempted ? kExitPreempted : kExitOk;
 }
 
 struct EvalArgs {

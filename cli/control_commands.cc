@@ -31,6 +31,8 @@ struct ControlArgs {
   std::string coordinator, spec, name, job, out, checkpoint = "latest";
   int32_t priority = 0;
   bool json = false, follow = false, force = false;
+  std::string worker;
+  bool wait = false, let_finish = false;
 };
 
 std::string Target(const ControlArgs& a) {
@@ -143,6 +145,11 @@ nlohmann::json JobJson(const v1::Job& j) {
           {"priority", j.priority()},
           {"world_size", j.world_size()},
           {"workers", j.assigned_workers()},
+          {"attempt", j.attempt()},
+          {"restarts", j.restarts()},
+          {"max_restarts", j.max_restarts()},
+          {"preemptible", j.preemptible()},
+          {"resume_step", j.resume_step()},
           {"events", events}};
 }
 
@@ -167,6 +174,8 @@ int Status(const ControlArgs& a) {
   }
   std::printf("%s (%s): %s — %s\n", r.job().id().c_str(), r.job().name().c_str(), StateName(r.job().state()).c_str(),
               r.job().reason().c_str());
+  if (r.job().restarts() > 0)
+    std::printf("restarts: %d of %d (resources.max_restarts)\n", r.job().restarts(), r.job().max_restarts());
   for (const auto& e : r.job().events()) std::printf("  %-10s %s\n", StateName(e.state()).c_str(), e.reason().c_str());
   if (!latest.is_null()) std::printf("latest: %s\n", latest.dump().c_str());
   for (const auto& c : r.checkpoints())
@@ -339,14 +348,64 @@ int Workers(const ControlArgs& a) {
                    {"address", w.address()},
                    {"devices", w.devices()},
                    {"free_devices", w.free_devices()},
-                   {"alive", w.alive()}});
+                   {"alive", w.alive()},
+                   {"draining", w.draining()}});
     std::printf("%s\n", j.dump().c_str());
     return 0;
   }
-  std::printf("%-16s %-16s %7s %5s %s\n", "WORKER", "ADDRESS", "DEVICES", "FREE", "ALIVE");
+  std::printf("%-16s %-16s %7s %5s %-5s %s\n", "WORKER", "ADDRESS", "DEVICES", "FREE", "ALIVE", "DRAINING");
   for (const auto& w : resp.workers())
-    std::printf("%-16s %-16s %7d %5d %s\n", w.id().c_str(), w.address().c_str(), w.devices(), w.free_devices(),
-                w.alive() ? "yes" : "no");
+    std::printf("%-16s %-16s %7d %5d %-5s %s\n", w.id().c_str(), w.address().c_str(), w.devices(), w.free_devices(),
+                w.alive() ? "yes" : "no", w.draining() ? "yes" : "no");
+  return 0;
+}
+
+void PrintWorker(const ControlArgs& a, const v1::WorkerInfo& w, const char* what) {
+  if (a.json) {
+    std::printf("%s\n", nlohmann::json{{"id", w.id()},
+                                       {"draining", w.draining()},
+                                       {"devices", w.devices()},
+                                       {"free_devices", w.free_devices()},
+                                       {"alive", w.alive()}}
+                            .dump()
+                            .c_str());
+  } else {
+    std::printf("%s %s (%d of %d devices free)\n", w.id().c_str(), what, w.free_devices(), w.devices());
+  }
+}
+
+// Drain: no new ranks there; running jobs checkpoint and move (or finish, --let-finish).
+// --wait returns once the worker runs nothing (or is gone): what a preStop hook needs.
+int Drain(const ControlArgs& a) {
+  v1::DrainWorkerRequest req;
+  req.set_id(a.worker);
+  req.set_let_finish(a.let_finish);
+  v1::DrainWorkerResponse resp;
+  auto ctx = ContextWithDeadline(rpc::kControlDeadlineSeconds);
+  grpc::Status st = Stub(a)->DrainWorker(ctx.get(), req, &resp);
+  if (!st.ok()) return RpcFail(a, st);
+  v1::WorkerInfo w = resp.worker();
+  while (a.wait && w.alive() && w.free_devices() < w.devices()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    v1::ListWorkersResponse list;
+    auto lctx = ContextWithDeadline(rpc::kControlDeadlineSeconds);
+    grpc::Status ls = Stub(a)->ListWorkers(lctx.get(), v1::ListWorkersRequest(), &list);
+    if (!ls.ok()) return RpcFail(a, ls);
+    for (const auto& x : list.workers())
+      if (x.id() == a.worker) w = x;
+  }
+  PrintWorker(a, w, a.wait ? "drained" : "draining");
+  return 0;
+}
+
+int Undrain(const ControlArgs& a) {
+  v1::UndrainWorkerRequest req;
+  req.set_id(a.worker);
+  v1::UndrainWorkerResponse resp;
+  auto ctx = ContextWithDeadline(rpc::kControlDeadlineSeconds);
+  grpc::Status st = Stub(a)->UndrainWorker(ctx.get(), req, &resp);
+  if (!st.ok()) return RpcFail(a, st);
+  PrintWorker(a, resp.worker(), "undrained");
   return 0;
 }
 
@@ -427,9 +486,22 @@ void RegisterControlCommands(CLI::App& app, const std::shared_ptr<std::function<
   cancel->add_option("job", a->job, "Job id (job-NNNNNN)")->required();
   cancel->add_flag("--json", a->json, "Print the job as JSON");
   cancel->callback([run, a] { *run = [a] { return Cancel(*a); }; });
-  auto* workers = app.add_subcommand("workers", "List workers");
+  auto* workers = app.add_subcommand("workers", "List workers; drain or undrain one");
   workers->add_flag("--json", a->json, "Print the workers as a JSON array");
-  workers->callback([run, a] { *run = [a] { return Workers(*a); }; });
+  auto* drain = workers->add_subcommand("drain", "Place no new ranks on a worker and move its running jobs away");
+  drain->add_option("name", a->worker, "Worker id")->required();
+  drain->add_flag("--wait", a->wait, "Return once the worker runs nothing");
+  drain->add_flag("--let-finish", a->let_finish, "Let running jobs finish there instead of moving them");
+  drain->add_flag("--json", a->json, "Print the worker as JSON");
+  drain->callback([run, a] { *run = [a] { return Drain(*a); }; });
+  auto* undrain = workers->add_subcommand("undrain", "Place ranks on a drained worker again");
+  undrain->add_option("name", a->worker, "Worker id")->required();
+  undrain->add_flag("--json", a->json, "Print the worker as JSON");
+  undrain->callback([run, a] { *run = [a] { return Undrain(*a); }; });
+  workers->callback([run, a, drain, undrain] {
+    if (drain->parsed() || undrain->parsed()) return;  // their own callbacks ran
+    *run = [a] { return Workers(*a); };
+  });
   auto* download = app.add_subcommand("download", "Download a checkpoint's PEFT adapter");
   download->add_option("job", a->job, "Job id (job-NNNNNN)")->required();
   download->add_flag("--force", a->force, "Write into a non-empty --out, replacing only the adapter files");

@@ -51,7 +51,10 @@ int main(int argc, char** argv) {
   app.add_option("--data-dir", data_dir, "Folder for the SQLite database and artifacts")->required();
   app.add_option("--heartbeat-timeout", timeout, "Silence after which a worker is lost (e.g. 10s, 500ms)")
       ->capture_default_str();
-  std::string metrics_listen = "0.0.0.0:9464", job_grace = "60s";
+  std::string metrics_listen = "0.0.0.0:9464", job_grace = "60s", restart_backoff = "10s";
+  app.add_option("--restart-backoff", restart_backoff,
+                 "Wait before a job's first restart after a failure; doubles per restart, at most 5 min")
+      ->capture_default_str();
   app.add_option("--metrics-listen", metrics_listen,
                  "HOST:PORT serving Prometheus /metrics (\"\" turns it off; port 0: any free port)")
       ->capture_default_str();
@@ -74,6 +77,12 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "polytune-coordinator: error: %s\n", std::string(hp.status().message()).c_str());
       return 2;
     }
+  }
+  int64_t backoff_micros = 0;
+  if (!ParseDuration(restart_backoff, &backoff_micros)) {
+    std::fprintf(stderr, "polytune-coordinator: error: --restart-backoff '%s' is not a duration like 10s or 500ms\n",
+                 restart_backoff.c_str());
+    return 2;
   }
   int64_t grace_micros = 0;
   if (!ParseDuration(job_grace, &grace_micros)) {
@@ -115,6 +124,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<Store> timed_store = MakeTimedStore(store->get(), metrics.get());
   JobManagerOptions jo;
   jo.heartbeat_timeout_micros = timeout_micros;
+  jo.restart_backoff_micros = backoff_micros;
   JobManager jobs(timed_store.get(), clock, jo);
   jobs.SetObserver(metrics.get());
   metrics->SetClusterSource([&jobs] { return jobs.Workers(); }, [&jobs] { return jobs.FreeDevices(); });

@@ -284,8 +284,12 @@ class TimedStore : public Store {
     return Time([&] { return inner_->PutWorker(worker); });
   }
   absl::StatusOr<std::vector<Worker>> ListWorkers() override { return inner_->ListWorkers(); }
-  absl::Status AppendMetrics(const std::string& job_id, const std::vector<MetricsRecord>& records) override {
-    return Time([&] { return inner_->AppendMetrics(job_id, records); });
+  absl::Status AppendMetrics(const std::string& job_id, int32_t attempt,
+                             const std::vector<MetricsRecord>& records) override {
+    return Time([&] { return inner_->AppendMetrics(job_id, attempt, records); });
+  }
+  absl::Status DropMetricsAfter(const std::string& job_id, int64_t step) override {
+    return Time([&] { return inner_->DropMetricsAfter(job_id, step); });
   }
   absl::StatusOr<std::vector<StoredMetricsRecord>> Metrics(const std::string& job_id, int64_t after_seq,
                                                            int64_t limit) override {

@@ -33,7 +33,7 @@ grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext*, const v1::SubmitJob
       return ToGrpc(absl::FailedPreconditionError(absl::StrCat(
           "submitted spec: '", key, "' names artifact ", d->sha256(), ", which was never uploaded; upload it first")));
   auto job = jobs_->Submit(req->name(), req->priority(), spec->resources->world_size, spec::ToCanonicalYaml(*spec),
-                           spec->model.path);
+                           spec->model.path, {spec->resources->max_restarts, spec->resources->preemptible});
   if (!job.ok()) return ToGrpc(job.status());
   *resp->mutable_job() = ToProto(*job);
   return grpc::Status::OK;
@@ -59,6 +59,7 @@ grpc::Status JobServiceImpl::GetMetrics(grpc::ServerContext*, const v1::GetMetri
     v1::MetricsRecord* p = resp->add_records();
     *p = rpc::ToProto(r.record);
     p->set_seq(r.seq);
+    p->set_attempt(r.attempt);
   }
   return grpc::Status::OK;
 }
@@ -105,16 +106,36 @@ grpc::Status JobServiceImpl::Download(grpc::ServerContext*, const v1::DownloadRe
 
 grpc::Status JobServiceImpl::ListWorkers(grpc::ServerContext*, const v1::ListWorkersRequest*,
                                          v1::ListWorkersResponse* resp) {
+  for (const auto& w : jobs_->Workers()) *resp->add_workers() = Info(w);
+  return grpc::Status::OK;
+}
+
+v1::WorkerInfo JobServiceImpl::Info(const Worker& w) const {
   auto free = jobs_->FreeDevices();
-  for (const auto& w : jobs_->Workers()) {
-    auto* p = resp->add_workers();
-    p->set_id(w.id);
-    p->set_address(w.address);
-    p->set_devices(w.slots());
-    p->set_free_devices(w.alive ? free[w.id] : 0);
-    p->set_alive(w.alive);
-    p->set_last_heartbeat_unix_micros(w.last_heartbeat_micros);
-  }
+  v1::WorkerInfo p;
+  p.set_id(w.id);
+  p.set_address(w.address);
+  p.set_devices(w.slots());
+  p.set_free_devices(w.alive ? free[w.id] : 0);
+  p.set_alive(w.alive);
+  p.set_last_heartbeat_unix_micros(w.last_heartbeat_micros);
+  p.set_draining(w.draining);
+  return p;
+}
+
+grpc::Status JobServiceImpl::DrainWorker(grpc::ServerContext*, const v1::DrainWorkerRequest* req,
+                                         v1::DrainWorkerResponse* resp) {
+  auto w = jobs_->Drain(req->id(), req->let_finish());
+  if (!w.ok()) return ToGrpc(w.status());
+  *resp->mutable_worker() = Info(*w);
+  return grpc::Status::OK;
+}
+
+grpc::Status JobServiceImpl::UndrainWorker(grpc::ServerContext*, const v1::UndrainWorkerRequest* req,
+                                           v1::UndrainWorkerResponse* resp) {
+  auto w = jobs_->Undrain(req->id());
+  if (!w.ok()) return ToGrpc(w.status());
+  *resp->mutable_worker() = Info(*w);
   return grpc::Status::OK;
 }
 
@@ -122,7 +143,9 @@ grpc::Status WorkerServiceImpl::Register(grpc::ServerContext*, const v1::Registe
                                          v1::RegisterResponse* resp) {
   auto worker = FromProto(*req);
   if (!worker.ok()) return ToGrpc(worker.status());
-  absl::Status st = jobs_->RegisterWorker(*worker);
+  std::vector<RankReport> ranks;
+  for (const auto& r : req->ranks()) ranks.push_back(FromProto(r));
+  absl::Status st = jobs_->RegisterWorker(*worker, ranks);
   if (!st.ok()) return ToGrpc(st);
   resp->set_heartbeat_interval_ms(heartbeat_interval_ms_);
   return grpc::Status::OK;
@@ -132,10 +155,11 @@ grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext*, const v1::Heartb
                                           v1::HeartbeatResponse* resp) {
   std::vector<RankReport> ranks;
   for (const auto& r : req->ranks()) ranks.push_back(FromProto(r));
-  auto reply = jobs_->Heartbeat(req->worker_id(), req->incarnation(), ranks);
+  auto reply = jobs_->Heartbeat(req->worker_id(), req->incarnation(), ranks, req->shutting_down());
   if (!reply.ok()) return ToGrpc(reply.status());
   for (const auto& a : reply->start) *resp->add_start() = ToProto(a);
   for (const auto& c : reply->cancel_jobs) resp->add_cancel_jobs(c);
+  for (const auto& c : reply->preempt_jobs) resp->add_preempt_jobs(c);
   return grpc::Status::OK;
 }
 
@@ -149,7 +173,11 @@ grpc::Status WorkerServiceImpl::ReportMetrics(grpc::ServerContext*, const v1::Re
     if (!r.ok()) return ToGrpc(r.status());
     records.push_back(*std::move(r));
   }
-  absl::Status st = store_->AppendMetrics(req->job_id(), records);
+  // A superseded placement's records are dropped (acknowledged, so its worker stops sending):
+  // the job's stream holds each step once, from the placement that counts.
+  if (!jobs_->AcceptsResults(req->job_id(), req->attempt())) return grpc::Status::OK;
+  absl::Status st = store_->AppendMetrics(req->job_id(), req->attempt(), records);
+  if (st.ok() && !records.empty()) jobs_->NoteProgress(req->job_id(), records.back().step());
   if (st.ok() && metrics_) metrics_->OnMetricsRecords(req->job_id(), records);
   return ToGrpc(st);
 }
@@ -170,11 +198,13 @@ grpc::Status WorkerServiceImpl::UploadCheckpoint(grpc::ServerContext*,
                                                  v1::UploadCheckpointResponse* resp) {
   std::string sha, job_id;
   int64_t step = -1;
+  int32_t attempt = 0;
   auto data =
       rpc::ReadChunked<v1::UploadCheckpointChunk>(reader, kMaxArtifactBytes, [&](const v1::UploadCheckpointChunk& c) {
         job_id = c.job_id();
         step = c.step();
         sha = c.sha256();
+        attempt = c.attempt();
       });
   if (!data.ok()) return ToGrpc(data.status());
   if (!jobs_->Get(job_id).ok()) return grpc::Status(grpc::StatusCode::NOT_FOUND, "checkpoint for an unknown job");
@@ -183,6 +213,12 @@ grpc::Status WorkerServiceImpl::UploadCheckpoint(grpc::ServerContext*,
   if (!st.ok())
     return grpc::Status(grpc::StatusCode::DATA_LOSS,
                         absl::StrCat("checkpoint step ", step, " of ", job_id, " refused: ", st.message()));
+  // Verified first (a corrupt upload is DATA_LOSS whoever sent it), recorded only for the
+  // placement that counts.
+  if (!jobs_->AcceptsResults(job_id, attempt))
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        absl::StrCat("checkpoint step ", step, " of ", job_id, " comes from placement ", attempt,
+                                     ", which was superseded; it is not recorded"));
   CheckpointRecord rec{job_id, step, sha, static_cast<int64_t>(data->size()), artifacts_->PathOf(sha)};
   st = store_->PutCheckpoint(rec);
   if (!st.ok()) return ToGrpc(st);

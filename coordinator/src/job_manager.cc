@@ -4,6 +4,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "polytune/common/check.h"
+#include "polytune/common/exit_codes.h"
 #include "polytune/common/status_macros.h"
 #include "polytune/coordinator/scheduler.h"
 
@@ -20,7 +21,25 @@ absl::Status JobManager::Recover() {
   absl::MutexLock l(&mu_);
   if (observer_) observer_->OnRecovered(jobs);
   for (auto& j : jobs) jobs_[j.id] = std::move(j);
+  ReissueOrdersLocked();
   return absl::OkStatus();
+}
+
+void JobManager::ReissueOrdersLocked() {
+  // Orders live in memory until a heartbeat carries them; a restart lost them. A worker
+  // ignores a start it already runs (same attempt), so sending one again is safe.
+  for (const auto& [id, job] : jobs_) {
+    if (job.state == JobState::kScheduled) {
+      std::map<std::string, std::string> address;
+      for (const auto& w : registry_.Snapshot()) address[w.id] = w.address;
+      for (int32_t r = 0; r < job.world_size && r < static_cast<int32_t>(job.assigned_workers.size()); ++r)
+        to_start_[job.assigned_workers[r]].push_back({job.id, r, job.world_size, address[job.assigned_workers[0]],
+                                                      job.master_port, job.spec_yaml, job.attempt, job.resume_sha256,
+                                                      job.resume_step});
+    }
+    if ((job.state == JobState::kScheduled || job.state == JobState::kRunning) && !job.stop_reason.empty())
+      for (const auto& w : job.assigned_workers) to_preempt_[w].insert(job.id);
+  }
 }
 
 absl::Status JobManager::TransitionLocked(Job& job, JobState to, const std::string& reason) {
@@ -32,8 +51,12 @@ absl::Status JobManager::TransitionLocked(Job& job, JobState to, const std::stri
   job.reason = reason;
   job.events.push_back({clock_->NowMicros(), to, reason});
   if (IsTerminal(to) || to == JobState::kPending) {
+    for (const auto& w : job.assigned_workers) to_preempt_[w].erase(job.id);
     job.assigned_workers.clear();
     job.master_port = 0;
+    job.stop_reason.clear();
+    ranks_.erase(job.id);
+    last_step_.erase(job.id);
   }
   if (observer_) observer_->OnTransition(job, from);
   return store_->PutJob(job);
@@ -46,8 +69,9 @@ absl::Status JobManager::SetReasonLocked(Job& job, const std::string& why) {
 }
 
 absl::StatusOr<Job> JobManager::Submit(const std::string& name, int32_t priority, int32_t world_size,
-                                       const std::string& spec_yaml, const std::string& model) {
+                                       const std::string& spec_yaml, const std::string& model, FaultPolicy policy) {
   if (world_size < 1) return absl::InvalidArgumentError("resources.world_size must be at least 1");
+  if (policy.max_restarts < 0) return absl::InvalidArgumentError("resources.max_restarts must be at least 0");
   auto seq = store_->NextJobSequence();
   if (!seq.ok()) return seq.status();
   Job job;
@@ -58,6 +82,8 @@ absl::StatusOr<Job> JobManager::Submit(const std::string& name, int32_t priority
   job.world_size = world_size;
   job.spec_yaml = spec_yaml;
   job.model = model;
+  job.max_restarts = policy.max_restarts;
+  job.preemptible = policy.preemptible;
   job.submitted_micros = clock_->NowMicros();
   job.reason = "submitted";
   job.events.push_back({job.submitted_micros, JobState::kPending, "submitted"});
@@ -97,14 +123,59 @@ std::vector<Job> JobManager::List() const {
   return out;
 }
 
-absl::Status JobManager::RegisterWorker(Worker worker) {
+absl::Status JobManager::RegisterWorker(Worker worker, const std::vector<RankReport>& ranks) {
   const std::string id = worker.id;
-  RETURN_IF_ERROR(store_->PutWorker(worker));
   std::vector<std::string> superseded = registry_.Register(std::move(worker));
+  for (const auto& w : registry_.Snapshot())
+    if (w.id == id) RETURN_IF_ERROR(store_->PutWorker(w));
   absl::MutexLock l(&mu_);
   for (const auto& w : superseded)
-    RETURN_IF_ERROR(FailWorkerJobsLocked(w, absl::StrCat("worker ", w, " restarted (new incarnation)")));
+    RETURN_IF_ERROR(RestartWorkerJobsLocked(w, absl::StrCat("worker ", w, " restarted (its ranks died with it)")));
+  // The ranks it still runs (a coordinator restart): re-attached, like a heartbeat's report.
+  RETURN_IF_ERROR(ApplyReportsLocked(id, ranks));
   return ScheduleLocked();
+}
+
+absl::StatusOr<Worker> JobManager::Drain(const std::string& worker_id, bool let_finish) {
+  ASSIGN_OR_RETURN(Worker w, registry_.SetDraining(worker_id, true));
+  RETURN_IF_ERROR(store_->PutWorker(w));
+  absl::MutexLock l(&mu_);
+  if (!let_finish) {
+    const std::string why = absl::StrCat("worker ", worker_id, " is draining");
+    for (auto& [id, job] : jobs_) {
+      if (std::find(job.assigned_workers.begin(), job.assigned_workers.end(), worker_id) == job.assigned_workers.end())
+        continue;
+      if (job.state == JobState::kScheduled) {
+        RETURN_IF_ERROR(RequeueLocked(job, why, /*counts=*/false));  // nothing to checkpoint yet
+      } else if (job.state == JobState::kRunning && job.stop_reason.empty()) {
+        RETURN_IF_ERROR(RequestStopLocked(job, why));
+      }
+    }
+  }
+  RETURN_IF_ERROR(ScheduleLocked());
+  return w;
+}
+
+absl::StatusOr<Worker> JobManager::Undrain(const std::string& worker_id) {
+  ASSIGN_OR_RETURN(Worker w, registry_.SetDraining(worker_id, false));
+  RETURN_IF_ERROR(store_->PutWorker(w));
+  absl::MutexLock l(&mu_);
+  RETURN_IF_ERROR(ScheduleLocked());
+  return w;
+}
+
+bool JobManager::AcceptsResults(const std::string& job_id, int32_t attempt) const {
+  absl::MutexLock l(&mu_);
+  auto it = jobs_.find(job_id);
+  return it != jobs_.end() && it->second.attempt == attempt &&
+         (it->second.state == JobState::kScheduled || it->second.state == JobState::kRunning);
+}
+
+void JobManager::NoteProgress(const std::string& job_id, int64_t step) {
+  absl::MutexLock l(&mu_);
+  auto it = jobs_.find(job_id);
+  if (it != jobs_.end() && (it->second.state == JobState::kScheduled || it->second.state == JobState::kRunning))
+    last_step_[job_id] = std::max(last_step_[job_id], step);
 }
 
 void JobManager::CancelRanksLocked(const Job& job, const std::string& except_worker) {
@@ -117,16 +188,54 @@ void JobManager::CancelRanksLocked(const Job& job, const std::string& except_wor
   }
 }
 
-absl::Status JobManager::FailWorkerJobsLocked(const std::string& worker_id, const std::string& why) {
+absl::Status JobManager::RestartWorkerJobsLocked(const std::string& worker_id, const std::string& why) {
+  to_start_.erase(worker_id);
+  to_preempt_.erase(worker_id);
   for (auto& [id, job] : jobs_) {
     if (job.state != JobState::kScheduled && job.state != JobState::kRunning) continue;
     if (std::find(job.assigned_workers.begin(), job.assigned_workers.end(), worker_id) == job.assigned_workers.end())
       continue;
-    CancelRanksLocked(job, worker_id);
-    RETURN_IF_ERROR(TransitionLocked(job, JobState::kFailed, why));
+    RETURN_IF_ERROR(RequeueLocked(job, why, /*counts=*/true));
   }
-  to_start_.erase(worker_id);
   return absl::OkStatus();
+}
+
+absl::Status JobManager::RequeueLocked(Job& job, const std::string& why, bool counts) {
+  CancelRanksLocked(job);
+  for (const auto& w : job.assigned_workers) to_preempt_[w].erase(job.id);
+  const std::string at = last_step_.count(job.id) ? absl::StrCat(" at step ", last_step_[job.id]) : "";
+  // Checkpoints are recorded only once verified; the last one is where the job resumes.
+  ASSIGN_OR_RETURN(std::vector<CheckpointRecord> checkpoints, store_->Checkpoints(job.id));
+  const std::string from = checkpoints.empty() ? std::string("the start (no checkpoint yet)")
+                                               : absl::StrCat("checkpoint step ", checkpoints.back().step);
+  if (counts && job.restarts >= job.max_restarts)
+    return TransitionLocked(job, JobState::kFailed,
+                            absl::StrCat(why, at, "; no restarts left (resources.max_restarts: ", job.max_restarts,
+                                         "; every attempt's reason is in the events)"));
+  job.resume_step = checkpoints.empty() ? 0 : checkpoints.back().step;
+  job.resume_sha256 = checkpoints.empty() ? "" : checkpoints.back().sha256;
+  // The steps the next placement repeats must not appear twice in the job's metrics.
+  RETURN_IF_ERROR(store_->DropMetricsAfter(job.id, job.resume_step));
+  std::string reason;
+  if (counts) {
+    ++job.restarts;
+    const int64_t backoff = std::min(options_.restart_backoff_max_micros,
+                                     options_.restart_backoff_micros << std::min<int32_t>(job.restarts - 1, 30));
+    job.not_before_micros = clock_->NowMicros() + backoff;
+    reason = absl::StrCat("restart ", job.restarts, " of ", job.max_restarts, ": ", why, at, "; resuming from ", from,
+                          " after ", absl::StrFormat("%.1f", backoff / 1e6), " s");
+  } else {
+    job.not_before_micros = 0;
+    reason = absl::StrCat(why, at, "; resuming from ", from);
+  }
+  return TransitionLocked(job, JobState::kPending, reason);
+}
+
+absl::Status JobManager::RequestStopLocked(Job& job, const std::string& why) {
+  job.stop_reason = why;
+  for (const auto& w : job.assigned_workers) to_preempt_[w].insert(job.id);
+  RETURN_IF_ERROR(SetReasonLocked(job, absl::StrCat("stopping with a checkpoint: ", why)));
+  return store_->PutJob(job);
 }
 
 absl::Status JobManager::ApplyRankReportLocked(Job& job, const std::string& worker_id, const RankReport& r) {
@@ -147,10 +256,20 @@ absl::Status JobManager::ApplyRankReportLocked(Job& job, const std::string& work
                                          ") is taken by another process; placing the job again"));
   }
   if (r.phase == RankReport::Phase::kExited && r.exit_code != 0) {
-    CancelRanksLocked(job, worker_id);
-    return TransitionLocked(job, JobState::kFailed,
-                            absl::StrCat("rank ", r.rank, " on ", worker_id, " exited with code ", r.exit_code,
-                                         r.message.empty() ? "" : ": " + r.message));
+    const std::string exited = absl::StrCat("rank ", r.rank, " on ", worker_id, " exited with code ", r.exit_code,
+                                            r.message.empty() ? "" : ": " + r.message);
+    if (r.exit_code == kExitBadInput) {  // restarting cannot fix it
+      CancelRanksLocked(job, worker_id);
+      return TransitionLocked(job, JobState::kFailed, absl::StrCat(exited, " (bad input: not restarted)"));
+    }
+    if (r.exit_code == kExitPreempted) {
+      // Rank 0 writes the checkpoint and reports only after uploading it; the others wait.
+      if (r.rank != 0) return absl::OkStatus();
+      const std::string why =
+          job.stop_reason.empty() ? absl::StrCat("stopped on request (SIGTERM) on ", worker_id) : job.stop_reason;
+      return RequeueLocked(job, why, /*counts=*/false);
+    }
+    return RequeueLocked(job, exited, /*counts=*/true);
   }
   // An exited rank has been running.
   int32_t running = 0, exited_ok = 0;
@@ -170,27 +289,53 @@ absl::Status JobManager::ApplyRankReportLocked(Job& job, const std::string& work
   return absl::OkStatus();
 }
 
-absl::StatusOr<HeartbeatReply> JobManager::Heartbeat(const std::string& worker_id, const std::string& incarnation,
-                                                     const std::vector<RankReport>& ranks) {
-  absl::Status st = registry_.Heartbeat(worker_id, incarnation);
-  if (!st.ok()) return st;
-  absl::MutexLock l(&mu_);
+absl::Status JobManager::ApplyReportsLocked(const std::string& worker_id, const std::vector<RankReport>& ranks) {
   for (const auto& r : ranks) {
     auto it = jobs_.find(r.job_id);
-    if (it == jobs_.end()) continue;
+    const bool live = r.phase != RankReport::Phase::kExited;
+    if (it == jobs_.end()) {
+      if (live) to_cancel_[worker_id].insert(r.job_id);  // a job this coordinator never knew of
+      continue;
+    }
     Job& job = it->second;
-    if (r.attempt != job.attempt) continue;  // a rank of an earlier placement, already stopped
-    // Only a placed job listens to its ranks: once it ended or went back to PENDING, late
-    // reports of its last placement change nothing.
-    if (job.state != JobState::kScheduled && job.state != JobState::kRunning) continue;
+    const bool placed = job.state == JobState::kScheduled || job.state == JobState::kRunning;
+    // Only a placed job listens to its ranks, and only to those of its current placement:
+    // once it ended or went back to PENDING, late reports change nothing, and a rank still
+    // running for it is stopped (the order may have been lost in a coordinator restart).
+    if (!placed || r.attempt != job.attempt) {
+      const bool placed_here = placed && std::find(job.assigned_workers.begin(), job.assigned_workers.end(),
+                                                   worker_id) != job.assigned_workers.end();
+      if (live && !placed_here) to_cancel_[worker_id].insert(r.job_id);
+      continue;
+    }
     RETURN_IF_ERROR(ApplyRankReportLocked(job, worker_id, r));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<HeartbeatReply> JobManager::Heartbeat(const std::string& worker_id, const std::string& incarnation,
+                                                     const std::vector<RankReport>& ranks, bool shutting_down) {
+  absl::Status st = registry_.Heartbeat(worker_id, incarnation);
+  if (!st.ok()) return st;
+  if (shutting_down) {
+    bool already = false;
+    for (const auto& w : registry_.Snapshot())
+      if (w.id == worker_id) already = w.draining;
+    if (!already) {
+      ASSIGN_OR_RETURN(Worker w, registry_.SetDraining(worker_id, true));
+      RETURN_IF_ERROR(store_->PutWorker(w));
+    }
+  }
+  absl::MutexLock l(&mu_);
+  RETURN_IF_ERROR(ApplyReportsLocked(worker_id, ranks));
   RETURN_IF_ERROR(ScheduleLocked());
   HeartbeatReply reply;
   reply.start = std::move(to_start_[worker_id]);
   to_start_[worker_id].clear();
   reply.cancel_jobs.assign(to_cancel_[worker_id].begin(), to_cancel_[worker_id].end());
   to_cancel_[worker_id].clear();
+  // Stop orders are repeated until the job leaves the worker (a worker ignores repeats).
+  reply.preempt_jobs.assign(to_preempt_[worker_id].begin(), to_preempt_[worker_id].end());
   return reply;
 }
 
@@ -209,102 +354,6 @@ std::map<std::string, int32_t> JobManager::FreeDevices() const {
   return FreeDevicesLocked();
 }
 
-absl::Status JobManager::ScheduleLocked() {
-  const int64_t start = clock_->SteadyNowMicros();
-  absl::Status st = PlaceJobsLocked();
-  if (observer_) observer_->OnScheduleCycle(clock_->SteadyNowMicros() - start);
-  return st;
-}
-
-absl::Status JobManager::PlaceJobsLocked() {
-  std::vector<Job> pending;
-  for (const auto& [id, job] : jobs_)
-    if (job.state == JobState::kPending) pending.push_back(job);
-  if (pending.empty()) return absl::OkStatus();
-  std::map<std::string, int32_t> free = FreeDevicesLocked();
-  std::vector<WorkerCapacity> caps;
-  std::map<std::string, std::string> address;
-  // A host cannot be rank 0 of more jobs than it has free rendezvous ports, so its workers
-  // offer at most that many free devices (conservative for ranks > 0, which need no port;
-  // with the default 100 ports per host it never binds in practice).
-  // Workers reloaded after a coordinator restart get no new ranks until they are heard from.
-  const std::vector<Worker> schedulable = registry_.Schedulable();
-  std::map<std::string, int32_t> host_ports;
-  for (const auto& w : schedulable)
-    if (!host_ports.count(w.address)) host_ports[w.address] = FreeRendezvousPortsLocked(w);
-  std::set<std::string> port_limited;  // "host (first-last)" whose ports held devices back
-  for (const auto& w : schedulable) {
-    const int32_t offered = std::min(std::max(0, free[w.id]), host_ports[w.address]);
-    if (offered < free[w.id])
-      port_limited.insert(absl::StrCat(w.address, " (", w.rendezvous_port_first, "-",
-                                       w.rendezvous_port_first + w.rendezvous_port_count - 1, ")"));
-    host_ports[w.address] -= offered;
-    caps.push_back({w.id, w.slots(), offered});
-    address[w.id] = w.address;
-  }
-  ScheduleDecision d = DecideSchedule(pending, caps);
-  std::map<std::string, Worker> alive;
-  for (const auto& w : schedulable) alive[w.id] = w;
-  for (const auto& p : d.placements) {
-    Job& job = jobs_[p.job_id];
-    std::optional<int32_t> port = PickRendezvousPortLocked(alive[p.rank_workers[0]]);
-    if (!port) {
-      const Worker& w = alive[p.rank_workers[0]];
-      const std::string why = absl::StrCat("every rendezvous port of ", w.id, " (", w.rendezvous_port_first, "-",
-                                           w.rendezvous_port_first + w.rendezvous_port_count - 1,
-                                           ") is in use; waiting for a job there to end");
-      RETURN_IF_ERROR(SetReasonLocked(job, why));
-      continue;
-    }
-    job.assigned_workers = p.rank_workers;
-    job.master_port = *port;
-    ++job.attempt;
-    ranks_.erase(job.id);
-    for (int32_t r = 0; r < job.world_size; ++r)
-      to_start_[p.rank_workers[r]].push_back(
-          {job.id, r, job.world_size, address[p.rank_workers[0]], *port, job.spec_yaml, job.attempt});
-    RETURN_IF_ERROR(TransitionLocked(job, JobState::kScheduled,
-                                     absl::StrCat("placed on ", absl::StrJoin(p.rank_workers, ", "), "; rendezvous at ",
-                                                  address[p.rank_workers[0]], ":", *port)));
-  }
-  for (const auto& [id, reason] : d.waiting) {
-    Job& job = jobs_[id];
-    const std::string why = port_limited.empty() ? reason
-                                                 : absl::StrCat(reason, "; every rendezvous port is in use on ",
-                                                                absl::StrJoin(port_limited, ", "));
-    RETURN_IF_ERROR(SetReasonLocked(job, why));
-  }
-  return absl::OkStatus();
-}
-
-std::vector<int32_t> JobManager::FreeRendezvousPortListLocked(const Worker& rank0) const {
-  // Workers sharing a host share its ports, so ports in use are counted per address.
-  std::set<int32_t> taken;
-  std::map<std::string, std::string> address;
-  for (const auto& w : registry_.Snapshot()) address[w.id] = w.address;
-  for (const auto& [id, job] : jobs_)
-    if ((job.state == JobState::kScheduled || job.state == JobState::kRunning) && !job.assigned_workers.empty() &&
-        address[job.assigned_workers[0]] == rank0.address)
-      taken.insert(job.master_port);
-  const int64_t now = clock_->NowMicros();
-  std::vector<int32_t> out;
-  for (int32_t p = rank0.rendezvous_port_first; p < rank0.rendezvous_port_first + rank0.rendezvous_port_count; ++p) {
-    auto busy = busy_ports_.find({rank0.address, p});
-    if (!taken.count(p) && (busy == busy_ports_.end() || busy->second <= now)) out.push_back(p);
-  }
-  return out;
-}
-
-int32_t JobManager::FreeRendezvousPortsLocked(const Worker& rank0) const {
-  return static_cast<int32_t>(FreeRendezvousPortListLocked(rank0).size());
-}
-
-std::optional<int32_t> JobManager::PickRendezvousPortLocked(const Worker& rank0) const {
-  std::vector<int32_t> free = FreeRendezvousPortListLocked(rank0);
-  if (free.empty()) return std::nullopt;
-  return free.front();
-}
-
 absl::Status JobManager::Tick() {
   std::vector<std::string> lost = registry_.ExpireSilent();
   absl::MutexLock l(&mu_);
@@ -314,8 +363,8 @@ absl::Status JobManager::Tick() {
       if (x.id == w) copy = x;
     if (observer_) observer_->OnWorkerLost(w);
     RETURN_IF_ERROR(store_->PutWorker(copy));
-    RETURN_IF_ERROR(FailWorkerJobsLocked(w, absl::StrCat("worker ", w, " lost: no heartbeat for ",
-                                                         options_.heartbeat_timeout_micros / 1'000'000, " s")));
+    RETURN_IF_ERROR(RestartWorkerJobsLocked(w, absl::StrCat("worker ", w, " lost (no heartbeat for ",
+                                                            options_.heartbeat_timeout_micros / 1'000'000, " s)")));
   }
   return ScheduleLocked();
 }

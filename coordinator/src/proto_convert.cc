@@ -53,6 +53,10 @@ v1::Job ToProto(const Job& j) {
   for (const auto& w : j.assigned_workers) p.add_assigned_workers(w);
   p.set_master_port(j.master_port);
   p.set_attempt(j.attempt);
+  p.set_restarts(j.restarts);
+  p.set_max_restarts(j.max_restarts);
+  p.set_preemptible(j.preemptible);
+  p.set_resume_step(j.resume_step);
   for (const auto& e : j.events) {
     auto* pe = p.add_events();
     pe->set_time_unix_micros(e.time_micros);
@@ -78,6 +82,10 @@ absl::StatusOr<Job> FromProto(const v1::Job& p) {
   j.assigned_workers.assign(p.assigned_workers().begin(), p.assigned_workers().end());
   j.master_port = p.master_port();
   j.attempt = p.attempt();
+  j.restarts = p.restarts();
+  j.max_restarts = p.max_restarts();
+  j.preemptible = p.preemptible();
+  j.resume_step = p.resume_step();
   for (const auto& pe : p.events()) {
     auto es = FromProto(pe.state());
     if (!es.ok()) return es.status();

@@ -61,4 +61,38 @@ ScheduleDecision DecideSchedule(const std::vector<Job>& pending, const std::vect
   return d;
 }
 
+std::vector<std::string> ChoosePreemptions(const Job& waiting, int32_t free, const std::vector<PlacedJob>& placed) {
+  int32_t available = free;
+  std::vector<PlacedJob> candidates;
+  for (const auto& p : placed) {
+    if (p.stopping) {
+      available += p.devices;
+    } else if (p.preemptible && p.priority < waiting.priority && p.devices > 0) {
+      candidates.push_back(p);
+    }
+  }
+  if (available >= waiting.world_size) return {};
+  std::sort(candidates.begin(), candidates.end(), [](const PlacedJob& a, const PlacedJob& b) {
+    if (a.priority != b.priority) return a.priority < b.priority;
+    return a.sequence > b.sequence;
+  });
+  std::vector<PlacedJob> chosen;
+  for (const auto& c : candidates) {
+    if (available >= waiting.world_size) break;
+    chosen.push_back(c);
+    available += c.devices;
+  }
+  if (available < waiting.world_size) return {};
+  // Drop picks the rest covers, from the highest priority down (the last picked first).
+  for (size_t i = chosen.size(); i-- > 0;) {
+    if (available - chosen[i].devices >= waiting.world_size) {
+      available -= chosen[i].devices;
+      chosen.erase(chosen.begin() + static_cast<std::ptrdiff_t>(i));
+    }
+  }
+  std::vector<std::string> out;
+  for (const auto& c : chosen) out.push_back(c.id);
+  return out;
+}
+
 }  // namespace polytune::coordinator

@@ -43,9 +43,23 @@ class InMemoryStore : public Store {
     for (const auto& [id, w] : workers_) out.push_back(w);
     return out;
   }
-  absl::Status AppendMetrics(const std::string& job_id, const std::vector<MetricsRecord>& records) override {
+  absl::Status AppendMetrics(const std::string& job_id, int32_t attempt,
+                             const std::vector<MetricsRecord>& records) override {
     absl::MutexLock l(&mu_);
-    for (const auto& r : records) metrics_[job_id].push_back({++metrics_seq_, r});
+    auto& stored = metrics_[job_id];
+    for (const auto& r : records) {
+      const bool seen = std::any_of(stored.begin(), stored.end(), [&](const StoredMetricsRecord& m) {
+        return m.record.is_eval() == r.is_eval() && m.record.step() == r.step();
+      });
+      if (!seen) stored.push_back({++metrics_seq_, attempt, r});
+    }
+    return absl::OkStatus();
+  }
+  absl::Status DropMetricsAfter(const std::string& job_id, int64_t step) override {
+    absl::MutexLock l(&mu_);
+    auto& v = metrics_[job_id];
+    v.erase(std::remove_if(v.begin(), v.end(), [&](const StoredMetricsRecord& m) { return m.record.step() > step; }),
+            v.end());
     return absl::OkStatus();
   }
   absl::StatusOr<std::vector<StoredMetricsRecord>> Metrics(const std::string& job_id, int64_t after_seq,

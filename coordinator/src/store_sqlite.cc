@@ -18,18 +18,24 @@ CREATE TABLE IF NOT EXISTS jobs (
   id TEXT PRIMARY KEY, name TEXT NOT NULL, priority INTEGER NOT NULL, sequence INTEGER NOT NULL,
   world_size INTEGER NOT NULL, spec_yaml TEXT NOT NULL, state INTEGER NOT NULL, reason TEXT NOT NULL,
   submitted_micros INTEGER NOT NULL, assigned_workers TEXT NOT NULL, master_port INTEGER NOT NULL DEFAULT 0,
-  attempt INTEGER NOT NULL DEFAULT 0, model TEXT NOT NULL DEFAULT '');
+  attempt INTEGER NOT NULL DEFAULT 0, model TEXT NOT NULL DEFAULT '', max_restarts INTEGER NOT NULL DEFAULT 3,
+  preemptible INTEGER NOT NULL DEFAULT 0, restarts INTEGER NOT NULL DEFAULT 0,
+  not_before_micros INTEGER NOT NULL DEFAULT 0, resume_step INTEGER NOT NULL DEFAULT 0,
+  resume_sha256 TEXT NOT NULL DEFAULT '', stop_reason TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS job_events (
   job_id TEXT NOT NULL, idx INTEGER NOT NULL, time_micros INTEGER NOT NULL, state INTEGER NOT NULL,
   reason TEXT NOT NULL, PRIMARY KEY (job_id, idx));
 CREATE TABLE IF NOT EXISTS workers (
   id TEXT PRIMARY KEY, incarnation TEXT NOT NULL, address TEXT NOT NULL, devices TEXT NOT NULL,
   last_heartbeat_micros INTEGER NOT NULL, alive INTEGER NOT NULL, rendezvous_port_first INTEGER NOT NULL DEFAULT 29600,
-  rendezvous_port_count INTEGER NOT NULL DEFAULT 100);
+  rendezvous_port_count INTEGER NOT NULL DEFAULT 100, draining INTEGER NOT NULL DEFAULT 0);
 -- One metrics record per row: `json` holds it in the format `version` names (1: the
 -- metrics.jsonl line, MetricsRecordToJson), read back only through MetricsRecordFromJson.
+-- `step` and `is_eval` repeat the record's identity for deduplication and restarts (-1 in
+-- rows from before they existed).
 CREATE TABLE IF NOT EXISTS metrics (job_id TEXT NOT NULL, seq INTEGER PRIMARY KEY AUTOINCREMENT, json TEXT NOT NULL,
-  version INTEGER NOT NULL DEFAULT 1);
+  version INTEGER NOT NULL DEFAULT 1, step INTEGER NOT NULL DEFAULT -1, is_eval INTEGER NOT NULL DEFAULT -1,
+  attempt INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS metrics_by_job ON metrics (job_id, seq);
 CREATE TABLE IF NOT EXISTS logs (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, rank INTEGER NOT NULL, line TEXT NOT NULL);
@@ -103,14 +109,17 @@ class SqliteStore : public Store {
       Statement s(
           db_,
           "INSERT OR REPLACE INTO jobs (id, name, priority, sequence, world_size, spec_yaml, state, reason, "
-          "submitted_micros, assigned_workers, master_port, attempt, model) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
-          "?8, ?9, ?10, ?11, ?12, ?13)");
+          "submitted_micros, assigned_workers, master_port, attempt, model, max_restarts, preemptible, restarts, "
+          "not_before_micros, resume_step, resume_sha256, stop_reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
+          "?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)");
       s.Bind(1, j.id).Bind(2, j.name).Bind(3, int64_t{j.priority}).Bind(4, j.sequence).Bind(5, int64_t{j.world_size});
       s.Bind(6, j.spec_yaml).Bind(7, static_cast<int64_t>(j.state)).Bind(8, j.reason).Bind(9, j.submitted_micros);
       s.Bind(10, nlohmann::json(j.assigned_workers).dump())
           .Bind(11, int64_t{j.master_port})
           .Bind(12, int64_t{j.attempt})
           .Bind(13, j.model);
+      s.Bind(14, int64_t{j.max_restarts}).Bind(15, int64_t{j.preemptible ? 1 : 0}).Bind(16, int64_t{j.restarts});
+      s.Bind(17, j.not_before_micros).Bind(18, j.resume_step).Bind(19, j.resume_sha256).Bind(20, j.stop_reason);
       if (s.Step() != SQLITE_DONE) return Error("write job");
       Statement del(db_, "DELETE FROM job_events WHERE job_id = ?1");
       del.Bind(1, j.id);
@@ -159,11 +168,12 @@ class SqliteStore : public Store {
       devices.push_back({{"kind", d.kind}, {"index", d.index}, {"memory_bytes", d.memory_bytes}});
     Statement s(db_,
                 "INSERT OR REPLACE INTO workers (id, incarnation, address, devices, last_heartbeat_micros, alive, "
-                "rendezvous_port_first, rendezvous_port_count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+                "rendezvous_port_first, rendezvous_port_count, draining) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
     s.Bind(1, w.id).Bind(2, w.incarnation).Bind(3, w.address).Bind(4, devices.dump()).Bind(5, w.last_heartbeat_micros);
     s.Bind(6, int64_t{w.alive ? 1 : 0})
         .Bind(7, int64_t{w.rendezvous_port_first})
-        .Bind(8, int64_t{w.rendezvous_port_count});
+        .Bind(8, int64_t{w.rendezvous_port_count})
+        .Bind(9, int64_t{w.draining ? 1 : 0});
     if (s.Step() != SQLITE_DONE) return Error("write worker");
     return absl::OkStatus();
   }
@@ -172,7 +182,7 @@ class SqliteStore : public Store {
     absl::MutexLock l(&mu_);
     Statement s(db_,
                 "SELECT id, incarnation, address, devices, last_heartbeat_micros, alive, rendezvous_port_first, "
-                "rendezvous_port_count FROM workers ORDER BY id");
+                "rendezvous_port_count, draining FROM workers ORDER BY id");
     std::vector<Worker> out;
     int rc;
     while ((rc = s.Step()) == SQLITE_ROW) {
@@ -189,22 +199,40 @@ class SqliteStore : public Store {
       w.alive = s.Int(5) != 0;
       w.rendezvous_port_first = static_cast<int32_t>(s.Int(6));
       w.rendezvous_port_count = static_cast<int32_t>(s.Int(7));
+      w.draining = s.Int(8) != 0;
       out.push_back(std::move(w));
     }
     if (rc != SQLITE_DONE) return Error("read workers");
     return out;
   }
 
-  absl::Status AppendMetrics(const std::string& job_id, const std::vector<MetricsRecord>& records) override {
+  absl::Status AppendMetrics(const std::string& job_id, int32_t attempt,
+                             const std::vector<MetricsRecord>& records) override {
     absl::MutexLock l(&mu_);
     return InTransaction([&]() -> absl::Status {
       for (const auto& r : records) {
-        Statement s(db_, "INSERT INTO metrics (job_id, json, version) VALUES (?1, ?2, ?3)");
+        Statement seen(db_, "SELECT 1 FROM metrics WHERE job_id = ?1 AND step = ?2 AND is_eval = ?3 LIMIT 1");
+        seen.Bind(1, job_id).Bind(2, r.step()).Bind(3, int64_t{r.is_eval() ? 1 : 0});
+        const int rc = seen.Step();
+        if (rc == SQLITE_ROW) continue;
+        if (rc != SQLITE_DONE) return Error("look up metrics record");
+        Statement s(db_,
+                    "INSERT INTO metrics (job_id, json, version, step, is_eval, attempt) VALUES (?1, ?2, ?3, ?4, ?5, "
+                    "?6)");
         s.Bind(1, job_id).Bind(2, MetricsRecordToJson(r)).Bind(3, kMetricsJsonVersion);
+        s.Bind(4, r.step()).Bind(5, int64_t{r.is_eval() ? 1 : 0}).Bind(6, int64_t{attempt});
         if (s.Step() != SQLITE_DONE) return Error("write metrics record");
       }
       return absl::OkStatus();
     });
+  }
+
+  absl::Status DropMetricsAfter(const std::string& job_id, int64_t step) override {
+    absl::MutexLock l(&mu_);
+    Statement s(db_, "DELETE FROM metrics WHERE job_id = ?1 AND step > ?2");
+    s.Bind(1, job_id).Bind(2, step);
+    if (s.Step() != SQLITE_DONE) return Error("drop superseded metrics records");
+    return absl::OkStatus();
   }
 
   absl::Status AppendLogs(const std::string& job_id, int32_t rank, const std::vector<std::string>& lines) override {
@@ -233,7 +261,8 @@ class SqliteStore : public Store {
   absl::StatusOr<std::vector<StoredMetricsRecord>> Metrics(const std::string& job_id, int64_t after_seq,
                                                            int64_t limit) override {
     absl::MutexLock l(&mu_);
-    Statement s(db_, "SELECT seq, json, version FROM metrics WHERE job_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3");
+    Statement s(db_,
+                "SELECT seq, json, version, attempt FROM metrics WHERE job_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3");
     s.Bind(1, job_id).Bind(2, after_seq).Bind(3, limit);
     std::vector<StoredMetricsRecord> out;
     int rc;
@@ -246,7 +275,7 @@ class SqliteStore : public Store {
       if (!record.ok())
         return absl::DataLossError(
             absl::StrCat(path_, ": metrics row ", seq, " of ", job_id, " is corrupt: ", record.status().message()));
-      out.push_back({seq, *std::move(record)});
+      out.push_back({seq, static_cast<int32_t>(s.Int(3)), *std::move(record)});
     }
     if (rc != SQLITE_DONE) return Error("read metrics");
     return out;
@@ -296,7 +325,8 @@ class SqliteStore : public Store {
     const std::string sql = absl::StrCat(
         "SELECT id, name, priority, sequence, world_size, spec_yaml, state, reason, submitted_micros, "
         "assigned_workers, "
-        "master_port, attempt, model FROM jobs ",
+        "master_port, attempt, model, max_restarts, preemptible, restarts, not_before_micros, resume_step, "
+        "resume_sha256, stop_reason FROM jobs ",
         where, " ORDER BY sequence");
     Statement s(db_, sql.c_str());
     if (!where.empty()) s.Bind(1, arg);
@@ -321,6 +351,13 @@ class SqliteStore : public Store {
       j.master_port = static_cast<int32_t>(s.Int(10));
       j.attempt = static_cast<int32_t>(s.Int(11));
       j.model = s.Text(12);
+      j.max_restarts = static_cast<int32_t>(s.Int(13));
+      j.preemptible = s.Int(14) != 0;
+      j.restarts = static_cast<int32_t>(s.Int(15));
+      j.not_before_micros = s.Int(16);
+      j.resume_step = s.Int(17);
+      j.resume_sha256 = s.Text(18);
+      j.stop_reason = s.Text(19);
       out.push_back(std::move(j));
     }
     if (rc != SQLITE_DONE) return Error("read jobs");
@@ -369,6 +406,17 @@ absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) 
       {"workers", "rendezvous_port_count", "INTEGER NOT NULL DEFAULT 100"},
       {"metrics", "version", "INTEGER NOT NULL DEFAULT 1"},
       {"jobs", "model", "TEXT NOT NULL DEFAULT ''"},
+      {"jobs", "max_restarts", "INTEGER NOT NULL DEFAULT 3"},
+      {"jobs", "preemptible", "INTEGER NOT NULL DEFAULT 0"},
+      {"jobs", "restarts", "INTEGER NOT NULL DEFAULT 0"},
+      {"jobs", "not_before_micros", "INTEGER NOT NULL DEFAULT 0"},
+      {"jobs", "resume_step", "INTEGER NOT NULL DEFAULT 0"},
+      {"jobs", "resume_sha256", "TEXT NOT NULL DEFAULT ''"},
+      {"jobs", "stop_reason", "TEXT NOT NULL DEFAULT ''"},
+      {"workers", "draining", "INTEGER NOT NULL DEFAULT 0"},
+      {"metrics", "step", "INTEGER NOT NULL DEFAULT -1"},
+      {"metrics", "is_eval", "INTEGER NOT NULL DEFAULT -1"},
+      {"metrics", "attempt", "INTEGER NOT NULL DEFAULT 0"},
   };
   for (const auto& c : kAddedColumns) {
     bool present = false;
@@ -384,6 +432,14 @@ absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) 
       sqlite3_close(db);
       return absl::DataLossError(absl::StrCat(path, ": cannot upgrade the database schema (", msg, ")"));
     }
+  }
+  // After the upgrade: older databases only now have the columns it covers.
+  if (sqlite3_exec(db, "CREATE INDEX IF NOT EXISTS metrics_by_job_step ON metrics (job_id, step)", nullptr, nullptr,
+                   &err) != SQLITE_OK) {
+    std::string msg = err ? err : "unknown error";
+    sqlite3_free(err);
+    sqlite3_close(db);
+    return absl::DataLossError(absl::StrCat(path, ": cannot index metrics (", msg, ")"));
   }
   return std::unique_ptr<Store>(new SqliteStore(db, path));
 }

@@ -10,6 +10,8 @@ std::vector<std::string> WorkerRegistry::Register(Worker worker) {
   auto it = workers_.find(worker.id);
   if (it != workers_.end() && it->second.alive && it->second.incarnation != worker.incarnation)
     superseded.push_back(worker.id);
+  // The same incarnation registering again (after a coordinator restart) stays drained.
+  worker.draining = it != workers_.end() && it->second.incarnation == worker.incarnation && it->second.draining;
   worker.last_heartbeat_micros = clock_->NowMicros();
   worker.alive = true;
   worker.awaiting_contact = false;
@@ -72,10 +74,24 @@ std::vector<Worker> WorkerRegistry::Alive() const {
 namespace polytune::coordinator {
 
 std::vector<Worker> WorkerRegistry::Schedulable() const {
+  // A worker silent for half the timeout (two missed heartbeats) gets no new ranks: when a
+  // rank fails because its peer's worker died, the job's restart must not land on the dead
+  // worker before it is declared lost.
+  const int64_t now = clock_->NowMicros();
   std::vector<Worker> out;
   for (auto& w : Snapshot())
-    if (w.alive && !w.awaiting_contact) out.push_back(std::move(w));
+    if (w.alive && !w.awaiting_contact && !w.draining && now - w.last_heartbeat_micros <= timeout_ / 2)
+      out.push_back(std::move(w));
   return out;
+}
+
+absl::StatusOr<Worker> WorkerRegistry::SetDraining(const std::string& id, bool draining) {
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(id);
+  if (it == workers_.end())
+    return absl::NotFoundError(absl::StrCat("no worker '", id, "'; `polytune workers` lists them"));
+  it->second.draining = draining;
+  return it->second;
 }
 
 }  // namespace polytune::coordinator

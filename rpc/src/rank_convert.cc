@@ -11,11 +11,15 @@ v1::RankAssignment ToProto(const RankAssignment& a) {
   p.set_master_port(a.master_port);
   p.set_spec_yaml(a.spec_yaml);
   p.set_attempt(a.attempt);
+  p.set_resume_checkpoint_sha256(a.resume_sha256);
+  p.set_resume_step(a.resume_step);
   return p;
 }
 
 RankAssignment FromProto(const v1::RankAssignment& p) {
-  return {p.job_id(), p.rank(), p.world_size(), p.master_addr(), p.master_port(), p.spec_yaml(), p.attempt()};
+  return {p.job_id(),      p.rank(),      p.world_size(), p.master_addr(),
+          p.master_port(), p.spec_yaml(), p.attempt(),    p.resume_checkpoint_sha256(),
+          p.resume_step()};
 }
 
 v1::RankStatus ToProto(const RankReport& r) {

@@ -51,7 +51,7 @@ class CoordinatorMetricsTest : public ::testing::Test {
 };
 
 TEST_F(CoordinatorMetricsTest, GaugesFollowTransitionsAndQueueWaitIsObservedOncePerJob) {
-  auto job = jm_.Submit("j", 0, 1, "spec", "/models/m");
+  auto job = jm_.Submit("j", 0, 1, "spec", "/models/m", {/*max_restarts=*/0, false});
   ASSERT_TRUE(job.ok());
   std::string t = Scrape();
   EXPECT_EQ(Value(t, R"(polytune_jobs{state="pending"})"), 1);

@@ -23,6 +23,13 @@ Job SampleJob(const std::string& id, int64_t seq) {
   j.assigned_workers = {"w1", "w2"};
   j.master_port = 29617;
   j.attempt = 2;
+  j.max_restarts = 5;
+  j.preemptible = true;
+  j.restarts = 1;
+  j.not_before_micros = 777;
+  j.resume_step = 30;
+  j.resume_sha256 = "ab";
+  j.stop_reason = "worker w1 is draining";
   j.events = {{100, JobState::kPending, "submitted"},
               {200, JobState::kScheduled, "placed"},
               {300, JobState::kRunning, "ranks up"}};
@@ -42,6 +49,13 @@ void ExpectSameJob(const Job& a, const Job& b) {
   EXPECT_EQ(a.assigned_workers, b.assigned_workers);
   EXPECT_EQ(a.master_port, b.master_port);
   EXPECT_EQ(a.attempt, b.attempt);
+  EXPECT_EQ(a.max_restarts, b.max_restarts);
+  EXPECT_EQ(a.preemptible, b.preemptible);
+  EXPECT_EQ(a.restarts, b.restarts);
+  EXPECT_EQ(a.not_before_micros, b.not_before_micros);
+  EXPECT_EQ(a.resume_step, b.resume_step);
+  EXPECT_EQ(a.resume_sha256, b.resume_sha256);
+  EXPECT_EQ(a.stop_reason, b.stop_reason);
   ASSERT_EQ(a.events.size(), b.events.size());
   for (size_t i = 0; i < a.events.size(); ++i) {
     EXPECT_EQ(a.events[i].time_micros, b.events[i].time_micros);
@@ -73,11 +87,15 @@ void RoundTrip(Store& s) {
   EvalMetrics e2;
   e2.step = 2;
   e2.languages["hi"] = {1.5, 4.5, 0.25, 12};
-  ASSERT_TRUE(s.AppendMetrics("b", {{m1}}).ok());
-  ASSERT_TRUE(s.AppendMetrics("b", {{m2}, {e2}}).ok());
+  ASSERT_TRUE(s.AppendMetrics("b", 1, {{m1}}).ok());
+  ASSERT_TRUE(s.AppendMetrics("b", 2, {{m2}, {e2}}).ok());
+  // A batch delivered again (its first reply was lost) is stored once.
+  ASSERT_TRUE(s.AppendMetrics("b", 2, {{m2}, {e2}}).ok());
   auto metrics = s.Metrics("b", 0, 100);
   ASSERT_TRUE(metrics.ok()) << metrics.status();
   ASSERT_EQ(metrics->size(), 3u);
+  EXPECT_EQ((*metrics)[0].attempt, 1);
+  EXPECT_EQ((*metrics)[2].attempt, 2);
   EXPECT_EQ((*metrics)[0].record.step(), 1);
   EXPECT_EQ((*metrics)[1].record.step(), 2);
   EXPECT_TRUE((*metrics)[2].record.is_eval());
@@ -88,6 +106,17 @@ void RoundTrip(Store& s) {
   ASSERT_EQ(mpage->size(), 1u);
   EXPECT_EQ((*mpage)[0].seq, (*metrics)[1].seq);
   EXPECT_TRUE(s.Metrics("b", (*metrics)[2].seq, 100)->empty());
+  // A restart from step 1 drops what came after; the new placement's step 2 is stored again.
+  StepMetrics m3;
+  m3.step = 3;
+  ASSERT_TRUE(s.AppendMetrics("a", 1, {{m1}, {m3}}).ok());
+  ASSERT_TRUE(s.DropMetricsAfter("b", 1).ok());
+  ASSERT_EQ(s.Metrics("b", 0, 100)->size(), 1u);
+  EXPECT_EQ(s.Metrics("a", 0, 100)->size(), 2u) << "other jobs keep theirs";
+  ASSERT_TRUE(s.AppendMetrics("b", 3, {{m2}, {e2}}).ok());
+  metrics = s.Metrics("b", 0, 100);
+  ASSERT_EQ(metrics->size(), 3u);
+  EXPECT_EQ((*metrics)[1].attempt, 3);
   ASSERT_TRUE(s.PutCheckpoint({"b", 20, "ab", 10, "sha256/ab"}).ok());
   ASSERT_TRUE(s.PutCheckpoint({"b", 10, "cd", 9, "sha256/cd"}).ok());
   auto cks = s.Checkpoints("b");
@@ -115,11 +144,13 @@ void RoundTrip(Store& s) {
   w.devices = {{"cuda", 0, 80LL << 30}, {"cuda", 1, 80LL << 30}};
   w.rendezvous_port_first = 31000;
   w.rendezvous_port_count = 8;
+  w.draining = true;
   ASSERT_TRUE(s.PutWorker(w).ok());
   auto ws = s.ListWorkers();
   ASSERT_EQ(ws->size(), 1u);
   EXPECT_EQ((*ws)[0].rendezvous_port_first, 31000);
   EXPECT_EQ((*ws)[0].rendezvous_port_count, 8);
+  EXPECT_TRUE((*ws)[0].draining);
   EXPECT_EQ((*ws)[0].devices.size(), 2u);
   EXPECT_EQ((*ws)[0].devices[1].memory_bytes, 80LL << 30);
 }

@@ -78,10 +78,19 @@ TEST_F(SubmitTest, ArtifactsMustBeUploadedFirstAndTheStoredSpecIsCanonical) {
 
 TEST_F(SubmitTest, MetricsArePagedByTheirSequence) {
   v1::SubmitJobResponse resp;
-  ASSERT_TRUE(Submit("model: {path: /m}\ndata: {train: /t}\nresources: {world_size: 9}\n", &resp).ok());
+  // Metrics are taken from the placement that runs the job: a worker, then a placed job.
+  v1::RegisterRequest reg;
+  reg.set_worker_id("w1");
+  reg.set_incarnation("inc");
+  reg.add_devices()->set_kind("cpu");
+  v1::RegisterResponse reg_resp;
+  ASSERT_TRUE(workers_.Register(nullptr, &reg, &reg_resp).ok());
+  ASSERT_TRUE(Submit("model: {path: /m}\ndata: {train: /t}\nresources: {world_size: 1}\n", &resp).ok());
   const std::string id = resp.job().id();
+  ASSERT_EQ(resp.job().attempt(), 1);
   v1::ReportMetricsRequest report;
   report.set_job_id(id);
+  report.set_attempt(1);
   for (int step = 1; step <= 3; ++step) report.add_records()->mutable_step()->set_step(step);
   report.add_records()->mutable_eval()->set_step(3);
   v1::ReportMetricsResponse ignored;
@@ -97,6 +106,19 @@ TEST_F(SubmitTest, MetricsArePagedByTheirSequence) {
   ASSERT_TRUE(service_.GetMetrics(nullptr, &get, &rest).ok());
   ASSERT_EQ(rest.records_size(), 2) << "only what is new";
   EXPECT_EQ(rest.records(0).step().step(), 3);
+  EXPECT_EQ(rest.records(0).attempt(), 1);
+  // The same batch again (its reply was lost) and a batch of a superseded placement change
+  // nothing.
+  ASSERT_TRUE(workers_.ReportMetrics(nullptr, &report, &ignored).ok());
+  v1::ReportMetricsRequest stale = report;
+  stale.set_attempt(0);
+  stale.clear_records();
+  stale.add_records()->mutable_step()->set_step(4);
+  ASSERT_TRUE(workers_.ReportMetrics(nullptr, &stale, &ignored).ok());
+  v1::GetMetricsResponse again;
+  get.set_after_seq(0);
+  ASSERT_TRUE(service_.GetMetrics(nullptr, &get, &again).ok());
+  EXPECT_EQ(again.records_size(), 4);
   v1::ReportMetricsRequest bad;
   bad.set_job_id(id);
   bad.add_records();  // neither step nor eval

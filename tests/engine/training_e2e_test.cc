@@ -157,6 +157,33 @@ TEST_F(TrainingE2E, ResumeReproducesTheUninterruptedRun) {
   }
 }
 
+// SIGTERM (a drain, a preemption, Kubernetes stopping a pod): the rank finishes its step,
+// checkpoints it and exits with the preempted code; resuming from that checkpoint ends with
+// the uninterrupted run's adapter, bit for bit.
+TEST_F(TrainingE2E, SigtermCheckpointsTheStepInFlightAndTheResumedRunIsExact) {
+  const std::string training = "max_steps: 40, micro_batch_size: 2, eval_every: 10";
+  Result full = Shell(kBin + " train " + Config("full", training));
+  ASSERT_EQ(full.code, 0) << full.output;
+  const std::string cfg = Config("term", training);
+  // The signal arrives when the run has made progress (its log shows step 3).
+  Result stopped = Shell("( " + kBin + " train " + cfg + " 2>&1 & pid=$!; " +
+                         "for i in $(seq 600); do grep -q 'step 3/' " + (dir_ / "term.log") +
+                         " 2>/dev/null && break; sleep 0.05; done; kill -TERM $pid; wait $pid; echo exit=$? ) > " +
+                         (dir_ / "term.log") + " 2>&1; cat " + (dir_ / "term.log"));
+  ASSERT_NE(stopped.output.find("exit=4"), std::string::npos) << stopped.output;
+  EXPECT_NE(stopped.output.find("stopped on request after step"), std::string::npos) << stopped.output;
+  EXPECT_FALSE(fs::exists(dir_ / "out-term/adapter")) << "a stopped run writes no final adapter";
+  int checkpoints = 0;
+  for (const auto& e : fs::directory_iterator(dir_ / "out-term/checkpoints")) checkpoints += e.is_directory();
+  EXPECT_EQ(checkpoints, 1) << "the step in flight was checkpointed";
+  Result resumed = Shell(kBin + " train " + cfg + " --resume");
+  ASSERT_EQ(resumed.code, 0) << resumed.output;
+  EXPECT_EQ(MaxDiff(Adapter(dir_ / "out-full/adapter"), Adapter(dir_ / "out-term/adapter")), 0.0);
+  auto a = Metrics("full"), b = Metrics("term");
+  ASSERT_EQ(a.size(), b.size()) << "each step and eval once";
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i]["step"], b[i]["step"]);
+}
+
 TEST_F(TrainingE2E, DeadRankStopsTheJobWithAClearError) {
   Result r = Shell("POLYTUNE_TEST_KILL_RANK=1 POLYTUNE_TEST_KILL_AT_STEP=2 " + kFaultBin + " train " +
                    Config("dead", "max_steps: 50, micro_batch_size: 1") + " --nproc 2 --collective-timeout 20");
@@ -188,7 +215,7 @@ TEST_F(TrainingE2E, UsedOutputDirIsRefusedUnlessResumedOrOverwritten) {
   const std::string cfg = Config("used", "max_steps: 2, micro_batch_size: 2");
   ASSERT_EQ(Shell(kBin + " train " + cfg).code, 0);
   Result again = Shell(kBin + " train " + cfg);
-  EXPECT_EQ(again.code, 1);
+  EXPECT_EQ(again.code, 2) << "bad input (common/exit_codes.h)";
   EXPECT_NE(again.output.find("holds an earlier run (checkpoints, adapter, metrics.jsonl); pass --resume"),
             std::string::npos)
       << again.output;
@@ -201,7 +228,7 @@ TEST_F(TrainingE2E, UsedOutputDirIsRefusedUnlessResumedOrOverwritten) {
   text.replace(text.find("seed: 7"), 7, "seed: 8");
   std::ofstream(cfg) << text;
   Result resumed = Shell(kBin + " train " + cfg + " --resume");
-  EXPECT_EQ(resumed.code, 1);
+  EXPECT_EQ(resumed.code, 2);
   EXPECT_NE(resumed.output.find("belongs to a different run: 'training.seed' was 7 there and is 8 now"),
             std::string::npos)
       << resumed.output;
@@ -375,7 +402,7 @@ TEST_F(TrainingE2E, BadInputsGiveOneClearLine) {
   const std::string cfg = dir_ / "bad.yaml";
   std::ofstream(cfg) << "model: {path: m}\ndata: {train: t}\noutput_dir: o\ntraining: {lr: 0.1, epocs: 2}\n";
   Result r = Shell(kBin + " train " + cfg);
-  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.code, 2) << "bad input: a restart would fail the same way";
   EXPECT_NE(r.output.find("'training.epocs' is not a known key"), std::string::npos) << r.output;
 
   const std::string data = dir_ / "bad.jsonl";

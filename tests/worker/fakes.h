@@ -53,7 +53,7 @@ class FakeLauncher : public ProcessLauncher {
 
 class FakeForwarder : public ResultForwarder {
  public:
-  void Track(const std::string& key, const std::string&, int32_t, const std::string&, bool) override {
+  void Track(const std::string& key, const std::string&, int32_t, int32_t, const std::string&, bool) override {
     tracked.insert(key);
   }
   void Finish(const std::string& key) override { finished.insert(key); }
@@ -65,17 +65,19 @@ class FakeForwarder : public ResultForwarder {
 class FakeCoordinator : public CoordinatorClient {
  public:
   explicit FakeCoordinator(const Clock* clock) : clock_(clock) {}
-  absl::StatusOr<int64_t> Register(const Registration&) override {
+  absl::StatusOr<int64_t> Register(const Registration&, const std::vector<RankReport>& ranks) override {
     register_times.push_back(clock_->SteadyNowMicros());
+    registered_ranks.push_back(ranks);
     if (register_failures > 0) {
       --register_failures;
       return absl::UnavailableError("coordinator down");
     }
     return interval_micros;
   }
-  absl::StatusOr<Orders> Heartbeat(const std::string&, const std::string&,
-                                   const std::vector<RankReport>& ranks) override {
+  absl::StatusOr<Orders> Heartbeat(const std::string&, const std::string&, const std::vector<RankReport>& ranks,
+                                   bool shutting_down) override {
     heartbeat_times.push_back(clock_->SteadyNowMicros());
+    shutting_down_flags.push_back(shutting_down);
     heartbeats.push_back(ranks);
     if (heartbeat_status.size() > 0) {
       absl::Status st = heartbeat_status.front();
@@ -96,11 +98,11 @@ class FakeCoordinator : public CoordinatorClient {
     log_lines += static_cast<int>(lines.size());
     return absl::OkStatus();
   }
-  absl::Status ReportMetrics(const std::string&, const std::vector<MetricsRecord>& records) override {
+  absl::Status ReportMetrics(const std::string&, int32_t, const std::vector<MetricsRecord>& records) override {
     metrics_records += static_cast<int>(records.size());
     return absl::OkStatus();
   }
-  absl::Status UploadCheckpoint(const std::string&, int64_t, const std::string&) override {
+  absl::Status UploadCheckpoint(const std::string&, int32_t, int64_t, const std::string&) override {
     ++upload_attempts;
     if (upload_failures > 0) {
       --upload_failures;
@@ -118,6 +120,8 @@ class FakeCoordinator : public CoordinatorClient {
   std::map<std::string, std::string> artifacts;
   std::vector<int64_t> register_times, heartbeat_times;
   std::vector<std::vector<RankReport>> heartbeats;
+  std::vector<std::vector<RankReport>> registered_ranks;
+  std::vector<bool> shutting_down_flags;
 
  private:
   const Clock* clock_;

@@ -4,7 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include "fakes.h"
+
+#include "polytune/common/bundle.h"
 #include "polytune/common/file_util.h"
 #include "polytune/common/sha256.h"
 
@@ -122,6 +125,71 @@ TEST_F(RankSupervisorTest, Rank0ExitingWithThePortBusyCodeIsReportedAsABusyPort)
   EXPECT_EQ(r[0].phase, RankReport::Phase::kExited);
   EXPECT_TRUE(r[0].rendezvous_port_busy);
   EXPECT_NE(r[0].message.find("rendezvous port 29600 is taken by another process"), std::string::npos) << r[0].message;
+}
+
+TEST_F(RankSupervisorTest, ResumeFetchesTheVerifiedCheckpointAndEveryPlacementStartsClean) {
+  // A checkpoint archive as the coordinator stores it.
+  const std::string ck = dirs_.root + "/ck";
+  std::filesystem::create_directories(ck);
+  ASSERT_TRUE(WriteFileAtomic(ck + "/trainer_state.json", "{\"step\": 30}").ok());
+  auto bundle = PackDirectory(ck);
+  ASSERT_TRUE(bundle.ok());
+  const std::string sha = Sha256Hex(*bundle);
+  coordinator_.artifacts[sha] = *bundle;
+  const std::string spec = SpecFor(dirs_.root + "/model", "/data/train.jsonl");
+  ranks_->Start(Assignment(0, spec, 1));
+  const std::string dir = dirs_.root + "/work/jobs/job-1/rank-0";
+  std::filesystem::create_directories(dir + "/out/checkpoints/step-000040");  // left by attempt 1
+  RankAssignment resumed = Assignment(0, spec, 2);
+  resumed.resume_sha256 = sha;
+  resumed.resume_step = 30;
+  ranks_->Start(resumed);
+  ASSERT_EQ(launcher_.spawned.size(), 2u);
+  const std::vector<std::string>& argv = launcher_.spawned.rbegin()->second.argv;
+  ASSERT_GE(argv.size(), 2u);
+  EXPECT_EQ(argv[argv.size() - 2], "--resume");
+  EXPECT_EQ(argv.back(), dir + "/resume");
+  EXPECT_EQ(*ReadFileToString(dir + "/resume/trainer_state.json"), "{\"step\": 30}");
+  EXPECT_FALSE(std::filesystem::exists(dir + "/out/checkpoints/step-000040")) << "nothing of attempt 1 is reused";
+  // A corrupted archive is refused before anything runs; another try may fetch it whole.
+  RankAssignment corrupt = Assignment(1, spec, 3);
+  corrupt.resume_sha256 = Sha256Hex("something else");
+  coordinator_.artifacts[corrupt.resume_sha256] = *bundle;
+  ranks_->Start(corrupt);
+  auto r = ranks_->Reports();
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[1].phase, RankReport::Phase::kExited);
+  EXPECT_EQ(r[1].exit_code, 1);
+  EXPECT_NE(r[1].message.find("arrived corrupted"), std::string::npos) << r[1].message;
+}
+
+TEST_F(RankSupervisorTest, PreemptLetsTheRankCheckpointAndForwardsItsResultsFirst) {
+  launcher_.ignore_sigterm = true;
+  ranks_->Start(Assignment(0, SpecFor(dirs_.root + "/model", "/data/train.jsonl")));
+  const pid_t pid = launcher_.spawned.begin()->first;
+  ranks_->Preempt("job-1");
+  ranks_->Preempt("job-1");  // repeated orders are ignored
+  ASSERT_EQ(launcher_.signals.size(), 1u);
+  EXPECT_EQ(launcher_.signals[0], std::make_pair(pid, SIGTERM));
+  clock_.AdvanceMicros(60'000'000);
+  ranks_->Poll();
+  EXPECT_EQ(launcher_.signals.size(), 1u) << "a step may take a while: no SIGKILL within the preempt grace";
+  EXPECT_EQ(forwarder_.tracked.count("job-1/0"), 1u) << "its checkpoint is still to be forwarded";
+  launcher_.exits[pid] = ExitStatus{false, 4, 0};
+  ranks_->Poll();
+  EXPECT_EQ(forwarder_.finished.count("job-1/0"), 1u);
+  ranks_->Poll();
+  auto r = ranks_->Reports();
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].phase, RankReport::Phase::kExited);
+  EXPECT_EQ(r[0].exit_code, 4);
+}
+
+TEST_F(RankSupervisorTest, WhatCannotStartForAWrongSpecOrModelIsBadInput) {
+  ranks_->Start(Assignment(1, "model: {path: /nope}\ndata: {train: /t}\nresources: {world_size: 2}\n"));
+  auto r = ranks_->Reports();
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].exit_code, 2) << "a restart would not make the model appear";
 }
 
 TEST_F(RankSupervisorTest, LastErrorLineFindsTheLastOne) {

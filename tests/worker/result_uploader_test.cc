@@ -28,7 +28,7 @@ TEST(ResultUploader, AnExitedRankIsFinishedOnlyWhenItsFinalCheckpointIsStored) {
   ASSERT_TRUE(WriteFileAtomic(rank + "/out/metrics.jsonl", MetricsRecordToJson({s}) + "\n").ok());
   ASSERT_TRUE(WriteFileAtomic(rank + "/rank.log", "step 2/2\nadapter written to out/adapter").ok());  // no final \n
   ResultUploader uploader(&coordinator);
-  uploader.Track("job-1/0", "job-1", 0, rank, /*results=*/true);
+  uploader.Track("job-1/0", "job-1", 0, 1, rank, /*results=*/true);
   uploader.Finish("job-1/0");
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   bool finished = false, finished_before_upload = false;

@@ -72,6 +72,19 @@ TEST_F(WorkerAgentTest, LostCoordinatorIsRetriedWithExponentialBackoff) {
   EXPECT_EQ(coordinator_.register_times.size(), 7u) << "no registration once one succeeded";
 }
 
+TEST_F(WorkerAgentTest, ARegisteredWorkerRetriesWithinTwoHeartbeatsWhileTheCoordinatorIsAway) {
+  RunFor(1'000'000);  // registered; heartbeats every 250 ms
+  ASSERT_TRUE(agent_->registered());
+  for (int i = 0; i < 8; ++i) coordinator_.heartbeat_status.push_back(absl::UnavailableError("coordinator down"));
+  const size_t before = coordinator_.heartbeat_times.size();
+  RunFor(6'000'000);
+  const std::vector<int64_t> gaps =
+      Gaps(std::vector<int64_t>(coordinator_.heartbeat_times.begin() + static_cast<std::ptrdiff_t>(before) - 1,
+                                coordinator_.heartbeat_times.end()));
+  ASSERT_GE(gaps.size(), 6u);
+  for (int64_t g : gaps) EXPECT_LE(g, 500'000) << "a restarted coordinator would declare it lost after 1 s";
+}
+
 TEST_F(WorkerAgentTest, UnknownToTheCoordinatorRegistersAgain) {
   RunFor(1'000'000);
   coordinator_.heartbeat_status = {absl::FailedPreconditionError("register again")};
@@ -105,14 +118,26 @@ TEST_F(WorkerAgentTest, CancelOrderEscalatesToSigkillAndTheExitIsReportedOnce) {
   EXPECT_EQ(exits, 1) << "the exit travels in exactly one successful heartbeat";
 }
 
-TEST_F(WorkerAgentTest, ShutdownStopsEveryRank) {
+TEST_F(WorkerAgentTest, ShutdownCheckpointsEveryRankAndStopsOnceTheirExitsAreReported) {
   coordinator_.next_orders.start.push_back(
       {"job-1", 0, 1, "127.0.0.1", 29600, SpecFor(dirs_.root + "/model", "/data/t.jsonl"), 1});
   RunFor(300'000);
   ASSERT_TRUE(ranks_->HasLiveProcesses());
+  launcher_.ignore_sigterm = true;  // the rank finishes its step and checkpoints first
   agent_->BeginShutdown();
-  RunFor(200'000);
+  const pid_t pid = launcher_.spawned.begin()->first;
+  ASSERT_EQ(launcher_.signals.back(), std::make_pair(pid, SIGTERM));
+  RunFor(1'000'000);
+  EXPECT_FALSE(agent_->Stopped()) << "the rank is still writing its checkpoint";
+  EXPECT_TRUE(coordinator_.shutting_down_flags.back()) << "the coordinator hears at once: no new ranks here";
+  launcher_.exits[pid] = ExitStatus{false, 4, 0};  // kExitPreempted
+  RunFor(1'000'000);
   EXPECT_TRUE(agent_->Stopped());
+  bool reported = false;
+  for (const auto& beat : coordinator_.heartbeats)
+    for (const auto& r : beat) reported |= r.phase == RankReport::Phase::kExited && r.exit_code == 4;
+  EXPECT_TRUE(reported) << "its exit reached the coordinator before the daemon stopped";
+  for (const auto& [p, sig] : launcher_.signals) EXPECT_NE(sig, SIGKILL);
 }
 
 }  // namespace

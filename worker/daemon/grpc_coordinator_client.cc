@@ -20,19 +20,20 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
   explicit GrpcCoordinatorClient(const std::string& target)
       : stub_(v1::WorkerService::NewStub(rpc::MakeChannel(target))) {}
 
-  absl::StatusOr<int64_t> Register(const Registration& registration) override {
+  absl::StatusOr<int64_t> Register(const Registration& registration, const std::vector<RankReport>& ranks) override {
     v1::RegisterResponse resp;
     auto ctx = ContextWithDeadline(5);
-    absl::Status st = FromGrpc(stub_->Register(ctx.get(), ToProto(registration), &resp));
+    absl::Status st = FromGrpc(stub_->Register(ctx.get(), ToProto(registration, ranks), &resp));
     if (!st.ok()) return st;
     return resp.heartbeat_interval_ms() * 1000;
   }
 
   absl::StatusOr<Orders> Heartbeat(const std::string& worker_id, const std::string& incarnation,
-                                   const std::vector<RankReport>& ranks) override {
+                                   const std::vector<RankReport>& ranks, bool shutting_down) override {
     v1::HeartbeatRequest req;
     req.set_worker_id(worker_id);
     req.set_incarnation(incarnation);
+    req.set_shutting_down(shutting_down);
     for (const auto& r : ranks) *req.add_ranks() = ToProto(r);
     v1::HeartbeatResponse resp;
     auto ctx = ContextWithDeadline(5);
@@ -55,16 +56,19 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
     return FromGrpc(stub_->ReportLogs(ctx.get(), req, &resp));
   }
 
-  absl::Status ReportMetrics(const std::string& job_id, const std::vector<MetricsRecord>& records) override {
+  absl::Status ReportMetrics(const std::string& job_id, int32_t attempt,
+                             const std::vector<MetricsRecord>& records) override {
     v1::ReportMetricsRequest req;
     req.set_job_id(job_id);
+    req.set_attempt(attempt);
     for (const auto& r : records) *req.add_records() = rpc::ToProto(r);
     v1::ReportMetricsResponse resp;
     auto ctx = ContextWithDeadline(rpc::kControlDeadlineSeconds);
     return FromGrpc(stub_->ReportMetrics(ctx.get(), req, &resp));
   }
 
-  absl::Status UploadCheckpoint(const std::string& job_id, int64_t step, const std::string& bundle) override {
+  absl::Status UploadCheckpoint(const std::string& job_id, int32_t attempt, int64_t step,
+                                const std::string& bundle) override {
     auto ctx = ContextWithDeadline(rpc::kTransferDeadlineSeconds);
     v1::UploadCheckpointResponse resp;
     auto writer = stub_->UploadCheckpoint(ctx.get(), &resp);
@@ -73,6 +77,7 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
       c.set_job_id(job_id);
       c.set_step(step);
       c.set_sha256(sha);
+      c.set_attempt(attempt);
     });
   }
 

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "polytune/common/bundle.h"
 #include "polytune/common/exit_codes.h"
 #include "polytune/common/file_util.h"
 #include "polytune/common/sha256.h"
@@ -67,6 +68,20 @@ absl::StatusOr<std::string> RankSupervisor::PrepareSpec(const RankAssignment& a,
   return path;
 }
 
+absl::StatusOr<std::string> RankSupervisor::PrepareResume(const RankAssignment& a, const std::string& dir) {
+  auto bundle = d_.download(a.resume_sha256);
+  if (!bundle.ok())
+    return absl::UnavailableError(absl::StrCat("cannot fetch checkpoint step ", a.resume_step, " (", a.resume_sha256,
+                                               "): ", bundle.status().message()));
+  if (Sha256Hex(*bundle) != a.resume_sha256)
+    return absl::UnavailableError(absl::StrCat("checkpoint step ", a.resume_step, " arrived corrupted (sha256 ",
+                                               Sha256Hex(*bundle), ", expected ", a.resume_sha256, ")"));
+  const std::string out = dir + "/resume";
+  absl::Status st = UnpackBundle(*bundle, out);
+  if (!st.ok()) return absl::InvalidArgumentError(absl::StrCat("checkpoint step ", a.resume_step, ": ", st.message()));
+  return out;
+}
+
 void RankSupervisor::Exit(Rank& r, int32_t code, std::string message) {
   d_.telemetry->OnRankExit(r.cancelled || message == "cancelled" ? "cancelled" : code == 0 ? "succeeded" : "failed");
   r.exited = true;
@@ -95,18 +110,31 @@ void RankSupervisor::Start(const RankAssignment& a) {
   Rank r;
   r.assignment = a;
   r.dir = absl::StrCat(o_.work_dir, "/jobs/", a.job_id, "/rank-", a.rank);
+  // Each placement starts clean: what an earlier one left (its checkpoints, metrics, log)
+  // must not be resumed from or sent again.
   std::error_code ec;
+  fs::remove_all(r.dir, ec);
   fs::create_directories(r.dir, ec);
-  auto spec_path = PrepareSpec(a, r.dir);
-  if (!spec_path.ok()) {
-    Exit(r, 2, std::string(spec_path.status().message()));
+  // A spec, data or model that is wrong fails the job (bad input); a fetch that failed may
+  // work elsewhere or later (a restart).
+  auto cannot_start = [&](const absl::Status& st) {
+    const bool bad_input = st.code() == absl::StatusCode::kInvalidArgument || st.code() == absl::StatusCode::kNotFound;
+    Exit(r, bad_input ? kExitBadInput : kExitFailed, std::string(st.message()));
     Log(absl::StrCat(key, " cannot start: ", r.message));
     ranks_[key] = r;
-    return;
+  };
+  auto spec_path = PrepareSpec(a, r.dir);
+  if (!spec_path.ok()) return cannot_start(spec_path.status());
+  std::string resume_dir;
+  if (!a.resume_sha256.empty()) {
+    auto resume = PrepareResume(a, r.dir);
+    if (!resume.ok()) return cannot_start(resume.status());
+    resume_dir = *resume;
   }
   if (a.rank == 0 && !d_.port_is_free(a.master_port)) {
     r.port_busy = true;
-    Exit(r, 2, absl::StrCat("rendezvous port ", a.master_port, " is taken by another process on ", o_.address));
+    Exit(r, kExitRendezvousPortBusy,
+         absl::StrCat("rendezvous port ", a.master_port, " is taken by another process on ", o_.address));
     Log(r.message);
     ranks_[key] = r;
     return;
@@ -127,18 +155,21 @@ void RankSupervisor::Start(const RankAssignment& a) {
              "0",
              "--collective-timeout",
              std::to_string(o_.collective_timeout_seconds)};
-  if (fs::exists(r.dir + "/out/checkpoints")) so.argv.push_back("--resume");
+  if (!resume_dir.empty()) {
+    so.argv.push_back("--resume");
+    so.argv.push_back(resume_dir);
+  }
   so.output_path = r.dir + "/rank.log";
   so.die_with_parent = true;  // a daemon killed with -9 takes its ranks along
   auto pid = d_.launcher->Spawn(so);
   if (!pid.ok()) {
-    Exit(r, 2, absl::StrCat("cannot start the rank: ", pid.status().message()));
+    Exit(r, kExitFailed, absl::StrCat("cannot start the rank: ", pid.status().message()));
     ranks_[key] = r;
     return;
   }
   r.pid = *pid;
   Log(absl::StrCat("started ", key, " (pid ", r.pid, ")"));
-  d_.forwarder->Track(key, a.job_id, a.rank, r.dir, /*results=*/a.rank == 0);
+  d_.forwarder->Track(key, a.job_id, a.rank, a.attempt, r.dir, /*results=*/a.rank == 0);
   ranks_[key] = r;
 }
 
@@ -157,7 +188,7 @@ void RankSupervisor::Poll() {
     }
     std::optional<ExitStatus> status = d_.launcher->TryReap(r.pid);
     if (!status) {
-      if (r.cancelled && now >= r.kill_at_micros) {
+      if ((r.cancelled || r.preempting) && now >= r.kill_at_micros) {
         d_.launcher->Signal(r.pid, SIGKILL);
         r.kill_at_micros = INT64_MAX;  // once
       }
@@ -204,6 +235,30 @@ void RankSupervisor::CancelAll() {
   std::vector<std::string> jobs;
   for (const auto& [key, r] : ranks_) jobs.push_back(r.assignment.job_id);
   for (const auto& j : jobs) Cancel(j);
+}
+
+void RankSupervisor::Preempt(const std::string& job_id) {
+  const int64_t now = d_.clock->SteadyNowMicros();
+  for (auto& [key, r] : ranks_) {
+    if (r.assignment.job_id != job_id || r.exited || r.awaiting_upload || r.pid < 0 || r.cancelled || r.preempting)
+      continue;
+    r.preempting = true;
+    r.kill_at_micros = now + o_.preempt_grace_micros;
+    d_.launcher->Signal(r.pid, SIGTERM);
+    Log(absl::StrCat("asked ", key, " to checkpoint and stop"));
+  }
+}
+
+void RankSupervisor::PreemptAll() {
+  std::vector<std::string> jobs;
+  for (const auto& [key, r] : ranks_) jobs.push_back(r.assignment.job_id);
+  for (const auto& j : jobs) Preempt(j);
+}
+
+bool RankSupervisor::HasUnreportedExits() const {
+  for (const auto& [key, r] : ranks_)
+    if (r.exited) return true;
+  return false;
 }
 
 std::vector<RankReport> RankSupervisor::Reports() const {

@@ -5,7 +5,12 @@
 // - A rank's spec is parsed with the one job-spec parser; its artifacts are fetched and
 //   verified, its output_dir set, and the canonical YAML written for the rank to read.
 // - Cancel sends SIGTERM to the rank's process group and SIGKILL once `cancel_grace_micros`
-//   has passed on the injected clock (checked by Poll).
+//   has passed on the injected clock (checked by Poll); nothing more of it is forwarded.
+// - Preempt sends SIGTERM too, but the rank finishes its step, checkpoints and exits with
+//   kExitPreempted; its results (that checkpoint) are forwarded before the exit is reported.
+//   SIGKILL follows only after `preempt_grace_micros`.
+// - A new placement starts in an empty rank folder; one that resumes gets the coordinator's
+//   checkpoint archive, verified against its sha256 and unpacked, and `--resume` to it.
 // - An exited rank is reported (with its last error line when it failed) until a heartbeat
 //   carrying it succeeds (Acknowledge), then forgotten: the coordinator hears of it once.
 // - Rank 0's exit is held back until its final metrics and checkpoint are forwarded, so a
@@ -34,6 +39,7 @@ struct SupervisorOptions {
   std::string work_dir;      // absolute: ranks' folders and the artifact cache
   std::string polytune_bin;  // the `polytune` binary that runs ranks
   int64_t cancel_grace_micros = 5'000'000;
+  int64_t preempt_grace_micros = 120'000'000;
   int collective_timeout_seconds = 60;
 };
 
@@ -59,6 +65,9 @@ class RankSupervisor {
   void Start(const RankAssignment& assignment);
   void Cancel(const std::string& job_id);  // SIGTERM now; SIGKILL after the grace period
   void CancelAll();
+  // Checkpoint and stop (repeats are ignored).
+  void Preempt(const std::string& job_id);
+  void PreemptAll();
   // Reaps exited ranks, escalates cancels past their grace period, notes finished uploads.
   void Poll();
   // Every rank's current state, for the next heartbeat.
@@ -66,6 +75,8 @@ class RankSupervisor {
   // The heartbeat carrying `reports` succeeded: exited ranks in it are forgotten.
   void Acknowledge(const std::vector<RankReport>& reports);
   bool HasLiveProcesses() const;
+  // Whether exited ranks wait for a heartbeat to carry their exit.
+  bool HasUnreportedExits() const;
   struct Counts {
     int64_t running = 0, uploading = 0, exited = 0;
   };
@@ -82,11 +93,14 @@ class RankSupervisor {
     bool port_busy = false;
     bool awaiting_upload = false;  // exited; its last results are being forwarded
     bool cancelled = false;
-    int64_t kill_at_micros = 0;  // steady time of SIGKILL when cancelled
+    bool preempting = false;
+    int64_t kill_at_micros = INT64_MAX;  // steady time of SIGKILL when cancelled or preempted
   };
   static std::string Key(const std::string& job_id, int32_t rank);
   // Prepares the rank's folder and spec; an error is the reason the rank cannot start.
   absl::StatusOr<std::string> PrepareSpec(const RankAssignment& a, const std::string& dir);
+  // Fetches the assignment's resume checkpoint into `dir`/resume and returns that folder.
+  absl::StatusOr<std::string> PrepareResume(const RankAssignment& a, const std::string& dir);
   // The artifact's verified local copy, cache/<sha256>/<name> (its uploaded file name, so
   // errors about its lines name the user's file).
   absl::StatusOr<std::string> FetchArtifact(const std::string& sha256, const std::string& name);

@@ -29,12 +29,13 @@ ResultUploader::~ResultUploader() {
   thread_.join();
 }
 
-void ResultUploader::Track(const std::string& key, const std::string& job_id, int32_t rank, const std::string& rank_dir,
-                           bool results) {
+void ResultUploader::Track(const std::string& key, const std::string& job_id, int32_t rank, int32_t attempt,
+                           const std::string& rank_dir, bool results) {
   std::lock_guard<std::mutex> l(mu_);
   Target t;
   t.job_id = job_id;
   t.rank = rank;
+  t.attempt = attempt;
   t.rank_dir = rank_dir;
   t.results = results;
   targets_[key] = t;
@@ -172,7 +173,7 @@ bool ResultUploader::SendMetrics(Target& t) {
     }
     records.push_back(*r);
   }
-  if (!records.empty() && !client_->ReportMetrics(t.job_id, records).ok()) return false;
+  if (!records.empty() && !client_->ReportMetrics(t.job_id, t.attempt, records).ok()) return false;
   t.metrics_sent = lines.size();
   return true;
 }
@@ -191,9 +192,13 @@ bool ResultUploader::SendCheckpoints(Target& t) {
       ok = false;
       continue;
     }
-    absl::Status st = client_->UploadCheckpoint(t.job_id, step, *bundle);
+    absl::Status st = client_->UploadCheckpoint(t.job_id, t.attempt, step, *bundle);
     if (st.ok()) {
       t.uploaded.insert(name);
+    } else if (st.code() == absl::StatusCode::kFailedPrecondition) {
+      t.uploaded.insert(name);  // this placement was superseded: it will never be recorded
+      std::fprintf(stderr, "polytune-worker: checkpoint %s not recorded: %s\n", name.c_str(),
+                   std::string(st.message()).c_str());
     } else {
       ok = false;
       std::fprintf(stderr, "polytune-worker: checkpoint upload %s failed: %s; will retry\n", name.c_str(),

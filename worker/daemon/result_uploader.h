@@ -25,8 +25,8 @@ class ResultUploader final : public ResultForwarder {
 
   // Starts following the rank folder `rank_dir` (rank.log, and out/ when `results`) of
   // `job_id`'s rank `rank`, under `key`.
-  void Track(const std::string& key, const std::string& job_id, int32_t rank, const std::string& rank_dir,
-             bool results) override;
+  void Track(const std::string& key, const std::string& job_id, int32_t rank, int32_t attempt,
+             const std::string& rank_dir, bool results) override;
   // The rank has exited: one last pass picks up its final metrics and checkpoint.
   void Finish(const std::string& key) override;
   // Whether the last pass after Finish() is done (true for keys not tracked).
@@ -38,6 +38,7 @@ class ResultUploader final : public ResultForwarder {
   struct Target {
     std::string job_id;
     int32_t rank = 0;
+    int32_t attempt = 0;
     std::string rank_dir;
     bool results = false;            // rank 0: metrics and checkpoints too
     size_t log_sent = 0;             // bytes of rank.log already reported

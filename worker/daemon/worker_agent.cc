@@ -22,13 +22,17 @@ WorkerAgent::WorkerAgent(AgentOptions options, const Clock* clock, CoordinatorCl
       next_call_micros_(clock->SteadyNowMicros()) {}
 
 void WorkerAgent::Backoff(int64_t now) {
+  // Once registered, a worker retries at least every two heartbeat intervals: a restarted
+  // coordinator waits only one heartbeat timeout (4 intervals) for it before declaring it lost
+  // and restarting its jobs elsewhere.
+  const int64_t cap = ever_registered_ ? std::min(o_.max_backoff_micros, 2 * heartbeat_micros_) : o_.max_backoff_micros;
   backoff_micros_ =
-      backoff_micros_ == 0 ? o_.initial_backoff_micros : std::min(o_.max_backoff_micros, backoff_micros_ * 2);
+      backoff_micros_ == 0 ? std::min(cap, o_.initial_backoff_micros) : std::min(cap, backoff_micros_ * 2);
   next_call_micros_ = now + backoff_micros_;
 }
 
 void WorkerAgent::Register(int64_t now) {
-  auto interval = client_->Register(o_.registration);
+  auto interval = client_->Register(o_.registration, ranks_->Reports());
   if (!interval.ok()) {
     Backoff(now);
     Log(absl::StrCat("cannot register: ", interval.status().message(), "; retrying in ", backoff_micros_ / 1000,
@@ -36,6 +40,7 @@ void WorkerAgent::Register(int64_t now) {
     return;
   }
   registered_ = true;
+  ever_registered_ = true;
   backoff_micros_ = 0;
   heartbeat_micros_ = *interval > 0 ? *interval : o_.default_heartbeat_micros;
   next_call_micros_ = now;  // the first heartbeat goes at once
@@ -45,7 +50,7 @@ void WorkerAgent::Register(int64_t now) {
 
 void WorkerAgent::Heartbeat(int64_t now) {
   const std::vector<RankReport> reports = ranks_->Reports();
-  auto orders = client_->Heartbeat(o_.registration.worker_id, o_.registration.incarnation, reports);
+  auto orders = client_->Heartbeat(o_.registration.worker_id, o_.registration.incarnation, reports, shutting_down_);
   telemetry_->OnHeartbeat(static_cast<double>(clock_->SteadyNowMicros() - now) / 1e6);
   if (!orders.ok()) {
     if (orders.status().code() == absl::StatusCode::kFailedPrecondition) {
@@ -59,6 +64,7 @@ void WorkerAgent::Heartbeat(int64_t now) {
   backoff_micros_ = 0;
   ranks_->Acknowledge(reports);
   for (const auto& job : orders->cancel_jobs) ranks_->Cancel(job);
+  for (const auto& job : orders->preempt_jobs) ranks_->Preempt(job);
   if (!shutting_down_)
     for (const auto& a : orders->start) ranks_->Start(a);
   next_call_micros_ = now + heartbeat_micros_;
@@ -83,9 +89,15 @@ int64_t WorkerAgent::RunOnce() {
 
 void WorkerAgent::BeginShutdown() {
   shutting_down_ = true;
-  ranks_->CancelAll();
+  shutdown_deadline_micros_ = clock_->SteadyNowMicros() + o_.shutdown_timeout_micros;
+  ranks_->PreemptAll();
+  next_call_micros_ = clock_->SteadyNowMicros();  // tell the coordinator now
 }
 
-bool WorkerAgent::Stopped() const { return shutting_down_ && !ranks_->HasLiveProcesses(); }
+bool WorkerAgent::Stopped() const {
+  if (!shutting_down_) return false;
+  const bool gone = !ranks_->HasLiveProcesses() && !ranks_->HasUnreportedExits();
+  return gone || clock_->SteadyNowMicros() >= shutdown_deadline_micros_;
+}
 
 }  // namespace polytune::worker

@@ -20,6 +20,9 @@ struct AgentOptions {
   int64_t initial_backoff_micros = 500'000;      // first retry after a failed call
   int64_t max_backoff_micros = 10'000'000;       // retries back off by doubling up to this
   int64_t default_heartbeat_micros = 1'000'000;  // when the coordinator names no interval
+  // After BeginShutdown, how long the daemon keeps trying to report its ranks' exits (their
+  // checkpoints uploaded first) before it gives up and stops anyway.
+  int64_t shutdown_timeout_micros = 150'000'000;
 };
 
 class WorkerAgent {
@@ -29,7 +32,9 @@ class WorkerAgent {
 
   // Does what is due now; returns the microseconds to wait before calling again.
   int64_t RunOnce();
-  // Stops every rank; keep calling RunOnce until Stopped() (SIGKILL follows the grace period).
+  // Asks every rank to checkpoint and stop, and tells the coordinator to place nothing more
+  // here; keep calling RunOnce until Stopped(): the ranks have exited and their exits (after
+  // their checkpoints) reached the coordinator, or shutdown_timeout_micros passed.
   void BeginShutdown();
   bool Stopped() const;
 
@@ -47,7 +52,9 @@ class WorkerAgent {
   RankSupervisor* ranks_;
   WorkerTelemetry* telemetry_;
   bool registered_ = false;
+  bool ever_registered_ = false;
   bool shutting_down_ = false;
+  int64_t shutdown_deadline_micros_ = 0;
   int64_t heartbeat_micros_;
   int64_t next_call_micros_ = 0;  // steady time of the next register/heartbeat
   int64_t backoff_micros_ = 0;    // current retry delay; 0 after a success

@@ -2,7 +2,7 @@
 
 namespace polytune::worker {
 
-v1::RegisterRequest ToProto(const Registration& r) {
+v1::RegisterRequest ToProto(const Registration& r, const std::vector<RankReport>& ranks) {
   v1::RegisterRequest p;
   p.set_worker_id(r.worker_id);
   p.set_incarnation(r.incarnation);
@@ -15,6 +15,7 @@ v1::RegisterRequest ToProto(const Registration& r) {
     info->set_index(d.index);
     info->set_memory_bytes(d.memory_bytes);
   }
+  for (const auto& rank : ranks) *p.add_ranks() = ToProto(rank);
   return p;
 }
 
@@ -22,6 +23,7 @@ Orders FromProto(const v1::HeartbeatResponse& r) {
   Orders o;
   for (const auto& a : r.start()) o.start.push_back(FromProto(a));
   o.cancel_jobs.assign(r.cancel_jobs().begin(), r.cancel_jobs().end());
+  o.preempt_jobs.assign(r.preempt_jobs().begin(), r.preempt_jobs().end());
   return o;
 }
 

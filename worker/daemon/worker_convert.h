@@ -12,7 +12,9 @@ namespace polytune::worker {
 using rpc::FromProto;
 using rpc::ToProto;
 
-v1::RegisterRequest ToProto(const Registration& r);
+// With the ranks the daemon runs or has not reported yet (re-attached after a coordinator
+// restart).
+v1::RegisterRequest ToProto(const Registration& r, const std::vector<RankReport>& ranks = {});
 Orders FromProto(const v1::HeartbeatResponse& r);
 
 }  // namespace polytune::worker

@@ -33,6 +33,7 @@ using RankReport = polytune::RankReport;
 struct Orders {
   std::vector<RankAssignment> start;
   std::vector<std::string> cancel_jobs;
+  std::vector<std::string> preempt_jobs;  // checkpoint and stop
 };
 
 }  // namespace polytune::worker

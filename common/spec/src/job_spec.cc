@@ -152,11 +152,17 @@ absl::Status ParseResources(const Parser& p, const YAML::Node& root, SpecUse use
     if (use == SpecUse::kSubmission) return p.Error(root, "resources.world_size", "is required");
     return absl::OkStatus();
   }
-  RETURN_IF_ERROR(p.Keys(r, "resources", {"world_size"}));
+  RETURN_IF_ERROR(p.Keys(r, "resources", {"world_size", "max_restarts", "preemptible"}));
   if (!r["world_size"].IsDefined()) return p.Error(r, "resources", "must set world_size (data-parallel ranks)");
   Resources res;
   RETURN_IF_ERROR(p.Get(r, "resources", "world_size", &res.world_size, "an integer"));
   RETURN_IF_ERROR(p.AtLeast(r, "resources", "world_size", res.world_size, 1));
+  RETURN_IF_ERROR(p.Get(r, "resources", "max_restarts", &res.max_restarts, "an integer"));
+  RETURN_IF_ERROR(p.AtLeast(r, "resources", "max_restarts", res.max_restarts, 0));
+  if (res.max_restarts > kMaxRestartsLimit)
+    return p.Error(r["max_restarts"], "resources.max_restarts",
+                   absl::StrCat("must be at most ", kMaxRestartsLimit, ", got ", res.max_restarts));
+  RETURN_IF_ERROR(p.Get(r, "resources", "preemptible", &res.preemptible, "true or false"));
   s.resources = res;
   return absl::OkStatus();
 }

@@ -101,6 +101,8 @@ std::string ToCanonicalYaml(const JobSpec& s) {
   if (s.resources) {
     e << YAML::Key << "resources" << YAML::Value << YAML::BeginMap;
     Val(e, "world_size", s.resources->world_size);
+    Val(e, "max_restarts", s.resources->max_restarts);
+    Val(e, "preemptible", s.resources->preemptible);
     e << YAML::EndMap;
   }
   e << YAML::EndMap;

@@ -73,11 +73,13 @@ std::vector<double> FlatGradients::Unpack(const at::Tensor& flat, size_t n_extra
   return out;
 }
 
-absl::StatusOr<double> ReduceGradients(FlatGradients& flat, Communicator& comm, double local_loss_sum) {
-  at::Tensor buffer = flat.Pack({local_loss_sum});
+absl::StatusOr<ReducedStep> ReduceGradients(FlatGradients& flat, Communicator& comm, double local_loss_sum,
+                                            bool stop_requested) {
+  at::Tensor buffer = flat.Pack({local_loss_sum, stop_requested ? 1.0 : 0.0});
   absl::Status st = comm.AllReduceSum(buffer);
   if (!st.ok()) return st;
-  return flat.Unpack(buffer, 1)[0];
+  const std::vector<double> extras = flat.Unpack(buffer, 2);
+  return ReducedStep{extras[0], extras[1] > 0.5};
 }
 
 double ClipGradNorm(const std::vector<at::Tensor>& params, double max_norm) {

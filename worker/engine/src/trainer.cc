@@ -246,8 +246,9 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainConfig& config, Communicator
     for (int64_t m = 0; m < tc.grad_accum_steps; ++m)
       local_loss +=
           ForwardBackward(*model, train, schedule, plan, MicroBatchPositions(plan, comm.rank(), m), micro_options);
-    ASSIGN_OR_RETURN(const double loss_sum, ReduceGradients(flat, comm, local_loss));
-    const double step_loss = loss_sum / plan.Normaliser();
+    const bool stop_here = options.stop_requested && options.stop_requested();
+    ASSIGN_OR_RETURN(const ReducedStep reduced, ReduceGradients(flat, comm, local_loss, stop_here));
+    const double step_loss = reduced.loss_sum / plan.Normaliser();
     const double grad_norm = ClipGradNorm(params, tc.max_grad_norm);
     const double lr = LearningRateAt(tc.lr_schedule, tc.lr, step, tc.warmup_steps, total_steps);
     if (!std::isfinite(step_loss) || !std::isfinite(grad_norm)) {
@@ -291,7 +292,20 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainConfig& config, Communicator
     }
     const bool last = done == total_steps;
     if (tc.eval_every > 0 && done % tc.eval_every == 0 && !last) RETURN_IF_ERROR(run_eval(done));
-    if ((tc.checkpoint_every > 0 && done % tc.checkpoint_every == 0) || last) RETURN_IF_ERROR(checkpoint(done, lr));
+    if ((tc.checkpoint_every > 0 && done % tc.checkpoint_every == 0) || last || reduced.stop)
+      RETURN_IF_ERROR(checkpoint(done, lr));
+    if (reduced.stop && !last) {
+      // Every rank saw the same flag in the same all-reduce, so all stop at this step.
+      RETURN_IF_ERROR(comm.Barrier());  // rank 0's checkpoint is committed before anyone exits
+      if (leader && options.progress)
+        std::fprintf(stderr, "\nstopped on request after step %lld; checkpoint written\n",
+                     static_cast<long long>(done));
+      TrainSummary stopped;
+      stopped.preempted = true;
+      stopped.steps = done;
+      stopped.final_loss = step_loss;
+      return stopped;
+    }
   }
   if (start_step < total_steps || eval) RETURN_IF_ERROR(run_eval(total_steps));
   TrainSummary summary;

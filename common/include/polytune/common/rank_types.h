@@ -16,6 +16,9 @@ struct RankAssignment {
   int32_t master_port = 0;  // rank 0's store port
   std::string spec_yaml;    // canonical job spec (polytune::spec::ToCanonicalYaml)
   int32_t attempt = 0;      // the job's placement number, echoed in reports
+  // The verified checkpoint archive to resume from and its step (empty sha: from step 0).
+  std::string resume_sha256;
+  int64_t resume_step = 0;
 };
 
 struct RankReport {

@@ -39,6 +39,21 @@ struct Job {
   int32_t master_port = 0;                    // rendezvous port on rank 0's host while scheduled/running
   int32_t attempt = 0;                        // placements so far; rank reports of an earlier attempt are stale
   std::vector<JobEvent> events;
+  // Fault handling (docs/control-plane.md, "Faults"): restarts after infrastructure failures,
+  // counted against max_restarts; preemptions and drains requeue without counting.
+  int32_t max_restarts = 3;
+  bool preemptible = false;
+  int32_t restarts = 0;
+  int64_t not_before_micros = 0;  // a restarted job is not placed before this (backoff)
+  int64_t resume_step = 0;        // the checkpoint its next or current placement resumes from
+  std::string resume_sha256;      // of that checkpoint's archive; empty: from the start
+  std::string stop_reason;        // a checkpoint-and-stop was asked of its ranks: why
+};
+
+// What a submission asks of fault handling (resources.max_restarts / preemptible).
+struct FaultPolicy {
+  int32_t max_restarts = 3;
+  bool preemptible = false;
 };
 
 struct Device {
@@ -60,6 +75,9 @@ struct Worker {
   // Reloaded from the store after a coordinator restart and not heard from since: it gets
   // the heartbeat timeout to show up (its jobs fail if it does not) and no new ranks meanwhile.
   bool awaiting_contact = false;
+  // Drained: no new ranks (polytune workers drain, or its daemon said it is shutting down).
+  // A new incarnation of the worker starts undrained.
+  bool draining = false;
   int32_t slots() const { return static_cast<int32_t>(devices.size()); }
 };
 

@@ -31,8 +31,12 @@ class JobServiceImpl final : public v1::JobService::Service {
   grpc::Status Download(grpc::ServerContext*, const v1::DownloadRequest*,
                         grpc::ServerWriter<v1::DownloadChunk>*) override;
   grpc::Status ListWorkers(grpc::ServerContext*, const v1::ListWorkersRequest*, v1::ListWorkersResponse*) override;
+  grpc::Status DrainWorker(grpc::ServerContext*, const v1::DrainWorkerRequest*, v1::DrainWorkerResponse*) override;
+  grpc::Status UndrainWorker(grpc::ServerContext*, const v1::UndrainWorkerRequest*,
+                             v1::UndrainWorkerResponse*) override;
 
  private:
+  v1::WorkerInfo Info(const Worker& w) const;
   JobManager* jobs_;
   Store* store_;
   ArtifactStore* artifacts_;

@@ -28,6 +28,7 @@ using RankReport = polytune::RankReport;
 struct HeartbeatReply {
   std::vector<RankAssignment> start;
   std::vector<std::string> cancel_jobs;
+  std::vector<std::string> preempt_jobs;  // checkpoint, upload and exit with kExitPreempted
 };
 
 // Hears of job and worker changes as they happen (metrics, audit). Called with the
@@ -48,6 +49,10 @@ struct JobManagerOptions {
   // A rendezvous port a worker found taken by another process is not handed out again on that
   // host for this long.
   int64_t busy_port_quarantine_micros = 60'000'000;
+  // Restart n of a job waits restart_backoff * 2^(n-1), at most restart_backoff_max, so a
+  // crash loop does not hammer the cluster.
+  int64_t restart_backoff_micros = 10'000'000;
+  int64_t restart_backoff_max_micros = 300'000'000;
 };
 
 class JobManager {
@@ -62,15 +67,27 @@ class JobManager {
   absl::Status Recover();
 
   absl::StatusOr<Job> Submit(const std::string& name, int32_t priority, int32_t world_size,
-                             const std::string& spec_yaml, const std::string& model = "");
+                             const std::string& spec_yaml, const std::string& model = "", FaultPolicy policy = {});
   absl::StatusOr<Job> Cancel(const std::string& id);
   absl::StatusOr<Job> Get(const std::string& id) const;
   std::vector<Job> List() const;
 
-  // Returns the ids of jobs failed because the registration superseded a running worker.
-  absl::Status RegisterWorker(Worker worker);
+  // Registers a worker with the ranks it runs or has not yet reported (after a coordinator
+  // restart they are re-attached to their jobs). A new incarnation of a worker that ran ranks
+  // restarts their jobs.
+  absl::Status RegisterWorker(Worker worker, const std::vector<RankReport>& ranks = {});
+  // `shutting_down`: the daemon is stopping; it is drained (its ranks checkpoint themselves).
   absl::StatusOr<HeartbeatReply> Heartbeat(const std::string& worker_id, const std::string& incarnation,
-                                           const std::vector<RankReport>& ranks);
+                                           const std::vector<RankReport>& ranks, bool shutting_down = false);
+  // No new ranks on the worker; its running jobs checkpoint and are placed again elsewhere
+  // unless `let_finish`.
+  absl::StatusOr<Worker> Drain(const std::string& worker_id, bool let_finish);
+  absl::StatusOr<Worker> Undrain(const std::string& worker_id);
+  // Whether results (metrics, checkpoints) of `attempt` of the job are current: it is placed
+  // and that is its placement. Results of a superseded attempt are dropped.
+  bool AcceptsResults(const std::string& job_id, int32_t attempt) const;
+  // The last step a job's current placement reported (for restart reasons).
+  void NoteProgress(const std::string& job_id, int64_t step);
   std::vector<Worker> Workers() const { return registry_.Snapshot(); }
   // Free devices per alive worker (devices minus ranks of scheduled or running jobs).
   std::map<std::string, int32_t> FreeDevices() const;
@@ -84,7 +101,22 @@ class JobManager {
   // error (CHECK); a refused store write is returned.
   [[nodiscard]] absl::Status TransitionLocked(Job& job, JobState to, const std::string& reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  [[nodiscard]] absl::Status FailWorkerJobsLocked(const std::string& worker_id, const std::string& why)
+  // The worker's jobs lost their ranks there: each restarts (or fails past max_restarts).
+  [[nodiscard]] absl::Status RestartWorkerJobsLocked(const std::string& worker_id, const std::string& why)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stops the job's ranks and puts it back to PENDING to resume from its last verified
+  // checkpoint. `counts`: an infrastructure failure, counted against max_restarts (past it the
+  // job FAILS) and backed off; otherwise a preemption or drain.
+  [[nodiscard]] absl::Status RequeueLocked(Job& job, const std::string& why, bool counts)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Asks the job's ranks to checkpoint and stop (they exit with kExitPreempted).
+  [[nodiscard]] absl::Status RequestStopLocked(Job& job, const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stops running preemptible jobs a waiting higher-priority job needs the devices of.
+  [[nodiscard]] absl::Status PreemptForLocked(const std::vector<Job>& waiting, const std::vector<Worker>& schedulable,
+                                              int32_t free_devices) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Re-issues what a coordinator restart forgot: starts of SCHEDULED jobs, pending stops.
+  void ReissueOrdersLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  [[nodiscard]] absl::Status ApplyReportsLocked(const std::string& worker_id, const std::vector<RankReport>& ranks)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CancelRanksLocked(const Job& job, const std::string& except_worker = "") ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Applies one rank report of the job's current placement.
@@ -111,6 +143,8 @@ class JobManager {
   std::map<std::string, std::map<int32_t, RankReport>> ranks_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::vector<RankAssignment>> to_start_ ABSL_GUARDED_BY(mu_);  // by worker
   std::map<std::string, std::set<std::string>> to_cancel_ ABSL_GUARDED_BY(mu_);       // by worker
+  std::map<std::string, std::set<std::string>> to_preempt_ ABSL_GUARDED_BY(mu_);      // by worker
+  std::map<std::string, int64_t> last_step_ ABSL_GUARDED_BY(mu_);                     // by job
   // (host address, port) -> until when it is not handed out (reported busy).
   std::map<std::pair<std::string, int32_t>, int64_t> busy_ports_ ABSL_GUARDED_BY(mu_);
 };

@@ -33,4 +33,22 @@ struct ScheduleDecision {
 
 ScheduleDecision DecideSchedule(const std::vector<Job>& pending, const std::vector<WorkerCapacity>& workers);
 
+// A placed job as priority preemption sees it.
+struct PlacedJob {
+  std::string id;
+  int32_t priority = 0;
+  int64_t sequence = 0;
+  bool preemptible = false;
+  bool stopping = false;  // already asked to checkpoint and stop
+  int32_t devices = 0;    // its ranks on schedulable workers (devices it gives back)
+};
+
+// Priority preemption policy: the placed jobs `waiting` should stop so that it fits, given
+// `free` devices now. Only preemptible jobs of lower priority are candidates. Devices of jobs
+// already stopping count as coming free, so a second call asks for nothing more. Picks the
+// lowest priorities first (then the youngest: it loses the least work) and then drops any
+// pick the others cover, so the fewest jobs stop. Empty when nothing is needed or nothing
+// suffices (then no job is stopped in vain).
+std::vector<std::string> ChoosePreemptions(const Job& waiting, int32_t free, const std::vector<PlacedJob>& placed);
+
 }  // namespace polytune::coordinator

@@ -23,7 +23,8 @@ struct CheckpointRecord {
 };
 
 struct StoredMetricsRecord {
-  int64_t seq = 0;  // store-wide increasing: the cursor of GetMetrics
+  int64_t seq = 0;      // store-wide increasing: the cursor of GetMetrics
+  int32_t attempt = 0;  // the job placement that produced it
   MetricsRecord record;
 };
 
@@ -43,7 +44,14 @@ class Store {
   virtual absl::StatusOr<int64_t> NextJobSequence() = 0;
   virtual absl::Status PutWorker(const Worker& worker) = 0;
   virtual absl::StatusOr<std::vector<Worker>> ListWorkers() = 0;
-  virtual absl::Status AppendMetrics(const std::string& job_id, const std::vector<MetricsRecord>& records) = 0;
+  // Appends records of the job's placement `attempt`. A record whose kind (step or eval) and
+  // step the job already has is skipped: a batch delivered twice (the reply to the first try
+  // was lost) is stored once.
+  virtual absl::Status AppendMetrics(const std::string& job_id, int32_t attempt,
+                                     const std::vector<MetricsRecord>& records) = 0;
+  // Deletes the job's records past `step` (a restart resumes from a checkpoint at `step`, and
+  // the records of the steps it repeats would otherwise appear twice).
+  virtual absl::Status DropMetricsAfter(const std::string& job_id, int64_t step) = 0;
   // At most `limit` records of the job with seq > after_seq, oldest first. A stored record
   // that cannot be read back is DATA_LOSS naming the row.
   virtual absl::StatusOr<std::vector<StoredMetricsRecord>> Metrics(const std::string& job_id, int64_t after_seq,

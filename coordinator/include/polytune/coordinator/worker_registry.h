@@ -34,9 +34,13 @@ class WorkerRegistry {
   // Marks workers silent for longer than the timeout as lost and returns their ids.
   std::vector<std::string> ExpireSilent();
 
+  // Sets or clears `draining`; returns the updated worker, NOT_FOUND for an unknown id.
+  absl::StatusOr<Worker> SetDraining(const std::string& id, bool draining);
+
   std::vector<Worker> Snapshot() const;
   std::vector<Worker> Alive() const;
-  // Alive and heard from since the last coordinator start: may be given new ranks.
+  // Alive, heard from since the last coordinator start and within half the timeout, and not
+  // draining: may be given new ranks.
   std::vector<Worker> Schedulable() const;
 
  private:

@@ -80,7 +80,13 @@ class DatasetRef {
 
 struct Resources {
   int32_t world_size = 1;  // data-parallel ranks, one device each
+  // Restarts from the last checkpoint after infrastructure failures (a lost worker, a rank
+  // killed by a signal or crashing) before the job fails; bad input never restarts.
+  int32_t max_restarts = 3;
+  // A higher-priority pending job may stop this one (checkpoint, requeue) to take its devices.
+  bool preemptible = false;
 };
+constexpr int32_t kMaxRestartsLimit = 100;
 
 struct JobSpec {
   struct Model {

@@ -61,9 +61,14 @@ class FlatGradients {
   std::vector<at::Tensor> params_;
 };
 
-// Sums every rank's gradients (and local loss) across ranks; returns the step's global loss
-// sum.
-absl::StatusOr<double> ReduceGradients(FlatGradients& flat, Communicator& comm, double local_loss_sum);
+struct ReducedStep {
+  double loss_sum = 0;  // the step's global loss sum
+  bool stop = false;    // some rank was asked to stop after this step
+};
+// Sums every rank's gradients, local loss and stop request across ranks in one all-reduce, so
+// every rank learns in the same step that one of them was asked to stop (no extra collective).
+absl::StatusOr<ReducedStep> ReduceGradients(FlatGradients& flat, Communicator& comm, double local_loss_sum,
+                                            bool stop_requested = false);
 
 // Global-norm clipping as torch.nn.utils.clip_grad_norm_ (eps 1e-6): returns the norm before
 // clipping; scales the gradients down when it exceeds `max_norm` (0: no clipping).

@@ -29,9 +29,16 @@ struct TrainRunOptions {
   std::function<void(int64_t step)> before_step;
   // Called on rank 0 after each checkpoint is committed, with its directory.
   std::function<void(const std::string&)> on_checkpoint;
+  // Polled on every rank once per optimizer step (before its all-reduce): true asks the run to
+  // stop after that step with a checkpoint of it (preemption, drain). Must be cheap and
+  // async-signal safe to set (a signal handler flips it).
+  std::function<bool()> stop_requested;
 };
 
 struct TrainSummary {
+  // Stopped on request after `steps` optimizer steps, with a checkpoint of that step; no
+  // adapter was written and the run resumes from the checkpoint.
+  bool preempted = false;
   int64_t steps = 0;
   double final_loss = 0;
   std::string adapter_dir;
