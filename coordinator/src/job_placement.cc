@@ -1,5 +1,7 @@
 // JobManager's placement half: pending jobs onto free devices (scheduler.h decides), ports
 // for rank 0 rendezvous stores, restart backoff and priority preemption.
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -88,6 +90,11 @@ absl::Status JobManager::PlaceJobsLocked() {
 absl::Status JobManager::PreemptForLocked(const std::vector<Job>& waiting, const std::vector<Worker>& schedulable,
                                           int32_t free_devices) {
   if (waiting.empty()) return absl::OkStatus();
+  // Most clusters have no preemptible job running: then there is nothing to decide.
+  if (std::none_of(jobs_.begin(), jobs_.end(), [](const auto& entry) {
+        return entry.second.preemptible && entry.second.state == JobState::kRunning;
+      }))
+    return absl::OkStatus();
   // The first waiting job in scheduling order (highest priority, oldest) that the schedulable
   // cluster could hold at all; one per cycle keeps the decision simple and stable.
   int32_t total = 0;

@@ -81,6 +81,11 @@ int main(int argc, char** argv) {
   app.add_option("--listen", listen,
                  "HOST:PORT for the worker's health and reflection endpoint (port 0: any free port)")
       ->capture_default_str();
+  int preempt_grace = 120;
+  app.add_option("--preempt-grace", preempt_grace,
+                 "Seconds a rank asked to checkpoint and stop (drain, preemption, SIGTERM) gets before SIGKILL; "
+                 "keep Kubernetes' terminationGracePeriodSeconds above this plus 30")
+      ->capture_default_str();
   app.set_version_flag("--version", std::string("polytune-worker ") + polytune::BuildDescription());
   CLI11_PARSE(app, argc, argv);
 
@@ -90,6 +95,8 @@ int main(int argc, char** argv) {
     auto hp = polytune::ParseHostPort(value, flag);
     if (!hp.ok()) return Error(std::string(hp.status().message()));
   }
+  if (preempt_grace < 1 || preempt_grace > 3600)
+    return Error("--preempt-grace must be between 1 and 3600 seconds, got " + std::to_string(preempt_grace));
   Registration reg;
   {
     int first = 0, last = 0;
@@ -120,6 +127,7 @@ int main(int argc, char** argv) {
   // Rank specs live in the work dir, and relative paths in a spec resolve against it.
   so.work_dir = fs::absolute(work_dir).lexically_normal().string();
   so.polytune_bin = polytune_bin.empty() ? DefaultPolytuneBin() : polytune_bin;
+  so.preempt_grace_micros = int64_t{preempt_grace} * 1'000'000;
 
   signal(SIGINT, OnSignal);
   signal(SIGTERM, OnSignal);
@@ -157,6 +165,7 @@ int main(int argc, char** argv) {
   RankSupervisor ranks(so, deps);
   AgentOptions ao;
   ao.registration = reg;
+  ao.shutdown_timeout_micros = (int64_t{preempt_grace} + 30) * 1'000'000;
   WorkerAgent agent(ao, clock, client.get(), &ranks, &metrics);
   const bool cuda = !reg.devices.empty() && reg.devices[0].kind == "cuda";
   int64_t next_gpu_poll = 0;
