@@ -93,8 +93,11 @@ TEST_F(RankSupervisorTest, CrashIsReportedWithItsLastErrorLineUntilAcknowledged)
   EXPECT_EQ(reports[0].exit_code, 1);
   EXPECT_EQ(reports[0].message, "polytune: error: out of memory");
   EXPECT_EQ(ranks_->Reports().size(), 1u) << "still reported while no heartbeat carried it";
+  std::filesystem::create_directories(dirs_.root + "/work/jobs/job-1/rank-1/out/checkpoints/step-2");
   ranks_->Acknowledge(reports);
   EXPECT_TRUE(ranks_->Reports().empty()) << "reported once, then forgotten";
+  EXPECT_FALSE(std::filesystem::exists(dirs_.root + "/work/jobs/job-1/rank-1/out")) << "its results were delivered";
+  EXPECT_TRUE(std::filesystem::exists(log)) << "its log stays for people on the host";
 }
 
 TEST_F(RankSupervisorTest, RanksThatCannotStartSayWhy) {

@@ -45,5 +45,29 @@ TEST(ResultUploader, AnExitedRankIsFinishedOnlyWhenItsFinalCheckpointIsStored) {
   EXPECT_EQ(coordinator.log_lines, 2) << "the last line, without its newline, is sent too";
 }
 
+TEST(ResultUploader, DeliveredCheckpointsLeaveTheWorkerExceptTheNewest) {
+  TempDirs dirs;
+  FakeClock clock;
+  FakeCoordinator coordinator(&clock);
+  const std::string rank = dirs.root + "/rank-0";
+  for (const char* step : {"step-4", "step-8", "step-12"}) {
+    std::filesystem::create_directories(rank + "/out/checkpoints/" + step);
+    ASSERT_TRUE(WriteFileAtomic(rank + "/out/checkpoints/" + step + "/trainer_state.json", "{}").ok());
+  }
+  ResultUploader uploader(&coordinator);
+  uploader.Track("job-1/0", "job-1", 0, 1, rank, /*results=*/true);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (coordinator.uploads < 3 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_EQ(coordinator.uploads, 3);
+  uploader.Finish("job-1/0");
+  while (!uploader.Finished("job-1/0") && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_FALSE(std::filesystem::exists(rank + "/out/checkpoints/step-4"));
+  EXPECT_FALSE(std::filesystem::exists(rank + "/out/checkpoints/step-8"));
+  EXPECT_TRUE(std::filesystem::exists(rank + "/out/checkpoints/step-12"));
+  EXPECT_EQ(coordinator.uploads, 3) << "nothing is sent twice";
+}
+
 }  // namespace
 }  // namespace polytune::worker

@@ -281,7 +281,14 @@ void RankSupervisor::Acknowledge(const std::vector<RankReport>& reports) {
   for (const auto& rep : reports) {
     if (rep.phase != RankReport::Phase::kExited) continue;
     auto it = ranks_.find(Key(rep.job_id, rep.rank));
-    if (it != ranks_.end() && it->second.exited && it->second.assignment.attempt == rep.attempt) ranks_.erase(it);
+    if (it != ranks_.end() && it->second.exited && it->second.assignment.attempt == rep.attempt) {
+      // Everything it produced is at the coordinator now: only its log and spec stay here
+      // (small, for people debugging on the host), not its checkpoints and adapter.
+      std::error_code ec;
+      fs::remove_all(it->second.dir + "/out", ec);
+      fs::remove_all(it->second.dir + "/resume", ec);
+      ranks_.erase(it);
+    }
   }
 }
 

@@ -205,7 +205,25 @@ bool ResultUploader::SendCheckpoints(Target& t) {
                    std::string(st.message()).c_str());
     }
   }
+  PruneDeliveredCheckpoints(t);
   return ok;
+}
+
+void ResultUploader::PruneDeliveredCheckpoints(const Target& t) {
+  // The coordinator holds every delivered checkpoint (a restart resumes from its copy), so the
+  // rank folder keeps only the newest delivered one and those not yet delivered: the on-disk
+  // queue never holds more than what an outage left unsent, plus one.
+  int64_t newest = -1;
+  for (const auto& name : t.uploaded) {
+    int64_t step;
+    if (absl::SimpleAtoi(name.substr(5), &step)) newest = std::max(newest, step);
+  }
+  std::error_code ec;
+  for (const auto& name : t.uploaded) {
+    int64_t step;
+    if (absl::SimpleAtoi(name.substr(5), &step) && step < newest)
+      fs::remove_all(fs::path(t.rank_dir) / "out" / "checkpoints" / name, ec);
+  }
 }
 
 }  // namespace polytune::worker

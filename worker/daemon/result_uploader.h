@@ -59,6 +59,7 @@ class ResultUploader final : public ResultForwarder {
   bool SendLogLines(Target& t, bool final);
   bool SendMetrics(Target& t);
   bool SendCheckpoints(Target& t);
+  void PruneDeliveredCheckpoints(const Target& t);
   static int64_t Backlog(const Target& t);  // bytes not yet sent
 
   CoordinatorClient* client_;
