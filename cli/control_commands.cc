@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -17,6 +18,7 @@
 #include "polytune/common/sha256.h"
 #include "polytune/rpc/grpc_config.h"
 #include "polytune/rpc/metrics_convert.h"
+#include "polytune/rpc/security.h"
 #include "polytune/rpc/status.h"
 #include "polytune/rpc/transfer.h"
 #include "polytune/spec/job_spec.h"
@@ -33,6 +35,8 @@ struct ControlArgs {
   bool json = false, follow = false, force = false;
   std::string worker;
   bool wait = false, let_finish = false;
+  std::string token_file, tls_ca, tls_cert, tls_key;  // how to reach a secured coordinator
+  std::string principal, role;                        // polytune auth token
 };
 
 std::string Target(const ControlArgs& a) {
@@ -45,11 +49,38 @@ std::string Target(const ControlArgs& a) {
 int RpcFail(const ControlArgs& a, const grpc::Status& st) {
   if (st.error_code() == grpc::StatusCode::UNAVAILABLE || st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED)
     return Fail(absl::StrCat("cannot reach the coordinator at ", Target(a),
-                             "; start polytune-coordinator or set --coordinator / POLYTUNE_COORDINATOR"));
+                             "; start polytune-coordinator or set --coordinator / POLYTUNE_COORDINATOR (a TLS "
+                             "coordinator needs --tls-ca or POLYTUNE_TLS_CA)"));
+  if (st.error_code() == grpc::StatusCode::UNAUTHENTICATED)
+    return Fail(absl::StrCat(st.error_message(), " (coordinator ", Target(a), ")"));
   return Fail(st.error_message());
 }
 
+// TLS and the bearer token, from flags or the environment, set once before the first channel:
+// POLYTUNE_TOKEN or --token-file (default ~/.config/polytune/token, if it exists), and
+// --tls-ca or POLYTUNE_TLS_CA. A bad file ends the command with one line naming it.
+void ConfigureSecurity(const ControlArgs& a) {
+  static bool done = false;
+  if (done) return;
+  done = true;
+  auto env = [](const char* name) {
+    const char* v = std::getenv(name);
+    return std::string(v ? v : "");
+  };
+  std::string token_file = a.token_file;
+  const bool optional = token_file.empty();
+  if (optional && !env("HOME").empty()) token_file = env("HOME") + "/.config/polytune/token";
+  auto security = rpc::LoadClientSecurity(a.tls_ca.empty() ? env("POLYTUNE_TLS_CA") : a.tls_ca, a.tls_cert, a.tls_key,
+                                          env("POLYTUNE_TOKEN"), token_file, optional);
+  if (!security.ok()) {
+    Fail(std::string(security.status().message()));
+    std::exit(2);  // a CLI process, not a daemon: one clear line and out
+  }
+  rpc::SetClientSecurity(*security);
+}
+
 std::unique_ptr<v1::JobService::Stub> Stub(const ControlArgs& a) {
+  ConfigureSecurity(a);
   return v1::JobService::NewStub(rpc::MakeChannel(Target(a)));
 }
 
@@ -455,10 +486,43 @@ int Download(const ControlArgs& a) {
 
 }  // namespace
 
+// A new bearer token and the --auth-file entry holding its sha256 (never the token itself).
+int AuthToken(const ControlArgs& a) {
+  if (a.role != "admin" && a.role != "user" && a.role != "viewer" && a.role != "worker")
+    return Fail(absl::StrCat("--role '", a.role, "' is not admin, user, viewer or worker"));
+  if (a.principal.empty() || a.principal.find_first_of(" :{}[],#\"'") != std::string::npos)
+    return Fail("--name must be a plain name (no spaces or YAML punctuation)");
+  std::ifstream in("/dev/urandom", std::ios::binary);
+  unsigned char bytes[32];
+  if (!in.read(reinterpret_cast<char*>(bytes), sizeof(bytes))) return Fail("cannot read /dev/urandom");
+  std::string token;
+  for (unsigned char b : bytes) token += absl::StrFormat("%02x", b);
+  std::printf("%s\n", token.c_str());
+  std::fflush(stdout);  // the token first, then the instructions
+  std::fprintf(stderr,
+               "give the token (line above) to %s; add this line under 'principals:' in the coordinator's "
+               "--auth-file and send it SIGHUP:\n  - {name: %s, role: %s, token_sha256: %s}\n",
+               a.principal.c_str(), a.principal.c_str(), a.role.c_str(), Sha256Hex(token).c_str());
+  return 0;
+}
+
 void RegisterControlCommands(CLI::App& app, const std::shared_ptr<std::function<int()>>& run) {
   auto a = std::make_shared<ControlArgs>();
   app.add_option("--coordinator", a->coordinator,
                  "Coordinator HOST:PORT (default $POLYTUNE_COORDINATOR or 127.0.0.1:7070)");
+  app.add_option("--token-file", a->token_file,
+                 "File holding your bearer token (default: $POLYTUNE_TOKEN, else ~/.config/polytune/token)");
+  app.add_option("--tls-ca", a->tls_ca, "PEM CA of the coordinator's certificate: speak TLS (or $POLYTUNE_TLS_CA)");
+  app.add_option("--tls-cert", a->tls_cert, "PEM client certificate, when the coordinator requires mTLS");
+  app.add_option("--tls-key", a->tls_key, "PEM private key of --tls-cert");
+  // Credentials are loaded once the command line is parsed, before any call makes a context.
+  app.parse_complete_callback([a] { ConfigureSecurity(*a); });
+  auto* auth = app.add_subcommand("auth", "Credentials for a coordinator started with --auth-file");
+  auth->require_subcommand(1);
+  auto* token = auth->add_subcommand("token", "Print a new token and the --auth-file line for it");
+  token->add_option("--name", a->principal, "Who it is for (a user, or a worker's principal)")->required();
+  token->add_option("--role", a->role, "admin, user, viewer or worker")->required();
+  token->callback([run, a] { *run = [a] { return AuthToken(*a); }; });
   app.fallthrough();  // --coordinator may follow the subcommand too
   auto* submit = app.add_subcommand("submit", "Submit a job: training config plus resources: {world_size: N}");
   submit->add_option("spec", a->spec, "Job YAML")->required();

@@ -40,7 +40,8 @@ int ExecEngine(int argc, char** argv) {
 std::string Subcommand(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
-    if (arg == "--coordinator") {
+    if (arg == "--coordinator" || arg == "--token-file" || arg == "--tls-ca" || arg == "--tls-cert" ||
+        arg == "--tls-key") {
       ++i;  // its value
       continue;
     }

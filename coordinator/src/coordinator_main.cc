@@ -1,4 +1,5 @@
 // polytune-coordinator --listen HOST:PORT --data-dir DIR [--heartbeat-timeout 10s]
+//   [--auth-file FILE] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--insecure]
 #include <fcntl.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
@@ -21,11 +22,19 @@
 #include "polytune/coordinator/grpc_services.h"
 #include "polytune/rpc/grpc_config.h"
 #include "polytune/rpc/grpc_metrics.h"
+#include "polytune/rpc/security.h"
 #include "polytune/telemetry/telemetry.h"
 
 namespace {
 std::atomic<bool> g_stop{false};
+std::atomic<bool> g_reload{false};
 void OnSignal(int) { g_stop = true; }
+void OnHangup(int) { g_reload = true; }
+
+bool IsLoopback(const std::string& host_port) {
+  const std::string host = host_port.substr(0, host_port.rfind(':'));
+  return host.rfind("127.", 0) == 0 || host == "localhost" || host == "[::1]";
+}
 
 // "10s", "500ms", "2m" or plain seconds.
 bool ParseDuration(const std::string& s, int64_t* micros) {
@@ -46,7 +55,7 @@ bool ParseDuration(const std::string& s, int64_t* micros) {
 int main(int argc, char** argv) {
   using namespace polytune::coordinator;
   CLI::App app{"polytune-coordinator: queues fine-tuning jobs and gang-schedules them onto workers"};
-  std::string listen = "0.0.0.0:7070", data_dir, timeout = "10s";
+  std::string listen = "127.0.0.1:7070", data_dir, timeout = "10s";
   app.add_option("--listen", listen, "HOST:PORT to serve gRPC on")->capture_default_str();
   app.add_option("--data-dir", data_dir, "Folder for the SQLite database and artifacts")->required();
   app.add_option("--heartbeat-timeout", timeout, "Silence after which a worker is lost (e.g. 10s, 500ms)")
@@ -61,6 +70,19 @@ int main(int argc, char** argv) {
   app.add_option("--job-metrics-grace", job_grace,
                  "How long a finished job's series stay on /metrics so its last values are scraped")
       ->capture_default_str();
+  std::string auth_file, tls_cert, tls_key, tls_client_ca, health_listen;
+  bool insecure = false;
+  app.add_option("--auth-file", auth_file,
+                 "YAML of principals {name, role, token_sha256} (`polytune auth token` makes entries); reloaded on "
+                 "SIGHUP. Without it every caller is an admin");
+  app.add_option("--tls-cert", tls_cert, "PEM certificate chain: serve TLS");
+  app.add_option("--tls-key", tls_key, "PEM private key of --tls-cert");
+  app.add_option("--tls-client-ca", tls_client_ca, "PEM CA: clients must present a certificate it signed (mTLS)");
+  app.add_option("--health-listen", health_listen,
+                 "HOST:PORT serving only grpc.health.v1, in plaintext and without tokens (kubelet probes)");
+  app.add_flag("--insecure", insecure,
+               "Allow a non-loopback --listen without --auth-file and TLS (anyone who reaches the port may do "
+               "anything)");
   app.set_version_flag("--version", std::string("polytune-coordinator ") + polytune::BuildDescription());
   CLI11_PARSE(app, argc, argv);
   int64_t timeout_micros = 0;
@@ -78,6 +100,32 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  if (!IsLoopback(listen) && (auth_file.empty() || tls_cert.empty()) && !insecure) {
+    std::fprintf(stderr,
+                 "polytune-coordinator: error: refusing to serve %s without %s: anyone who reaches it could submit, "
+                 "read and cancel every job and pose as a worker. Give --auth-file and --tls-cert/--tls-key, listen "
+                 "on 127.0.0.1, or pass --insecure\n",
+                 listen.c_str(),
+                 auth_file.empty() && tls_cert.empty() ? "tokens and TLS"
+                 : auth_file.empty()                   ? "tokens (--auth-file)"
+                                                       : "TLS (--tls-cert)");
+    return 2;
+  }
+  auto credentials = polytune::rpc::MakeServerCredentials(tls_cert, tls_key, tls_client_ca);
+  if (!credentials.ok()) {
+    std::fprintf(stderr, "polytune-coordinator: error: %s\n", std::string(credentials.status().message()).c_str());
+    return 2;
+  }
+  std::unique_ptr<TokenRegistry> tokens;
+  if (!auth_file.empty()) {
+    auto loaded = TokenRegistry::Load(auth_file);
+    if (!loaded.ok()) {
+      std::fprintf(stderr, "polytune-coordinator: error: %s\n", std::string(loaded.status().message()).c_str());
+      return 2;
+    }
+    tokens = *std::move(loaded);
+  }
+  const Authorizer authorizer(tokens.get());
   int64_t backoff_micros = 0;
   if (!ParseDuration(restart_backoff, &backoff_micros)) {
     std::fprintf(stderr, "polytune-coordinator: error: --restart-backoff '%s' is not a duration like 10s or 500ms\n",
@@ -133,10 +181,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "polytune-coordinator: error: %s\n", std::string(st.message()).c_str());
     return 1;
   }
-  JobServiceImpl job_service(&jobs, timed_store.get(), &artifacts);
+  JobServiceImpl job_service(&jobs, timed_store.get(), &artifacts, &authorizer);
   // Workers heartbeat a few times per timeout, so one lost heartbeat never loses a worker.
   const int64_t heartbeat_ms = std::max<int64_t>(100, std::min<int64_t>(1000, timeout_micros / 1000 / 4));
-  WorkerServiceImpl worker_service(&jobs, timed_store.get(), &artifacts, heartbeat_ms, metrics.get());
+  WorkerServiceImpl worker_service(&jobs, timed_store.get(), &artifacts, heartbeat_ms, metrics.get(), &authorizer);
   auto exposer = polytune::telemetry::StartMetricsServer(
       metrics_listen, {metrics, metrics->shared_registry(), polytune::telemetry::MakeProcessCollector()});
   if (!exposer.ok()) {
@@ -148,10 +196,24 @@ int main(int argc, char** argv) {
                  metrics_listen.substr(0, metrics_listen.rfind(':')).c_str(),
                  polytune::telemetry::ListeningPort(**exposer));
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  // The kubelet's gRPC probes speak neither TLS nor tokens: health alone, on its own port.
+  std::unique_ptr<grpc::Server> health_server;
+  if (!health_listen.empty()) {
+    grpc::ServerBuilder hb;
+    int health_port = 0;
+    hb.AddListeningPort(health_listen, grpc::InsecureServerCredentials(), &health_port);
+    health_server = hb.BuildAndStart();
+    if (!health_server || health_port == 0) {
+      std::fprintf(stderr, "polytune-coordinator: error: cannot listen on --health-listen %s\n", health_listen.c_str());
+      return 1;
+    }
+  }
+  // Reflection describes every RPC to whoever asks; with tokens on it is not served (gRPC's
+  // reflection service cannot check a token).
+  if (!tokens) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(listen, *credentials, &port);
   polytune::rpc::ConfigureServer(builder);
   builder.experimental().SetInterceptorCreators(polytune::rpc::MakeGrpcMetricsInterceptors(metrics->registry()));
   builder.RegisterService(&job_service);
@@ -164,14 +226,25 @@ int main(int argc, char** argv) {
   }
   signal(SIGINT, OnSignal);
   signal(SIGTERM, OnSignal);
+  signal(SIGHUP, OnHangup);
   std::fprintf(stderr, "polytune-coordinator %s: serving on %s:%d, state in %s\n", polytune::BuildDescription().c_str(),
                listen.substr(0, listen.rfind(':')).c_str(), port, data_dir.c_str());
   while (!g_stop) {
+    if (g_reload.exchange(false) && tokens) {
+      absl::Status reloaded = tokens->Reload();
+      if (reloaded.ok()) {
+        std::fprintf(stderr, "polytune-coordinator: reloaded %s (%zu principals)\n", auth_file.c_str(), tokens->size());
+      } else {  // keeps the principals it had
+        std::fprintf(stderr, "polytune-coordinator: error: %s; keeping the previous principals\n",
+                     std::string(reloaded.message()).c_str());
+      }
+    }
     absl::Status tick = jobs.Tick();
     if (!tick.ok())  // the store refused a write; say so, and try again next tick
       std::fprintf(stderr, "polytune-coordinator: error: %s\n", std::string(tick.message()).c_str());
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  if (health_server) health_server->Shutdown(std::chrono::system_clock::now());
   return 0;
 }

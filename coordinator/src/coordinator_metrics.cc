@@ -301,6 +301,12 @@ class TimedStore : public Store {
   absl::StatusOr<std::vector<LogLine>> Logs(const std::string& job_id, int64_t after_seq, int64_t limit) override {
     return inner_->Logs(job_id, after_seq, limit);
   }
+  absl::Status AddArtifactOwner(const std::string& sha256, const std::string& owner) override {
+    return Time([&] { return inner_->AddArtifactOwner(sha256, owner); });
+  }
+  absl::StatusOr<std::vector<std::string>> ArtifactOwners(const std::string& sha256) override {
+    return inner_->ArtifactOwners(sha256);
+  }
   absl::Status PutCheckpoint(const CheckpointRecord& record) override {
     return Time([&] { return inner_->PutCheckpoint(record); });
   }

@@ -13,6 +13,15 @@ namespace {
 
 using rpc::ToGrpc;
 
+const std::string kJobs = "/polytune.v1.JobService/";
+const std::string kWorkers = "/polytune.v1.WorkerService/";
+
+// The principal making the call, or the status refusing it.
+#define POLYTUNE_AUTHORIZE(who, method)                 \
+  auto who##_or = auth_->Check(ctx, method);            \
+  if (!who##_or.ok()) return ToGrpc(who##_or.status()); \
+  const Principal& who = *who##_or
+
 grpc::Status StreamArtifact(ArtifactStore* artifacts, const std::string& sha,
                             grpc::ServerWriter<v1::DownloadChunk>* w) {
   auto data = artifacts->Get(sha);
@@ -22,25 +31,33 @@ grpc::Status StreamArtifact(ArtifactStore* artifacts, const std::string& sha,
 
 }  // namespace
 
-grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext*, const v1::SubmitJobRequest* req,
+grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* ctx, const v1::SubmitJobRequest* req,
                                        v1::SubmitJobResponse* resp) {
+  POLYTUNE_AUTHORIZE(who, kJobs + "SubmitJob");
   // The same parser and rules as the CLI; paths must be absolute here (no base folder).
   auto spec = spec::ParseJobSpec(req->spec_yaml(), "submitted spec", "", spec::SpecUse::kSubmission);
   if (!spec.ok()) return ToGrpc(spec.status());
   for (const auto& [key, d] :
        {std::make_pair("data.train", &spec->data.train), std::make_pair("data.eval", &spec->data.eval)})
-    if (d->is_artifact() && !artifacts_->Has(d->sha256()))
-      return ToGrpc(absl::FailedPreconditionError(absl::StrCat(
-          "submitted spec: '", key, "' names artifact ", d->sha256(), ", which was never uploaded; upload it first")));
+    if (d->is_artifact()) {
+      if (!artifacts_->Has(d->sha256()))
+        return ToGrpc(
+            absl::FailedPreconditionError(absl::StrCat("submitted spec: '", key, "' names artifact ", d->sha256(),
+                                                       ", which was never uploaded; upload it first")));
+      // A user trains only on data it uploaded (or it could read others' data through a job).
+      absl::Status own = MayRead(who, d->sha256());
+      if (!own.ok()) return ToGrpc(own);
+    }
   auto job = jobs_->Submit(req->name(), req->priority(), spec->resources->world_size, spec::ToCanonicalYaml(*spec),
-                           spec->model.path, {spec->resources->max_restarts, spec->resources->preemptible});
+                           spec->model.path, {spec->resources->max_restarts, spec->resources->preemptible}, who.name);
   if (!job.ok()) return ToGrpc(job.status());
   *resp->mutable_job() = ToProto(*job);
   return grpc::Status::OK;
 }
 
-grpc::Status JobServiceImpl::GetJob(grpc::ServerContext*, const v1::GetJobRequest* req, v1::GetJobResponse* resp) {
-  auto job = jobs_->Get(req->id());
+grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* ctx, const v1::GetJobRequest* req, v1::GetJobResponse* resp) {
+  POLYTUNE_AUTHORIZE(who, kJobs + "GetJob");
+  auto job = OwnJob(who, req->id());
   if (!job.ok()) return ToGrpc(job.status());
   *resp->mutable_job() = ToProto(*job);
   auto cks = store_->Checkpoints(req->id());
@@ -49,9 +66,10 @@ grpc::Status JobServiceImpl::GetJob(grpc::ServerContext*, const v1::GetJobReques
   return grpc::Status::OK;
 }
 
-grpc::Status JobServiceImpl::GetMetrics(grpc::ServerContext*, const v1::GetMetricsRequest* req,
+grpc::Status JobServiceImpl::GetMetrics(grpc::ServerContext* ctx, const v1::GetMetricsRequest* req,
                                         v1::GetMetricsResponse* resp) {
-  auto job = jobs_->Get(req->id());
+  POLYTUNE_AUTHORIZE(who, kJobs + "GetMetrics");
+  auto job = OwnJob(who, req->id());
   if (!job.ok()) return ToGrpc(job.status());
   auto records = store_->Metrics(req->id(), req->after_seq(), rpc::kMaxMetricsPerReply);
   if (!records.ok()) return ToGrpc(records.status());
@@ -64,8 +82,10 @@ grpc::Status JobServiceImpl::GetMetrics(grpc::ServerContext*, const v1::GetMetri
   return grpc::Status::OK;
 }
 
-grpc::Status JobServiceImpl::GetLogs(grpc::ServerContext*, const v1::GetLogsRequest* req, v1::GetLogsResponse* resp) {
-  auto job = jobs_->Get(req->id());
+grpc::Status JobServiceImpl::GetLogs(grpc::ServerContext* ctx, const v1::GetLogsRequest* req,
+                                     v1::GetLogsResponse* resp) {
+  POLYTUNE_AUTHORIZE(who, kJobs + "GetLogs");
+  auto job = OwnJob(who, req->id());
   if (!job.ok()) return ToGrpc(job.status());
   auto lines = store_->Logs(req->id(), req->after_seq(), rpc::kMaxLogLinesPerReply);
   if (!lines.ok()) return ToGrpc(lines.status());
@@ -73,39 +93,73 @@ grpc::Status JobServiceImpl::GetLogs(grpc::ServerContext*, const v1::GetLogsRequ
   return grpc::Status::OK;
 }
 
-grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext*, const v1::ListJobsRequest*, v1::ListJobsResponse* resp) {
-  for (const auto& j : jobs_->List()) *resp->add_jobs() = ToProto(j);
+grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext* ctx, const v1::ListJobsRequest*,
+                                      v1::ListJobsResponse* resp) {
+  POLYTUNE_AUTHORIZE(who, kJobs + "ListJobs");
+  for (const auto& j : jobs_->List())
+    if (who.role != Role::kUser || j.owner == who.name) *resp->add_jobs() = ToProto(j);
   return grpc::Status::OK;
 }
 
-grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext*, const v1::CancelJobRequest* req,
+grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* ctx, const v1::CancelJobRequest* req,
                                        v1::CancelJobResponse* resp) {
+  POLYTUNE_AUTHORIZE(who, kJobs + "CancelJob");
+  auto own = OwnJob(who, req->id());
+  if (!own.ok()) return ToGrpc(own.status());
   auto job = jobs_->Cancel(req->id());
   if (!job.ok()) return ToGrpc(job.status());
   *resp->mutable_job() = ToProto(*job);
   return grpc::Status::OK;
 }
 
-grpc::Status JobServiceImpl::UploadArtifact(grpc::ServerContext*, grpc::ServerReader<v1::UploadArtifactChunk>* reader,
+grpc::Status JobServiceImpl::UploadArtifact(grpc::ServerContext* ctx,
+                                            grpc::ServerReader<v1::UploadArtifactChunk>* reader,
                                             v1::UploadArtifactResponse* resp) {
+  POLYTUNE_AUTHORIZE(who, kJobs + "UploadArtifact");
   std::string sha;
   auto data = rpc::ReadChunked<v1::UploadArtifactChunk>(reader, kMaxArtifactBytes,
                                                         [&](const v1::UploadArtifactChunk& c) { sha = c.sha256(); });
   if (!data.ok()) return ToGrpc(data.status());
   absl::Status st = artifacts_->Put(*data, sha);
   if (!st.ok()) return ToGrpc(st);
+  if (auth_->enabled()) {
+    st = store_->AddArtifactOwner(sha, who.name);
+    if (!st.ok()) return ToGrpc(st);
+  }
   resp->set_sha256(sha);
   resp->set_size_bytes(static_cast<int64_t>(data->size()));
   return grpc::Status::OK;
 }
 
-grpc::Status JobServiceImpl::Download(grpc::ServerContext*, const v1::DownloadRequest* req,
+grpc::Status JobServiceImpl::Download(grpc::ServerContext* ctx, const v1::DownloadRequest* req,
                                       grpc::ServerWriter<v1::DownloadChunk>* w) {
+  POLYTUNE_AUTHORIZE(who, kJobs + "Download");
+  absl::Status own = MayRead(who, req->sha256());
+  if (!own.ok()) return ToGrpc(own);
   return StreamArtifact(artifacts_, req->sha256(), w);
 }
 
-grpc::Status JobServiceImpl::ListWorkers(grpc::ServerContext*, const v1::ListWorkersRequest*,
+absl::Status JobServiceImpl::MayRead(const Principal& who, const std::string& sha256) const {
+  if (who.role != Role::kUser) return absl::OkStatus();
+  auto owners = store_->ArtifactOwners(sha256);
+  if (!owners.ok()) return owners.status();
+  if (std::find(owners->begin(), owners->end(), who.name) != owners->end()) return absl::OkStatus();
+  return absl::PermissionDeniedError(
+      absl::StrCat("artifact ", sha256, " is neither a dataset you uploaded nor a checkpoint of your jobs"));
+}
+
+absl::StatusOr<Job> JobServiceImpl::OwnJob(const Principal& who, const std::string& id) const {
+  auto job = jobs_->Get(id);
+  if (!job.ok()) return job.status();
+  if (who.role == Role::kUser && job->owner != who.name)
+    return absl::PermissionDeniedError(absl::StrCat(id, " belongs to another user; you can act on your own jobs only"));
+  return job;
+}
+
+grpc::Status JobServiceImpl::ListWorkers(grpc::ServerContext* ctx, const v1::ListWorkersRequest*,
                                          v1::ListWorkersResponse* resp) {
+  POLYTUNE_AUTHORIZE(who, kJobs + "ListWorkers");
+  (void)who;
   for (const auto& w : jobs_->Workers()) *resp->add_workers() = Info(w);
   return grpc::Status::OK;
 }
@@ -123,26 +177,40 @@ v1::WorkerInfo JobServiceImpl::Info(const Worker& w) const {
   return p;
 }
 
-grpc::Status JobServiceImpl::DrainWorker(grpc::ServerContext*, const v1::DrainWorkerRequest* req,
+grpc::Status JobServiceImpl::DrainWorker(grpc::ServerContext* ctx, const v1::DrainWorkerRequest* req,
                                          v1::DrainWorkerResponse* resp) {
+  POLYTUNE_AUTHORIZE(who, kJobs + "DrainWorker");
+  (void)who;
   auto w = jobs_->Drain(req->id(), req->let_finish());
   if (!w.ok()) return ToGrpc(w.status());
   *resp->mutable_worker() = Info(*w);
   return grpc::Status::OK;
 }
 
-grpc::Status JobServiceImpl::UndrainWorker(grpc::ServerContext*, const v1::UndrainWorkerRequest* req,
+grpc::Status JobServiceImpl::UndrainWorker(grpc::ServerContext* ctx, const v1::UndrainWorkerRequest* req,
                                            v1::UndrainWorkerResponse* resp) {
+  POLYTUNE_AUTHORIZE(who, kJobs + "UndrainWorker");
+  (void)who;
   auto w = jobs_->Undrain(req->id());
   if (!w.ok()) return ToGrpc(w.status());
   *resp->mutable_worker() = Info(*w);
   return grpc::Status::OK;
 }
 
-grpc::Status WorkerServiceImpl::Register(grpc::ServerContext*, const v1::RegisterRequest* req,
+grpc::Status WorkerServiceImpl::Register(grpc::ServerContext* ctx, const v1::RegisterRequest* req,
                                          v1::RegisterResponse* resp) {
+  POLYTUNE_AUTHORIZE(who, kWorkers + "Register");
   auto worker = FromProto(*req);
   if (!worker.ok()) return ToGrpc(worker.status());
+  if (auth_->enabled()) {
+    // Only the principal that registered a live worker may register it again (a restarted
+    // daemon), so no one can take over a worker's name and fail or hijack its jobs.
+    std::optional<Worker> known = jobs_->FindWorker(worker->id);
+    if (known && known->alive && !known->registered_by.empty() && known->registered_by != who.name)
+      return ToGrpc(absl::PermissionDeniedError(absl::StrCat(
+          "worker '", worker->id, "' is alive and registered by another principal; use its token or another --name")));
+    worker->registered_by = who.name;
+  }
   std::vector<RankReport> ranks;
   for (const auto& r : req->ranks()) ranks.push_back(FromProto(r));
   absl::Status st = jobs_->RegisterWorker(*worker, ranks);
@@ -151,8 +219,11 @@ grpc::Status WorkerServiceImpl::Register(grpc::ServerContext*, const v1::Registe
   return grpc::Status::OK;
 }
 
-grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest* req,
+grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext* ctx, const v1::HeartbeatRequest* req,
                                           v1::HeartbeatResponse* resp) {
+  POLYTUNE_AUTHORIZE(who, kWorkers + "Heartbeat");
+  absl::Status mine = CheckWorker(who, req->worker_id(), req->incarnation());
+  if (!mine.ok()) return ToGrpc(mine);
   std::vector<RankReport> ranks;
   for (const auto& r : req->ranks()) ranks.push_back(FromProto(r));
   auto reply = jobs_->Heartbeat(req->worker_id(), req->incarnation(), ranks, req->shutting_down());
@@ -163,8 +234,11 @@ grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext*, const v1::Heartb
   return grpc::Status::OK;
 }
 
-grpc::Status WorkerServiceImpl::ReportMetrics(grpc::ServerContext*, const v1::ReportMetricsRequest* req,
+grpc::Status WorkerServiceImpl::ReportMetrics(grpc::ServerContext* ctx, const v1::ReportMetricsRequest* req,
                                               v1::ReportMetricsResponse*) {
+  POLYTUNE_AUTHORIZE(who, kWorkers + "ReportMetrics");
+  absl::Status mine = CheckReporter(who, req->worker_id(), req->incarnation(), req->job_id());
+  if (!mine.ok()) return ToGrpc(mine);
   auto job = jobs_->Get(req->job_id());
   if (!job.ok()) return ToGrpc(job.status());
   std::vector<MetricsRecord> records;
@@ -182,8 +256,11 @@ grpc::Status WorkerServiceImpl::ReportMetrics(grpc::ServerContext*, const v1::Re
   return ToGrpc(st);
 }
 
-grpc::Status WorkerServiceImpl::ReportLogs(grpc::ServerContext*, const v1::ReportLogsRequest* req,
+grpc::Status WorkerServiceImpl::ReportLogs(grpc::ServerContext* ctx, const v1::ReportLogsRequest* req,
                                            v1::ReportLogsResponse*) {
+  POLYTUNE_AUTHORIZE(who, kWorkers + "ReportLogs");
+  absl::Status mine = CheckReporter(who, req->worker_id(), req->incarnation(), req->job_id());
+  if (!mine.ok()) return ToGrpc(mine);
   auto job = jobs_->Get(req->job_id());
   if (!job.ok()) return ToGrpc(job.status());
   std::vector<std::string> lines;
@@ -193,10 +270,11 @@ grpc::Status WorkerServiceImpl::ReportLogs(grpc::ServerContext*, const v1::Repor
   return ToGrpc(store_->AppendLogs(req->job_id(), req->rank(), lines));
 }
 
-grpc::Status WorkerServiceImpl::UploadCheckpoint(grpc::ServerContext*,
+grpc::Status WorkerServiceImpl::UploadCheckpoint(grpc::ServerContext* ctx,
                                                  grpc::ServerReader<v1::UploadCheckpointChunk>* reader,
                                                  v1::UploadCheckpointResponse* resp) {
-  std::string sha, job_id;
+  POLYTUNE_AUTHORIZE(who, kWorkers + "UploadCheckpoint");
+  std::string sha, job_id, worker_id, incarnation;
   int64_t step = -1;
   int32_t attempt = 0;
   auto data =
@@ -205,8 +283,12 @@ grpc::Status WorkerServiceImpl::UploadCheckpoint(grpc::ServerContext*,
         step = c.step();
         sha = c.sha256();
         attempt = c.attempt();
+        worker_id = c.worker_id();
+        incarnation = c.incarnation();
       });
   if (!data.ok()) return ToGrpc(data.status());
+  absl::Status mine = CheckReporter(who, worker_id, incarnation, job_id);
+  if (!mine.ok()) return ToGrpc(mine);
   if (!jobs_->Get(job_id).ok()) return grpc::Status(grpc::StatusCode::NOT_FOUND, "checkpoint for an unknown job");
   absl::Status st = artifacts_->Put(*data, sha);
   if (metrics_) metrics_->OnCheckpointUpload(st.ok(), static_cast<int64_t>(data->size()));
@@ -220,15 +302,45 @@ grpc::Status WorkerServiceImpl::UploadCheckpoint(grpc::ServerContext*,
                         absl::StrCat("checkpoint step ", step, " of ", job_id, " comes from placement ", attempt,
                                      ", which was superseded; it is not recorded"));
   CheckpointRecord rec{job_id, step, sha, static_cast<int64_t>(data->size()), artifacts_->PathOf(sha)};
+  auto job = jobs_->Get(job_id);
+  if (job.ok() && !job->owner.empty()) {  // the job's owner may download it
+    st = store_->AddArtifactOwner(sha, job->owner);
+    if (!st.ok()) return ToGrpc(st);
+  }
   st = store_->PutCheckpoint(rec);
   if (!st.ok()) return ToGrpc(st);
   *resp->mutable_checkpoint() = ToProto(rec);
   return grpc::Status::OK;
 }
 
-grpc::Status WorkerServiceImpl::Download(grpc::ServerContext*, const v1::DownloadRequest* req,
+grpc::Status WorkerServiceImpl::Download(grpc::ServerContext* ctx, const v1::DownloadRequest* req,
                                          grpc::ServerWriter<v1::DownloadChunk>* w) {
+  POLYTUNE_AUTHORIZE(who, kWorkers + "Download");
+  (void)who;
   return StreamArtifact(artifacts_, req->sha256(), w);
+}
+
+absl::Status WorkerServiceImpl::CheckWorker(const Principal& who, const std::string& worker_id,
+                                            const std::string& incarnation) const {
+  if (!auth_->enabled() || who.role == Role::kAdmin) return absl::OkStatus();
+  std::optional<Worker> w = jobs_->FindWorker(worker_id);
+  if (!w)
+    return absl::FailedPreconditionError(absl::StrCat("worker '", worker_id, "' is not registered; register again"));
+  if (w->registered_by != who.name || w->incarnation != incarnation)
+    return absl::PermissionDeniedError(
+        absl::StrCat("worker '", worker_id, "' (incarnation ", incarnation, ") was not registered by ", who.name));
+  return absl::OkStatus();
+}
+
+absl::Status WorkerServiceImpl::CheckReporter(const Principal& who, const std::string& worker_id,
+                                              const std::string& incarnation, const std::string& job_id) const {
+  if (!auth_->enabled() || who.role == Role::kAdmin) return absl::OkStatus();
+  absl::Status st = CheckWorker(who, worker_id, incarnation);
+  if (!st.ok()) return st;
+  if (!jobs_->IsPlacedOn(job_id, worker_id))
+    return absl::PermissionDeniedError(
+        absl::StrCat("worker '", worker_id, "' runs no rank of ", job_id, "; it may report only on its own ranks"));
+  return absl::OkStatus();
 }
 
 }  // namespace polytune::coordinator

@@ -69,7 +69,8 @@ absl::Status JobManager::SetReasonLocked(Job& job, const std::string& why) {
 }
 
 absl::StatusOr<Job> JobManager::Submit(const std::string& name, int32_t priority, int32_t world_size,
-                                       const std::string& spec_yaml, const std::string& model, FaultPolicy policy) {
+                                       const std::string& spec_yaml, const std::string& model, FaultPolicy policy,
+                                       const std::string& owner) {
   if (world_size < 1) return absl::InvalidArgumentError("resources.world_size must be at least 1");
   if (policy.max_restarts < 0) return absl::InvalidArgumentError("resources.max_restarts must be at least 0");
   auto seq = store_->NextJobSequence();
@@ -82,6 +83,7 @@ absl::StatusOr<Job> JobManager::Submit(const std::string& name, int32_t priority
   job.world_size = world_size;
   job.spec_yaml = spec_yaml;
   job.model = model;
+  job.owner = owner;
   job.max_restarts = policy.max_restarts;
   job.preemptible = policy.preemptible;
   job.submitted_micros = clock_->NowMicros();
@@ -169,6 +171,21 @@ bool JobManager::AcceptsResults(const std::string& job_id, int32_t attempt) cons
   auto it = jobs_.find(job_id);
   return it != jobs_.end() && it->second.attempt == attempt &&
          (it->second.state == JobState::kScheduled || it->second.state == JobState::kRunning);
+}
+
+std::optional<Worker> JobManager::FindWorker(const std::string& worker_id) const {
+  for (auto& w : registry_.Snapshot())
+    if (w.id == worker_id) return w;
+  return std::nullopt;
+}
+
+bool JobManager::IsPlacedOn(const std::string& job_id, const std::string& worker_id) const {
+  absl::MutexLock l(&mu_);
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) return false;
+  const Job& job = it->second;
+  return (job.state == JobState::kScheduled || job.state == JobState::kRunning) &&
+         std::find(job.assigned_workers.begin(), job.assigned_workers.end(), worker_id) != job.assigned_workers.end();
 }
 
 void JobManager::NoteProgress(const std::string& job_id, int64_t step) {

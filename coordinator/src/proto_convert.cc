@@ -57,6 +57,7 @@ v1::Job ToProto(const Job& j) {
   p.set_max_restarts(j.max_restarts);
   p.set_preemptible(j.preemptible);
   p.set_resume_step(j.resume_step);
+  p.set_owner(j.owner);
   for (const auto& e : j.events) {
     auto* pe = p.add_events();
     pe->set_time_unix_micros(e.time_micros);
@@ -86,6 +87,7 @@ absl::StatusOr<Job> FromProto(const v1::Job& p) {
   j.max_restarts = p.max_restarts();
   j.preemptible = p.preemptible();
   j.resume_step = p.resume_step();
+  j.owner = p.owner();
   for (const auto& pe : p.events()) {
     auto es = FromProto(pe.state());
     if (!es.ok()) return es.status();

@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <map>
+#include <set>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -82,6 +83,17 @@ class InMemoryStore : public Store {
       if (line.seq > after_seq && static_cast<int64_t>(out.size()) < limit) out.push_back(line);
     return out;
   }
+  absl::Status AddArtifactOwner(const std::string& sha256, const std::string& owner) override {
+    absl::MutexLock l(&mu_);
+    artifact_owners_[sha256].insert(owner);
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::vector<std::string>> ArtifactOwners(const std::string& sha256) override {
+    absl::MutexLock l(&mu_);
+    auto it = artifact_owners_.find(sha256);
+    if (it == artifact_owners_.end()) return std::vector<std::string>{};
+    return std::vector<std::string>(it->second.begin(), it->second.end());
+  }
   absl::Status PutCheckpoint(const CheckpointRecord& r) override {
     absl::MutexLock l(&mu_);
     auto& v = checkpoints_[r.job_id];
@@ -105,6 +117,7 @@ class InMemoryStore : public Store {
   int64_t log_seq_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, std::vector<CheckpointRecord>> checkpoints_ ABSL_GUARDED_BY(mu_);
   int64_t sequence_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::string, std::set<std::string>> artifact_owners_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace

@@ -21,14 +21,16 @@ CREATE TABLE IF NOT EXISTS jobs (
   attempt INTEGER NOT NULL DEFAULT 0, model TEXT NOT NULL DEFAULT '', max_restarts INTEGER NOT NULL DEFAULT 3,
   preemptible INTEGER NOT NULL DEFAULT 0, restarts INTEGER NOT NULL DEFAULT 0,
   not_before_micros INTEGER NOT NULL DEFAULT 0, resume_step INTEGER NOT NULL DEFAULT 0,
-  resume_sha256 TEXT NOT NULL DEFAULT '', stop_reason TEXT NOT NULL DEFAULT '');
+  resume_sha256 TEXT NOT NULL DEFAULT '', stop_reason TEXT NOT NULL DEFAULT '', owner TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS job_events (
   job_id TEXT NOT NULL, idx INTEGER NOT NULL, time_micros INTEGER NOT NULL, state INTEGER NOT NULL,
   reason TEXT NOT NULL, PRIMARY KEY (job_id, idx));
 CREATE TABLE IF NOT EXISTS workers (
   id TEXT PRIMARY KEY, incarnation TEXT NOT NULL, address TEXT NOT NULL, devices TEXT NOT NULL,
   last_heartbeat_micros INTEGER NOT NULL, alive INTEGER NOT NULL, rendezvous_port_first INTEGER NOT NULL DEFAULT 29600,
-  rendezvous_port_count INTEGER NOT NULL DEFAULT 100, draining INTEGER NOT NULL DEFAULT 0);
+  rendezvous_port_count INTEGER NOT NULL DEFAULT 100, draining INTEGER NOT NULL DEFAULT 0,
+  registered_by TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS artifact_owners (sha256 TEXT NOT NULL, owner TEXT NOT NULL, PRIMARY KEY (sha256, owner));
 -- One metrics record per row: `json` holds it in the format `version` names (1: the
 -- metrics.jsonl line, MetricsRecordToJson), read back only through MetricsRecordFromJson.
 -- `step` and `is_eval` repeat the record's identity for deduplication and restarts (-1 in
@@ -110,8 +112,8 @@ class SqliteStore : public Store {
           db_,
           "INSERT OR REPLACE INTO jobs (id, name, priority, sequence, world_size, spec_yaml, state, reason, "
           "submitted_micros, assigned_workers, master_port, attempt, model, max_restarts, preemptible, restarts, "
-          "not_before_micros, resume_step, resume_sha256, stop_reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
-          "?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)");
+          "not_before_micros, resume_step, resume_sha256, stop_reason, owner) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
+          "?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)");
       s.Bind(1, j.id).Bind(2, j.name).Bind(3, int64_t{j.priority}).Bind(4, j.sequence).Bind(5, int64_t{j.world_size});
       s.Bind(6, j.spec_yaml).Bind(7, static_cast<int64_t>(j.state)).Bind(8, j.reason).Bind(9, j.submitted_micros);
       s.Bind(10, nlohmann::json(j.assigned_workers).dump())
@@ -120,6 +122,7 @@ class SqliteStore : public Store {
           .Bind(13, j.model);
       s.Bind(14, int64_t{j.max_restarts}).Bind(15, int64_t{j.preemptible ? 1 : 0}).Bind(16, int64_t{j.restarts});
       s.Bind(17, j.not_before_micros).Bind(18, j.resume_step).Bind(19, j.resume_sha256).Bind(20, j.stop_reason);
+      s.Bind(21, j.owner);
       if (s.Step() != SQLITE_DONE) return Error("write job");
       Statement del(db_, "DELETE FROM job_events WHERE job_id = ?1");
       del.Bind(1, j.id);
@@ -168,12 +171,14 @@ class SqliteStore : public Store {
       devices.push_back({{"kind", d.kind}, {"index", d.index}, {"memory_bytes", d.memory_bytes}});
     Statement s(db_,
                 "INSERT OR REPLACE INTO workers (id, incarnation, address, devices, last_heartbeat_micros, alive, "
-                "rendezvous_port_first, rendezvous_port_count, draining) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+                "rendezvous_port_first, rendezvous_port_count, draining, registered_by) VALUES (?1, ?2, ?3, ?4, ?5, "
+                "?6, ?7, ?8, ?9, ?10)");
     s.Bind(1, w.id).Bind(2, w.incarnation).Bind(3, w.address).Bind(4, devices.dump()).Bind(5, w.last_heartbeat_micros);
     s.Bind(6, int64_t{w.alive ? 1 : 0})
         .Bind(7, int64_t{w.rendezvous_port_first})
         .Bind(8, int64_t{w.rendezvous_port_count})
-        .Bind(9, int64_t{w.draining ? 1 : 0});
+        .Bind(9, int64_t{w.draining ? 1 : 0})
+        .Bind(10, w.registered_by);
     if (s.Step() != SQLITE_DONE) return Error("write worker");
     return absl::OkStatus();
   }
@@ -182,7 +187,7 @@ class SqliteStore : public Store {
     absl::MutexLock l(&mu_);
     Statement s(db_,
                 "SELECT id, incarnation, address, devices, last_heartbeat_micros, alive, rendezvous_port_first, "
-                "rendezvous_port_count, draining FROM workers ORDER BY id");
+                "rendezvous_port_count, draining, registered_by FROM workers ORDER BY id");
     std::vector<Worker> out;
     int rc;
     while ((rc = s.Step()) == SQLITE_ROW) {
@@ -200,6 +205,7 @@ class SqliteStore : public Store {
       w.rendezvous_port_first = static_cast<int32_t>(s.Int(6));
       w.rendezvous_port_count = static_cast<int32_t>(s.Int(7));
       w.draining = s.Int(8) != 0;
+      w.registered_by = s.Text(9);
       out.push_back(std::move(w));
     }
     if (rc != SQLITE_DONE) return Error("read workers");
@@ -281,6 +287,25 @@ class SqliteStore : public Store {
     return out;
   }
 
+  absl::Status AddArtifactOwner(const std::string& sha256, const std::string& owner) override {
+    absl::MutexLock l(&mu_);
+    Statement s(db_, "INSERT OR IGNORE INTO artifact_owners (sha256, owner) VALUES (?1, ?2)");
+    s.Bind(1, sha256).Bind(2, owner);
+    if (s.Step() != SQLITE_DONE) return Error("write artifact owner");
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<std::string>> ArtifactOwners(const std::string& sha256) override {
+    absl::MutexLock l(&mu_);
+    Statement s(db_, "SELECT owner FROM artifact_owners WHERE sha256 = ?1 ORDER BY owner");
+    s.Bind(1, sha256);
+    std::vector<std::string> out;
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) out.push_back(s.Text(0));
+    if (rc != SQLITE_DONE) return Error("read artifact owners");
+    return out;
+  }
+
   absl::Status PutCheckpoint(const CheckpointRecord& r) override {
     absl::MutexLock l(&mu_);
     Statement s(
@@ -326,7 +351,7 @@ class SqliteStore : public Store {
         "SELECT id, name, priority, sequence, world_size, spec_yaml, state, reason, submitted_micros, "
         "assigned_workers, "
         "master_port, attempt, model, max_restarts, preemptible, restarts, not_before_micros, resume_step, "
-        "resume_sha256, stop_reason FROM jobs ",
+        "resume_sha256, stop_reason, owner FROM jobs ",
         where, " ORDER BY sequence");
     Statement s(db_, sql.c_str());
     if (!where.empty()) s.Bind(1, arg);
@@ -358,6 +383,7 @@ class SqliteStore : public Store {
       j.resume_step = s.Int(17);
       j.resume_sha256 = s.Text(18);
       j.stop_reason = s.Text(19);
+      j.owner = s.Text(20);
       out.push_back(std::move(j));
     }
     if (rc != SQLITE_DONE) return Error("read jobs");
@@ -414,6 +440,8 @@ absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) 
       {"jobs", "resume_sha256", "TEXT NOT NULL DEFAULT ''"},
       {"jobs", "stop_reason", "TEXT NOT NULL DEFAULT ''"},
       {"workers", "draining", "INTEGER NOT NULL DEFAULT 0"},
+      {"workers", "registered_by", "TEXT NOT NULL DEFAULT ''"},
+      {"jobs", "owner", "TEXT NOT NULL DEFAULT ''"},
       {"metrics", "step", "INTEGER NOT NULL DEFAULT -1"},
       {"metrics", "is_eval", "INTEGER NOT NULL DEFAULT -1"},
       {"metrics", "attempt", "INTEGER NOT NULL DEFAULT 0"},

@@ -1,5 +1,7 @@
 #include "polytune/rpc/grpc_config.h"
 
+#include "polytune/rpc/security.h"
+
 namespace polytune::rpc {
 
 void ConfigureServer(grpc::ServerBuilder& builder) {
@@ -28,12 +30,20 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target) {
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  const ClientSecurity& security = GetClientSecurity();
+  if (security.ca_pem.empty()) return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  grpc::SslCredentialsOptions tls;
+  tls.pem_root_certs = security.ca_pem;
+  tls.pem_cert_chain = security.cert_pem;
+  tls.pem_private_key = security.key_pem;
+  return grpc::CreateCustomChannel(target, grpc::SslCredentials(tls), args);
 }
 
 std::unique_ptr<grpc::ClientContext> ContextWithDeadline(double seconds) {
   auto ctx = std::make_unique<grpc::ClientContext>();
   ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)));
+  const std::string& token = GetClientSecurity().token;
+  if (!token.empty()) ctx->AddMetadata("authorization", "Bearer " + token);
   return ctx;
 }
 

@@ -28,6 +28,7 @@
 #include "polytune/common/sha256.h"
 #include "polytune/engine/safetensors.h"
 #include "polytune/rpc/grpc_config.h"
+#include "polytune/rpc/security.h"
 #include "polytune/v1/polytune.grpc.pb.h"
 #include "process_util.h"
 
@@ -65,16 +66,22 @@ class ControlPlane : public ::testing::Test {
     target_ = "127.0.0.1:" + std::to_string(port_);
     // Below Linux's ephemeral range (32768+), so outgoing connections never sit in it.
     rendezvous_first_ = 20000 + static_cast<int>(::getpid() % 900) * 10;
-    coordinator_ = Spawn({kBuild + "/coordinator/polytune-coordinator", "--listen", target_, "--data-dir",
-                          dir_ + "/coord", "--heartbeat-timeout", "5s", "--metrics-listen", "127.0.0.1:0"},
-                         dir_ + "/coord.log");
-    for (int i = 1; i <= 2; ++i)
-      workers_.push_back(Spawn(
-          {kBuild + "/worker/daemon/polytune-worker", "--coordinator", target_, "--work-dir",
-           dir_ + "/w" + std::to_string(i), "--devices", "cpu:1", "--name", "w" + std::to_string(i), "--polytune-bin",
-           kBin, "--rendezvous-ports", std::to_string(rendezvous_first_) + "-" + std::to_string(rendezvous_first_ + 9),
-           "--metrics-listen", "127.0.0.1:0"},
-          dir_ + "/w" + std::to_string(i) + ".log"));
+    // The cluster runs as in production: TLS, and a token for everyone (an admin for the
+    // tests' CLI and raw clients, one worker principal for the daemons).
+    Result certs = Shell("bash " + std::string(POLYTUNE_SCRIPTS) + "/make-dev-certs.sh " + dir_ + "/certs");
+    ASSERT_EQ(certs.code, 0) << certs.output;
+    admin_token_ = "admin-" + std::to_string(::getpid());
+    const std::string worker_token = "worker-" + std::to_string(::getpid());
+    std::ofstream(dir_ + "/auth.yaml") << "principals:\n  - {name: ops, role: admin, token_sha256: "
+                                       << Sha256Hex(admin_token_)
+                                       << "}\n  - {name: nodes, role: worker, token_sha256: " << Sha256Hex(worker_token)
+                                       << "}\n";
+    std::ofstream(dir_ + "/worker.token") << worker_token << "\n";
+    auto security = rpc::LoadClientSecurity(dir_ + "/certs/ca.pem", "", "", admin_token_, "", true);
+    ASSERT_TRUE(security.ok()) << security.status();
+    rpc::SetClientSecurity(*security);  // the raw clients below
+    coordinator_ = Spawn(CoordinatorArgv(), dir_ + "/coord.log");
+    for (int i = 1; i <= 2; ++i) workers_.push_back(Spawn(WorkerArgv(i), dir_ + "/w" + std::to_string(i) + ".log"));
     Result init = Shell(kBin + " model init --out " + dir_ +
                         "/model --hidden-size 64 --layers 2 --heads 4 --kv-heads 2 "
                         "--intermediate-size 128 --vocab-size 320 --seed 5");
@@ -95,7 +102,52 @@ class ControlPlane : public ::testing::Test {
     fs::remove_all(dir_);
   }
 
-  static Result Cli(const std::string& args) { return Shell(kBin + " --coordinator " + target_ + " " + args); }
+  // The CLI as a user sets it up: TLS CA and token from the environment.
+  static std::string CliEnv() {
+    return "POLYTUNE_TLS_CA=" + dir_ + "/certs/ca.pem POLYTUNE_TOKEN=" + admin_token_ + " ";
+  }
+  static Result Cli(const std::string& args) {
+    return Shell(CliEnv() + kBin + " --coordinator " + target_ + " " + args);
+  }
+  static std::vector<std::string> CoordinatorArgv() {
+    return {kBuild + "/coordinator/polytune-coordinator",
+            "--listen",
+            target_,
+            "--data-dir",
+            dir_ + "/coord",
+            "--heartbeat-timeout",
+            "5s",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--auth-file",
+            dir_ + "/auth.yaml",
+            "--tls-cert",
+            dir_ + "/certs/server.pem",
+            "--tls-key",
+            dir_ + "/certs/server.key"};
+  }
+  static std::vector<std::string> WorkerArgv(int i) {
+    const std::string name = "w" + std::to_string(i);
+    return {kBuild + "/worker/daemon/polytune-worker",
+            "--coordinator",
+            target_,
+            "--work-dir",
+            dir_ + "/" + name,
+            "--devices",
+            "cpu:1",
+            "--name",
+            name,
+            "--polytune-bin",
+            kBin,
+            "--rendezvous-ports",
+            std::to_string(rendezvous_first_) + "-" + std::to_string(rendezvous_first_ + 9),
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--token-file",
+            dir_ + "/worker.token",
+            "--tls-ca",
+            dir_ + "/certs/ca.pem"};
+  }
 
   static std::string Spec(const std::string& name, const std::string& training, int world = 2) {
     const std::string path = dir_ + "/" + name + ".yaml";
@@ -128,7 +180,7 @@ class ControlPlane : public ::testing::Test {
     return out;
   }
 
-  static inline std::string dir_, target_;
+  static inline std::string dir_, target_, admin_token_;
   static inline int port_ = 0;
   static inline int rendezvous_first_ = 0;  // the workers' --rendezvous-ports start here (10 ports)
   static inline pid_t coordinator_ = -1;
@@ -284,7 +336,7 @@ TEST_F(ControlPlane, DownloadNeverDeletesAUsersFilesAndEveryReadCommandSpeaksJso
 TEST_F(ControlPlane, WatchShowsWhyAJobWaits) {
   Result submit = Cli("submit " + Spec("waits", "max_steps: 2", 4) + " --json");
   const std::string id = nlohmann::json::parse(submit.output)["id"];
-  Result watch = Shell("timeout 3 " + kBin + " --coordinator " + target_ + " watch " + id);
+  Result watch = Shell(CliEnv() + "timeout 3 " + kBin + " --coordinator " + target_ + " watch " + id);
   EXPECT_NE(watch.output.find("PENDING: needs 4 devices"), std::string::npos) << watch.output;
   Cli("cancel " + id);
 }
@@ -354,27 +406,9 @@ TEST_F(ControlPlane, MissingModelOnTheWorkerFailsTheJobWithThatReason) {
 
 TEST_F(ControlPlane, CoordinatorServesGrpcHealth) {
   // grpc.health.v1.Health/Check with an empty request; SERVING is field 1 = 1 ("\x08\x01").
-  grpc::GenericStub stub(rpc::MakeChannel(target_));
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  grpc::ByteBuffer request(nullptr, 0), response;
-  grpc::Status status;
-  std::mutex mu;
-  std::condition_variable cv;
-  bool done = false;
-  stub.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
-    std::lock_guard<std::mutex> l(mu);
-    status = s;
-    done = true;
-    cv.notify_one();
-  });
-  std::unique_lock<std::mutex> l(mu);
-  cv.wait(l, [&] { return done; });
-  ASSERT_TRUE(status.ok()) << status.error_message();
-  std::vector<grpc::Slice> slices;
-  ASSERT_TRUE(response.Dump(&slices).ok());
   std::string bytes;
-  for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  grpc::Status status = testing::RawCall(rpc::MakeChannel(target_), "/grpc.health.v1.Health/Check", "", "", &bytes);
+  ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(bytes, std::string("\x08\x01", 2));
 }
 
@@ -449,9 +483,7 @@ TEST_F(ControlPlane, CoordinatorRestartReloadsJobsAndWorkersReRegister) {
   int status = 0;
   ::waitpid(coordinator_, &status, 0);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "SIGTERM is a clean stop: exit 0, got " << status;
-  coordinator_ = Spawn({kBuild + "/coordinator/polytune-coordinator", "--listen", target_, "--data-dir",
-                        dir_ + "/coord", "--heartbeat-timeout", "5s", "--metrics-listen", "127.0.0.1:0"},
-                       dir_ + "/coord2.log");
+  coordinator_ = Spawn(CoordinatorArgv(), dir_ + "/coord2.log");
   nlohmann::json after;
   for (int i = 0; i < 100; ++i) {
     Result r = Cli("jobs --json");
@@ -486,12 +518,7 @@ TEST_F(ControlPlane, CoordinatorRestartReloadsJobsAndWorkersReRegister) {
 
 // Declared last: it adds a third worker and kills it.
 TEST_F(ControlPlane, RanksDieWithTheirWorkerDaemon) {
-  const pid_t w3 =
-      Spawn({kBuild + "/worker/daemon/polytune-worker", "--coordinator", target_, "--work-dir", dir_ + "/w3",
-             "--devices", "cpu:1", "--name", "w3", "--polytune-bin", kBin, "--rendezvous-ports",
-             std::to_string(rendezvous_first_) + "-" + std::to_string(rendezvous_first_ + 9), "--metrics-listen",
-             "127.0.0.1:0"},
-            dir_ + "/w3.log");
+  const pid_t w3 = Spawn(WorkerArgv(3), dir_ + "/w3.log");
   bool three = false;
   for (int i = 0; i < 100 && !three; ++i) {
     Result w = Cli("workers --json");

@@ -4,8 +4,14 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -34,6 +40,37 @@ inline int FreePort() {
   ShellResult r =
       Shell("python3 -c 'import socket;s=socket.socket();s.bind((\"127.0.0.1\",0));print(s.getsockname()[1])'");
   return std::stoi(r.output);
+}
+
+// One raw unary call of `method` (a full name) with `request` bytes and, when non-empty,
+// `token` as the bearer; the reply's bytes go to `response` when given.
+inline grpc::Status RawCall(const std::shared_ptr<grpc::Channel>& ch, const std::string& method,
+                            const std::string& token, const std::string& request = "",
+                            std::string* response = nullptr) {
+  grpc::GenericStub stub(ch);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
+  grpc::Slice slice(request);
+  grpc::ByteBuffer req(&slice, 1), resp;
+  grpc::Status status;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  stub.UnaryCall(&ctx, method, grpc::StubOptions(), &req, &resp, [&](grpc::Status s) {
+    std::lock_guard<std::mutex> l(mu);
+    status = s;
+    done = true;
+    cv.notify_one();
+  });
+  std::unique_lock<std::mutex> l(mu);
+  cv.wait(l, [&] { return done; });
+  if (response && status.ok()) {
+    std::vector<grpc::Slice> slices;
+    if (resp.Dump(&slices).ok())
+      for (const auto& s : slices) response->append(reinterpret_cast<const char*>(s.begin()), s.size());
+  }
+  return status;
 }
 
 }  // namespace polytune::testing

@@ -195,6 +195,42 @@ TEST_F(RankSupervisorTest, WhatCannotStartForAWrongSpecOrModelIsBadInput) {
   EXPECT_EQ(r[0].exit_code, 2) << "a restart would not make the model appear";
 }
 
+TEST_F(RankSupervisorTest, ModelsOutsideTheModelRootsAreRefusedNamingThePath) {
+  SupervisorOptions o;
+  o.worker_name = "w1";
+  o.work_dir = dirs_.root + "/work";
+  o.polytune_bin = "/usr/bin/polytune";
+  o.model_roots = {dirs_.root + "/models"};
+  std::filesystem::create_directories(dirs_.root + "/models/llama");
+  std::filesystem::create_directories(dirs_.root + "/secret");
+  ASSERT_TRUE(WriteFileAtomic(dirs_.root + "/models/llama/config.json", "{}").ok());
+  std::filesystem::create_symlink(dirs_.root + "/secret", dirs_.root + "/models/escape");
+  SupervisorDeps d;
+  d.clock = &clock_;
+  d.launcher = &launcher_;
+  d.forwarder = &forwarder_;
+  d.download = [this](const std::string& sha) { return coordinator_.Download(sha); };
+  d.port_is_free = [](int) { return true; };
+  RankSupervisor confined(o, d);
+  int rank = 0;
+  for (const std::string& path :
+       {dirs_.root + "/models/../secret", dirs_.root + "/models/escape", std::string("/etc")}) {
+    confined.Start({"job-" + std::to_string(rank), 1, 2, "127.0.0.1", 29600,
+                    "model: {path: " + path + "}\ndata: {train: /t}\nresources: {world_size: 2}\n", 1});
+    auto r = confined.Reports();
+    ASSERT_EQ(r.size(), static_cast<size_t>(rank + 1));
+    EXPECT_EQ(r.back().exit_code, 2) << path;
+    EXPECT_NE(r.back().message.find("is outside this worker's --model-root"), std::string::npos) << r.back().message;
+    // Named as it resolves (the spec parser already folds "..", the check follows symlinks).
+    const std::string resolved = path == "/etc" ? path : dirs_.root + "/secret";
+    EXPECT_NE(r.back().message.find("(" + resolved + ")"), std::string::npos) << r.back().message;
+    ++rank;
+  }
+  EXPECT_TRUE(launcher_.spawned.empty());
+  confined.Start({"job-ok", 1, 2, "127.0.0.1", 29600, SpecFor(dirs_.root + "/models/llama", "/data/train.jsonl"), 1});
+  EXPECT_EQ(launcher_.spawned.size(), 1u) << "a model under the root starts";
+}
+
 TEST_F(RankSupervisorTest, LastErrorLineFindsTheLastOne) {
   EXPECT_EQ(LastErrorLine("a\nerror: x\nb\nerror: y\nc\n"), "error: y");
   EXPECT_EQ(LastErrorLine("all fine\n"), "");

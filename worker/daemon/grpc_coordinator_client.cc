@@ -1,5 +1,6 @@
 // CoordinatorClient over gRPC: translation only (worker_convert.cc, polytune::rpc).
 #include <memory>
+#include <mutex>
 
 #include "coordinator_client.h"
 #include "polytune/rpc/grpc_config.h"
@@ -21,6 +22,11 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
       : stub_(v1::WorkerService::NewStub(rpc::MakeChannel(target))) {}
 
   absl::StatusOr<int64_t> Register(const Registration& registration, const std::vector<RankReport>& ranks) override {
+    {
+      std::lock_guard<std::mutex> l(mu_);  // reports name the worker they come from
+      worker_id_ = registration.worker_id;
+      incarnation_ = registration.incarnation;
+    }
     v1::RegisterResponse resp;
     auto ctx = ContextWithDeadline(5);
     absl::Status st = FromGrpc(stub_->Register(ctx.get(), ToProto(registration, ranks), &resp));
@@ -50,6 +56,7 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
     v1::ReportLogsRequest req;
     req.set_job_id(job_id);
     req.set_rank(rank);
+    Identify(req);
     for (const auto& l : lines) req.add_lines(l);
     v1::ReportLogsResponse resp;
     auto ctx = ContextWithDeadline(rpc::kControlDeadlineSeconds);
@@ -61,6 +68,7 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
     v1::ReportMetricsRequest req;
     req.set_job_id(job_id);
     req.set_attempt(attempt);
+    Identify(req);
     for (const auto& r : records) *req.add_records() = rpc::ToProto(r);
     v1::ReportMetricsResponse resp;
     auto ctx = ContextWithDeadline(rpc::kControlDeadlineSeconds);
@@ -78,11 +86,20 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
       c.set_step(step);
       c.set_sha256(sha);
       c.set_attempt(attempt);
+      Identify(c);
     });
   }
 
  private:
+  template <typename Message>
+  void Identify(Message& m) {
+    std::lock_guard<std::mutex> l(mu_);
+    m.set_worker_id(worker_id_);
+    m.set_incarnation(incarnation_);
+  }
   std::unique_ptr<v1::WorkerService::Stub> stub_;
+  std::mutex mu_;  // the uploader's thread reports while the agent registers
+  std::string worker_id_, incarnation_;
 };
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "polytune/common/bundle.h"
 #include "polytune/common/exit_codes.h"
@@ -57,6 +58,20 @@ absl::StatusOr<std::string> RankSupervisor::PrepareSpec(const RankAssignment& a,
     auto local = FetchArtifact(d->sha256(), d->name());
     if (!local.ok()) return local.status();
     *d = spec::DatasetRef::Path(*local);
+  }
+  if (!o_.model_roots.empty()) {
+    std::error_code ec;
+    const fs::path real = fs::weakly_canonical(spec->model.path, ec);
+    bool inside = false;
+    for (const auto& root : o_.model_roots) {
+      const fs::path r = fs::weakly_canonical(root, ec);
+      auto [rit, pit] = std::mismatch(r.begin(), r.end(), real.begin(), real.end());
+      inside = inside || (rit == r.end() && !r.empty());
+    }
+    if (!inside)
+      return absl::InvalidArgumentError(absl::StrCat("model path '", spec->model.path, "' (", real.string(),
+                                                     ") is outside this worker's --model-root (",
+                                                     absl::StrJoin(o_.model_roots, ", "), ")"));
   }
   if (!fs::exists(spec->model.path + "/config.json"))
     return absl::NotFoundError(absl::StrCat("model path '", spec->model.path, "' does not exist on worker ",

@@ -41,6 +41,9 @@ struct SupervisorOptions {
   int64_t cancel_grace_micros = 5'000'000;
   int64_t preempt_grace_micros = 120'000'000;
   int collective_timeout_seconds = 60;
+  // When set, a job's model.path must resolve (symlinks followed) to a folder under one of
+  // these; anything else is refused as bad input, naming the path.
+  std::vector<std::string> model_roots;
 };
 
 // What the supervisor needs from outside, injected so tests control it.

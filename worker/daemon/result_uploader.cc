@@ -17,6 +17,14 @@
 namespace polytune::worker {
 namespace fs = std::filesystem;
 
+namespace {
+// The coordinator will never take these (a superseded placement, a job no longer placed on
+// this worker): retrying would only spin.
+bool Refused(const absl::Status& st) {
+  return st.code() == absl::StatusCode::kFailedPrecondition || st.code() == absl::StatusCode::kPermissionDenied;
+}
+}  // namespace
+
 ResultUploader::ResultUploader(CoordinatorClient* client, WorkerTelemetry* telemetry)
     : client_(client), telemetry_(telemetry), thread_([this] { Loop(); }) {}
 
@@ -147,7 +155,8 @@ bool ResultUploader::SendLogLines(Target& t, bool final) {
     consumed += line.size() + 1;
     if (lines.size() >= 1000 || consumed >= (1u << 20)) break;  // the rest goes next pass
   }
-  if (!client_->ReportLogs(t.job_id, t.rank, lines).ok()) return false;
+  absl::Status st = client_->ReportLogs(t.job_id, t.rank, lines);
+  if (!st.ok() && !Refused(st)) return false;
   // A line completed above for a finished rank counts its invented newline; never past the file.
   std::error_code ec;
   const auto size = fs::file_size(t.rank_dir + "/rank.log", ec);
@@ -173,7 +182,10 @@ bool ResultUploader::SendMetrics(Target& t) {
     }
     records.push_back(*r);
   }
-  if (!records.empty() && !client_->ReportMetrics(t.job_id, t.attempt, records).ok()) return false;
+  if (!records.empty()) {
+    absl::Status st = client_->ReportMetrics(t.job_id, t.attempt, records);
+    if (!st.ok() && !Refused(st)) return false;  // refused ones are dropped: they will never be taken
+  }
   t.metrics_sent = lines.size();
   return true;
 }
@@ -195,7 +207,7 @@ bool ResultUploader::SendCheckpoints(Target& t) {
     absl::Status st = client_->UploadCheckpoint(t.job_id, t.attempt, step, *bundle);
     if (st.ok()) {
       t.uploaded.insert(name);
-    } else if (st.code() == absl::StatusCode::kFailedPrecondition) {
+    } else if (Refused(st)) {
       t.uploaded.insert(name);  // this placement was superseded: it will never be recorded
       std::fprintf(stderr, "polytune-worker: checkpoint %s not recorded: %s\n", name.c_str(),
                    std::string(st.message()).c_str());

@@ -22,6 +22,7 @@
 #include "polytune/common/clock.h"
 #include "polytune/common/net_util.h"
 #include "polytune/rpc/grpc_config.h"
+#include "polytune/rpc/security.h"
 #include "polytune/telemetry/telemetry.h"
 #include "process_launcher.h"
 #include "rank_supervisor.h"
@@ -81,6 +82,15 @@ int main(int argc, char** argv) {
   app.add_option("--listen", listen,
                  "HOST:PORT for the worker's health and reflection endpoint (port 0: any free port)")
       ->capture_default_str();
+  std::string token_file, tls_ca, tls_cert, tls_key;
+  app.add_option("--token-file", token_file, "File holding this worker's bearer token (role worker)");
+  app.add_option("--tls-ca", tls_ca, "PEM CA that signed the coordinator's certificate: speak TLS");
+  app.add_option("--tls-cert", tls_cert, "PEM client certificate (when the coordinator requires mTLS)");
+  app.add_option("--tls-key", tls_key, "PEM private key of --tls-cert");
+  std::vector<std::string> model_roots;
+  app.add_option("--model-root", model_roots,
+                 "Folder jobs may load models from (repeatable); a model.path outside every root is refused")
+      ->check(CLI::ExistingDirectory);
   int preempt_grace = 120;
   app.add_option("--preempt-grace", preempt_grace,
                  "Seconds a rank asked to checkpoint and stop (drain, preemption, SIGTERM) gets before SIGKILL; "
@@ -97,6 +107,9 @@ int main(int argc, char** argv) {
   }
   if (preempt_grace < 1 || preempt_grace > 3600)
     return Error("--preempt-grace must be between 1 and 3600 seconds, got " + std::to_string(preempt_grace));
+  auto security = polytune::rpc::LoadClientSecurity(tls_ca, tls_cert, tls_key, "", token_file, false);
+  if (!security.ok()) return Error(std::string(security.status().message()));
+  polytune::rpc::SetClientSecurity(*security);
   Registration reg;
   {
     int first = 0, last = 0;
@@ -128,6 +141,7 @@ int main(int argc, char** argv) {
   so.work_dir = fs::absolute(work_dir).lexically_normal().string();
   so.polytune_bin = polytune_bin.empty() ? DefaultPolytuneBin() : polytune_bin;
   so.preempt_grace_micros = int64_t{preempt_grace} * 1'000'000;
+  so.model_roots = model_roots;
 
   signal(SIGINT, OnSignal);
   signal(SIGTERM, OnSignal);

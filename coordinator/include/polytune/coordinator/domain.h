@@ -48,6 +48,7 @@ struct Job {
   int64_t resume_step = 0;        // the checkpoint its next or current placement resumes from
   std::string resume_sha256;      // of that checkpoint's archive; empty: from the start
   std::string stop_reason;        // a checkpoint-and-stop was asked of its ranks: why
+  std::string owner;              // the principal that submitted it (empty with auth off)
 };
 
 // What a submission asks of fault handling (resources.max_restarts / preemptible).
@@ -78,6 +79,9 @@ struct Worker {
   // Drained: no new ranks (polytune workers drain, or its daemon said it is shutting down).
   // A new incarnation of the worker starts undrained.
   bool draining = false;
+  // The principal whose token registered it (empty with auth off): only that principal may
+  // heartbeat and report for it, or register a new incarnation while it is alive.
+  std::string registered_by;
   int32_t slots() const { return static_cast<int32_t>(devices.size()); }
 };
 

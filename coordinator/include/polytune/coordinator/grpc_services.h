@@ -6,6 +6,7 @@
 
 #include "polytune/coordinator/artifact_store.h"
 #include "polytune/coordinator/coordinator_metrics.h"
+#include "polytune/coordinator/grpc_auth.h"
 #include "polytune/coordinator/job_manager.h"
 #include "polytune/coordinator/store.h"
 #include "polytune/v1/polytune.grpc.pb.h"
@@ -18,8 +19,9 @@ constexpr int64_t kMaxArtifactBytes = int64_t{4} << 30;
 
 class JobServiceImpl final : public v1::JobService::Service {
  public:
-  JobServiceImpl(JobManager* jobs, Store* store, ArtifactStore* artifacts)
-      : jobs_(jobs), store_(store), artifacts_(artifacts) {}
+  // `auth` null: authentication off (every caller an anonymous admin).
+  JobServiceImpl(JobManager* jobs, Store* store, ArtifactStore* artifacts, const Authorizer* auth = nullptr)
+      : jobs_(jobs), store_(store), artifacts_(artifacts), auth_(auth ? auth : &kNoAuth) {}
   grpc::Status SubmitJob(grpc::ServerContext*, const v1::SubmitJobRequest*, v1::SubmitJobResponse*) override;
   grpc::Status GetJob(grpc::ServerContext*, const v1::GetJobRequest*, v1::GetJobResponse*) override;
   grpc::Status GetLogs(grpc::ServerContext*, const v1::GetLogsRequest*, v1::GetLogsResponse*) override;
@@ -37,21 +39,28 @@ class JobServiceImpl final : public v1::JobService::Service {
 
  private:
   v1::WorkerInfo Info(const Worker& w) const;
+  // The caller may act on the job (NOT_FOUND, or PERMISSION_DENIED for another user's job).
+  absl::StatusOr<Job> OwnJob(const Principal& who, const std::string& id) const;
+  // A user reads only artifacts it uploaded and checkpoints of its own jobs.
+  absl::Status MayRead(const Principal& who, const std::string& sha256) const;
+  static inline const Authorizer kNoAuth{};
   JobManager* jobs_;
   Store* store_;
   ArtifactStore* artifacts_;
+  const Authorizer* auth_;
 };
 
 class WorkerServiceImpl final : public v1::WorkerService::Service {
  public:
   // `metrics` may be null (no metrics endpoint).
   WorkerServiceImpl(JobManager* jobs, Store* store, ArtifactStore* artifacts, int64_t heartbeat_interval_ms = 1000,
-                    CoordinatorMetrics* metrics = nullptr)
+                    CoordinatorMetrics* metrics = nullptr, const Authorizer* auth = nullptr)
       : jobs_(jobs),
         store_(store),
         artifacts_(artifacts),
         heartbeat_interval_ms_(heartbeat_interval_ms),
-        metrics_(metrics) {}
+        metrics_(metrics),
+        auth_(auth ? auth : &kNoAuth) {}
   grpc::Status Register(grpc::ServerContext*, const v1::RegisterRequest*, v1::RegisterResponse*) override;
   grpc::Status Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest*, v1::HeartbeatResponse*) override;
   grpc::Status ReportMetrics(grpc::ServerContext*, const v1::ReportMetricsRequest*,
@@ -63,11 +72,18 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
                         grpc::ServerWriter<v1::DownloadChunk>*) override;
 
  private:
+  // With authentication on, a worker principal acts only for workers it registered, and
+  // reports only on jobs placed on them.
+  absl::Status CheckWorker(const Principal& who, const std::string& worker_id, const std::string& incarnation) const;
+  absl::Status CheckReporter(const Principal& who, const std::string& worker_id, const std::string& incarnation,
+                             const std::string& job_id) const;
+  static inline const Authorizer kNoAuth{};
   JobManager* jobs_;
   Store* store_;
   ArtifactStore* artifacts_;
   int64_t heartbeat_interval_ms_;  // what workers are told to use
   CoordinatorMetrics* metrics_;
+  const Authorizer* auth_;
 };
 
 }  // namespace polytune::coordinator

@@ -67,7 +67,8 @@ class JobManager {
   absl::Status Recover();
 
   absl::StatusOr<Job> Submit(const std::string& name, int32_t priority, int32_t world_size,
-                             const std::string& spec_yaml, const std::string& model = "", FaultPolicy policy = {});
+                             const std::string& spec_yaml, const std::string& model = "", FaultPolicy policy = {},
+                             const std::string& owner = "");
   absl::StatusOr<Job> Cancel(const std::string& id);
   absl::StatusOr<Job> Get(const std::string& id) const;
   std::vector<Job> List() const;
@@ -88,6 +89,9 @@ class JobManager {
   bool AcceptsResults(const std::string& job_id, int32_t attempt) const;
   // The last step a job's current placement reported (for restart reasons).
   void NoteProgress(const std::string& job_id, int64_t step);
+  std::optional<Worker> FindWorker(const std::string& worker_id) const;
+  // Whether `worker_id` holds a rank of the job's current placement.
+  bool IsPlacedOn(const std::string& job_id, const std::string& worker_id) const;
   std::vector<Worker> Workers() const { return registry_.Snapshot(); }
   // Free devices per alive worker (devices minus ranks of scheduled or running jobs).
   std::map<std::string, int32_t> FreeDevices() const;

@@ -59,6 +59,9 @@ class Store {
   virtual absl::Status AppendLogs(const std::string& job_id, int32_t rank, const std::vector<std::string>& lines) = 0;
   // At most `limit` lines of the job with seq > after_seq, oldest first.
   virtual absl::StatusOr<std::vector<LogLine>> Logs(const std::string& job_id, int64_t after_seq, int64_t limit) = 0;
+  // Principals that may download an artifact (its uploader; a job owner for its checkpoints).
+  virtual absl::Status AddArtifactOwner(const std::string& sha256, const std::string& owner) = 0;
+  virtual absl::StatusOr<std::vector<std::string>> ArtifactOwners(const std::string& sha256) = 0;
   virtual absl::Status PutCheckpoint(const CheckpointRecord& record) = 0;
   virtual absl::StatusOr<std::vector<CheckpointRecord>> Checkpoints(const std::string& job_id) = 0;  // by step
 };
