@@ -110,21 +110,17 @@ class ControlPlane : public ::testing::Test {
     return Shell(CliEnv() + kBin + " --coordinator " + target_ + " " + args);
   }
   static std::vector<std::string> CoordinatorArgv() {
-    return {kBuild + "/coordinator/polytune-coordinator",
-            "--listen",
-            target_,
-            "--data-dir",
-            dir_ + "/coord",
-            "--heartbeat-timeout",
-            "5s",
-            "--metrics-listen",
-            "127.0.0.1:0",
-            "--auth-file",
-            dir_ + "/auth.yaml",
-            "--tls-cert",
-            dir_ + "/certs/server.pem",
-            "--tls-key",
-            dir_ + "/certs/server.key"};
+    std::vector<std::string> argv = {kBuild + "/coordinator/polytune-coordinator",
+                                     "--listen",
+                                     target_,
+                                     "--data-dir",
+                                     dir_ + "/coord",
+                                     "--heartbeat-timeout",
+                                     "5s",
+                                     "--metrics-listen",
+                                     "127.0.0.1:0"};
+    for (const auto& flag : testing::SecuredCoordinatorFlags(dir_)) argv.push_back(flag);
+    return argv;
   }
   static std::vector<std::string> WorkerArgv(int i) {
     const std::string name = "w" + std::to_string(i);

@@ -42,6 +42,13 @@ inline int FreePort() {
   return std::stoi(r.output);
 }
 
+// The flags of a coordinator serving TLS with tokens, from the files a test put in `dir`:
+// auth.yaml and certs/ (scripts/make-dev-certs.sh).
+inline std::vector<std::string> SecuredCoordinatorFlags(const std::string& dir) {
+  return {"--auth-file", dir + "/auth.yaml",       "--tls-cert", dir + "/certs/server.pem",
+          "--tls-key",   dir + "/certs/server.key"};
+}
+
 // One raw unary call of `method` (a full name) with `request` bytes and, when non-empty,
 // `token` as the bearer; the reply's bytes go to `response` when given.
 inline grpc::Status RawCall(const std::shared_ptr<grpc::Channel>& ch, const std::string& method,

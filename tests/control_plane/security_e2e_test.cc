@@ -73,13 +73,8 @@ class Security : public ::testing::Test {
                                      "--data-dir",
                                      dir_ + "/" + name,
                                      "--metrics-listen",
-                                     "",
-                                     "--auth-file",
-                                     dir_ + "/auth.yaml",
-                                     "--tls-cert",
-                                     dir_ + "/certs/server.pem",
-                                     "--tls-key",
-                                     dir_ + "/certs/server.key"};
+                                     ""};
+    for (const auto& flag : testing::SecuredCoordinatorFlags(dir_)) argv.push_back(flag);
     argv.insert(argv.end(), extra.begin(), extra.end());
     return testing::Spawn(argv, dir_ + "/" + name + ".log");
   }
