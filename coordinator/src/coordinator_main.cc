@@ -14,6 +14,7 @@
 #include <chrono>
 #include <filesystem>
 #include <thread>
+#include <tuple>
 
 #include "polytune/common/build_info.h"
 #include "polytune/common/clock.h"
@@ -83,6 +84,14 @@ int main(int argc, char** argv) {
   app.add_flag("--insecure", insecure,
                "Allow a non-loopback --listen without --auth-file and TLS (anyone who reaches the port may do "
                "anything)");
+  std::string max_artifact = "4G", max_storage = "0", min_free_disk = "1G";
+  app.add_option("--max-artifact-bytes", max_artifact, "Largest dataset or checkpoint one upload may bring (e.g. 4G)")
+      ->capture_default_str();
+  app.add_option("--max-storage-bytes", max_storage, "Cap on all stored artifacts together (e.g. 500G; 0: no cap)")
+      ->capture_default_str();
+  app.add_option("--min-free-disk-bytes", min_free_disk,
+                 "Free space kept on the --data-dir filesystem: uploads that would eat into it are refused")
+      ->capture_default_str();
   app.set_version_flag("--version", std::string("polytune-coordinator ") + polytune::BuildDescription());
   CLI11_PARSE(app, argc, argv);
   int64_t timeout_micros = 0;
@@ -164,7 +173,19 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "polytune-coordinator: error: %s\n", std::string(store.status().message()).c_str());
     return 1;
   }
-  ArtifactStore artifacts(data_dir + "/artifacts");
+  ArtifactLimits limits;
+  for (const auto& [flag, text, value] :
+       {std::make_tuple("--max-artifact-bytes", max_artifact, &limits.max_artifact_bytes),
+        std::make_tuple("--max-storage-bytes", max_storage, &limits.max_total_bytes),
+        std::make_tuple("--min-free-disk-bytes", min_free_disk, &limits.min_free_disk_bytes)}) {
+    auto parsed = ParseByteSize(text, flag);
+    if (!parsed.ok()) {
+      std::fprintf(stderr, "polytune-coordinator: error: %s\n", std::string(parsed.status().message()).c_str());
+      return 2;
+    }
+    *value = *parsed;
+  }
+  ArtifactStore artifacts(data_dir + "/artifacts", limits);
   const polytune::Clock* clock = polytune::SystemClock::Default();
   CoordinatorMetricsOptions mo;
   mo.job_grace_micros = grace_micros;

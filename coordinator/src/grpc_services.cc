@@ -22,6 +22,12 @@ const std::string kWorkers = "/polytune.v1.WorkerService/";
   if (!who##_or.ok()) return ToGrpc(who##_or.status()); \
   const Principal& who = *who##_or
 
+// A report over a per-call limit: refused whole (nothing stored), so the sender splits it.
+absl::Status TooMany(const char* what, int got, int most) {
+  return absl::InvalidArgumentError(
+      absl::StrCat(got, " ", what, " in one call; at most ", most, " are accepted: send them in batches"));
+}
+
 grpc::Status StreamArtifact(ArtifactStore* artifacts, const std::string& sha,
                             grpc::ServerWriter<v1::DownloadChunk>* w) {
   auto data = artifacts->Get(sha);
@@ -34,6 +40,13 @@ grpc::Status StreamArtifact(ArtifactStore* artifacts, const std::string& sha,
 grpc::Status JobServiceImpl::SubmitJob(grpc::ServerContext* ctx, const v1::SubmitJobRequest* req,
                                        v1::SubmitJobResponse* resp) {
   POLYTUNE_AUTHORIZE(who, kJobs + "SubmitJob");
+  if (req->spec_yaml().size() > kMaxSpecBytes)
+    return ToGrpc(absl::InvalidArgumentError(
+        absl::StrCat("submitted spec is ", req->spec_yaml().size(), " bytes; at most ", kMaxSpecBytes,
+                     " are accepted (data goes in uploaded files, not the spec)")));
+  if (req->name().size() > kMaxJobNameBytes)
+    return ToGrpc(absl::InvalidArgumentError(
+        absl::StrCat("job name is ", req->name().size(), " bytes; at most ", kMaxJobNameBytes)));
   // The same parser and rules as the CLI; paths must be absolute here (no base folder).
   auto spec = spec::ParseJobSpec(req->spec_yaml(), "submitted spec", "", spec::SpecUse::kSubmission);
   if (!spec.ok()) return ToGrpc(spec.status());
@@ -117,7 +130,8 @@ grpc::Status JobServiceImpl::UploadArtifact(grpc::ServerContext* ctx,
                                             v1::UploadArtifactResponse* resp) {
   POLYTUNE_AUTHORIZE(who, kJobs + "UploadArtifact");
   std::string sha;
-  auto data = rpc::ReadChunked<v1::UploadArtifactChunk>(reader, kMaxArtifactBytes,
+  const UploadBudget budget = artifacts_->Budget();
+  auto data = rpc::ReadChunked<v1::UploadArtifactChunk>(reader, budget.bytes, budget.limit,
                                                         [&](const v1::UploadArtifactChunk& c) { sha = c.sha256(); });
   if (!data.ok()) return ToGrpc(data.status());
   absl::Status st = artifacts_->Put(*data, sha);
@@ -200,6 +214,7 @@ grpc::Status JobServiceImpl::UndrainWorker(grpc::ServerContext* ctx, const v1::U
 grpc::Status WorkerServiceImpl::Register(grpc::ServerContext* ctx, const v1::RegisterRequest* req,
                                          v1::RegisterResponse* resp) {
   POLYTUNE_AUTHORIZE(who, kWorkers + "Register");
+  if (req->ranks_size() > kMaxRanksPerReport) return ToGrpc(TooMany("ranks", req->ranks_size(), kMaxRanksPerReport));
   auto worker = FromProto(*req);
   if (!worker.ok()) return ToGrpc(worker.status());
   if (auth_->enabled()) {
@@ -222,6 +237,7 @@ grpc::Status WorkerServiceImpl::Register(grpc::ServerContext* ctx, const v1::Reg
 grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext* ctx, const v1::HeartbeatRequest* req,
                                           v1::HeartbeatResponse* resp) {
   POLYTUNE_AUTHORIZE(who, kWorkers + "Heartbeat");
+  if (req->ranks_size() > kMaxRanksPerReport) return ToGrpc(TooMany("ranks", req->ranks_size(), kMaxRanksPerReport));
   absl::Status mine = CheckWorker(who, req->worker_id(), req->incarnation());
   if (!mine.ok()) return ToGrpc(mine);
   std::vector<RankReport> ranks;
@@ -237,6 +253,8 @@ grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext* ctx, const v1::He
 grpc::Status WorkerServiceImpl::ReportMetrics(grpc::ServerContext* ctx, const v1::ReportMetricsRequest* req,
                                               v1::ReportMetricsResponse*) {
   POLYTUNE_AUTHORIZE(who, kWorkers + "ReportMetrics");
+  if (req->records_size() > kMaxRecordsPerReport)
+    return ToGrpc(TooMany("metrics records", req->records_size(), kMaxRecordsPerReport));
   absl::Status mine = CheckReporter(who, req->worker_id(), req->incarnation(), req->job_id());
   if (!mine.ok()) return ToGrpc(mine);
   auto job = jobs_->Get(req->job_id());
@@ -259,6 +277,8 @@ grpc::Status WorkerServiceImpl::ReportMetrics(grpc::ServerContext* ctx, const v1
 grpc::Status WorkerServiceImpl::ReportLogs(grpc::ServerContext* ctx, const v1::ReportLogsRequest* req,
                                            v1::ReportLogsResponse*) {
   POLYTUNE_AUTHORIZE(who, kWorkers + "ReportLogs");
+  if (req->lines_size() > kMaxRecordsPerReport)
+    return ToGrpc(TooMany("log lines", req->lines_size(), kMaxRecordsPerReport));
   absl::Status mine = CheckReporter(who, req->worker_id(), req->incarnation(), req->job_id());
   if (!mine.ok()) return ToGrpc(mine);
   auto job = jobs_->Get(req->job_id());
@@ -277,21 +297,23 @@ grpc::Status WorkerServiceImpl::UploadCheckpoint(grpc::ServerContext* ctx,
   std::string sha, job_id, worker_id, incarnation;
   int64_t step = -1;
   int32_t attempt = 0;
-  auto data =
-      rpc::ReadChunked<v1::UploadCheckpointChunk>(reader, kMaxArtifactBytes, [&](const v1::UploadCheckpointChunk& c) {
-        job_id = c.job_id();
-        step = c.step();
-        sha = c.sha256();
-        attempt = c.attempt();
-        worker_id = c.worker_id();
-        incarnation = c.incarnation();
-      });
+  const UploadBudget budget = artifacts_->Budget();
+  auto data = rpc::ReadChunked<v1::UploadCheckpointChunk>(reader, budget.bytes, budget.limit,
+                                                          [&](const v1::UploadCheckpointChunk& c) {
+                                                            job_id = c.job_id();
+                                                            step = c.step();
+                                                            sha = c.sha256();
+                                                            attempt = c.attempt();
+                                                            worker_id = c.worker_id();
+                                                            incarnation = c.incarnation();
+                                                          });
   if (!data.ok()) return ToGrpc(data.status());
   absl::Status mine = CheckReporter(who, worker_id, incarnation, job_id);
   if (!mine.ok()) return ToGrpc(mine);
   if (!jobs_->Get(job_id).ok()) return grpc::Status(grpc::StatusCode::NOT_FOUND, "checkpoint for an unknown job");
   absl::Status st = artifacts_->Put(*data, sha);
   if (metrics_) metrics_->OnCheckpointUpload(st.ok(), static_cast<int64_t>(data->size()));
+  if (st.code() == absl::StatusCode::kResourceExhausted) return ToGrpc(st);  // storage full: retry later
   if (!st.ok())
     return grpc::Status(grpc::StatusCode::DATA_LOSS,
                         absl::StrCat("checkpoint step ", step, " of ", job_id, " refused: ", st.message()));

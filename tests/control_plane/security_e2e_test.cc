@@ -323,6 +323,73 @@ TEST_F(Security, TlsRefusesClientsThatDoNotTrustItAndMtlsRefusesClientsWithoutCe
   ::waitpid(pid, nullptr, 0);
 }
 
+TEST_F(Security, OversizeUploadsFullStorageHugeSpecsAndReportsAreRefusedAndLeaveNothing) {
+  const std::string target = "127.0.0.1:" + std::to_string(testing::FreePort());
+  const pid_t pid = Start(target, "limited",
+                          {"--max-artifact-bytes", "1M", "--max-storage-bytes", "2500K", "--min-free-disk-bytes", "0"});
+  ASSERT_TRUE(WaitServing(target, Ca())) << Log("limited");
+  auto stub = v1::JobService::NewStub(Channel(target, Ca()));
+  auto upload = [&](const std::string& data) {
+    auto ctx = As("alice");
+    v1::UploadArtifactResponse resp;
+    auto w = stub->UploadArtifact(ctx.get(), &resp);
+    for (size_t pos = 0; pos < data.size(); pos += rpc::kMaxChunkBytes / 2) {
+      v1::UploadArtifactChunk c;
+      c.set_sha256(Sha256Hex(data));
+      c.set_data(data.substr(pos, rpc::kMaxChunkBytes / 2));
+      if (!w->Write(c)) break;  // the server already refused
+    }
+    w->WritesDone();
+    return w->Finish();
+  };
+  const std::string stored = dir_ + "/limited/artifacts/sha256";
+  auto files = [&] {
+    int n = 0;
+    std::error_code ec;
+    for (auto it = fs::directory_iterator(stored, ec); !ec && it != fs::directory_iterator(); ++it) ++n;
+    return n;
+  };
+  grpc::Status big = upload(std::string(1536 << 10, 'x'));
+  EXPECT_EQ(big.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(big.error_message().find("--max-artifact-bytes 1048576"), std::string::npos) << big.error_message();
+  EXPECT_EQ(files(), 0) << "a refused upload leaves nothing behind";
+  ASSERT_TRUE(upload(std::string(900 << 10, 'a')).ok());
+  ASSERT_TRUE(upload(std::string(900 << 10, 'b')).ok());
+  grpc::Status full = upload(std::string(900 << 10, 'c'));
+  EXPECT_EQ(full.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(full.error_message().find("--max-storage-bytes 2560000 (1843200 bytes stored)"), std::string::npos)
+      << full.error_message();
+  EXPECT_EQ(files(), 2);
+  // A spec the size of a dataset, and reports over the per-call limits, are refused whole.
+  v1::SubmitJobRequest submit;
+  submit.set_spec_yaml("model: {path: /m}\n# " + std::string(300 << 10, 'y') + "\n");
+  v1::SubmitJobResponse job;
+  grpc::Status huge = stub->SubmitJob(As("alice").get(), submit, &job);
+  EXPECT_EQ(huge.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(huge.error_message().find("at most 262144 are accepted"), std::string::npos) << huge.error_message();
+  auto workers = v1::WorkerService::NewStub(Channel(target, Ca()));
+  v1::ReportMetricsRequest metrics;
+  metrics.set_job_id("job-1");
+  for (int i = 0; i < 2001; ++i) metrics.add_records()->mutable_step()->set_step(i);
+  v1::ReportMetricsResponse mresp;
+  grpc::Status many = workers->ReportMetrics(As("root").get(), metrics, &mresp);
+  EXPECT_EQ(many.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(many.error_message().find("2001 metrics records in one call; at most 2000"), std::string::npos)
+      << many.error_message();
+  v1::ReportLogsRequest logs;
+  logs.set_job_id("job-1");
+  for (int i = 0; i < 2001; ++i) logs.add_lines("line");
+  v1::ReportLogsResponse lresp;
+  EXPECT_EQ(workers->ReportLogs(As("root").get(), logs, &lresp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  // A message over the transport's limit never reaches a handler.
+  v1::ReportLogsRequest fat;
+  fat.set_job_id("job-1");
+  fat.add_lines(std::string(rpc::kMaxMessageBytes + 1, 'z'));
+  EXPECT_EQ(workers->ReportLogs(As("root").get(), fat, &lresp).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  ::kill(pid, SIGTERM);
+  ::waitpid(pid, nullptr, 0);
+}
+
 TEST_F(Security, SecureByDefaultAndTheCliSpeaksTlsWithTokens) {
   // No tokens or TLS on a reachable address: refused, saying what to do.
   ShellResult open = Shell("timeout 10 " + kBuild + "/coordinator/polytune-coordinator --listen 0.0.0.0:" +

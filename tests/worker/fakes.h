@@ -100,6 +100,8 @@ class FakeCoordinator : public CoordinatorClient {
   }
   absl::Status ReportMetrics(const std::string&, int32_t, const std::vector<MetricsRecord>& records) override {
     metrics_records += static_cast<int>(records.size());
+    if (static_cast<int>(records.size()) > largest_metrics_batch)
+      largest_metrics_batch = static_cast<int>(records.size());
     return absl::OkStatus();
   }
   absl::Status UploadCheckpoint(const std::string&, int32_t, int64_t, const std::string&) override {
@@ -111,7 +113,8 @@ class FakeCoordinator : public CoordinatorClient {
     ++uploads;
     return absl::OkStatus();
   }
-  std::atomic<int> log_lines{0}, metrics_records{0}, upload_attempts{0}, upload_failures{0}, uploads{0};
+  std::atomic<int> log_lines{0}, metrics_records{0}, largest_metrics_batch{0}, upload_attempts{0}, upload_failures{0},
+      uploads{0};
 
   int64_t interval_micros = 250'000;
   int register_failures = 0;

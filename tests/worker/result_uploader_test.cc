@@ -69,5 +69,28 @@ TEST(ResultUploader, DeliveredCheckpointsLeaveTheWorkerExceptTheNewest) {
   EXPECT_EQ(coordinator.uploads, 3) << "nothing is sent twice";
 }
 
+TEST(ResultUploader, ALongMetricsBacklogGoesInBatchesTheCoordinatorAccepts) {
+  TempDirs dirs;
+  FakeClock clock;
+  FakeCoordinator coordinator(&clock);
+  const std::string rank = dirs.root + "/rank-0";
+  std::filesystem::create_directories(rank + "/out");
+  std::string lines;
+  for (int step = 1; step <= 2500; ++step) {  // a worker that was cut off from the coordinator for a while
+    StepMetrics s;
+    s.step = step;
+    lines += MetricsRecordToJson({s}) + "\n";
+  }
+  ASSERT_TRUE(WriteFileAtomic(rank + "/out/metrics.jsonl", lines).ok());
+  ResultUploader uploader(&coordinator);
+  uploader.Track("job-1/0", "job-1", 0, 1, rank, /*results=*/true);
+  uploader.Finish("job-1/0");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!uploader.Finished("job-1/0") && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(coordinator.metrics_records, 2500);
+  EXPECT_EQ(coordinator.largest_metrics_batch, 1000) << "the coordinator refuses reports of more than 2000 records";
+}
+
 }  // namespace
 }  // namespace polytune::worker

@@ -1,5 +1,6 @@
 #include "result_uploader.h"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -20,6 +21,8 @@ namespace fs = std::filesystem;
 namespace {
 // The coordinator will never take these (a superseded placement, a job no longer placed on
 // this worker): retrying would only spin.
+constexpr size_t kMetricsPerReport = 1000;
+
 bool Refused(const absl::Status& st) {
   return st.code() == absl::StatusCode::kFailedPrecondition || st.code() == absl::StatusCode::kPermissionDenied;
 }
@@ -182,9 +185,14 @@ bool ResultUploader::SendMetrics(Target& t) {
     }
     records.push_back(*r);
   }
-  if (!records.empty()) {
-    absl::Status st = client_->ReportMetrics(t.job_id, t.attempt, records);
-    if (!st.ok() && !Refused(st)) return false;  // refused ones are dropped: they will never be taken
+  // In batches the coordinator accepts (it refuses a report of more than 2000 records whole).
+  for (size_t begin = 0; begin < records.size(); begin += kMetricsPerReport) {
+    std::vector<MetricsRecord> batch(records.begin() + begin,
+                                     records.begin() + std::min(records.size(), begin + kMetricsPerReport));
+    absl::Status st = client_->ReportMetrics(t.job_id, t.attempt, batch);
+    // Refused ones are dropped (they will never be taken); the coordinator keeps each step once,
+    // so resending batches that went through before a failure is harmless.
+    if (!st.ok() && !Refused(st)) return false;
   }
   t.metrics_sent = lines.size();
   return true;

@@ -13,9 +13,12 @@
 
 namespace polytune::coordinator {
 
-// The largest dataset or checkpoint accepted in one upload; bigger ones are refused before
-// they are buffered whole.
-constexpr int64_t kMaxArtifactBytes = int64_t{4} << 30;
+// The largest job spec accepted, in bytes of YAML (real specs are a few KB).
+constexpr size_t kMaxSpecBytes = 256 << 10;
+constexpr size_t kMaxJobNameBytes = 256;
+// The most records or log lines one report may carry (workers send batches of at most this).
+constexpr int kMaxRecordsPerReport = 2000;
+constexpr int kMaxRanksPerReport = 1024;
 
 class JobServiceImpl final : public v1::JobService::Service {
  public:

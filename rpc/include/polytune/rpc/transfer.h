@@ -38,10 +38,11 @@ absl::Status WriteChunked(grpc::ClientWriterInterface<Chunk>* writer, const std:
 
 // Server side of an upload: the concatenated data, `on_first` seeing the first chunk. Refuses
 // a chunk over kMaxChunkBytes or a total over `max_total_bytes` (INVALID_ARGUMENT /
-// RESOURCE_EXHAUSTED), so a client cannot make the server buffer without bound.
+// RESOURCE_EXHAUSTED naming `limit`, the setting that sets it), so a client cannot make the
+// server buffer without bound.
 template <typename Chunk>
 absl::StatusOr<std::string> ReadChunked(grpc::ServerReaderInterface<Chunk>* reader, int64_t max_total_bytes,
-                                        const std::function<void(const Chunk&)>& on_first) {
+                                        const std::string& limit, const std::function<void(const Chunk&)>& on_first) {
   Chunk chunk;
   std::string data;
   bool first = true;
@@ -51,7 +52,8 @@ absl::StatusOr<std::string> ReadChunked(grpc::ServerReaderInterface<Chunk>* read
                                                      kMaxChunkBytes, " per chunk; nothing was stored"));
     if (static_cast<int64_t>(data.size() + chunk.data().size()) > max_total_bytes)
       return absl::ResourceExhaustedError(
-          absl::StrCat("upload larger than ", max_total_bytes, " bytes; nothing was stored"));
+          absl::StrCat("upload larger than ", max_total_bytes, " bytes, the most ", limit,
+                       " allows now; nothing was stored. Raise the limit or free space"));
     if (first) {
       on_first(chunk);
       first = false;
