@@ -71,6 +71,11 @@ TEST(Safetensors, RejectsInconsistentHeaders) {
       {R"({"w":{"dtype":"F32","shape":[2]}})", 8, "data_offsets"},
       {R"([1,2])", 0, "not a JSON object"},
       {R"({"w":)", 0, "not valid JSON"},
+      // Found by fuzzing: an element count that wraps to 0 would pass the size check.
+      {R"({"w":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]}})", 0, "too many elements"},
+      {R"({"w":{"dtype":"F32","shape":[1e999],"data_offsets":[0,0]}})", 0, "not valid JSON"},
+      {R"({"w":{"dtype":"F32","shape":[99999999999999999999999],"data_offsets":[0,0]}})", 0,
+       "shape entries must be non-negative integers"},
   };
   for (const auto& c : cases) {
     WriteRaw(dir / "bad.safetensors", Header(c.json) + std::string(c.data, '\0'));
@@ -81,6 +86,19 @@ TEST(Safetensors, RejectsInconsistentHeaders) {
   std::string huge(8, '\xff');
   WriteRaw(dir / "huge.safetensors", huge + "{}");
   EXPECT_NE(SafetensorsFile::Open(dir / "huge.safetensors").status().message().find("100 MB"), std::string::npos);
+}
+
+TEST(Safetensors, EmptyTensorsLoadAndBytesInMemoryValidateLikeFiles) {
+  std::string json = R"({"e":{"dtype":"U8","shape":[0],"data_offsets":[0,0]},"w":{"dtype":"F32","shape":[1],)"
+                     R"("data_offsets":[0,4]}})";
+  auto f = SafetensorsFile::FromBytes(Header(json) + std::string(4, '\0'), "mem.safetensors");
+  ASSERT_TRUE(f.ok()) << f.status();
+  auto empty = (*f)->Load("e");
+  ASSERT_TRUE(empty.ok()) << empty.status();
+  EXPECT_EQ(empty->numel(), 0);
+  auto bad = SafetensorsFile::FromBytes(Header(json), "mem.safetensors");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("mem.safetensors: tensor 'w'"), std::string::npos) << bad.status();
 }
 
 }  // namespace

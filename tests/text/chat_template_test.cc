@@ -117,5 +117,17 @@ TEST(ChatTemplate, UnsupportedFeaturesAreNamed) {
   }
 }
 
+TEST(ChatTemplate, NumberLiteralsOutOfRangeAreErrors) {  // found by fuzzing (std::stoll threw)
+  auto t = ChatTemplate::FromSource("{{ 99999999999999999999 }}", "big");
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("integer literal '99999999999999999999' is out of range"), std::string::npos)
+      << t.status();
+  auto ok = ChatTemplate::FromSource("{{ 9223372036854775807 }}{{ 1.5 }}", "max");
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  auto out = ok->Render({}, false, "", "");
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(*out, "92233720368547758071.5");
+}
+
 }  // namespace
 }  // namespace polytune::text

@@ -83,5 +83,28 @@ TEST(Tokenizer, MergesAsPairsEqualMergesAsStrings) {
   EXPECT_EQ((*p)->Encode("ababa"), (*s)->Encode("ababa"));
 }
 
+// Malformed files found by fuzzing: each is an error naming the file, never a crash.
+TEST(Tokenizer, WronglyShapedFilesAreErrorsNamingTheFile) {
+  struct Case {
+    std::string json, expect;
+  } cases[] = {
+      {R"({"model": {"vocab": {"a": 99999999999}}})", "vocab['a'] must be an id in [0, 16777215]"},
+      {R"({"model": {"vocab": {"a": 0}}, "pre_tokenizer": {"type": "Split"}})",
+       "needs pattern.Regex or pattern.String"},
+      {R"({"model": {"vocab": {"a": 0}}, "post_processor": {"type": "TemplateProcessing", "single": [{"X": 1}]}})",
+       "unexpected structure"},
+      {R"({"model": {"vocab": {"a": 0}}, "added_tokens": [{"content": 5, "id": 1}]})", "unexpected structure"},
+      {R"({"model": {"vocab": {"a": 0}}, "added_tokens": [{"content": "x", "id": 123456789012}]})",
+       "added token id 123456789012 is outside"},
+      {R"({"model": {"vocab": {"a": 1e999}}})", "invalid JSON"},
+  };
+  for (const auto& c : cases) {
+    auto t = Tokenizer::FromJson(c.json, "{}", "m/tokenizer.json");
+    ASSERT_FALSE(t.ok()) << c.json;
+    EXPECT_NE(t.status().message().find("m/tokenizer.json: "), std::string::npos) << t.status();
+    EXPECT_NE(t.status().message().find(c.expect), std::string::npos) << c.json << " -> " << t.status();
+  }
+}
+
 }  // namespace
 }  // namespace polytune::text

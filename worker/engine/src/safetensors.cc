@@ -87,22 +87,46 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
   if (m == MAP_FAILED) return absl::InternalError(absl::StrCat(path, ": mmap failed: ", std::strerror(errno)));
   file->map_ = static_cast<const uint8_t*>(m);
   file->map_size_ = size;
+  file->mapped_ = true;
+  absl::Status parsed = file->ParseHeader();
+  if (!parsed.ok()) return parsed;
+  return file;
+}
+
+absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::FromBytes(std::string bytes,
+                                                                            const std::string& name) {
+  std::unique_ptr<SafetensorsFile> file(new SafetensorsFile());
+  file->path_ = name;
+  if (bytes.size() < 8)
+    return absl::InvalidArgumentError(absl::StrCat(name, ": truncated safetensors file (", bytes.size(),
+                                                   " bytes, shorter than the 8-byte header length)"));
+  file->owned_ = std::move(bytes);
+  file->map_ = reinterpret_cast<const uint8_t*>(file->owned_.data());
+  file->map_size_ = file->owned_.size();
+  absl::Status st = file->ParseHeader();
+  if (!st.ok()) return st;
+  return file;
+}
+
+absl::Status SafetensorsFile::ParseHeader() {
+  const std::string& path = path_;
+  const uint64_t size = map_size_;
 
   uint64_t header_len = 0;
-  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | file->map_[i];
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | map_[i];
   if (header_len > kMaxHeaderBytes)
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": header length ", header_len, " exceeds the 100 MB limit; not a safetensors file?"));
   if (8 + header_len > size)
     return absl::InvalidArgumentError(absl::StrCat(path, ": truncated: header claims ", header_len,
                                                    " bytes but the file has only ", size - 8, " after the length"));
-  file->data_start_ = 8 + header_len;
-  const uint64_t buffer_size = size - file->data_start_;
+  data_start_ = 8 + header_len;
+  const uint64_t buffer_size = size - data_start_;
 
   nlohmann::json header;
   try {
-    header = nlohmann::json::parse(file->map_ + 8, file->map_ + 8 + header_len);
-  } catch (const nlohmann::json::parse_error& e) {
+    header = nlohmann::json::parse(map_ + 8, map_ + 8 + header_len);
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for a number too large
     return absl::InvalidArgumentError(absl::StrCat(path, ": header is not valid JSON: ", e.what()));
   }
   if (!header.is_object()) return absl::InvalidArgumentError(absl::StrCat(path, ": header is not a JSON object"));
@@ -115,7 +139,7 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
       for (auto m2 = it->begin(); m2 != it->end(); ++m2) {
         if (!m2->is_string())
           return absl::InvalidArgumentError(absl::StrCat(path, ": __metadata__.", m2.key(), " must be a string"));
-        file->metadata_[m2.key()] = m2->get<std::string>();
+        metadata_[m2.key()] = m2->get<std::string>();
       }
       continue;
     }
@@ -135,7 +159,10 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
     for (const auto& d : v["shape"]) {
       if (!d.is_number_integer() || d.get<int64_t>() < 0) return bad("shape entries must be non-negative integers");
       e.shape.push_back(d.get<int64_t>());
-      numel *= static_cast<uint64_t>(d.get<int64_t>());
+      // A shape whose element count overflows would wrap to a small byte size and pass the
+      // check below, then allocate the huge shape on Load.
+      if (__builtin_mul_overflow(numel, static_cast<uint64_t>(d.get<int64_t>()), &numel) || numel > (uint64_t{1} << 60))
+        return bad("shape has too many elements");
     }
     const auto& off = v["data_offsets"];
     if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
@@ -150,7 +177,7 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
       return bad(
           absl::StrCat("byte size ", e.end - e.begin, " does not match shape (", numel, " x ", info->bytes, " bytes)"));
     ranges.emplace_back(e.begin, e.end);
-    file->entries_.emplace(name, std::move(e));
+    entries_.emplace(name, std::move(e));
   }
   std::sort(ranges.begin(), ranges.end());
   uint64_t cursor = 0;
@@ -164,11 +191,11 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
   if (cursor != buffer_size)
     return absl::InvalidArgumentError(absl::StrCat(path, ": tensors cover ", cursor, " bytes but the data buffer has ",
                                                    buffer_size, " (trailing garbage or wrong header)"));
-  return file;
+  return absl::OkStatus();
 }
 
 SafetensorsFile::~SafetensorsFile() {
-  if (map_) ::munmap(const_cast<uint8_t*>(map_), map_size_);
+  if (mapped_) ::munmap(const_cast<uint8_t*>(map_), map_size_);
 }
 
 absl::StatusOr<at::Tensor> SafetensorsFile::Load(const std::string& name) const {
@@ -179,7 +206,9 @@ absl::StatusOr<at::Tensor> SafetensorsFile::Load(const std::string& name) const 
     return absl::InvalidArgumentError(absl::StrCat(path_, ": tensor '", name, "' has unsupported dtype ",
                                                    it->second.dtype, " (supported: F32, F16, BF16)"));
   at::Tensor t = at::empty(it->second.shape, at::TensorOptions().dtype(info->type));
-  std::memcpy(t.data_ptr(), map_ + data_start_ + it->second.begin, it->second.end - it->second.begin);
+  // An empty tensor has no storage (data_ptr() is null), and memcpy to null is undefined even for 0 bytes.
+  if (it->second.end > it->second.begin)
+    std::memcpy(t.data_ptr(), map_ + data_start_ + it->second.begin, it->second.end - it->second.begin);
   return t;
 }
 

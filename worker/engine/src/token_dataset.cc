@@ -54,7 +54,7 @@ absl::StatusOr<TokenDataset> LoadDataset(const std::string& path, const DatasetO
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {
       return LineError(path, line, "", absl::StrCat("invalid JSON: ", e.what()));
     }
     auto parsed = text::ParseExample(j, o.format, where);

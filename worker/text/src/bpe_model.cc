@@ -58,8 +58,8 @@ absl::StatusOr<BpeModel> BpeModel::FromJson(const nlohmann::json& m, const std::
   BpeModel bpe;
   int64_t max_id = -1;
   for (auto it = m["vocab"].begin(); it != m["vocab"].end(); ++it) {
-    if (!it->is_number_integer() || it->get<int64_t>() < 0)
-      return err(absl::StrCat("vocab['", it.key(), "'] must be a non-negative id"));
+    if (!it->is_number_integer() || it->get<int64_t>() < 0 || it->get<int64_t>() > kMaxTokenId)
+      return err(absl::StrCat("vocab['", it.key(), "'] must be an id in [0, ", kMaxTokenId, "]"));
     bpe.vocab_[it.key()] = it->get<int64_t>();
     max_id = std::max(max_id, it->get<int64_t>());
   }

@@ -15,6 +15,9 @@ namespace polytune::text {
 
 class BpeModel {
  public:
+  // Ids are dense in real vocabularies (the largest hold ~260k tokens); a bigger id is a
+  // corrupt file, not a reason to allocate gigabytes.
+  static constexpr int64_t kMaxTokenId = (int64_t{1} << 24) - 1;
   static absl::StatusOr<BpeModel> FromJson(const nlohmann::json& model, const std::string& source);
 
   // Appends the ids of one pre-tokenized word. Merges apply lowest rank first, leftmost on

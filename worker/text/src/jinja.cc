@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -125,11 +126,11 @@ std::vector<Tok> Lex(const std::string& s, int line) {
         ++j;
         while (j < s.size() && std::isdigit(static_cast<unsigned char>(s[j]))) ++j;
         Tok t{Tok::kFloat, s.substr(i, j - i)};
-        t.f = std::stod(t.text);
+        if (!absl::SimpleAtod(t.text, &t.f)) Fail(line, "number literal '" + t.text + "' is out of range");
         out.push_back(t);
       } else {
         Tok t{Tok::kInt, s.substr(i, j - i)};
-        t.i = std::stoll(t.text);
+        if (!absl::SimpleAtoi(t.text, &t.i)) Fail(line, "integer literal '" + t.text + "' is out of range");
         out.push_back(t);
       }
       i = j;

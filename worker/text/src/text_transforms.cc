@@ -3,6 +3,7 @@
 #include <unicode/normalizer2.h>
 #include <unicode/regex.h>
 #include <unicode/unistr.h>
+#include <cctype>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
@@ -302,7 +303,8 @@ class ByteFallbackDecoder : public Decoder {
       nbytes = 0;
     };
     for (const auto& t : tokens) {
-      if (t.size() == 6 && t.rfind("<0x", 0) == 0 && t[5] == '>') {
+      if (t.size() == 6 && t.rfind("<0x", 0) == 0 && t[5] == '>' && std::isxdigit(static_cast<unsigned char>(t[3])) &&
+          std::isxdigit(static_cast<unsigned char>(t[4]))) {
         bytes.push_back(static_cast<char>(std::stoi(t.substr(3, 2), nullptr, 16)));
         ++nbytes;
       } else {
@@ -386,7 +388,8 @@ absl::StatusOr<std::vector<std::unique_ptr<T>>> MakeParts(const nlohmann::json& 
 }
 
 absl::StatusOr<std::string> StringPattern(const nlohmann::json& j, const std::string& source, const std::string& what) {
-  if (j.contains("pattern") && j["pattern"].contains("String")) return j["pattern"]["String"].get<std::string>();
+  if (j.contains("pattern") && j.at("pattern").contains("String"))
+    return j.at("pattern").at("String").get<std::string>();
   return absl::UnimplementedError(absl::StrCat(source, ": ", what, " Replace with a Regex pattern is not supported"));
 }
 
@@ -432,11 +435,12 @@ absl::StatusOr<std::unique_ptr<PreTokenizer>> MakePreTokenizer(const nlohmann::j
     else
       return Unsupported(source, "pre_tokenizer Split behavior", b);
     std::string regex;
-    if (j["pattern"].contains("Regex")) {
-      regex = j["pattern"]["Regex"].get<std::string>();
-    } else if (j["pattern"].contains("String")) {
+    const nlohmann::json pattern = j.value("pattern", nlohmann::json::object());
+    if (pattern.contains("Regex")) {
+      regex = j.at("pattern").at("Regex").get<std::string>();
+    } else if (pattern.contains("String")) {
       // Escape the literal for the regex engine.
-      for (char c : j["pattern"]["String"].get<std::string>()) {
+      for (char c : j.at("pattern").at("String").get<std::string>()) {
         if (std::string("\\^$.|?*+()[]{}").find(c) != std::string::npos) regex += '\\';
         regex += c;
       }

@@ -98,18 +98,30 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(const std::string
   nlohmann::json j, cfg;
   try {
     j = nlohmann::json::parse(tokenizer_json);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": invalid JSON: ", e.what()));
   }
   try {
     cfg = nlohmann::json::parse(tokenizer_config_json);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": tokenizer_config.json is invalid JSON: ", e.what()));
   }
   if (!j.is_object() || !j.contains("model"))
     return absl::InvalidArgumentError(absl::StrCat(source, ": no 'model' section"));
+  // A field of the wrong JSON type or a missing nested one surfaces as a json exception from
+  // the accessors below; either way the file is bad input, never a crash.
+  try {
+    return Build(j, cfg.is_object() ? cfg : nlohmann::json::object(), source);
+  } catch (const nlohmann::json::exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": unexpected structure (a field of the wrong type or missing): ", e.what()));
+  }
+}
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Build(const nlohmann::json& j, const nlohmann::json& cfg,
+                                                            const std::string& source) {
   auto impl = std::make_unique<Impl>();
-  auto model = BpeModel::FromJson(j["model"], source);
+  auto model = BpeModel::FromJson(j.at("model"), source);
   if (!model.ok()) return model.status();
   impl->model = std::move(*model);
   auto norm = MakeNormalizer(j.value("normalizer", nlohmann::json()), source);
@@ -125,7 +137,10 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(const std::string
   for (const auto& a : j.value("added_tokens", nlohmann::json::array())) {
     if (!a.contains("content") || !a.contains("id"))
       return absl::InvalidArgumentError(absl::StrCat(source, ": added_tokens entries need content and id"));
-    impl->added.push_back({a["content"].get<std::string>(), a["id"].get<int64_t>(), a.value("special", false),
+    if (a.at("id").get<int64_t>() < 0 || a.at("id").get<int64_t>() > BpeModel::kMaxTokenId)
+      return absl::InvalidArgumentError(absl::StrCat(source, ": added token id ", a.at("id").get<int64_t>(),
+                                                     " is outside [0, ", BpeModel::kMaxTokenId, "]"));
+    impl->added.push_back({a.at("content").get<std::string>(), a.at("id").get<int64_t>(), a.value("special", false),
                            a.value("lstrip", false), a.value("rstrip", false), a.value("single_word", false)});
   }
   for (const auto& a : impl->added) {
@@ -145,7 +160,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(const std::string
   if (auto s = ConfigToken(cfg, "pad_token")) im.pad = t->TokenToId(*s);
   im.clean_up_spaces = cfg.value("clean_up_tokenization_spaces", false);
   if (cfg.contains("chat_template") && cfg["chat_template"].is_string())
-    im.chat_template = cfg["chat_template"].get<std::string>();
+    im.chat_template = cfg.at("chat_template").get<std::string>();
 
   // Post-processor: a TemplateProcessing's "single" template, else add_bos/eos_token.
   const nlohmann::json post = j.value("post_processor", nlohmann::json());
@@ -167,7 +182,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(const std::string
         seen_sequence = true;
         continue;
       }
-      const std::string name = piece["SpecialToken"]["id"].get<std::string>();
+      const std::string name = piece.at("SpecialToken").at("id").get<std::string>();
       auto id = t->TokenToId(name);
       if (!id)
         return absl::InvalidArgumentError(absl::StrCat(source, ": post_processor names unknown token '", name, "'"));

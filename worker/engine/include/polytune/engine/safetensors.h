@@ -28,6 +28,9 @@ struct SafetensorsEntry {
 class SafetensorsFile {
  public:
   static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Open(const std::string& path);
+  // The same validation over bytes in memory (an archive member; the fuzz target). `name`
+  // stands for the path in errors.
+  static absl::StatusOr<std::unique_ptr<SafetensorsFile>> FromBytes(std::string bytes, const std::string& name);
   ~SafetensorsFile();
   SafetensorsFile(const SafetensorsFile&) = delete;
   SafetensorsFile& operator=(const SafetensorsFile&) = delete;
@@ -43,7 +46,11 @@ class SafetensorsFile {
 
  private:
   SafetensorsFile() = default;
+  // Validates the header and tensor table of map_[0, map_size_).
+  absl::Status ParseHeader();
   std::string path_;
+  std::string owned_;    // FromBytes: the bytes map_ points into
+  bool mapped_ = false;  // Open: map_ is an mmap to unmap
   const uint8_t* map_ = nullptr;
   size_t map_size_ = 0;
   size_t data_start_ = 0;

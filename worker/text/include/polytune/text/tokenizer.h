@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "nlohmann/json_fwd.hpp"
 
 namespace polytune::text {
 
@@ -54,6 +55,9 @@ class Tokenizer {
 
  private:
   explicit Tokenizer(std::unique_ptr<Impl> impl);
+  // FromJson after parsing; throws nlohmann::json exceptions on a wrongly shaped file.
+  static absl::StatusOr<std::unique_ptr<Tokenizer>> Build(const nlohmann::json& j, const nlohmann::json& cfg,
+                                                          const std::string& source);
   std::unique_ptr<Impl> impl_;
 };
 
