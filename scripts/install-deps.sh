@@ -12,6 +12,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev
   python3 prometheus openssl
 )
+command -v node >/dev/null || PACKAGES+=(nodejs npm)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -20,8 +21,21 @@ for p in "${PACKAGES[@]}"; do
   fi
 done
 
+# Test-only npm packages (pinned in tests/deploy/package-lock.json): the Kubernetes, Prometheus
+# Operator and cert-manager schemas the manifest test validates against. Without them (no node
+# or no registry) that test skips and says why.
+install_npm_test_packages() {
+  if [ -f tests/deploy/package-lock.json ] && command -v npm >/dev/null &&
+     [ ! -d tests/deploy/node_modules/kubernetes-models ]; then
+    npm ci --prefix tests/deploy --no-audit --no-fund --loglevel=error ||
+      echo "install-deps: npm ci in tests/deploy failed; the manifest test will skip" >&2
+  fi
+}
+cd "$(dirname "$0")/.."
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#PACKAGES[@]} packages present"
+  install_npm_test_packages
   exit 0
 fi
 
@@ -31,3 +45,4 @@ echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+install_npm_test_packages
