@@ -98,6 +98,11 @@ TEST(JobSpec, RefusesBadInputNamingTheKeyAndLine) {
                 .find("'data.train.sha256' must be 64 lower-case hex digits"),
             std::string::npos);
   EXPECT_NE(ErrorOf("model: [").find("invalid YAML"), std::string::npos);
+  // Found by fuzzing: a mapping used as a key threw from yaml-cpp instead of being refused.
+  EXPECT_NE(ErrorOf("model: {path: /m}\ndata: {train, {sha256: ab}: t.jsonl}\nresources: {world_size: 1}\n")
+                .find("job.yaml:2: 'data' has a key that is not a plain name"),
+            std::string::npos)
+      << ErrorOf("model: {path: /m}\ndata: {train, {sha256: ab}: t.jsonl}\nresources: {world_size: 1}\n");
 }
 
 TEST(JobSpec, ARepeatedKeyIsRefusedNamingBothLines) {

@@ -41,7 +41,9 @@ class Parser {
   absl::Status Keys(const YAML::Node& node, const std::string& path, const std::vector<std::string>& allowed) const {
     if (!node.IsMap()) return Error(node, path.empty() ? "(top level)" : path, "must be a mapping");
     for (auto it = node.begin(); it != node.end(); ++it) {
-      const std::string key = it->first.as<std::string>();
+      if (!it->first.IsScalar())  // found by fuzzing: `{ {a: b}: c }` made as<string>() throw
+        return Error(it->first, path.empty() ? "(top level)" : path, "has a key that is not a plain name");
+      const std::string key = it->first.Scalar();
       if (!Contains(allowed, key))
         return Error(it->first, Join(path, key),
                      absl::StrCat("is not a known key; expected one of: ", absl::StrJoin(allowed, ", ")));
@@ -368,6 +370,10 @@ const std::string& DatasetRef::Empty() {
   return *empty;
 }
 
+// The spec below its loaded root; throws YAML::Exception on a conversion the checks missed.
+static absl::StatusOr<JobSpec> ParseRoot(const YAML::Node& root, const std::string& source, const std::string& base_dir,
+                                         SpecUse use);
+
 absl::StatusOr<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& source,
                                      const std::string& base_dir, SpecUse use) {
   YAML::Node root;
@@ -376,6 +382,17 @@ absl::StatusOr<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::st
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(source, ":", e.mark.line + 1, ": invalid YAML: ", e.msg));
   }
+  // The checks below refuse every malformed shape with a message; this is the net under them,
+  // so a yaml-cpp conversion they missed is still an error naming the line, never a crash.
+  try {
+    return ParseRoot(root, source, base_dir, use);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ":", e.mark.line + 1, ": malformed spec: ", e.msg));
+  }
+}
+
+static absl::StatusOr<JobSpec> ParseRoot(const YAML::Node& root, const std::string& source, const std::string& base_dir,
+                                         SpecUse use) {
   Parser p(source, base_dir, use);
   JobSpec s;
   RETURN_IF_ERROR(CheckDuplicateKeys(p, root, ""));
