@@ -129,5 +129,16 @@ TEST(ChatTemplate, NumberLiteralsOutOfRangeAreErrors) {  // found by fuzzing (st
   EXPECT_EQ(*out, "92233720368547758071.5");
 }
 
+TEST(ChatTemplate, SlicingADictIsAnErrorNotACrash) {  // found by fuzzing (a null list was read)
+  auto t = ChatTemplate::FromSource("{{ messages[0][1:] }}", "slice");
+  ASSERT_TRUE(t.ok()) << t.status();
+  auto out = t->Render({{"user", "hola"}}, false, "", "");
+  ASSERT_FALSE(out.ok());
+  EXPECT_NE(out.status().message().find("only strings and lists can be sliced"), std::string::npos) << out.status();
+  auto text = ChatTemplate::FromSource("{{ messages[0].content[1:3] }}{{ messages[1:] | length }}", "ok");
+  ASSERT_TRUE(text.ok());
+  EXPECT_EQ(*text->Render({{"user", "hola"}}, false, "", ""), "ol0");
+}
+
 }  // namespace
 }  // namespace polytune::text

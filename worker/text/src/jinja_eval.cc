@@ -386,6 +386,9 @@ class Renderer {
   }
 
   Value Slice(const Value& obj, const Value& start, const Value& stop, int line) {
+    // Found by fuzzing: a dict has a length but no list to slice.
+    if (obj.kind == Kind::kUndefined || obj.kind == Kind::kNone) return Value();
+    if (obj.kind != Kind::kString && obj.kind != Kind::kList) Fail(line, "only strings and lists can be sliced");
     const int64_t n = Length(obj, line);
     auto clamp = [&](const Value& v, int64_t fallback) {
       if (v.kind != Kind::kInt) return fallback;
