@@ -300,6 +300,19 @@ absl::Status JobManager::ApplyRankReportLocked(Job& job, const std::string& work
     RETURN_IF_ERROR(TransitionLocked(job, JobState::kRunning, why));
   }
   if (exited_ok == job.world_size) {
+    // A worker reports rank 0's exit only after its final checkpoint was stored. Success
+    // without it (an upload lost, or a worker reporting work it did not do) is a failed
+    // attempt: the job never SUCCEEDS with nothing to download.
+    auto checkpoints = store_->Checkpoints(job.id);
+    if (!checkpoints.ok()) return checkpoints.status();
+    const int64_t trained = last_step_[job.id];
+    if (checkpoints->empty() || checkpoints->back().step < trained)
+      return RequeueLocked(job,
+                           absl::StrCat("all ranks reported success but no final checkpoint arrived (",
+                                        checkpoints->empty() ? std::string("none stored")
+                                                             : absl::StrCat("latest: step ", checkpoints->back().step),
+                                        ", metrics reached step ", trained, ")"),
+                           /*counts=*/true);
     if (job.state == JobState::kScheduled) RETURN_IF_ERROR(TransitionLocked(job, JobState::kRunning, "all ranks ran"));
     return TransitionLocked(job, JobState::kSucceeded, "all ranks finished");
   }

@@ -106,7 +106,8 @@ TEST_F(CoordinatorMetricsTest, PerJobSeriesComeFromTypedRecordsAndGoAfterTheGrac
   EXPECT_EQ(Value(t, R"(polytune_train_eta_seconds{job_id=")" + id + R"("})"), 30);
   EXPECT_EQ(Value(t, R"(polytune_eval_loss{job_id=")" + id + R"(",lang="hi"})"), 3.5);
   EXPECT_EQ(Value(t, R"(polytune_eval_accuracy{job_id=")" + id + R"(",lang="es"})"), 0.4);
-  Beat("w1", id, 0, RankReport::Phase::kExited);  // succeeded
+  ASSERT_TRUE(store_->PutCheckpoint({id, 5, "sha-5", 100, "path"}).ok());  // the final checkpoint
+  Beat("w1", id, 0, RankReport::Phase::kExited);                           // succeeded
   clock_.AdvanceSeconds(29);
   EXPECT_EQ(Value(Scrape(), R"(polytune_train_step{job_id=")" + id + R"("})"), 5) << "kept during the grace period";
   clock_.AdvanceSeconds(2);

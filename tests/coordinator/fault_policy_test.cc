@@ -216,6 +216,7 @@ TEST_F(FaultPolicyTest, DrainWithLetFinishLeavesRunningJobsAloneButPlacesNothing
   ASSERT_TRUE(jm_.Drain("w1", /*let_finish=*/true).ok());
   EXPECT_TRUE(jm_.Get(job->id)->stop_reason.empty());
   EXPECT_TRUE(Beat("w1").preempt_jobs.empty());
+  Checkpoint(job->id, 10);  // the final checkpoint, stored before the exit is reported
   Beat("w1", {Report(job->id, 0, Phase::kExited, 0, 1)});
   EXPECT_EQ(jm_.Get(job->id)->state, JobState::kSucceeded);
   auto next = jm_.Submit("waits", 0, 1, "spec");
@@ -254,6 +255,7 @@ TEST_F(FaultPolicyTest, HigherPriorityJobPreemptsTheLowestPreemptibleOnesAndThey
   EXPECT_TRUE(said);
   // The high job ends; the low one resumes from its checkpoint.
   const Job h = *jm_.Get(high->id);
+  Checkpoint(high->id, 10);
   for (int r = 0; r < 2; ++r) Beat(h.assigned_workers[r], {Report(high->id, r, Phase::kExited, 0, 1)});
   ASSERT_EQ(jm_.Get(high->id)->state, JobState::kSucceeded);
   ASSERT_TRUE(jm_.Tick().ok());
@@ -338,6 +340,32 @@ TEST_F(FaultPolicyTest, ANewIncarnationOfAWorkerRestartsItsJobs) {
   const Job j = *jm_.Get(job->id);
   EXPECT_EQ(j.restarts, 1);
   EXPECT_NE(j.reason.find("restart 1 of 3: worker w1 restarted"), std::string::npos) << j.reason;
+}
+
+TEST_F(FaultPolicyTest, SuccessWithoutTheFinalCheckpointIsAFailedAttemptNeverSucceeded) {
+  AddWorker("w1");
+  auto job = jm_.Submit("claims", 0, 1, "spec");
+  RunAll(job->id);
+  Metrics(job->id, 1, 1, 20);
+  jm_.NoteProgress(job->id, 20);
+  Checkpoint(job->id, 10);  // trained to step 20, but only step 10 ever arrived
+  Beat("w1", {Report(job->id, 0, Phase::kExited, 0, 1)});
+  Job j = *jm_.Get(job->id);
+  EXPECT_EQ(j.state, JobState::kPending) << "restarted, not SUCCEEDED";
+  EXPECT_EQ(j.resume_step, 10);
+  EXPECT_NE(
+      j.events.back().reason.find(
+          "all ranks reported success but no final checkpoint arrived (latest: step 10, metrics reached step 20)"),
+      std::string::npos)
+      << j.events.back().reason;
+  // With the final checkpoint stored, the next attempt's success counts.
+  clock_.AdvanceSeconds(10);  // the restart backoff
+  Beat("w1");
+  ASSERT_EQ(jm_.Get(job->id)->state, JobState::kScheduled);
+  RunAll(job->id);
+  Checkpoint(job->id, 20);
+  Beat("w1", {Report(job->id, 0, Phase::kExited, 0, 2)});
+  EXPECT_EQ(jm_.Get(job->id)->state, JobState::kSucceeded);
 }
 
 }  // namespace

@@ -67,6 +67,7 @@ TEST_F(JobManagerTest, GangJobRunsToSuccessWithEveryTransitionRecorded) {
   Beat("w2", {Report(id, r2.start[0].rank, RankReport::Phase::kRunning)});
   EXPECT_EQ(jm_.Get(id)->state, JobState::kRunning);
   clock_.AdvanceSeconds(5);
+  ASSERT_TRUE(store_->PutCheckpoint({id, 10, "sha-10", 100, "path"}).ok());  // uploaded before the exit report
   Beat("w1", {Report(id, r1.start[0].rank, RankReport::Phase::kExited)});
   Beat("w2", {Report(id, r2.start[0].rank, RankReport::Phase::kExited)});
   EXPECT_EQ(jm_.Get(id)->state, JobState::kSucceeded);
@@ -264,6 +265,7 @@ TEST_F(JobManagerTest, BusyRendezvousPortPlacesTheJobAgainAndIgnoresStaleRanks) 
   ASSERT_EQ(other_reply.start.size(), 1u);
   EXPECT_EQ(jm_.Get(id)->state, JobState::kScheduled) << "its exit (attempt 1) does not fail attempt 2";
   // Attempt 2 runs to success.
+  ASSERT_TRUE(store_->PutCheckpoint({id, 10, "sha-10", 100, "path"}).ok());
   Beat("w1", {Report(id, 0, RankReport::Phase::kExited, 0, 2), Report(id, 1, RankReport::Phase::kExited, 0, 2)});
   EXPECT_EQ(jm_.Get(id)->state, JobState::kSucceeded);
   // The quarantine ends.
