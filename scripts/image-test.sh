@@ -24,7 +24,7 @@ export POLYTUNE_COORDINATOR=127.0.0.1:17070
 polytune-coordinator --listen "$POLYTUNE_COORDINATOR" --data-dir "$D/coordinator" --metrics-listen "" 2>"$D/coordinator.log" &
 for w in 1 2; do
   polytune-worker --coordinator "$POLYTUNE_COORDINATOR" --work-dir "$D/worker$w" --devices cpu:1 --name "worker$w" \
-    --metrics-listen "" --rendezvous-ports "2960$w-2960$w" --model-root "$D/build" 2>"$D/worker$w.log" &
+    --metrics-listen "" --model-root "$D/build" 2>"$D/worker$w.log" &
 done
 for _ in $(seq 100); do polytune workers 2>/dev/null | grep -q worker2 && break; sleep 0.2; done
 polytune workers
