@@ -133,7 +133,7 @@ absl::StatusOr<Worker> FromProto(const v1::RegisterRequest& r) {
   if (r.rendezvous_port_first() != 0) w.rendezvous_port_first = r.rendezvous_port_first();
   if (r.rendezvous_port_count() != 0) w.rendezvous_port_count = r.rendezvous_port_count();
   if (w.rendezvous_port_first < 1 || w.rendezvous_port_count < 1 ||
-      w.rendezvous_port_first + w.rendezvous_port_count - 1 > 65535)
+      int64_t{w.rendezvous_port_first} + w.rendezvous_port_count - 1 > 65535)  // int64: no overflow (fuzzing)
     return absl::InvalidArgumentError(absl::StrCat("register: rendezvous ports ", w.rendezvous_port_first, " + ",
                                                    w.rendezvous_port_count,
                                                    " are not a range within 1-65535; check --rendezvous-ports"));

@@ -93,6 +93,9 @@ TEST(ProtoConvert, RegistrationIsValidated) {
   r.set_rendezvous_port_first(65530);
   r.set_rendezvous_port_count(10);
   EXPECT_NE(FromProto(r).status().message().find("--rendezvous-ports"), std::string::npos);
+  r.set_rendezvous_port_first(2147483580);  // found by fuzzing: first + count overflowed int
+  r.set_rendezvous_port_count(100);
+  EXPECT_NE(FromProto(r).status().message().find("--rendezvous-ports"), std::string::npos);
   r.set_rendezvous_port_first(31000);
   r.set_rendezvous_port_count(4);
   EXPECT_EQ(FromProto(r)->rendezvous_port_first, 31000);

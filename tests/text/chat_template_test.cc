@@ -140,5 +140,22 @@ TEST(ChatTemplate, SlicingADictIsAnErrorNotACrash) {  // found by fuzzing (a nul
   EXPECT_EQ(*text->Render({{"user", "hola"}}, false, "", ""), "ol0");
 }
 
+TEST(ChatTemplate, NestingIsBoundedSoAHostileTemplateCannotOverflowTheStack) {  // found by fuzzing
+  const std::string deep_expr = "{{ " + std::string(500, '[') + "1" + std::string(500, ']') + " }}";
+  auto e = ChatTemplate::FromSource(deep_expr, "deep");
+  ASSERT_FALSE(e.ok());
+  EXPECT_NE(e.status().message().find("nested deeper than 64 levels"), std::string::npos) << e.status();
+  std::string deep_blocks;
+  for (int i = 0; i < 500; ++i) deep_blocks += "{% if true %}";
+  for (int i = 0; i < 500; ++i) deep_blocks += "{% endif %}";
+  auto b = ChatTemplate::FromSource(deep_blocks, "blocks");
+  ASSERT_FALSE(b.ok());
+  EXPECT_NE(b.status().message().find("nested deeper than 64 levels"), std::string::npos) << b.status();
+  auto fine = ChatTemplate::FromSource(
+      "{{ ((((1 + 2)))) * -(-3) }}{% if true %}{% if not not true %}x{% endif %}{% endif %}", "fine");
+  ASSERT_TRUE(fine.ok()) << fine.status();
+  EXPECT_EQ(*fine->Render({}, false, "", ""), "9x");
+}
+
 }  // namespace
 }  // namespace polytune::text

@@ -204,6 +204,7 @@ class ExprParser {
     return e;
   }
   ExprPtr Ternary() {
+    Nest nest(this);
     ExprPtr a = Or();
     if (IsName("if")) {
       ++p_;
@@ -239,6 +240,7 @@ class ExprParser {
   }
   ExprPtr Not() {
     if (IsName("not")) {
+      Nest nest(this);
       ++p_;
       auto e = Make(Expr::kUnary);
       e->name = "not";
@@ -310,6 +312,7 @@ class ExprParser {
   }
   ExprPtr Unary() {
     if (IsOp("-")) {
+      Nest nest(this);
       ++p_;
       auto e = Make(Expr::kUnary);
       e->name = "-";
@@ -437,8 +440,20 @@ class ExprParser {
   }
 
   std::vector<Tok> t_;
+  // Real templates nest expressions a few levels deep; a hostile one would overflow the stack
+  // of this recursive-descent parser (found by fuzzing), and then of the renderer.
+  static constexpr int kMaxNesting = 64;
+  struct Nest {
+    explicit Nest(ExprParser* p) : parser(p) {
+      if (++parser->depth_ > kMaxNesting)
+        Fail(parser->line_, absl::StrCat("expression nested deeper than ", kMaxNesting, " levels"));
+    }
+    ~Nest() { --parser->depth_; }
+    ExprParser* parser;
+  };
   size_t p_ = 0;
   int line_;
+  int depth_ = 0;
 };
 
 }  // namespace
@@ -451,6 +466,13 @@ class StmtParser {
 
   // Parses nodes until a statement whose first word is in `stops`; returns that word.
   std::string Block(std::vector<NodePtr>* out, const std::vector<std::string>& stops) {
+    // Blocks inside blocks recurse here and in the renderer: bounded like expressions.
+    if (++block_depth_ > 64)
+      Fail(p_ < s_.size() ? s_[p_].line : 0, "statements ({% if %}, {% for %}) nested deeper than 64 levels");
+    struct Leave {
+      int& depth;
+      ~Leave() { --depth; }
+    } leave{block_depth_};
     while (p_ < s_.size()) {
       const Segment& seg = s_[p_];
       if (seg.kind == Segment::kText) {
@@ -556,6 +578,7 @@ class StmtParser {
 
  private:
   std::vector<Segment> s_;
+  int block_depth_ = 0;
   size_t p_ = 0;
 };
 
