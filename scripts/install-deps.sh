@@ -11,6 +11,7 @@ PACKAGES=(
   libre2-dev libicu-dev libcld2-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev
   python3 prometheus openssl
+  clang libclang-rt-14-dev
 )
 command -v node >/dev/null || PACKAGES+=(nodejs npm)
 

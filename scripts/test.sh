@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs dependencies, builds, runs every CTest test.
 #
-#   scripts/test.sh              the suite, in ./build
+#   scripts/test.sh              the suite, in ./build, then a 20 s fuzz smoke per target
 #   scripts/test.sh --sanitize   the unit tests (label "unit": every library, the fuzz replays
 #                                included) built with ASan + UBSan in ./build-asan; any report fails
 set -euo pipefail
@@ -21,5 +21,10 @@ if [ "${1:-}" = "--sanitize" ]; then
   exec ctest --output-on-failure -j "${CTEST_JOBS:-2}" --timeout 1800 -L unit
 fi
 bash scripts/build.sh
-cd build
-ctest --output-on-failure -j "${CTEST_JOBS:-2}" --timeout 900
+(cd build && ctest --output-on-failure -j "${CTEST_JOBS:-2}" --timeout 900)
+# A fuzz smoke: every libFuzzer target for FUZZ_SMOKE_SECONDS (20) with ASan + UBSan, from its
+# seeds and past crashes (the full sanitizer build of the unit tests, --sanitize, would double
+# CI's time; run it before a release). FUZZ_SMOKE_SECONDS=0 skips it.
+if [ "${FUZZ_SMOKE_SECONDS:-20}" != 0 ]; then
+  FUZZ_JOBS=${FUZZ_JOBS:-2} bash scripts/fuzz.sh "${FUZZ_SMOKE_SECONDS:-20}"
+fi
