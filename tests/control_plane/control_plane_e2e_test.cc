@@ -36,8 +36,8 @@ namespace polytune {
 namespace {
 
 namespace fs = std::filesystem;
-const std::string kBin = POLYTUNE_BIN;
-const std::string kBuild = fs::path(POLYTUNE_BIN).parent_path().parent_path().string();
+using testing::kBin;
+using testing::kBuild;
 const std::string kExamples = POLYTUNE_EXAMPLES;
 
 using Result = testing::ShellResult;

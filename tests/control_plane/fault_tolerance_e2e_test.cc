@@ -27,12 +27,12 @@ namespace polytune {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::kBin;
 using testing::Shell;
 using testing::ShellResult;
 using testing::Spawn;
-const std::string kBin = POLYTUNE_BIN;
 const std::string kFaultBin = POLYTUNE_FAULT_BIN;
-const std::string kBuild = fs::path(POLYTUNE_BIN).parent_path().parent_path().string();
+using testing::kBuild;
 const std::string kExamples = POLYTUNE_EXAMPLES;
 constexpr int kSteps = 40;
 

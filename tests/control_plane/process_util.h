@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -18,6 +19,11 @@
 #include "../engine/test_util.h"
 
 namespace polytune::testing {
+
+// The build tree the e2e suites run from: `polytune` is build/cli/polytune (POLYTUNE_BIN, set for
+// every e2e target), the daemons are found under the build folder two levels up.
+inline const std::string kBin = POLYTUNE_BIN;
+inline const std::string kBuild = std::filesystem::path(POLYTUNE_BIN).parent_path().parent_path().string();
 
 // Starts `argv` in its own process group with stderr to `log` (stdout is inherited).
 inline pid_t Spawn(const std::vector<std::string>& argv, const std::string& log) {

@@ -30,10 +30,10 @@ namespace {
 
 namespace fs = std::filesystem;
 using coordinator::Role;
+using testing::kBin;
+using testing::kBuild;
 using testing::Shell;
 using testing::ShellResult;
-const std::string kBin = POLYTUNE_BIN;
-const std::string kBuild = fs::path(POLYTUNE_BIN).parent_path().parent_path().string();
 const std::string kScripts = POLYTUNE_SCRIPTS;
 
 class Security : public ::testing::Test {
