@@ -4,6 +4,7 @@
 #include <ATen/core/grad_mode.h>
 
 #include <cmath>
+#include <limits>
 #include <map>
 #include <tuple>
 
@@ -26,6 +27,10 @@ struct LayerRun {
   const ForwardOptions* options;
   // Packed rows: (row, start, end) triples covering every row; attention runs per span.
   std::vector<int64_t> spans;
+  // Incremental decoding: new keys/values go to the cache, attention uses `cache_mask`
+  // (additive, [batch, 1, n, cached + n]).
+  KvCache* cache = nullptr;
+  at::Tensor cache_mask;
 };
 
 at::Tensor RunProjection(const LayerRun& run, ProjKind kind, const at::Tensor& x) {
@@ -55,6 +60,17 @@ const at::Tensor& CausalMask(int64_t seq, int64_t window, at::ScalarType dtype, 
 }
 
 at::Tensor PackedAttention(const LayerRun& run, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
+
+// Attention of n new queries over the cache (which already holds their own keys).
+at::Tensor CachedAttention(const LayerRun& run, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  const int64_t groups = run.config->num_attention_heads / run.config->num_key_value_heads;
+  at::Tensor kk = groups == 1 ? k : k.repeat_interleave(groups, 1);
+  at::Tensor vv = groups == 1 ? v : v.repeat_interleave(groups, 1);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(run.config->head_dim));
+  at::Tensor scores = at::matmul(q, kk.transpose(-1, -2)).mul_(scale).add_(run.cache_mask);
+  at::Tensor probs = at::softmax(scores, -1, at::promote_types(q.scalar_type(), at::kFloat)).to(q.scalar_type());
+  return at::matmul(probs, vv);
+}
 
 at::Tensor Attention(const LayerRun& run, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
   const ModelConfig& c = *run.config;
@@ -137,7 +153,18 @@ at::Tensor DecoderForward(const LayerRun& run, const at::Tensor& x) {
       RunProjection(run, ProjKind::kV, h).view({batch, seq, c.num_key_value_heads, c.head_dim}).transpose(1, 2);
   q = ApplyRope(q, run.cos, run.sin);
   k = ApplyRope(k, run.cos, run.sin);
-  at::Tensor attn = Attention(run, q, k, v).transpose(1, 2).reshape({batch, seq, c.num_attention_heads * c.head_dim});
+  at::Tensor attended;
+  if (run.cache != nullptr) {
+    KvCache& cache = *run.cache;
+    const int64_t total = cache.length + seq;
+    cache.keys[run.layer_index].narrow(2, cache.length, seq).copy_(k);
+    cache.values[run.layer_index].narrow(2, cache.length, seq).copy_(v);
+    attended = CachedAttention(run, q, cache.keys[run.layer_index].narrow(2, 0, total),
+                               cache.values[run.layer_index].narrow(2, 0, total));
+  } else {
+    attended = Attention(run, q, k, v);
+  }
+  at::Tensor attn = attended.transpose(1, 2).reshape({batch, seq, c.num_attention_heads * c.head_dim});
   at::Tensor out = x + RunProjection(run, ProjKind::kO, attn);
   at::Tensor h2 = RmsNorm(out, run.layer->post_attention_layernorm, c.rms_norm_eps);
   at::Tensor mlp = RunProjection(
@@ -272,6 +299,70 @@ at::Tensor LlamaModel::ForwardHidden(const at::Tensor& input_ids, const ForwardO
       x = DecoderForward(run, x);
     }
   }
+  return RmsNorm(x, final_norm, config_.rms_norm_eps);
+}
+
+int64_t KvCache::BytesPerToken() const {
+  int64_t bytes = 0;
+  for (size_t l = 0; l < keys.size(); ++l)
+    bytes += (keys[l].size(1) * keys[l].size(3) * keys[l].element_size() +
+              values[l].size(1) * values[l].size(3) * values[l].element_size());
+  return bytes;
+}
+
+void KvCache::SelectRows(const std::vector<int64_t>& rows) {
+  at::Tensor idx = at::tensor(rows, at::TensorOptions().dtype(at::kLong)).to(positions.device());
+  for (auto& k : keys) k = k.index_select(0, idx);
+  for (auto& v : values) v = v.index_select(0, idx);
+  positions = positions.index_select(0, idx);
+}
+
+KvCache LlamaModel::NewKvCache(int64_t batch, int64_t capacity) const {
+  KvCache cache;
+  auto opts = at::TensorOptions().dtype(compute_dtype_).device(device_);
+  for (size_t l = 0; l < layers.size(); ++l) {
+    cache.keys.push_back(at::zeros({batch, config_.num_key_value_heads, capacity, config_.head_dim}, opts));
+    cache.values.push_back(at::zeros({batch, config_.num_key_value_heads, capacity, config_.head_dim}, opts));
+  }
+  cache.positions = at::full({batch, capacity}, -1, at::TensorOptions().dtype(at::kLong).device(device_));
+  return cache;
+}
+
+at::Tensor LlamaModel::ForwardCached(const at::Tensor& input_ids, const at::Tensor& position_ids,
+                                     KvCache* cache) const {
+  at::NoGradGuard no_grad;
+  const int64_t batch = input_ids.size(0), seq = input_ids.size(1);
+  TORCH_CHECK(batch == cache->batch(), "input rows and KV cache rows differ");
+  TORCH_CHECK(cache->length + seq <= cache->capacity(), "KV cache full; allocate a larger capacity");
+  at::Tensor positions = position_ids.to(device_);
+  cache->positions.narrow(1, cache->length, seq).copy_(positions);
+  const int64_t total = cache->length + seq;
+  // Which cached slot each new token may attend to: real, not after it, inside the window.
+  at::Tensor key_pos = cache->positions.narrow(1, 0, total).unsqueeze(1);  // [batch, 1, total]
+  at::Tensor query_pos = positions.unsqueeze(2);                           // [batch, n, 1]
+  at::Tensor allowed = key_pos.ge(0).logical_and(key_pos.le(query_pos));
+  if (config_.sliding_window > 0) allowed = allowed.logical_and((query_pos - key_pos).lt(config_.sliding_window));
+  // A padding token attends to itself only, so its (unused) row of scores stays finite.
+  auto long_opts = at::TensorOptions().dtype(at::kLong).device(device_);
+  at::Tensor self_slot =
+      at::arange(total, long_opts).unsqueeze(0).eq(at::arange(cache->length, total, long_opts).unsqueeze(1));
+  allowed = allowed.logical_or(self_slot.unsqueeze(0));
+  LayerRun base_run{&config_, nullptr, 0, {}, {}, nullptr, {}};
+  base_run.cache = cache;
+  base_run.cache_mask = at::zeros(allowed.sizes(), at::TensorOptions().dtype(compute_dtype_).device(device_))
+                            .masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity())
+                            .unsqueeze(1);
+  std::tie(base_run.cos, base_run.sin) = RopeCosSin(inv_freq_, positions.clamp_min(0));
+  ForwardOptions options;  // inference: no dropout, no packing
+  base_run.options = &options;
+  at::Tensor x = at::embedding(embed_tokens, input_ids.to(device_)).to(compute_dtype_);
+  for (size_t i = 0; i < layers.size(); ++i) {
+    LayerRun run = base_run;
+    run.layer = &layers[i];
+    run.layer_index = static_cast<int64_t>(i);
+    x = DecoderForward(run, x);
+  }
+  cache->length = total;
   return RmsNorm(x, final_norm, config_.rms_norm_eps);
 }
 

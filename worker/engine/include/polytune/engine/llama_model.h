@@ -41,6 +41,23 @@ struct ForwardOptions {
   at::Tensor segment_ids;
 };
 
+// Keys and values of every layer for incremental decoding: a prompt is run once (prefill) and
+// then one token per step, each step attending to the cached keys instead of recomputing them.
+// Slots are preallocated up to `capacity`; a slot's position is -1 while empty or padding, and
+// such slots are never attended to, so rows of different lengths share one batch (left padding).
+struct KvCache {
+  std::vector<at::Tensor> keys, values;  // per layer [batch, kv_heads, capacity, head_dim]
+  at::Tensor positions;                  // int64 [batch, capacity]
+  int64_t length = 0;                    // slots filled (the same for every row)
+
+  int64_t batch() const { return positions.size(0); }
+  int64_t capacity() const { return positions.size(1); }
+  // Bytes the keys and values of one token of one row take, over all layers.
+  int64_t BytesPerToken() const;
+  // Keeps only `rows` (indices into the batch), in that order: finished rows leave the batch.
+  void SelectRows(const std::vector<int64_t>& rows);
+};
+
 class LlamaModel {
  public:
   LlamaModel(ModelConfig config, at::Device device, at::ScalarType compute_dtype);
@@ -60,6 +77,15 @@ class LlamaModel {
   at::Tensor Forward(const at::Tensor& input_ids, const ForwardOptions& options = {}) const {
     return Logits(ForwardHidden(input_ids, options));
   }
+
+  // An empty cache for `batch` rows of at most `capacity` tokens (prompt plus generated).
+  KvCache NewKvCache(int64_t batch, int64_t capacity) const;
+  // Incremental forward without gradients: runs input_ids [batch, n] at position_ids [batch, n]
+  // (-1 marks a padding slot, which no token attends to), appends their keys and values to
+  // `cache` and returns the final normed hidden states [batch, n, hidden]. Attention is causal
+  // by position (plus the sliding window), over the cached tokens and these. The result equals
+  // ForwardHidden over the whole sequence at those positions, up to rounding.
+  at::Tensor ForwardCached(const at::Tensor& input_ids, const at::Tensor& position_ids, KvCache* cache) const;
 
   // Adds LoRA adapters as `settings` asks; A is seeded from `seed` per layer and module.
   void AttachLora(const LoraSettings& settings, uint64_t seed);
