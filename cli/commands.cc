@@ -18,6 +18,7 @@
 #include "bundled_corpus.h"
 #include "cli_util.h"
 #include "control_commands.h"
+#include "generate_commands.h"
 #include "launcher.h"
 #include "polytune/common/build_info.h"
 #include "polytune/common/exit_codes.h"
@@ -239,33 +240,21 @@ int RunTrain(const TrainArgs& a, const std::vector<std::string>& raw_args) {
 
 struct EvalArgs {
   // The same defaults as a training spec's model section (nf4, double quantisation).
-  std::string model, data, adapter, quantization = "nf4", device = "cpu";
-  std::string format = "auto", tokenizer, chat_template;
-  bool double_quant = true, json = false;
+  InferenceModelArgs model;
+  std::string data, format = "auto", tokenizer, chat_template;
+  bool json = false, generate = false;
   int64_t batch_size = 8, max_seq_len = 4096;
+  GenerationArgs gen;
+  std::vector<std::string> labels;
 };
 
 int RunEval(const EvalArgs& a) {
   ConfigureCpuThreads(static_cast<int>(std::thread::hardware_concurrency()));
-  auto quant = ParseQuantization(a.quantization);
-  if (!quant.ok()) return Fail(quant.status());
-  auto device = ResolveDevice(a.device, 0);
-  if (!device.ok()) return Fail(device.status());
-  LoadOptions opts;
-  opts.quantization = *quant;
-  opts.double_quant = a.double_quant;
-  opts.device = *device;
-  auto model = LoadModel(a.model, opts);
+  auto model = LoadInferenceModel(a.model);
   if (!model.ok()) return Fail(model.status());
-  if (!a.adapter.empty()) {
-    auto adapter = LoadPeftAdapter(a.adapter);
-    if (!adapter.ok()) return Fail(adapter.status());
-    absl::Status st = ApplyPeftAdapter(*adapter, model->get());
-    if (!st.ok()) return Fail(st);
-  }
   // Text data goes through the same tokenizer, template and masking as training.
   TrainConfig pipeline_config;
-  pipeline_config.model.path = a.model;
+  pipeline_config.model.path = a.model.model;
   pipeline_config.data.format = a.format;
   pipeline_config.data.tokenizer = a.tokenizer;
   pipeline_config.data.chat_template = a.chat_template;
@@ -278,8 +267,15 @@ int RunEval(const EvalArgs& a) {
   auto comm = MakeSingleProcessCommunicator();
   auto result = Evaluate(**model, *data, a.batch_size, *comm);
   if (!result.ok()) return Fail(result.status());
+  nlohmann::json out = result->ToJson();
+  std::optional<GenerationEvalResult> generated;
+  if (a.generate) {
+    auto r = RunGenerationEval(**model, *pipeline, a.model.model, a.data, a.format, a.gen, a.labels, &out);
+    if (!r.ok()) return Fail(r.status());
+    generated = std::move(*r);
+  }
   if (a.json) {
-    std::printf("%s\n", result->ToJson().dump().c_str());
+    std::printf("%s\n", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     return 0;
   }
   std::printf("%-10s %10s %10s %10s %10s\n", "language", "loss", "ppl", "accuracy", "tokens");
@@ -289,6 +285,7 @@ int RunEval(const EvalArgs& a) {
   const auto& o = result->overall;
   std::printf("%-10s %10.4f %10.3f %10.4f %10lld\n", "overall", o.loss, o.ppl, o.accuracy,
               static_cast<long long>(o.tokens));
+  if (generated) PrintGenerationTable(*generated);
   return 0;
 }
 
@@ -299,6 +296,7 @@ std::function<int()> RegisterCommands(CLI::App& app) {
   auto run = std::make_shared<std::function<int()>>([] { return 0; });
   RegisterTextCommands(app, run);
   RegisterControlCommands(app, run);
+  RegisterGenerateCommand(app, run);
 
   // polytune model init
   auto* model_cmd = app.add_subcommand("model", "Create or inspect model checkpoints");
@@ -358,22 +356,23 @@ std::function<int()> RegisterCommands(CLI::App& app) {
   // polytune eval
   auto* eval = app.add_subcommand("eval", "Loss, perplexity and accuracy per language");
   auto eval_args = std::make_shared<EvalArgs>();
-  eval->add_option("--model", eval_args->model, "HF model directory")->required();
+  eval_args->model.AddTo(eval);
   eval->add_option("--data", eval_args->data,
                    "JSONL of messages, alpaca, text or tokens examples (--format auto decides per line)")
       ->required();
-  eval->add_option("--adapter", eval_args->adapter, "PEFT adapter directory");
-  eval->add_option("--quantization", eval_args->quantization, "none or nf4 (as a training spec's model.quantization)")
-      ->capture_default_str();
-  eval->add_flag("--double-quant,!--no-double-quant", eval_args->double_quant,
-                 "Double-quantise NF4 absmax (default on, as in training)");
-  eval->add_option("--device", eval_args->device, "cpu, cuda or auto")->capture_default_str();
   eval->add_option("--batch-size", eval_args->batch_size, "Examples per forward pass")->capture_default_str();
   eval->add_option("--max-seq-len", eval_args->max_seq_len, "Longer examples are truncated")->capture_default_str();
   eval->add_flag("--json", eval_args->json, "Print one JSON object");
   eval->add_option("--format", eval_args->format, "auto, messages, alpaca, text or tokens")->capture_default_str();
   eval->add_option("--tokenizer", eval_args->tokenizer, "Folder with tokenizer.json (default: the model folder)");
   eval->add_option("--chat-template", eval_args->chat_template, "Built-in template instead of the model's own");
+  eval->add_flag("--generate", eval_args->generate,
+                 "Also generate (greedy) for every example with a reference answer or label and score it: chrF, "
+                 "chrF++, exact match; label accuracy and macro P/R/F1");
+  eval_args->gen.AddTo(eval, /*sampling=*/false);
+  eval->add_option("--labels", eval_args->labels,
+                   "Declared label set for classification data (default: the labels seen)")
+      ->delimiter(',');
   eval->callback([run, eval_args] { *run = [eval_args] { return RunEval(*eval_args); }; });
 
   // polytune export

@@ -1,6 +1,6 @@
 // `polytune`: the one command users type. The control-plane commands (submit, jobs, status,
 // watch, logs, cancel, workers, download) run here, in a binary without libtorch, so they
-// start in milliseconds; the engine commands (train, eval, export, model, tokenizer, data) are
+// start in milliseconds; the engine commands (train, eval, generate, export, model, tokenizer, data) are
 // handed to `polytune-engine`, installed next to it, with the same arguments.
 #include <unistd.h>
 
@@ -55,6 +55,7 @@ const std::vector<std::pair<const char*, const char*>>& EngineCommands() {
   static const auto* commands = new std::vector<std::pair<const char*, const char*>>{
       {"train", "Fine-tune with QLoRA from a YAML config"},
       {"eval", "Loss, perplexity and accuracy per language"},
+      {"generate", "Generate text with a model (and adapter) from a prompt or a dataset"},
       {"export", "Merge an adapter into a full-precision HF checkpoint"},
       {"model", "Create or inspect model checkpoints"},
       {"tokenizer", "Hugging Face tokenizer.json tools"},

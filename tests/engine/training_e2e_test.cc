@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "nlohmann/json.hpp"
@@ -299,6 +300,53 @@ TEST_F(TrainingE2E, EvalPrintsPerLanguageJsonAndAdapterHelps) {
   Result unq = Shell(common + " --quantization none --adapter " + (dir_ / "out-ev/adapter"));
   auto jm = nlohmann::json::parse(merged.output), ju = nlohmann::json::parse(unq.output);
   EXPECT_NEAR(jm["overall"]["loss"].get<double>(), ju["overall"]["loss"].get<double>(), 1e-5);
+}
+
+TEST_F(TrainingE2E, GenerateAndEvalByGenerationWithTheTrainedAdapter) {
+  Result t = Shell(kBin + " train " + Config("gen", "max_steps: 6, micro_batch_size: 4"));
+  ASSERT_EQ(t.code, 0) << t.output;
+  const std::string model = " --model " + (dir_ / "model") + " --adapter " + (dir_ / "out-gen/adapter");
+  const std::string data = kExamples + "/data/instructions_eval.jsonl";
+  Result g = Shell(kBin + " generate" + model + " --data " + data + " --max-new-tokens 8 --json 2>/dev/null");
+  ASSERT_EQ(g.code, 0) << g.output;
+  std::istringstream lines(g.output);
+  std::string line;
+  int n = 0;
+  std::set<std::string> langs;
+  while (std::getline(lines, line)) {
+    auto j = nlohmann::json::parse(line);
+    for (const char* k : {"prompt", "output", "lang", "prompt_tokens", "output_tokens", "finish_reason", "reference"})
+      EXPECT_TRUE(j.contains(k)) << k << " in " << line;
+    EXPECT_LE(j["output_tokens"].get<int>(), 8);
+    // The prompt ends with the generation prompt (model init writes a Llama 3 style template):
+    // the reference answer is not in it.
+    const std::string prompt = j["prompt"].get<std::string>(), tail = "assistant<|end_header_id|>\n\n";
+    EXPECT_EQ(prompt.substr(prompt.size() - std::min(prompt.size(), tail.size())), tail) << prompt;
+    langs.insert(j["lang"].get<std::string>());
+    ++n;
+  }
+  EXPECT_EQ(n, 16);
+  EXPECT_EQ(langs.size(), 8u);
+  // Sampling is reproducible for a seed.
+  const std::string sample = kBin + " generate" + model + " --prompt 'Hola' --temperature 0.9 --top-p 0.9 --json";
+  Result s1 = Shell(sample + " --seed 5"), s2 = Shell(sample + " --seed 5");
+  ASSERT_EQ(s1.code, 0) << s1.output;
+  EXPECT_EQ(s1.output, s2.output);
+  // Eval by generation adds its figures to every language and keeps the existing fields.
+  Result e = Shell(kBin + " eval" + model + " --data " + data + " --generate --max-new-tokens 8 --json");
+  ASSERT_EQ(e.code, 0) << e.output;
+  auto j = nlohmann::json::parse(e.output);
+  for (const char* k : {"loss", "ppl", "accuracy", "tokens", "chrf", "chrfpp", "exact_match", "generated"})
+    EXPECT_TRUE(j["overall"].contains(k)) << k;
+  EXPECT_EQ(j["overall"]["generated"].get<int>(), 16);
+  for (const auto& [lang, f] : j["languages"].items()) EXPECT_EQ(f["generated"].get<int>(), 2) << lang;
+  EXPECT_EQ(j["samples"].size(), 16u);
+  Result table = Shell(kBin + " eval" + model + " --data " + data + " --generate --max-new-tokens 4");
+  ASSERT_EQ(table.code, 0) << table.output;
+  EXPECT_NE(table.output.find("chrF++"), std::string::npos) << table.output;
+  Result both = Shell(kBin + " generate" + model + " --data " + data + " --prompt hi");
+  EXPECT_EQ(both.code, 1);
+  EXPECT_NE(both.output.find("exactly one of --prompt TEXT and --data FILE"), std::string::npos) << both.output;
 }
 
 TEST_F(TrainingE2E, InitAdapterContinuesFromAPreviousAdapter) {

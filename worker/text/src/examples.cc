@@ -91,7 +91,8 @@ const char* DataFormatName(DataFormat f) {
   return "?";
 }
 
-absl::StatusOr<Example> ParseExample(const nlohmann::json& j, DataFormat format, const std::string& where) {
+absl::StatusOr<Example> ParseExample(const nlohmann::json& j, DataFormat format, const std::string& where,
+                                     bool require_assistant) {
   if (!j.is_object()) return absl::InvalidArgumentError(absl::StrCat(where, ": line must be a JSON object"));
   if (format == DataFormat::kAuto) {
     if (j.contains("messages"))
@@ -111,6 +112,11 @@ absl::StatusOr<Example> ParseExample(const nlohmann::json& j, DataFormat format,
   ex.format = format;
   absl::Status st = ReadString(j, where, "lang", false, &ex.lang);
   if (!st.ok()) return st;
+  // A label may be a string or a number/boolean (0/1 classes), compared as text.
+  if (j.contains("label") && (j["label"].is_number_integer() || j["label"].is_boolean()))
+    ex.label = j["label"].dump();
+  else if (!(st = ReadString(j, where, "label", false, &ex.label)).ok())
+    return st;
   switch (format) {
     case DataFormat::kMessages: {
       if (!j.contains("messages")) return FieldError(where, "messages", "is missing");
@@ -131,7 +137,8 @@ absl::StatusOr<Example> ParseExample(const nlohmann::json& j, DataFormat format,
         has_assistant |= m.role == "assistant";
         ex.messages.push_back(std::move(m));
       }
-      if (!has_assistant) return FieldError(where, "messages", "has no assistant turn to train on");
+      if (!has_assistant && require_assistant)
+        return FieldError(where, "messages", "has no assistant turn to train on");
       break;
     }
     case DataFormat::kAlpaca: {

@@ -267,6 +267,16 @@ std::string Tokenizer::Decode(const std::vector<int64_t>& ids) const {
   return out;
 }
 
+std::string Tokenizer::DecodeText(const std::vector<int64_t>& ids) const {
+  std::vector<int64_t> kept;
+  for (int64_t id : ids) {
+    auto it = impl_->added_by_id.find(id);
+    const bool special = (it != impl_->added_by_id.end() && it->second->special) || (impl_->eos && id == *impl_->eos);
+    if (!special) kept.push_back(id);
+  }
+  return Decode(kept);
+}
+
 std::optional<std::pair<size_t, size_t>> Tokenizer::FindSpecialToken(const std::string& text, size_t from,
                                                                      size_t to) const {
   for (size_t i = from; i < to && i < text.size(); ++i) {

@@ -37,10 +37,14 @@ struct Example {
   std::string text;                        // text
   std::vector<int64_t> input_ids, labels;  // tokens (labels may be empty)
   std::string lang;                        // "" when absent
+  std::string label;                       // classification label ("label" field), "" when absent
 };
 
 // Parses one JSON line. `where` is "file:line" for errors, which also name the field.
-absl::StatusOr<Example> ParseExample(const nlohmann::json& j, DataFormat format, const std::string& where);
+// Training needs an assistant turn in a conversation; prompts for generation do not
+// (require_assistant false).
+absl::StatusOr<Example> ParseExample(const nlohmann::json& j, DataFormat format, const std::string& where,
+                                     bool require_assistant = true);
 
 struct EncodeOptions {
   const Tokenizer* tokenizer = nullptr;

@@ -36,6 +36,9 @@ class Tokenizer {
   std::vector<int64_t> Encode(const std::string& text, bool add_special_tokens = false) const;
   // Ids back to UTF-8 text (special tokens included as their content).
   std::string Decode(const std::vector<int64_t>& ids) const;
+  // Decode without special tokens (added tokens marked special, and EOS), as generated text is
+  // shown (Hugging Face's skip_special_tokens=True).
+  std::string DecodeText(const std::vector<int64_t>& ids) const;
   // Decode without clean_up_tokenization_spaces: the exact inverse of Encode for the
   // supported tokenizers, used to align tokens with text.
   std::string DecodeRaw(const std::vector<int64_t>& ids) const;
