@@ -200,6 +200,7 @@ int Status(const ControlArgs& a) {
     j["latest_metrics"] = latest;
     j["latest_eval"] = eval;
     j["checkpoints"] = cks;
+    if (r.best_checkpoint_step() > 0) j["best_checkpoint_step"] = r.best_checkpoint_step();
     std::printf("%s\n", j.dump().c_str());
     return 0;
   }
@@ -210,8 +211,10 @@ int Status(const ControlArgs& a) {
   for (const auto& e : r.job().events()) std::printf("  %-10s %s\n", StateName(e.state()).c_str(), e.reason().c_str());
   if (!latest.is_null()) std::printf("latest: %s\n", latest.dump().c_str());
   for (const auto& c : r.checkpoints())
-    std::printf("checkpoint step %lld (%lld bytes, sha256 %s)\n", static_cast<long long>(c.step()),
-                static_cast<long long>(c.size_bytes()), c.sha256().c_str());
+    std::printf("checkpoint step %lld (%lld bytes, sha256 %s)%s\n", static_cast<long long>(c.step()),
+                static_cast<long long>(c.size_bytes()), c.sha256().c_str(),
+                c.step() == r.best_checkpoint_step() ? " best" : "");
+  if (!eval.is_null()) std::printf("latest eval: %s\n", eval.dump().c_str());
   return 0;
 }
 
@@ -220,6 +223,13 @@ void PrintProgress(const MetricsRecord& m, bool tty) {
     std::printf("\neval @ step %lld:", static_cast<long long>(e->step));
     for (const auto& [lang, f] : e->languages) std::printf(" %s %.3f", lang.c_str(), f.loss);
     std::printf(" | overall %.4f\n", e->overall.loss);
+    if (e->overall.has_generation()) {
+      std::printf("  chrF:");
+      for (const auto& [lang, f] : e->languages)
+        if (f.generated > 0) std::printf(" %s %.1f", lang.c_str(), f.chrf);
+      std::printf(" | overall %.2f (chrF++ %.2f, exact %.3f)\n", e->overall.chrf, e->overall.chrfpp,
+                  e->overall.exact_match);
+    }
     return;
   }
   const auto& s = std::get<StepMetrics>(m.value);
@@ -455,7 +465,15 @@ int Download(const ControlArgs& a) {
   if (int rc = GetJob(a, &r)) return rc;
   if (r.checkpoints().empty()) return Fail(absl::StrCat(a.job, " has no checkpoints yet"));
   const v1::Checkpoint* pick = &r.checkpoints(r.checkpoints_size() - 1);
-  if (a.checkpoint != "latest") {
+  if (a.checkpoint == "best") {
+    pick = nullptr;
+    for (const auto& c : r.checkpoints())
+      if (c.step() == r.best_checkpoint_step()) pick = &c;
+    if (!pick)
+      return Fail(absl::StrCat(a.job,
+                               " has no best checkpoint yet: none of its evaluations has a stored checkpoint (it needs "
+                               "data.eval; training.early_stopping picks the metric)"));
+  } else if (a.checkpoint != "latest") {
     pick = nullptr;
     for (const auto& c : r.checkpoints())
       if (std::to_string(c.step()) == a.checkpoint) pick = &c;
@@ -570,7 +588,7 @@ void RegisterControlCommands(CLI::App& app, const std::shared_ptr<std::function<
   download->add_option("job", a->job, "Job id (job-NNNNNN)")->required();
   download->add_flag("--force", a->force, "Write into a non-empty --out, replacing only the adapter files");
   download->add_flag("--json", a->json, "Print what was written as JSON");
-  download->add_option("--checkpoint", a->checkpoint, "STEP or latest")->capture_default_str();
+  download->add_option("--checkpoint", a->checkpoint, "STEP, latest or best")->capture_default_str();
   download->add_option("--out", a->out, "Output folder")->required();
   download->callback([run, a] { *run = [a] { return Download(*a); }; });
 }

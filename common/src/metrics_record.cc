@@ -9,7 +9,17 @@ namespace {
 using nlohmann::json;
 
 json FiguresJson(const EvalFigures& f) {
-  return {{"loss", f.loss}, {"ppl", f.ppl}, {"accuracy", f.accuracy}, {"tokens", f.tokens}};
+  json j = {{"loss", f.loss}, {"ppl", f.ppl}, {"accuracy", f.accuracy}, {"tokens", f.tokens}};
+  if (f.has_generation()) {
+    j["generated"] = f.generated;
+    j["chrf"] = f.chrf;
+    j["chrfpp"] = f.chrfpp;
+    j["exact_match"] = f.exact_match;
+    j["labelled"] = f.labelled;
+    j["label_accuracy"] = f.label_accuracy;
+    j["macro_f1"] = f.macro_f1;
+  }
+  return j;
 }
 
 // Typed field access: a missing or mistyped field is an error naming its dotted path.
@@ -57,6 +67,13 @@ absl::StatusOr<EvalFigures> ReadFigures(const Reader& r) {
   METRICS_RETURN_IF_ERROR(r.Get("ppl", &f.ppl));
   METRICS_RETURN_IF_ERROR(r.Get("accuracy", &f.accuracy));
   METRICS_RETURN_IF_ERROR(r.Get("tokens", &f.tokens));
+  METRICS_RETURN_IF_ERROR(r.Get("generated", &f.generated, false));
+  METRICS_RETURN_IF_ERROR(r.Get("chrf", &f.chrf, false));
+  METRICS_RETURN_IF_ERROR(r.Get("chrfpp", &f.chrfpp, false));
+  METRICS_RETURN_IF_ERROR(r.Get("exact_match", &f.exact_match, false));
+  METRICS_RETURN_IF_ERROR(r.Get("labelled", &f.labelled, false));
+  METRICS_RETURN_IF_ERROR(r.Get("label_accuracy", &f.label_accuracy, false));
+  METRICS_RETURN_IF_ERROR(r.Get("macro_f1", &f.macro_f1, false));
   return f;
 }
 

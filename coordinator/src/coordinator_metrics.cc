@@ -158,7 +158,10 @@ void CoordinatorMetrics::OnMetricsRecords(const std::string& job_id, const std::
       it->second.step = *s;
       it->second.tokens_total += static_cast<double>(s->tokens);
     } else {
-      for (const auto& [lang, f] : std::get<EvalMetrics>(r.value).languages) it->second.eval[lang] = f;
+      for (const auto& [lang, f] : std::get<EvalMetrics>(r.value).languages) {
+        it->second.eval[lang] = f;
+        if (f.has_generation()) it->second.generation[lang] = f;
+      }
     }
   }
 }
@@ -225,7 +228,8 @@ std::vector<prometheus::MetricFamily> CoordinatorMetrics::Collect() const {
       ValueFamily("polytune_jobs", "Jobs by state (pending, scheduled, running).", MetricType::Gauge, by_state));
 
   PruneLocked(now);
-  std::vector<std::pair<Labels, double>> info, step, max_steps, tokens, loss, lr, grad_norm, eta, eval_loss, eval_acc;
+  std::vector<std::pair<Labels, double>> info, step, max_steps, tokens, loss, lr, grad_norm, eta, eval_loss, eval_acc,
+      eval_chrf;
   for (const auto& [id, s] : series_) {
     if (!ExportedLocked(s, now)) continue;
     const Labels job{{"job_id", id}};
@@ -246,6 +250,8 @@ std::vector<prometheus::MetricFamily> CoordinatorMetrics::Collect() const {
       eval_loss.push_back({{{"job_id", id}, {"lang", lang}}, f.loss});
       eval_acc.push_back({{{"job_id", id}, {"lang", lang}}, f.accuracy});
     }
+    for (const auto& [lang, f] : s.generation)
+      if (f.generated > 0) eval_chrf.push_back({{{"job_id", id}, {"lang", lang}}, f.chrf});
   }
   out.push_back(ValueFamily("polytune_job_info", "A scheduled or running job (or one that just ended); always 1.",
                             MetricType::Gauge, info));
@@ -263,6 +269,10 @@ std::vector<prometheus::MetricFamily> CoordinatorMetrics::Collect() const {
       ValueFamily("polytune_eval_loss", "Loss of the last evaluation, per language.", MetricType::Gauge, eval_loss));
   out.push_back(ValueFamily("polytune_eval_accuracy", "Next-token accuracy of the last evaluation, per language (0-1).",
                             MetricType::Gauge, eval_acc));
+  out.push_back(
+      ValueFamily("polytune_eval_chrf",
+                  "chrF2 (0-100) of the last evaluation by generation (training.eval_generate), per language.",
+                  MetricType::Gauge, eval_chrf));
   return out;
 }
 

@@ -1,6 +1,7 @@
 #include "polytune/coordinator/grpc_services.h"
 
 #include "absl/strings/str_cat.h"
+#include "polytune/coordinator/best_checkpoint.h"
 #include "polytune/coordinator/proto_convert.h"
 #include "polytune/rpc/grpc_config.h"
 #include "polytune/rpc/metrics_convert.h"
@@ -76,6 +77,9 @@ grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* ctx, const v1::GetJobRe
   auto cks = store_->Checkpoints(req->id());
   if (!cks.ok()) return ToGrpc(cks.status());
   for (const auto& c : *cks) *resp->add_checkpoints() = ToProto(c);
+  auto best = FindBestCheckpoint(*store_, *job);
+  if (!best.ok()) return ToGrpc(best.status());
+  resp->set_best_checkpoint_step(best->value_or(0));
   return grpc::Status::OK;
 }
 

@@ -8,9 +8,30 @@ void FiguresToProto(const EvalFigures& f, v1::EvalFigures* p) {
   p->set_ppl(f.ppl);
   p->set_accuracy(f.accuracy);
   p->set_tokens(f.tokens);
+  p->set_generated(f.generated);
+  p->set_chrf(f.chrf);
+  p->set_chrfpp(f.chrfpp);
+  p->set_exact_match(f.exact_match);
+  p->set_labelled(f.labelled);
+  p->set_label_accuracy(f.label_accuracy);
+  p->set_macro_f1(f.macro_f1);
 }
 
-EvalFigures FiguresFromProto(const v1::EvalFigures& p) { return {p.loss(), p.ppl(), p.accuracy(), p.tokens()}; }
+EvalFigures FiguresFromProto(const v1::EvalFigures& p) {
+  EvalFigures f;
+  f.loss = p.loss();
+  f.ppl = p.ppl();
+  f.accuracy = p.accuracy();
+  f.tokens = p.tokens();
+  f.generated = p.generated();
+  f.chrf = p.chrf();
+  f.chrfpp = p.chrfpp();
+  f.exact_match = p.exact_match();
+  f.labelled = p.labelled();
+  f.label_accuracy = p.label_accuracy();
+  f.macro_f1 = p.macro_f1();
+  return f;
+}
 
 }  // namespace
 

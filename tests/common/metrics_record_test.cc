@@ -29,6 +29,15 @@ MetricsRecord Eval() {
   e.overall = {1.5, 4.48, 0.4, 300};
   e.languages["hi"] = {1.7, 5.47, 0.3, 100};
   e.languages["es"] = {1.4, 4.05, 0.45, 200};
+  // Evaluation by generation on the Spanish examples only.
+  EvalFigures& es = e.languages["es"];
+  es.generated = 12;
+  es.chrf = 41.25;
+  es.chrfpp = 38.5;
+  es.exact_match = 0.25;
+  es.labelled = 4;
+  es.label_accuracy = 0.75;
+  es.macro_f1 = 0.6;
   return {e};
 }
 
@@ -44,6 +53,10 @@ TEST(MetricsRecord, JsonLineRoundTripsBothKinds) {
   const auto e = std::get<EvalMetrics>(MetricsRecordFromJson(MetricsRecordToJson(Eval()))->value);
   EXPECT_EQ(e.languages.at("hi").tokens, 100);
   EXPECT_DOUBLE_EQ(e.overall.loss, 1.5);
+  EXPECT_EQ(e.languages.at("es").generated, 12);
+  EXPECT_DOUBLE_EQ(e.languages.at("es").chrfpp, 38.5);
+  EXPECT_DOUBLE_EQ(e.languages.at("es").macro_f1, 0.6);
+  EXPECT_FALSE(e.languages.at("hi").has_generation());
 }
 
 TEST(MetricsRecord, OnDiskFormatKeepsItsKeys) {
@@ -54,6 +67,10 @@ TEST(MetricsRecord, OnDiskFormatKeepsItsKeys) {
   const auto e = nlohmann::json::parse(MetricsRecordToJson(Eval()));
   EXPECT_TRUE(e["eval"]["languages"].contains("hi"));
   EXPECT_TRUE(e["eval"]["overall"].contains("ppl"));
+  // Generation fields only where generation ran: older readers see the same lines as before.
+  EXPECT_FALSE(e["eval"]["overall"].contains("chrf"));
+  for (const char* k : {"generated", "chrf", "chrfpp", "exact_match", "labelled", "label_accuracy", "macro_f1"})
+    EXPECT_TRUE(e["eval"]["languages"]["es"].contains(k)) << k;
 }
 
 TEST(MetricsRecord, OlderStepRecordsWithoutTotalStepsStillRead) {

@@ -220,6 +220,47 @@ TEST_F(ControlPlane, JobSucceedsAndItsAdapterEqualsLocalDataParallelTraining) {
   EXPECT_NE(logs.output.find("[event] SUCCEEDED all ranks finished"), std::string::npos) << logs.output;
 }
 
+// Early stopping through the coordinator (a min_delta the slow lr cannot beat, so it stops
+// after a few evaluations): `best` (computed there from the stored evaluations)
+// is the checkpoint the trainer itself marked in the same run trained locally, and
+// `download --checkpoint best` gets exactly that checkpoint's adapter.
+TEST_F(ControlPlane, EarlyStoppedJobRecordsTheBestCheckpointForDownload) {
+  const std::string training =
+      "max_steps: 40, micro_batch_size: 2, eval_every: 2, eval_generate: {every: 4, examples: 4, max_new_tokens: 4}, "
+      "early_stopping: {metric: eval_loss, patience: 2, min_delta: 0.05}";
+  const std::string spec = Spec("es", training);
+  Result submit = Cli("submit " + spec + " --json");
+  ASSERT_EQ(submit.code, 0) << submit.output;
+  const std::string id = nlohmann::json::parse(submit.output)["id"];
+  Result watch = Cli("watch " + id);
+  ASSERT_EQ(watch.code, 0) << watch.output;
+  EXPECT_NE(watch.output.find("chrF:"), std::string::npos) << watch.output;
+  auto st = nlohmann::json::parse(Cli("status " + id + " --json").output);
+  ASSERT_TRUE(st.contains("best_checkpoint_step")) << st.dump();
+  const int64_t best = st["best_checkpoint_step"].get<int64_t>();
+  const int64_t last = st["latest_metrics"]["step"].get<int64_t>();
+  EXPECT_LT(last, 40) << "the run stopped early";
+  EXPECT_TRUE(st["latest_eval"]["eval"]["overall"].contains("chrf") == (last % 4 == 0));
+
+  std::ifstream in(spec);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  text = text.substr(0, text.find("resources:")) + "output_dir: " + dir_ + "/local-es\n";
+  std::ofstream(dir_ + "/local-es.yaml") << text;
+  Result local = Shell(kBin + " train " + dir_ + "/local-es.yaml --nproc 2");
+  ASSERT_EQ(local.code, 0) << local.output;
+  std::ifstream best_file(dir_ + "/local-es/checkpoints/best.json");
+  EXPECT_EQ(nlohmann::json::parse(best_file)["step"].get<int64_t>(), best);
+
+  Result dl = Cli("download " + id + " --checkpoint best --json --out " + dir_ + "/best");
+  ASSERT_EQ(dl.code, 0) << dl.output;
+  EXPECT_EQ(nlohmann::json::parse(dl.output)["step"].get<int64_t>(), best);
+  auto a = Adapter(dir_ + "/best"), b = Adapter(dir_ + "/local-es/checkpoints/step-" + std::to_string(best));
+  ASSERT_EQ(a.size(), b.size());
+  double diff = 0;
+  for (const auto& [n, t] : a) diff = std::max(diff, (t - b.at(n)).abs().max().item<double>());
+  EXPECT_LT(diff, 1e-5);
+}
+
 TEST_F(ControlPlane, CancelledJobIsCancelledAndItsRanksAreGone) {
   Result submit = Cli("submit " + Spec("long", "max_steps: 100000, micro_batch_size: 1") + " --json");
   ASSERT_EQ(submit.code, 0) << submit.output;

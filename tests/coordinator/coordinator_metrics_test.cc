@@ -96,7 +96,12 @@ TEST_F(CoordinatorMetricsTest, PerJobSeriesComeFromTypedRecordsAndGoAfterTheGrac
   e.step = 5;
   e.languages["es"] = {2.5, 12.2, 0.4, 50};
   e.languages["hi"] = {3.5, 33.1, 0.3, 40};
-  metrics_->OnMetricsRecords(job->id, {{s}, {s}, {e}});
+  e.languages["es"].generated = 6;  // evaluation by generation on the Spanish examples
+  e.languages["es"].chrf = 33.5;
+  EvalMetrics later = e;  // a later evaluation without generation keeps the last chrF
+  later.step = 6;
+  later.languages["es"] = {2.4, 11.0, 0.45, 50};
+  metrics_->OnMetricsRecords(job->id, {{s}, {s}, {e}, {later}});
   const std::string id = job->id;
   std::string t = Scrape();
   EXPECT_EQ(Value(t, R"(polytune_train_step{job_id=")" + id + R"("})"), 5);
@@ -105,7 +110,10 @@ TEST_F(CoordinatorMetricsTest, PerJobSeriesComeFromTypedRecordsAndGoAfterTheGrac
   EXPECT_EQ(Value(t, R"(polytune_train_loss{job_id=")" + id + R"("})"), 1.25);
   EXPECT_EQ(Value(t, R"(polytune_train_eta_seconds{job_id=")" + id + R"("})"), 30);
   EXPECT_EQ(Value(t, R"(polytune_eval_loss{job_id=")" + id + R"(",lang="hi"})"), 3.5);
-  EXPECT_EQ(Value(t, R"(polytune_eval_accuracy{job_id=")" + id + R"(",lang="es"})"), 0.4);
+  EXPECT_EQ(Value(t, R"(polytune_eval_loss{job_id=")" + id + R"(",lang="es"})"), 2.4);
+  EXPECT_EQ(Value(t, R"(polytune_eval_chrf{job_id=")" + id + R"(",lang="es"})"), 33.5);
+  EXPECT_EQ(t.find(R"(polytune_eval_chrf{job_id=")" + id + R"(",lang="hi"})"), std::string::npos);
+  EXPECT_EQ(Value(t, R"(polytune_eval_accuracy{job_id=")" + id + R"(",lang="es"})"), 0.45);
   ASSERT_TRUE(store_->PutCheckpoint({id, 5, "sha-5", 100, "path"}).ok());  // the final checkpoint
   Beat("w1", id, 0, RankReport::Phase::kExited);                           // succeeded
   clock_.AdvanceSeconds(29);

@@ -349,6 +349,62 @@ TEST_F(TrainingE2E, GenerateAndEvalByGenerationWithTheTrainedAdapter) {
   EXPECT_NE(both.output.find("exactly one of --prompt TEXT and --data FILE"), std::string::npos) << both.output;
 }
 
+// Early stopping on eval loss with patience 2, in a run whose eval loss stalls (constant, high
+// lr): the stop step and `best` are recomputed here from the run's own metrics.jsonl.
+TEST_F(TrainingE2E, EarlyStoppingStopsWhereItsRuleSaysAndRecordsTheBestCheckpoint) {
+  const std::string path = dir_ / "es.yaml";
+  std::ofstream(path) << "model: {path: " << (dir_ / "model") << ", quantization: nf4}\n"
+                      << "lora: {r: 4, alpha: 8}\n"
+                      << "data: {train: " << kExamples << "/data/instructions_train.jsonl, eval: " << kExamples
+                      << "/data/instructions_eval.jsonl, max_seq_len: 96}\n"
+                      << "training: {lr: 0.05, lr_schedule: constant, max_steps: 40, micro_batch_size: 4, seed: 7, "
+                      << "eval_every: 2, eval_generate: {every: 4, examples: 8, max_new_tokens: 6}, "
+                      << "early_stopping: {metric: eval_loss, patience: 2}}\n"
+                      << "output_dir: " << (dir_ / "out-es") << "\n";
+  Result t = Shell(kBin + " train " + path);
+  ASSERT_EQ(t.code, 0) << t.output;
+  int64_t last_step = 0, evals_without = 0, expected_stop = 0, best_step = 0;
+  double best = 0;
+  for (const auto& m : Metrics("es")) {
+    if (!m.contains("eval")) {
+      last_step = m["step"].get<int64_t>();
+      continue;
+    }
+    const int64_t step = m["step"].get<int64_t>();
+    const auto& overall = m["eval"]["overall"];
+    // Generation figures at steps 0, 4, 8, ... (eval_generate.every 4), not at 2, 6, ...
+    EXPECT_EQ(overall.contains("chrf"), step % 4 == 0) << "step " << step;
+    if (step == 0 || expected_stop) continue;
+    const double loss = overall["loss"].get<double>();
+    if (best_step == 0 || loss < best) {
+      best = loss, best_step = step, evals_without = 0;
+    } else if (++evals_without == 2) {
+      expected_stop = step;
+    }
+  }
+  ASSERT_GT(expected_stop, 0) << "the eval loss never stalled for 2 evaluations; the test needs a run that does";
+  EXPECT_LT(expected_stop, 40);
+  EXPECT_EQ(last_step, expected_stop);
+  EXPECT_NE(t.output.find("early stopping after step " + std::to_string(expected_stop)), std::string::npos) << t.output;
+  std::ifstream in(dir_ / "out-es/checkpoints/best.json");
+  const auto best_json = nlohmann::json::parse(in);
+  EXPECT_EQ(best_json["step"].get<int64_t>(), best_step);
+  EXPECT_DOUBLE_EQ(best_json["value"].get<double>(), best);
+  EXPECT_TRUE(fs::exists(dir_ / ("out-es/checkpoints/step-" + std::to_string(best_step)) + "/trainer_state.json"));
+  EXPECT_TRUE(fs::exists(dir_ / "out-es/adapter/adapter_model.safetensors"));
+  // Sample generations of every generating evaluation, for `polytune report`.
+  std::ifstream gens(dir_ / "out-es/generations.jsonl");
+  std::string line;
+  int generating_evals = 0;
+  while (std::getline(gens, line)) {
+    auto j = nlohmann::json::parse(line);
+    EXPECT_EQ(j["step"].get<int64_t>() % 4, 0);
+    EXPECT_FALSE(j["samples"].empty());
+    ++generating_evals;
+  }
+  EXPECT_EQ(generating_evals, static_cast<int>(expected_stop / 4) + 1);
+}
+
 TEST_F(TrainingE2E, InitAdapterContinuesFromAPreviousAdapter) {
   Result first = Shell(kBin + " train " + Config("stage1", "max_steps: 8, micro_batch_size: 4"));
   ASSERT_EQ(first.code, 0) << first.output;

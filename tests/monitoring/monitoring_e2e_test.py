@@ -124,7 +124,8 @@ scrape_configs:
 lora: {{r: 4, alpha: 8}}
 data: {{train: {ROOT}/examples/data/instructions_train.jsonl, eval: {ROOT}/examples/data/instructions_eval.jsonl,
        max_seq_len: 128}}
-training: {{lr: 0.002, max_steps: 12, micro_batch_size: 2, eval_every: 6, checkpoint_every: 6}}
+training: {{lr: 0.002, max_steps: 12, micro_batch_size: 2, eval_every: 6, checkpoint_every: 6,
+           eval_generate: {{every: 6, examples: 8, max_new_tokens: 8}}}}
 resources: {{world_size: 2}}
 """)
         cli = [polytune, "--coordinator", target]

@@ -248,12 +248,88 @@ absl::Status ParseData(const Parser& p, const YAML::Node& data, JobSpec& s) {
   return p.AtLeast(data, "data", "max_seq_len", d.max_seq_len, 2);
 }
 
+absl::Status ParseEvalGenerate(const Parser& p, const YAML::Node& t, JobSpec& s) {
+  const YAML::Node g = t["eval_generate"];
+  if (!g.IsDefined() || g.IsNull()) return absl::OkStatus();
+  const std::string k = "training.eval_generate";
+  RETURN_IF_ERROR(p.Keys(g, k, {"every", "examples", "max_new_tokens"}));
+  EvalGenerate eg;
+  RETURN_IF_ERROR(p.Get(g, k, "every", &eg.every, "an integer"));
+  RETURN_IF_ERROR(p.AtLeast(g, k, "every", eg.every, 0));
+  RETURN_IF_ERROR(p.Get(g, k, "examples", &eg.examples, "an integer"));
+  RETURN_IF_ERROR(p.AtLeast(g, k, "examples", eg.examples, 1));
+  RETURN_IF_ERROR(p.Get(g, k, "max_new_tokens", &eg.max_new_tokens, "an integer"));
+  RETURN_IF_ERROR(p.AtLeast(g, k, "max_new_tokens", eg.max_new_tokens, 1));
+  if (eg.max_new_tokens > 4096) return p.Error(g["max_new_tokens"], k + ".max_new_tokens", "must be at most 4096");
+  if (s.data.eval.empty()) return p.Error(g, k, "needs data.eval (the examples it generates for)");
+  if (eg.every > 0 && (s.training.eval_every == 0 || eg.every % s.training.eval_every != 0))
+    return p.Error(g["every"], k + ".every",
+                   absl::StrCat("must be a multiple of training.eval_every (", s.training.eval_every,
+                                "), so generation figures join an evaluation; or 0 for the start and the end only"));
+  s.training.eval_generate = eg;
+  return absl::OkStatus();
+}
+
+absl::Status ParseEarlyStopping(const Parser& p, const YAML::Node& t, JobSpec& s) {
+  const YAML::Node e = t["early_stopping"];
+  if (!e.IsDefined() || e.IsNull()) return absl::OkStatus();
+  const std::string k = "training.early_stopping";
+  RETURN_IF_ERROR(p.Keys(e, k, {"metric", "mode", "patience", "min_delta"}));
+  EarlyStopping es;
+  RETURN_IF_ERROR(p.Get(e, k, "metric", &es.metric, "a metric name"));
+  if (!Contains(EarlyStoppingMetricNames(), es.metric))
+    return p.Error(e["metric"], k + ".metric",
+                   absl::StrCat("'", es.metric, "' is not one of ", absl::StrJoin(EarlyStoppingMetricNames(), ", ")));
+  // Losses fall as a model improves; every other metric rises.
+  std::string mode = es.metric == "eval_loss" || es.metric == "eval_ppl" ? "min" : "max";
+  RETURN_IF_ERROR(p.Get(e, k, "mode", &mode, "min or max"));
+  if (mode != "min" && mode != "max")
+    return p.Error(e["mode"], k + ".mode", absl::StrCat("must be min or max, got '", mode, "'"));
+  es.mode = mode == "min" ? StopMode::kMin : StopMode::kMax;
+  RETURN_IF_ERROR(p.Get(e, k, "patience", &es.patience, "an integer"));
+  RETURN_IF_ERROR(p.AtLeast(e, k, "patience", es.patience, 1));
+  RETURN_IF_ERROR(p.Number(e, k, "min_delta", &es.min_delta));
+  if (es.min_delta < 0) return p.Error(e["min_delta"], k + ".min_delta", "must not be negative");
+  if (s.data.eval.empty()) return p.Error(e, k, "needs data.eval (early stopping watches evaluations)");
+  if (s.training.eval_every == 0)
+    return p.Error(e, k, "needs training.eval_every > 0 (with evaluations only at the start and end it cannot stop)");
+  if (IsGenerationMetric(es.metric)) {
+    if (!s.training.eval_generate)
+      return p.Error(e["metric"], k + ".metric",
+                     absl::StrCat("'", es.metric, "' comes from evaluation by generation; set training.eval_generate"));
+    if (s.training.eval_generate->every == 0)
+      return p.Error(e["metric"], k + ".metric",
+                     absl::StrCat("'", es.metric,
+                                  "' needs training.eval_generate.every > 0 (generation only at the "
+                                  "start and end cannot stop a run)"));
+  }
+  s.training.early_stopping = es;
+  return absl::OkStatus();
+}
+
 absl::Status ParseTraining(const Parser& p, const YAML::Node& t, JobSpec& s) {
-  RETURN_IF_ERROR(
-      p.Keys(t, "training",
-             {"max_steps", "epochs", "micro_batch_size", "grad_accum_steps", "lr", "lr_schedule", "warmup_steps",
-              "weight_decay", "max_grad_norm", "adam_beta1", "adam_beta2", "adam_epsilon", "seed",
-              "gradient_checkpointing", "eval_every", "checkpoint_every", "device", "num_threads", "on_nonfinite"}));
+  RETURN_IF_ERROR(p.Keys(t, "training",
+                         {"max_steps",
+                          "epochs",
+                          "micro_batch_size",
+                          "grad_accum_steps",
+                          "lr",
+                          "lr_schedule",
+                          "warmup_steps",
+                          "weight_decay",
+                          "max_grad_norm",
+                          "adam_beta1",
+                          "adam_beta2",
+                          "adam_epsilon",
+                          "seed",
+                          "gradient_checkpointing",
+                          "eval_every",
+                          "checkpoint_every",
+                          "device",
+                          "num_threads",
+                          "on_nonfinite",
+                          "eval_generate",
+                          "early_stopping"}));
   auto& tr = s.training;
   const std::string k = "training";
   RETURN_IF_ERROR(p.Get(t, k, "max_steps", &tr.max_steps, "an integer"));
@@ -314,10 +390,19 @@ absl::Status ParseTraining(const Parser& p, const YAML::Node& t, JobSpec& s) {
     return p.Error(t["on_nonfinite"], "training.on_nonfinite",
                    absl::StrCat("must be fail or skip_step, got '", on_nonfinite, "'"));
   }
-  return absl::OkStatus();
+  RETURN_IF_ERROR(ParseEvalGenerate(p, t, s));
+  return ParseEarlyStopping(p, t, s);
 }
 
 }  // namespace
+
+const std::vector<std::string>& EarlyStoppingMetricNames() {
+  static const auto* names = new std::vector<std::string>{"eval_loss", "eval_ppl",    "eval_accuracy",  "chrf",
+                                                          "chrfpp",    "exact_match", "label_accuracy", "macro_f1"};
+  return *names;
+}
+
+bool IsGenerationMetric(const std::string& metric) { return metric.rfind("eval_", 0) != 0; }
 
 absl::StatusOr<Quantization> ParseQuantization(const std::string& name) {
   if (name == "none") return Quantization::kNone;

@@ -95,6 +95,21 @@ std::string ToCanonicalYaml(const JobSpec& s) {
   Val(e, "device", t.device);
   Val(e, "num_threads", t.num_threads);
   Val(e, "on_nonfinite", std::string(t.on_nonfinite == OnNonFinite::kFail ? "fail" : "skip_step"));
+  if (t.eval_generate) {
+    e << YAML::Key << "eval_generate" << YAML::Value << YAML::BeginMap;
+    Val(e, "every", t.eval_generate->every);
+    Val(e, "examples", t.eval_generate->examples);
+    Val(e, "max_new_tokens", t.eval_generate->max_new_tokens);
+    e << YAML::EndMap;
+  }
+  if (t.early_stopping) {
+    e << YAML::Key << "early_stopping" << YAML::Value << YAML::BeginMap;
+    Val(e, "metric", t.early_stopping->metric);
+    Val(e, "mode", std::string(t.early_stopping->mode == StopMode::kMin ? "min" : "max"));
+    Val(e, "patience", t.early_stopping->patience);
+    Val(e, "min_delta", t.early_stopping->min_delta);
+    e << YAML::EndMap;
+  }
   e << YAML::EndMap;
 
   if (!s.output_dir.empty()) Str(e, "output_dir", s.output_dir);
@@ -134,7 +149,7 @@ std::map<std::string, std::string> RunDefiningKeys(const JobSpec& spec) {
     const bool excluded = k == "output_dir" || k.rfind("resources.", 0) == 0 || k.rfind("data.train", 0) == 0 ||
                           k.rfind("data.eval", 0) == 0 || k == "training.device" || k == "training.num_threads" ||
                           k == "training.eval_every" || k == "training.checkpoint_every" ||
-                          k == "training.on_nonfinite";
+                          k == "training.on_nonfinite" || k.rfind("training.eval_generate.", 0) == 0;
     it = excluded ? keys.erase(it) : std::next(it);
   }
   return keys;

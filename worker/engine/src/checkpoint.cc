@@ -18,15 +18,17 @@ namespace polytune::engine {
 namespace fs = std::filesystem;
 
 nlohmann::json TrainerState::ToJson() const {
-  return {{"step", step},
-          {"total_steps", total_steps},
-          {"global_batch_size", global_batch_size},
-          {"seed", seed},
-          {"data_position", data_position},
-          {"epoch", epoch},
-          {"last_lr", last_lr},
-          {"run", run},
-          {"format_version", 1}};
+  nlohmann::json j = {{"step", step},
+                      {"total_steps", total_steps},
+                      {"global_batch_size", global_batch_size},
+                      {"seed", seed},
+                      {"data_position", data_position},
+                      {"epoch", epoch},
+                      {"last_lr", last_lr},
+                      {"run", run},
+                      {"format_version", 1}};
+  if (!early_stopping.is_null()) j["early_stopping"] = early_stopping;
+  return j;
 }
 
 absl::StatusOr<TrainerState> TrainerState::FromJson(const nlohmann::json& j, const std::string& source) {
@@ -40,6 +42,7 @@ absl::StatusOr<TrainerState> TrainerState::FromJson(const nlohmann::json& j, con
     s.epoch = j.at("epoch").get<double>();
     s.last_lr = j.at("last_lr").get<double>();
     if (j.contains("run")) s.run = j.at("run").get<std::map<std::string, std::string>>();
+    if (j.contains("early_stopping") && j.at("early_stopping").is_object()) s.early_stopping = j.at("early_stopping");
   } catch (const nlohmann::json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": incomplete trainer state: ", e.what()));
   }

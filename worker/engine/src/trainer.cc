@@ -22,6 +22,8 @@
 #include "polytune/engine/model_loader.h"
 #include "polytune/engine/token_dataset.h"
 #include "polytune/engine/train_step.h"
+#include "polytune/engine/training_eval.h"
+#include "polytune/spec/early_stopping.h"
 
 namespace polytune::engine {
 namespace fs = std::filesystem;
@@ -75,14 +77,14 @@ absl::StatusOr<std::map<std::string, std::string>> RunIdentity(const TrainConfig
 }
 
 // With --resume: loads the checkpoint into the model and optimizer, cuts the metrics log back
-// to it and returns its step. Otherwise starts an empty log and returns 0.
-absl::StatusOr<int64_t> ResumeOrStart(const TrainConfig& config, const TrainRunOptions& options, int64_t global_batch,
-                                      const std::map<std::string, std::string>& run, bool leader, LlamaModel* model,
-                                      AdamW* optimizer, MetricsLog* metrics) {
+// to it and returns its state. Otherwise starts an empty log and returns a state at step 0.
+absl::StatusOr<TrainerState> ResumeOrStart(const TrainConfig& config, const TrainRunOptions& options,
+                                           int64_t global_batch, const std::map<std::string, std::string>& run,
+                                           bool leader, LlamaModel* model, AdamW* optimizer, MetricsLog* metrics) {
   const auto& tc = config.training;
   if (!options.resume) {
     if (leader) RETURN_IF_ERROR(metrics->Reset());
-    return int64_t{0};
+    return TrainerState{};
   }
   std::string dir = options.resume_dir;
   if (dir.empty()) {
@@ -109,7 +111,25 @@ absl::StatusOr<int64_t> ResumeOrStart(const TrainConfig& config, const TrainRunO
     RETURN_IF_ERROR(metrics->TruncateAfter(state.step));
     std::fprintf(stderr, "resuming from %s (step %lld)\n", dir.c_str(), static_cast<long long>(state.step));
   }
-  return state.step;
+  return state;
+}
+
+// Rank 0 keeps every evaluation's sample generations in output_dir/generations.jsonl, one line
+// per evaluation ({"step": K, "samples": [...]}), for `polytune report`.
+absl::Status AppendGenerationSamples(const std::string& output_dir, int64_t step,
+                                     const std::vector<GenerationSample>& samples) {
+  if (samples.empty()) return absl::OkStatus();
+  nlohmann::json line = {{"step", step}, {"samples", nlohmann::json::array()}};
+  for (const auto& s : samples) {
+    nlohmann::json j = {
+        {"lang", s.lang}, {"prompt", s.prompt}, {"output", s.output}, {"reference", s.reference}, {"chrf", s.chrf}};
+    if (!s.label.empty()) j["label"] = s.label;
+    line["samples"].push_back(std::move(j));
+  }
+  std::ofstream out(output_dir + "/generations.jsonl", std::ios::app);
+  out << line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  if (!out) return absl::InternalError(absl::StrCat("cannot append to ", output_dir, "/generations.jsonl"));
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -174,11 +194,13 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainConfig& config, Communicator
   ASSIGN_OR_RETURN(TextPipeline pipeline, LoadTextPipeline(config));
   DatasetOptions data_options = pipeline.Options(config, model->config().vocab_size);
   ASSIGN_OR_RETURN(TokenDataset train, LoadDataset(config.data.train.path(), data_options));
-  std::optional<TokenDataset> eval;
+  std::optional<TokenDataset> eval_data;
   if (!config.data.eval.empty()) {
     ASSIGN_OR_RETURN(TokenDataset e, LoadDataset(config.data.eval.path(), data_options));
-    eval = std::move(e);
+    eval_data = std::move(e);
   }
+  ASSIGN_OR_RETURN(TrainingEvaluator evaluator,
+                   TrainingEvaluator::Create(config, pipeline, *model, std::move(eval_data)));
 
   const int64_t world = comm.world_size();
   const int64_t per_rank = tc.micro_batch_size * tc.grad_accum_steps;
@@ -200,8 +222,15 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainConfig& config, Communicator
 
   using RunKeys = std::map<std::string, std::string>;
   ASSIGN_OR_RETURN(const RunKeys run, RunIdentity(config));
-  ASSIGN_OR_RETURN(const int64_t start_step,
+  ASSIGN_OR_RETURN(const TrainerState resumed,
                    ResumeOrStart(config, options, global_batch, run, leader, model.get(), &optimizer, &metrics));
+  const int64_t start_step = resumed.step;
+  // Every rank sees the same (all-reduced) evaluations, so every rank stops at the same step.
+  std::optional<spec::EarlyStoppingTracker> stopper;
+  if (tc.early_stopping) {
+    stopper.emplace(*tc.early_stopping);
+    if (resumed.early_stopping.is_object()) stopper->RestoreFrom(resumed.early_stopping);
+  }
 
   auto record = [&](const MetricsRecord& r) -> absl::Status {
     if (!leader) return absl::OkStatus();
@@ -209,19 +238,27 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainConfig& config, Communicator
     if (options.on_record) options.on_record(r);
     return absl::OkStatus();
   };
-  auto run_eval = [&](int64_t step) -> absl::Status {
-    if (!eval) return absl::OkStatus();
-    ASSIGN_OR_RETURN(EvalResult r, Evaluate(*model, *eval, tc.micro_batch_size, comm));
-    RETURN_IF_ERROR(record({r.ToMetrics(step, schedule.EpochAt(step))}));
-    if (leader && options.progress)
-      std::fprintf(stderr, "\neval @ step %lld: loss %.4f ppl %.2f acc %.3f\n", static_cast<long long>(step),
-                   r.overall.loss, r.overall.ppl, r.overall.accuracy);
-    return absl::OkStatus();
+  // Evaluates at `step` (when there is eval data); true when early stopping saw a new best.
+  auto run_eval = [&](int64_t step) -> absl::StatusOr<bool> {
+    if (!evaluator.has_eval()) return false;
+    ASSIGN_OR_RETURN(EvalMetrics m, evaluator.Run(*model, step, total_steps, schedule.EpochAt(step), comm));
+    RETURN_IF_ERROR(record({m}));
+    if (leader) RETURN_IF_ERROR(AppendGenerationSamples(config.output_dir, step, evaluator.samples()));
+    if (leader && options.progress) {
+      std::fprintf(stderr, "\neval @ step %lld: loss %.4f ppl %.2f acc %.3f", static_cast<long long>(step),
+                   m.overall.loss, m.overall.ppl, m.overall.accuracy);
+      if (m.overall.has_generation())
+        std::fprintf(stderr, " chrF %.2f chrF++ %.2f exact %.3f", m.overall.chrf, m.overall.chrfpp,
+                     m.overall.exact_match);
+      std::fprintf(stderr, "\n");
+    }
+    return stopper && stopper->Observe(step, m.overall);
   };
   auto checkpoint = [&](int64_t step, double lr) -> absl::Status {
     if (leader) {
       TrainerState state{step, total_steps, global_batch, tc.seed, step * global_batch, schedule.EpochAt(step),
                          lr,   run};
+      if (stopper) state.early_stopping = stopper->ToJson();
       const std::string dir = config.output_dir + "/checkpoints/" + CheckpointDirName(step);
       RETURN_IF_ERROR(SaveCheckpoint(dir, *model, config.model.path, optimizer, state));
       if (options.on_checkpoint) options.on_checkpoint(dir);
@@ -229,10 +266,21 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainConfig& config, Communicator
     return absl::OkStatus();
   };
 
-  if (start_step == 0) RETURN_IF_ERROR(run_eval(0));
+  // Rank 0 records which checkpoint holds the best evaluation so far.
+  auto mark_best = [&](int64_t step) -> absl::Status {
+    if (!leader || !stopper) return absl::OkStatus();
+    nlohmann::json best = {{"step", step},
+                           {"checkpoint", CheckpointDirName(step)},
+                           {"metric", tc.early_stopping->metric},
+                           {"value", *stopper->best_value()}};
+    return WriteFileAtomic(config.output_dir + "/checkpoints/best.json", best.dump(2) + "\n");
+  };
+  if (start_step == 0 && leader) fs::remove(config.output_dir + "/generations.jsonl", ec);
+  if (start_step == 0) RETURN_IF_ERROR(run_eval(0).status());
   const auto t0 = Clock::now();
   double last_loss = 0;
   const bool tty = ::isatty(STDERR_FILENO);
+  std::optional<int64_t> stopped_early_at;
   MicroBatchOptions micro_options;
   micro_options.seed = tc.seed;
   micro_options.gradient_checkpointing = tc.gradient_checkpointing;
@@ -291,9 +339,25 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainConfig& config, Communicator
       std::fflush(stderr);
     }
     const bool last = done == total_steps;
-    if (tc.eval_every > 0 && done % tc.eval_every == 0 && !last) RETURN_IF_ERROR(run_eval(done));
-    if ((tc.checkpoint_every > 0 && done % tc.checkpoint_every == 0) || last || reduced.stop)
+    bool best_here = false;
+    if (tc.eval_every > 0 && done % tc.eval_every == 0 && !last) {
+      ASSIGN_OR_RETURN(best_here, run_eval(done));
+    }
+    const bool stop_early = stopper && !last && stopper->ShouldStop();
+    // A new best always gets a checkpoint: `best` must be downloadable.
+    if ((tc.checkpoint_every > 0 && done % tc.checkpoint_every == 0) || last || reduced.stop || best_here || stop_early)
       RETURN_IF_ERROR(checkpoint(done, lr));
+    if (best_here) RETURN_IF_ERROR(mark_best(done));
+    if (stop_early) {
+      if (leader && options.progress)
+        std::fprintf(stderr,
+                     "early stopping after step %lld: %s did not improve for %lld evaluations (best: step %lld)\n",
+                     static_cast<long long>(done), tc.early_stopping->metric.c_str(),
+                     static_cast<long long>(tc.early_stopping->patience),
+                     static_cast<long long>(stopper->best_step().value_or(0)));
+      stopped_early_at = done;
+      break;
+    }
     if (reduced.stop && !last) {
       // Every rank saw the same flag in the same all-reduce, so all stop at this step.
       RETURN_IF_ERROR(comm.Barrier());  // rank 0's checkpoint is committed before anyone exits
@@ -307,9 +371,12 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainConfig& config, Communicator
       return stopped;
     }
   }
-  if (start_step < total_steps || eval) RETURN_IF_ERROR(run_eval(total_steps));
+  if (!stopped_early_at && (start_step < total_steps || evaluator.has_eval())) {
+    ASSIGN_OR_RETURN(const bool best_here, run_eval(total_steps));
+    if (best_here) RETURN_IF_ERROR(mark_best(total_steps));  // the final checkpoint was written above
+  }
   TrainSummary summary;
-  summary.steps = total_steps;
+  summary.steps = stopped_early_at.value_or(total_steps);
   summary.final_loss = last_loss;
   summary.adapter_dir = config.output_dir + "/adapter";
   if (leader) {

@@ -34,6 +34,16 @@ struct EvalFigures {
   double ppl = 0;
   double accuracy = 0;  // next-token accuracy
   int64_t tokens = 0;
+  // Evaluation by generation (training.eval_generate); all 0 when it did not run. In
+  // metrics.jsonl these fields appear only when `generated` or `labelled` is above 0.
+  int64_t generated = 0;  // examples scored against a reference answer
+  double chrf = 0;        // corpus chrF2 (sacreBLEU), 0..100
+  double chrfpp = 0;      // corpus chrF2++
+  double exact_match = 0;
+  int64_t labelled = 0;  // examples with a label
+  double label_accuracy = 0;
+  double macro_f1 = 0;
+  bool has_generation() const { return generated > 0 || labelled > 0; }
 };
 
 struct EvalMetrics {

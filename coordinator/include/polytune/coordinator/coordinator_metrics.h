@@ -66,7 +66,8 @@ class CoordinatorMetrics : public JobObserver, public prometheus::Collectable {
     int64_t ended_micros = 0;  // when it reached a terminal state
     std::optional<StepMetrics> step;
     double tokens_total = 0;
-    std::map<std::string, EvalFigures> eval;  // by language
+    std::map<std::string, EvalFigures> eval;        // by language
+    std::map<std::string, EvalFigures> generation;  // the last evaluation with generation, by language
   };
   void PruneLocked(int64_t now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool ExportedLocked(const JobSeries& s, int64_t now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -27,6 +27,28 @@ enum class LrSchedule { kCosine, kLinear, kConstant };
 // What a step with a non-finite loss or gradient norm does: stop the run with an error naming
 // the step (no adapter is written), or skip the update and go on.
 enum class OnNonFinite { kFail, kSkipStep };
+
+// training.eval_generate: evaluation by generation on the first `examples` examples of
+// data.eval that have a reference answer or label, at every `every`-th step (a multiple of
+// eval_every, so its figures join that evaluation's record), at the start and at the end.
+struct EvalGenerate {
+  int64_t every = 0;  // 0: only at the start and the end
+  int64_t examples = 32;
+  int64_t max_new_tokens = 64;
+};
+
+// training.early_stopping: stop once `patience` evaluations in a row have not improved the
+// metric by more than min_delta; the best evaluation's step gets a checkpoint (`best`).
+enum class StopMode { kMin, kMax };
+struct EarlyStopping {
+  std::string metric = "eval_loss";  // see EarlyStoppingMetricNames()
+  StopMode mode = StopMode::kMin;
+  int64_t patience = 3;
+  double min_delta = 0.0;
+};
+const std::vector<std::string>& EarlyStoppingMetricNames();
+// Whether the metric comes from evaluation by generation (needs training.eval_generate).
+bool IsGenerationMetric(const std::string& metric);
 const char* LrScheduleName(LrSchedule schedule);
 
 // Names the text pipeline accepts; tests check polytune::text agrees with these lists.
@@ -126,6 +148,8 @@ struct JobSpec {
     std::string device = "auto";   // auto | cpu | cuda | cuda:N
     int64_t num_threads = 0;       // 0: all cores divided among local ranks
     OnNonFinite on_nonfinite = OnNonFinite::kFail;
+    std::optional<EvalGenerate> eval_generate;
+    std::optional<EarlyStopping> early_stopping;
   } training;
   std::string output_dir;              // training: required; submission: ignored (workers choose)
   std::optional<Resources> resources;  // submission: required

@@ -27,6 +27,8 @@ struct TrainerState {
   // another run is refused on resume, naming the key that differs. Empty in checkpoints
   // written before it was recorded.
   std::map<std::string, std::string> run;
+  // spec::EarlyStoppingTracker state after this step's evaluation (null without early stopping).
+  nlohmann::json early_stopping;
   nlohmann::json ToJson() const;
   static absl::StatusOr<TrainerState> FromJson(const nlohmann::json& j, const std::string& source);
 };
