@@ -1,5 +1,6 @@
 #include "control_commands.h"
 #include "cli_util.h"
+#include "report.h"
 
 #include <unistd.h>
 
@@ -502,6 +503,51 @@ int Download(const ControlArgs& a) {
   return 0;
 }
 
+// `polytune report`: a job id reads the coordinator (the job, its events and metrics, and the
+// sample generations inside its latest checkpoint); anything else is an output folder.
+int Report(const ControlArgs& a) {
+  if (a.out.empty()) return Fail("--out FILE is required (the HTML report to write)");
+  absl::StatusOr<ReportData> data;
+  std::error_code ec;
+  if (fs::is_directory(a.job, ec)) {
+    data = LoadOutputDirReport(a.job);
+  } else if (a.job.rfind("job-", 0) == 0) {
+    v1::GetJobResponse r;
+    if (int rc = GetJob(a, &r)) return rc;
+    ReportData d;
+    d.title = absl::StrCat(r.job().id(), " (", r.job().name(), ")");
+    d.state = StateName(r.job().state());
+    d.reason = r.job().reason();
+    d.spec_yaml = r.job().spec_yaml();
+    for (const auto& e : r.job().events()) d.events.push_back({e.time_unix_micros(), StateName(e.state()), e.reason()});
+    int64_t after_seq = 0;
+    if (int rc = FetchMetrics(a, &after_seq, &d.metrics)) return rc;
+    for (const auto& c : r.checkpoints()) d.checkpoint_steps.push_back(c.step());
+    if (r.best_checkpoint_step() > 0) d.best_step = r.best_checkpoint_step();
+    if (!r.checkpoints().empty()) {
+      auto bundle = rpc::DownloadVerified(*Stub(a), r.checkpoints(r.checkpoints_size() - 1).sha256());
+      if (!bundle.ok()) return Fail(std::string(bundle.status().message()));
+      const std::string tmp = (fs::temp_directory_path() / absl::StrCat("polytune-report-", ::getpid())).string();
+      absl::Status st = UnpackBundle(*bundle, tmp);
+      auto gens = st.ok() ? ReadFileToString(tmp + "/generations.jsonl") : absl::StatusOr<std::string>(st);
+      if (gens.ok()) {
+        auto samples = ParseGenerationSamples(*gens, "generations.jsonl of the latest checkpoint");
+        if (samples.ok()) d.samples = std::move(*samples);
+      }
+      fs::remove_all(tmp, ec);
+    }
+    data = std::move(d);
+  } else {
+    return Fail(absl::StrCat("'", a.job, "' is neither a job id (job-NNNNNN) nor an output folder"));
+  }
+  if (!data.ok()) return Fail(data.status());
+  absl::Status st = WriteFileAtomic(a.out, RenderReportHtml(*data));
+  if (!st.ok()) return Fail(st);
+  std::printf("wrote %s (%zu metrics records, %zu sample generations)\n", a.out.c_str(), data->metrics.size(),
+              data->samples.size());
+  return 0;
+}
+
 }  // namespace
 
 // A new bearer token and the --auth-file entry holding its sha256 (never the token itself).
@@ -555,6 +601,11 @@ void RegisterControlCommands(CLI::App& app, const std::shared_ptr<std::function<
   status->add_option("job", a->job, "Job id (job-NNNNNN)")->required();
   status->add_flag("--json", a->json, "Print the job, its latest metrics and checkpoints as JSON");
   status->callback([run, a] { *run = [a] { return Status(*a); }; });
+  auto* report = app.add_subcommand("report", "One self-contained HTML report of a job or a training output folder");
+  report->add_option("source", a->job, "Job id (job-NNNNNN) or a `polytune train` output_dir")->required();
+  report->add_option("--out", a->out, "HTML file to write")->required();
+  report->callback([run, a] { *run = [a] { return Report(*a); }; });
+
   auto* watch = app.add_subcommand("watch", "Follow a job live; exit code 0 only if it SUCCEEDED");
   watch->add_option("job", a->job, "Job id (job-NNNNNN)")->required();
   watch->add_flag("--json", a->json, "One JSON object per line: state changes and metrics records");

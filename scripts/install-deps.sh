@@ -10,7 +10,7 @@ PACKAGES=(
   libabsl-dev libyaml-cpp-dev nlohmann-json3-dev libsqlite3-dev
   libre2-dev libicu-dev libcld2-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev
-  python3 prometheus openssl
+  python3 prometheus openssl chromium
   clang libclang-rt-14-dev
 )
 command -v node >/dev/null || PACKAGES+=(nodejs npm)

@@ -259,6 +259,20 @@ TEST_F(ControlPlane, EarlyStoppedJobRecordsTheBestCheckpointForDownload) {
   double diff = 0;
   for (const auto& [n, t] : a) diff = std::max(diff, (t - b.at(n)).abs().max().item<double>());
   EXPECT_LT(diff, 1e-5);
+
+  // The job's report: metrics and events from the coordinator, samples from its checkpoint.
+  Result report = Cli("report " + id + " --out " + dir_ + "/es-report.html");
+  ASSERT_EQ(report.code, 0) << report.output;
+  std::ifstream html_in(dir_ + "/es-report.html");
+  const std::string html((std::istreambuf_iterator<char>(html_in)), std::istreambuf_iterator<char>());
+  for (const char* part : {"Sample generations", "chrF by language", "<h2>Events</h2>", "SUCCEEDED", "Job spec",
+                           "early_stopping", "best checkpoint"})
+    EXPECT_NE(html.find(part), std::string::npos) << part;
+  Result missing = Cli("report job-999999 --out " + dir_ + "/none.html");
+  EXPECT_EQ(missing.code, 1);
+  Result neither = Cli("report no-such-folder --out " + dir_ + "/none.html");
+  EXPECT_NE(neither.output.find("neither a job id (job-NNNNNN) nor an output folder"), std::string::npos)
+      << neither.output;
 }
 
 TEST_F(ControlPlane, CancelledJobIsCancelledAndItsRanksAreGone) {

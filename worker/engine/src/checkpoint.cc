@@ -52,7 +52,8 @@ absl::StatusOr<TrainerState> TrainerState::FromJson(const nlohmann::json& j, con
 std::string CheckpointDirName(int64_t step) { return absl::StrCat("step-", step); }
 
 absl::Status SaveCheckpoint(const std::string& dir, const LlamaModel& model, const std::string& base_model_path,
-                            AdamW& optimizer, const TrainerState& state) {
+                            AdamW& optimizer, const TrainerState& state,
+                            const std::map<std::string, std::string>& extra_files) {
   ASSIGN_OR_RETURN(std::string staging, MakeStagingDirectory(dir));
   RETURN_IF_ERROR(WritePeftAdapterFiles(model, base_model_path, staging));
   std::map<std::string, at::Tensor> moments;
@@ -64,6 +65,7 @@ absl::Status SaveCheckpoint(const std::string& dir, const LlamaModel& model, con
   }
   RETURN_IF_ERROR(WriteSafetensors(staging + "/optimizer.safetensors", moments,
                                    {{"adamw_step", absl::StrCat(optimizer.step_count())}}));
+  for (const auto& [name, contents] : extra_files) RETURN_IF_ERROR(WriteFileAtomic(staging + "/" + name, contents));
   // trainer_state.json goes last: a checkpoint without it is incomplete by construction.
   RETURN_IF_ERROR(WriteFileAtomic(staging + "/trainer_state.json", state.ToJson().dump(2) + "\n"));
   return CommitDirectory(staging, dir);

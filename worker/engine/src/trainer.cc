@@ -260,7 +260,10 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainConfig& config, Communicator
                          lr,   run};
       if (stopper) state.early_stopping = stopper->ToJson();
       const std::string dir = config.output_dir + "/checkpoints/" + CheckpointDirName(step);
-      RETURN_IF_ERROR(SaveCheckpoint(dir, *model, config.model.path, optimizer, state));
+      std::map<std::string, std::string> extra;
+      if (auto gens = ReadFileToString(config.output_dir + "/generations.jsonl"); gens.ok())
+        extra["generations.jsonl"] = std::move(*gens);
+      RETURN_IF_ERROR(SaveCheckpoint(dir, *model, config.model.path, optimizer, state, extra));
       if (options.on_checkpoint) options.on_checkpoint(dir);
     }
     return absl::OkStatus();
@@ -275,7 +278,11 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainConfig& config, Communicator
                            {"value", *stopper->best_value()}};
     return WriteFileAtomic(config.output_dir + "/checkpoints/best.json", best.dump(2) + "\n");
   };
-  if (start_step == 0 && leader) fs::remove(config.output_dir + "/generations.jsonl", ec);
+  if (leader) {
+    // The spec beside its outputs, for `polytune report` (and whoever looks at the folder later).
+    RETURN_IF_ERROR(WriteFileAtomic(config.output_dir + "/job.yaml", spec::ToCanonicalYaml(config)));
+    if (start_step == 0) fs::remove(config.output_dir + "/generations.jsonl", ec);
+  }
   if (start_step == 0) RETURN_IF_ERROR(run_eval(0).status());
   const auto t0 = Clock::now();
   double last_loss = 0;

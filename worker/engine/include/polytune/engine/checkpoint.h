@@ -35,8 +35,11 @@ struct TrainerState {
 
 std::string CheckpointDirName(int64_t step);  // "step-K"
 
+// `extra_files` (name -> contents) go into the checkpoint too (the run's sample generations, for
+// reports of cluster jobs).
 absl::Status SaveCheckpoint(const std::string& dir, const LlamaModel& model, const std::string& base_model_path,
-                            AdamW& optimizer, const TrainerState& state);
+                            AdamW& optimizer, const TrainerState& state,
+                            const std::map<std::string, std::string>& extra_files = {});
 
 // Restores LoRA weights and optimizer moments into an already-built model/optimizer (same
 // LoRA layout) and returns the trainer state.
