@@ -19,6 +19,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "bench_model.h"
 #include "nlohmann/json.hpp"
 #include "polytune/engine/cpu_threads.h"
 #include "polytune/engine/generation.h"
@@ -89,13 +90,20 @@ bool Parse(int argc, char** argv, Args* a) {
     const std::string k = argv[i], v = argv[i + 1];
     int64_t n = 0;
     const bool num = absl::SimpleAtoi(v, &n);
-    if (k == "--hidden" && num) a->hidden = n;
-    else if (k == "--layers" && num) a->layers = n;
-    else if (k == "--vocab" && num) a->vocab = n;
-    else if (k == "--prompt" && num) a->prompt = n;
-    else if (k == "--new" && num) a->new_tokens = n;
-    else if (k == "--threads" && num) a->threads = n;
-    else if (k == "--quantization") a->quantization = v;
+    if (k == "--hidden" && num)
+      a->hidden = n;
+    else if (k == "--layers" && num)
+      a->layers = n;
+    else if (k == "--vocab" && num)
+      a->vocab = n;
+    else if (k == "--prompt" && num)
+      a->prompt = n;
+    else if (k == "--new" && num)
+      a->new_tokens = n;
+    else if (k == "--threads" && num)
+      a->threads = n;
+    else if (k == "--quantization")
+      a->quantization = v;
     else if (k == "--batches") {
       a->batches.clear();
       for (absl::string_view b : absl::StrSplit(v, ',')) {
@@ -119,17 +127,10 @@ int main(int argc, char** argv) {
                  "[--quantization nf4|none] [--threads N]\n");
     return 2;
   }
-  const int threads = a.threads > 0 ? static_cast<int>(a.threads) : static_cast<int>(std::thread::hardware_concurrency());
+  const int threads =
+      a.threads > 0 ? static_cast<int>(a.threads) : static_cast<int>(std::thread::hardware_concurrency());
   ConfigureCpuThreads(threads);
-  ModelConfig mc;
-  mc.hidden_size = a.hidden;
-  mc.num_hidden_layers = a.layers;
-  mc.num_attention_heads = a.hidden / 64;
-  mc.num_key_value_heads = a.hidden / 64;
-  mc.head_dim = 64;
-  mc.intermediate_size = a.hidden * 8 / 3 / 64 * 64;
-  mc.vocab_size = a.vocab;
-  mc.max_position_embeddings = 4096;
+  const ModelConfig mc = polytune::bench::BenchModelConfig(a.hidden, a.layers, a.vocab);
   const std::string model_dir = a.work + "/model";
   fs::create_directories(model_dir);
   if (absl::Status st = WriteRandomModel(model_dir, mc, 1); !st.ok()) {
@@ -173,16 +174,16 @@ int main(int argc, char** argv) {
     const int64_t uncached_tokens = std::min<int64_t>(a.new_tokens, 16);
     const double uncached = UncachedTokensPerSecond(**model, prompts, uncached_tokens);
     const double decode_tps = static_cast<double>(batch * (a.new_tokens - 1)) / best.decode;
-    out["runs"].push_back({{"batch", batch},
-                           {"prefill_tokens_per_s", static_cast<double>(batch * a.prompt) / best.prefill},
-                           {"prefill_ms", best.prefill * 1e3},
-                           {"decode_tokens_per_s", decode_tps},
-                           {"decode_ms_per_step", best.decode * 1e3 / static_cast<double>(a.new_tokens - 1)},
-                           {"uncached_decode_tokens_per_s", uncached},
-                           {"kv_cache_speedup", decode_tps / uncached},
-                           {"kv_cache_bytes_per_token", best.cache_bytes_per_token},
-                           {"kv_cache_bytes_at_capacity",
-                            best.cache_bytes_per_token * batch * (a.prompt + a.new_tokens)}});
+    out["runs"].push_back(
+        {{"batch", batch},
+         {"prefill_tokens_per_s", static_cast<double>(batch * a.prompt) / best.prefill},
+         {"prefill_ms", best.prefill * 1e3},
+         {"decode_tokens_per_s", decode_tps},
+         {"decode_ms_per_step", best.decode * 1e3 / static_cast<double>(a.new_tokens - 1)},
+         {"uncached_decode_tokens_per_s", uncached},
+         {"kv_cache_speedup", decode_tps / uncached},
+         {"kv_cache_bytes_per_token", best.cache_bytes_per_token},
+         {"kv_cache_bytes_at_capacity", best.cache_bytes_per_token * batch * (a.prompt + a.new_tokens)}});
   }
   out["base_weight_bytes"] = (*model)->BaseWeightBytes();
   out["peak_rss_bytes"] = PeakRssBytes();

@@ -24,6 +24,7 @@
 
 #include <torch/csrc/autograd/profiler_legacy.h>
 
+#include "bench_model.h"
 #include "nlohmann/json.hpp"
 #include "polytune/engine/communicator.h"
 #include "polytune/engine/cpu_threads.h"
@@ -124,15 +125,7 @@ int main(int argc, char** argv) {
   ConfigureCpuThreads(threads);
 
   const std::string model_dir = a.work + "/model-" + std::to_string(a.hidden) + "x" + std::to_string(a.layers);
-  ModelConfig mc;
-  mc.hidden_size = a.hidden;
-  mc.num_hidden_layers = a.layers;
-  mc.num_attention_heads = a.hidden / 64;
-  mc.num_key_value_heads = a.hidden / 64;
-  mc.head_dim = 64;
-  mc.intermediate_size = a.hidden * 8 / 3 / 64 * 64;
-  mc.vocab_size = a.vocab;
-  mc.max_position_embeddings = 4096;
+  const ModelConfig mc = polytune::bench::BenchModelConfig(a.hidden, a.layers, a.vocab);
   if (a.rank <= 0 && !fs::exists(model_dir + "/config.json")) {
     absl::Status st = WriteRandomModel(model_dir, mc, 1);
     if (!st.ok()) {

@@ -104,6 +104,20 @@ TEST(Nf4, FusedCpuPathEqualsTensorOpPath) {
   }
 }
 
+TEST(Nf4, ScratchDequantisationEqualsAFreshOneAcrossSizes) {
+  at::Tensor scratch;
+  for (auto shape : {std::vector<int64_t>{64, 96}, std::vector<int64_t>{300, 129}, std::vector<int64_t>{7, 33}}) {
+    for (bool dq : {false, true}) {
+      Nf4Tensor q = QuantizeNf4(at::randn(shape) * 0.1, dq);
+      at::Tensor fresh = DequantizeNf4(q, at::kFloat);
+      at::Tensor reused = DequantizeNf4IntoScratch(q, &scratch);
+      EXPECT_EQ(reused.sizes(), fresh.sizes());
+      EXPECT_TRUE(at::equal(reused, fresh)) << shape[0] << "x" << shape[1] << (dq ? " dq" : "");
+    }
+  }
+  EXPECT_EQ(scratch.numel(), 300 * 129) << "grown to the largest, never shrunk";
+}
+
 TEST(Nf4, FrozenLinearGradientIsDequantisedWeight) {
   at::Tensor w = at::randn({12, 64});
   FrozenWeight fw = FrozenWeight::Quantized(QuantizeNf4(w, true));

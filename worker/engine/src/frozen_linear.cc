@@ -32,21 +32,30 @@ int64_t FrozenWeight::StorageBytes() const {
 
 namespace {
 
+// The weight for one matmul. A quantised weight on CPU in fp32 is dequantised into a
+// per-thread scratch buffer: the matmul consumes it at once and nothing keeps it (forward and
+// backward alike), so one buffer per thread serves every layer without an allocation per call.
+at::Tensor WeightForMatmul(const FrozenWeight& weight, at::ScalarType dtype) {
+  if (weight.is_quantized() && dtype == at::kFloat && weight.nf4().packed.device().is_cpu()) {
+    thread_local at::Tensor scratch;
+    return DequantizeNf4IntoScratch(weight.nf4(), &scratch);
+  }
+  return weight.Materialize(dtype);
+}
+
 class FrozenLinearFunction : public torch::autograd::Function<FrozenLinearFunction> {
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const FrozenWeight* weight) {
     ctx->saved_data["weight"] = reinterpret_cast<int64_t>(weight);
     ctx->saved_data["dtype"] = static_cast<int64_t>(x.scalar_type());
-    at::Tensor w = weight->Materialize(x.scalar_type());
-    return at::matmul(x, w.t());
+    return at::matmul(x, WeightForMatmul(*weight, x.scalar_type()).t());
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grad_outputs) {
     const auto* weight = reinterpret_cast<const FrozenWeight*>(ctx->saved_data["weight"].toInt());
     const auto dtype = static_cast<at::ScalarType>(ctx->saved_data["dtype"].toInt());
-    at::Tensor w = weight->Materialize(dtype);
-    return {at::matmul(grad_outputs[0].to(dtype), w), at::Tensor()};
+    return {at::matmul(grad_outputs[0].to(dtype), WeightForMatmul(*weight, dtype)), at::Tensor()};
   }
 };
 
@@ -54,7 +63,7 @@ class FrozenLinearFunction : public torch::autograd::Function<FrozenLinearFuncti
 
 at::Tensor FrozenLinear(const at::Tensor& x, const FrozenWeight& weight, const at::Tensor& bias) {
   at::Tensor y = x.requires_grad() ? FrozenLinearFunction::apply(x, &weight)
-                                   : at::matmul(x, weight.Materialize(x.scalar_type()).t());
+                                   : at::matmul(x, WeightForMatmul(weight, x.scalar_type()).t());
   if (bias.defined()) y = y + bias;
   return y;
 }

@@ -140,13 +140,11 @@ namespace {
 
 // CPU fast path: one pass over the packed bytes writing fp32 directly, blocks split across
 // threads. The tensor-op path below needs five passes and three temporaries.
-at::Tensor DequantizeNf4Cpu(const Nf4Tensor& q) {
+void DequantizeNf4Cpu(const Nf4Tensor& q, float* dst) {
   static const auto& code = Nf4CodeBook();
   at::Tensor absmax = Nf4BlockAbsmax(q).contiguous();
-  at::Tensor out = at::empty(q.shape, at::kFloat);
   const uint8_t* packed = q.packed.data_ptr<uint8_t>();
   const float* am = absmax.data_ptr<float>();
-  float* dst = out.data_ptr<float>();
   const int64_t n = q.numel;
   const int64_t blocks = q.num_blocks();
   at::parallel_for(0, blocks, 256, [&](int64_t begin, int64_t end) {
@@ -166,7 +164,6 @@ at::Tensor DequantizeNf4Cpu(const Nf4Tensor& q) {
       if (i < last) dst[i] = lut[packed[i >> 1] >> 4];
     }
   });
-  return out;
 }
 
 }  // namespace
@@ -174,10 +171,19 @@ at::Tensor DequantizeNf4Cpu(const Nf4Tensor& q) {
 at::Tensor DequantizeNf4(const Nf4Tensor& q, at::ScalarType dtype) {
   at::NoGradGuard no_grad;
   if (q.packed.device().is_cpu()) {
-    at::Tensor out = DequantizeNf4Cpu(q);
+    at::Tensor out = at::empty(q.shape, at::kFloat);
+    DequantizeNf4Cpu(q, out.data_ptr<float>());
     return dtype == at::kFloat ? out : out.to(dtype);
   }
   return DequantizeNf4TensorOps(q, dtype);
+}
+
+at::Tensor DequantizeNf4IntoScratch(const Nf4Tensor& q, at::Tensor* scratch) {
+  TORCH_CHECK(q.packed.device().is_cpu(), "DequantizeNf4IntoScratch is the CPU path");
+  at::NoGradGuard no_grad;
+  if (!scratch->defined() || scratch->numel() < q.numel) *scratch = at::empty({q.numel}, at::kFloat);
+  DequantizeNf4Cpu(q, scratch->data_ptr<float>());
+  return scratch->narrow(0, 0, q.numel).view(q.shape);
 }
 
 at::Tensor DequantizeNf4TensorOps(const Nf4Tensor& q, at::ScalarType dtype) {
