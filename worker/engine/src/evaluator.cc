@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "polytune/engine/chunked_loss.h"
 #include "polytune/engine/loss.h"
 
 namespace polytune::engine {
@@ -54,8 +55,8 @@ absl::StatusOr<EvalResult> Evaluate(const LlamaModel& model, const TokenDataset&
   for (size_t start = 0; start < mine.size(); start += batch_size) {
     std::vector<int64_t> idx(mine.begin() + start, mine.begin() + std::min(mine.size(), start + batch_size));
     Batch b = Collate(data, idx, idx);
-    at::Tensor logits = model.Logits(model.ForwardHidden(b.input_ids, options, b.position_ids));
-    RowStats s = ComputeRowStats(logits, b.labels);
+    at::Tensor hidden = model.ForwardHidden(b.input_ids, options, b.position_ids);
+    RowStats s = ChunkedRowStats(hidden, model.head(), b.labels, LossChunkRows(model.config().vocab_size));
     for (size_t r = 0; r < idx.size(); ++r) {
       acc[b.languages[r]][0] += s.loss[r];
       acc[b.languages[r]][1] += static_cast<double>(s.correct[r]);

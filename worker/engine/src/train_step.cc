@@ -1,5 +1,7 @@
 #include "polytune/engine/train_step.h"
 
+#include "polytune/engine/chunked_loss.h"
+
 #include <ATen/core/grad_mode.h>
 
 #include <cmath>
@@ -43,8 +45,10 @@ double ForwardBackward(LlamaModel& model, const TokenDataset& train, const Batch
   for (size_t k = 0; k < b.token_examples.size(); ++k)
     fwd.token_keys[k] = DropoutTokenKey(options.seed, plan.step, b.token_examples[k], b.token_positions[k]);
   fwd.segment_ids = b.segment_ids;
-  at::Tensor logits = model.Logits(model.ForwardHidden(b.input_ids, fwd, b.position_ids));
-  at::Tensor loss_sum = SumTokenCrossEntropy(logits, b.labels);
+  // Fused lm_head + cross-entropy in chunks: the [tokens x vocab] logits never exist whole.
+  at::Tensor hidden = model.ForwardHidden(b.input_ids, fwd, b.position_ids);
+  at::Tensor loss_sum =
+      ChunkedTokenCrossEntropySum(hidden, model.head(), b.labels, LossChunkRows(model.config().vocab_size));
   const double value = loss_sum.item<double>();
   (loss_sum / plan.Normaliser()).backward();
   return value;

@@ -74,6 +74,8 @@ class LlamaModel {
                            const at::Tensor& position_ids = at::Tensor()) const;
   // fp32 logits [batch, seq, vocab].
   at::Tensor Logits(const at::Tensor& hidden) const;
+  // The output projection [vocab, hidden]: lm_head, or embed_tokens when tied.
+  const at::Tensor& head() const { return lm_head.defined() ? lm_head : embed_tokens; }
   at::Tensor Forward(const at::Tensor& input_ids, const ForwardOptions& options = {}) const {
     return Logits(ForwardHidden(input_ids, options));
   }

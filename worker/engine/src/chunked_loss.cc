@@ -1,0 +1,116 @@
+#include "polytune/engine/chunked_loss.h"
+
+// at::NoGradGuard: libtorch 2.x no longer declares it through <ATen/ATen.h>.
+#include <ATen/core/grad_mode.h>
+
+#include <algorithm>
+
+#include <torch/csrc/autograd/custom_function.h>
+
+#include "polytune/engine/token_dataset.h"
+
+namespace polytune::engine {
+namespace {
+
+// fp32 logits of rows [begin, end): the matmul in hidden's dtype, as LlamaModel::Logits.
+at::Tensor ChunkLogits(const at::Tensor& hidden, const at::Tensor& head, int64_t begin, int64_t end) {
+  return at::matmul(hidden.slice(0, begin, end), head.t()).to(at::kFloat);
+}
+
+class ChunkedLinearCrossEntropy : public torch::autograd::Function<ChunkedLinearCrossEntropy> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& hidden, const at::Tensor& head,
+                            const at::Tensor& targets, int64_t chunk_rows) {
+    const int64_t n = hidden.size(0);
+    at::Tensor w = head.to(hidden.scalar_type());
+    at::Tensor lse = at::empty({n}, hidden.options().dtype(at::kFloat));
+    at::Tensor valid = targets.ne(kIgnoreIndex);
+    at::Tensor safe_targets = targets.clamp_min(0);
+    at::Tensor total = at::zeros({}, hidden.options().dtype(at::kFloat));
+    for (int64_t b = 0; b < n; b += chunk_rows) {
+      const int64_t e = std::min(n, b + chunk_rows);
+      at::Tensor logits = ChunkLogits(hidden, w, b, e);
+      at::Tensor chunk_lse = at::logsumexp(logits, -1);
+      lse.slice(0, b, e).copy_(chunk_lse);
+      at::Tensor target_logit = logits.gather(1, safe_targets.slice(0, b, e).unsqueeze(1)).squeeze(1);
+      total += ((chunk_lse - target_logit) * valid.slice(0, b, e)).sum();
+    }
+    ctx->save_for_backward({hidden, head, targets, lse});
+    ctx->saved_data["chunk_rows"] = chunk_rows;
+    return total;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_outputs) {
+    auto saved = ctx->get_saved_variables();
+    const at::Tensor &hidden = saved[0], &targets = saved[2], &lse = saved[3];
+    const at::Tensor w = saved[1].to(hidden.scalar_type());
+    const int64_t chunk_rows = ctx->saved_data["chunk_rows"].toInt();
+    const int64_t n = hidden.size(0);
+    at::Tensor grad_hidden = at::empty_like(hidden);
+    at::Tensor scale = grad_outputs[0].to(at::kFloat);
+    at::Tensor valid = targets.ne(kIgnoreIndex).to(at::kFloat);
+    at::Tensor safe_targets = targets.clamp_min(0);
+    for (int64_t b = 0; b < n; b += chunk_rows) {
+      const int64_t e = std::min(n, b + chunk_rows);
+      // d(lse - logit_t)/d logits = softmax - onehot(t), zero on ignored rows.
+      at::Tensor g = ChunkLogits(hidden, w, b, e).sub_(lse.slice(0, b, e).unsqueeze(1)).exp_();
+      g.scatter_add_(1, safe_targets.slice(0, b, e).unsqueeze(1), at::full({e - b, 1}, -1.0f, g.options()));
+      g.mul_((valid.slice(0, b, e) * scale).unsqueeze(1));
+      grad_hidden.slice(0, b, e).copy_(at::matmul(g.to(hidden.scalar_type()), w));
+    }
+    return {grad_hidden, at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+// labels[:, 1:] aligned with positions [:, :-1], as SumTokenCrossEntropy shifts them; the last
+// position gets -100.
+at::Tensor ShiftedTargets(const at::Tensor& labels, const at::Device& device) {
+  at::Tensor lb = labels.to(device);
+  return at::cat({lb.slice(1, 1), at::full({lb.size(0), 1}, kIgnoreIndex, lb.options())}, 1).reshape({-1});
+}
+
+}  // namespace
+
+int64_t LossChunkRows(int64_t vocab) { return std::max<int64_t>(16, (int64_t{8} << 20) / std::max<int64_t>(1, vocab)); }
+
+at::Tensor ChunkedLinearCrossEntropySum(const at::Tensor& hidden, const at::Tensor& head, const at::Tensor& targets,
+                                        int64_t chunk_rows) {
+  return ChunkedLinearCrossEntropy::apply(hidden, head, targets.to(hidden.device()), std::max<int64_t>(1, chunk_rows));
+}
+
+at::Tensor ChunkedTokenCrossEntropySum(const at::Tensor& hidden, const at::Tensor& head, const at::Tensor& labels,
+                                       int64_t chunk_rows) {
+  return ChunkedLinearCrossEntropySum(hidden.reshape({-1, hidden.size(-1)}), head,
+                                      ShiftedTargets(labels, hidden.device()), chunk_rows);
+}
+
+RowStats ChunkedRowStats(const at::Tensor& hidden, const at::Tensor& head, const at::Tensor& labels,
+                         int64_t chunk_rows) {
+  at::NoGradGuard no_grad;
+  const int64_t rows = hidden.size(0), seq = hidden.size(1);
+  at::Tensor flat = hidden.reshape({-1, hidden.size(-1)});
+  at::Tensor targets = ShiftedTargets(labels, hidden.device());
+  at::Tensor w = head.to(hidden.scalar_type());
+  at::Tensor loss = at::empty({rows * seq}, at::TensorOptions().dtype(at::kDouble).device(hidden.device()));
+  at::Tensor correct = at::empty({rows * seq}, at::TensorOptions().dtype(at::kLong).device(hidden.device()));
+  for (int64_t b = 0; b < rows * seq; b += chunk_rows) {
+    const int64_t e = std::min(rows * seq, b + chunk_rows);
+    at::Tensor logits = ChunkLogits(flat, w, b, e);
+    at::Tensor t = targets.slice(0, b, e);
+    loss.slice(0, b, e).copy_(at::cross_entropy_loss(logits, t, {}, at::Reduction::None, kIgnoreIndex));
+    correct.slice(0, b, e).copy_(logits.argmax(-1).eq(t).logical_and(t.ne(kIgnoreIndex)));
+  }
+  at::Tensor loss_rows = loss.view({rows, seq}).sum(1).cpu();
+  at::Tensor correct_rows = correct.view({rows, seq}).sum(1).cpu();
+  at::Tensor target_rows = targets.ne(kIgnoreIndex).view({rows, seq}).sum(1).cpu();
+  RowStats s;
+  for (int64_t r = 0; r < rows; ++r) {
+    s.loss.push_back(loss_rows[r].item<double>());
+    s.correct.push_back(correct_rows[r].item<int64_t>());
+    s.targets.push_back(target_rows[r].item<int64_t>());
+  }
+  return s;
+}
+
+}  // namespace polytune::engine
