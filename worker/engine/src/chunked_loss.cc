@@ -101,16 +101,7 @@ RowStats ChunkedRowStats(const at::Tensor& hidden, const at::Tensor& head, const
     loss.slice(0, b, e).copy_(at::cross_entropy_loss(logits, t, {}, at::Reduction::None, kIgnoreIndex));
     correct.slice(0, b, e).copy_(logits.argmax(-1).eq(t).logical_and(t.ne(kIgnoreIndex)));
   }
-  at::Tensor loss_rows = loss.view({rows, seq}).sum(1).cpu();
-  at::Tensor correct_rows = correct.view({rows, seq}).sum(1).cpu();
-  at::Tensor target_rows = targets.ne(kIgnoreIndex).view({rows, seq}).sum(1).cpu();
-  RowStats s;
-  for (int64_t r = 0; r < rows; ++r) {
-    s.loss.push_back(loss_rows[r].item<double>());
-    s.correct.push_back(correct_rows[r].item<int64_t>());
-    s.targets.push_back(target_rows[r].item<int64_t>());
-  }
-  return s;
+  return SumRowStats(loss.view({rows, seq}), correct.view({rows, seq}), targets.ne(kIgnoreIndex).view({rows, seq}));
 }
 
 }  // namespace polytune::engine

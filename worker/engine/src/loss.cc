@@ -27,11 +27,15 @@ RowStats ComputeRowStats(const at::Tensor& logits, const at::Tensor& labels) {
           .view({rows, seq - 1});
   at::Tensor valid = lb.ne(kIgnoreIndex);
   at::Tensor correct = lg.argmax(-1).eq(lb).logical_and(valid);
-  at::Tensor loss_rows = per_token.to(at::kDouble).sum(1).cpu();
+  return SumRowStats(per_token, correct, valid);
+}
+
+RowStats SumRowStats(const at::Tensor& token_loss, const at::Tensor& correct, const at::Tensor& valid) {
+  at::Tensor loss_rows = token_loss.to(at::kDouble).sum(1).cpu();
   at::Tensor correct_rows = correct.sum(1).cpu();
   at::Tensor target_rows = valid.sum(1).cpu();
   RowStats s;
-  for (int64_t r = 0; r < rows; ++r) {
+  for (int64_t r = 0; r < loss_rows.size(0); ++r) {
     s.loss.push_back(loss_rows[r].item<double>());
     s.correct.push_back(correct_rows[r].item<int64_t>());
     s.targets.push_back(target_rows[r].item<int64_t>());

@@ -21,5 +21,7 @@ struct RowStats {
   std::vector<int64_t> targets;
 };
 RowStats ComputeRowStats(const at::Tensor& logits, const at::Tensor& labels);
+// Sums per-token loss, correct predictions and target flags ([rows, positions] each) per row.
+RowStats SumRowStats(const at::Tensor& token_loss, const at::Tensor& correct, const at::Tensor& valid);
 
 }  // namespace polytune::engine
