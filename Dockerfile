@@ -8,7 +8,7 @@ ARG BASE=debian:12
 FROM ${BASE} AS build
 WORKDIR /src
 COPY scripts/install-deps.sh scripts/install-deps.sh
-RUN bash scripts/install-deps.sh && rm -rf /var/lib/apt/lists/*
+RUN POLYTUNE_DEPS=build bash scripts/install-deps.sh && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN rm -rf build && cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
       -DPOLYTUNE_BUILD_TESTS=OFF -DPOLYTUNE_BUILD_BENCH=OFF \

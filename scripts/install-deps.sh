@@ -10,9 +10,11 @@ PACKAGES=(
   libabsl-dev libyaml-cpp-dev nlohmann-json3-dev libsqlite3-dev
   libre2-dev libicu-dev libcld2-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev
-  python3 prometheus openssl chromium
+  python3 prometheus openssl
   clang libclang-rt-14-dev
 )
+# The report test's browser; image builds (POLYTUNE_DEPS=build) need no browser.
+[ "${POLYTUNE_DEPS:-all}" = build ] || PACKAGES+=(chromium)
 command -v node >/dev/null || PACKAGES+=(nodejs npm)
 
 missing=()
