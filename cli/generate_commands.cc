@@ -17,18 +17,6 @@ namespace {
 
 using namespace polytune::engine;
 
-engine::GenerationOptions ToOptions(const GenerationArgs& a, const std::vector<int64_t>& eos) {
-  engine::GenerationOptions o;
-  o.max_new_tokens = a.max_new_tokens;
-  o.temperature = a.temperature;
-  o.top_p = a.top_p;
-  o.top_k = a.top_k;
-  o.seed = a.seed;
-  o.stop_strings = a.stop;
-  o.eos_ids = eos;
-  return o;
-}
-
 struct GenerateArgs {
   InferenceModelArgs model;
   GenerationArgs gen;
@@ -65,7 +53,7 @@ int RunGenerate(const GenerateArgs& a) {
     cases = std::move(*loaded);
   }
   const auto eos = EosTokenIds(a.model.model, (*model)->config(), pipeline->tokenizer.get());
-  auto gens = GenerateForCases(**model, cases, ToOptions(a.gen, eos), a.gen.batch_size, *pipeline->tokenizer);
+  auto gens = GenerateForCases(**model, cases, a.gen.WithEos(eos), a.gen.batch_size, *pipeline->tokenizer);
   if (!gens.ok()) return Fail(gens.status());
   for (size_t i = 0; i < cases.size(); ++i) {
     const auto& c = cases[i];
@@ -122,14 +110,14 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LoadInferenceModel(const InferenceMo
 }
 
 void GenerationArgs::AddTo(CLI::App* cmd, bool sampling) {
-  cmd->add_option("--max-new-tokens", max_new_tokens, "Tokens to generate at most")->capture_default_str();
+  cmd->add_option("--max-new-tokens", options.max_new_tokens, "Tokens to generate at most")->capture_default_str();
   if (sampling) {
-    cmd->add_option("--temperature", temperature, "0: greedy; above 0: sampling")->capture_default_str();
-    cmd->add_option("--top-p", top_p, "Nucleus sampling mass")->capture_default_str();
-    cmd->add_option("--top-k", top_k, "Sample among the k most likely (0: all)")->capture_default_str();
-    cmd->add_option("--seed", seed, "Sampling seed")->capture_default_str();
+    cmd->add_option("--temperature", options.temperature, "0: greedy; above 0: sampling")->capture_default_str();
+    cmd->add_option("--top-p", options.top_p, "Nucleus sampling mass")->capture_default_str();
+    cmd->add_option("--top-k", options.top_k, "Sample among the k most likely (0: all)")->capture_default_str();
+    cmd->add_option("--seed", options.seed, "Sampling seed")->capture_default_str();
   }
-  cmd->add_option("--stop", stop, "Stop string (repeatable); the output is cut before it");
+  cmd->add_option("--stop", options.stop_strings, "Stop string (repeatable); the output is cut before it");
   cmd->add_option("--gen-batch-size", batch_size, "Prompts decoded together")->capture_default_str();
 }
 
@@ -174,7 +162,7 @@ absl::StatusOr<GenerationEvalResult> RunGenerationEval(const LlamaModel& model, 
   const text::ChatTemplate* tmpl = pipeline.chat_template ? &*pipeline.chat_template : nullptr;
   ASSIGN_OR_RETURN(std::vector<PromptCase> cases, LoadPromptCases(data, f, *pipeline.tokenizer, tmpl));
   GenerationEvalOptions o;
-  o.generation = ToOptions(args, EosTokenIds(model_dir, model.config(), pipeline.tokenizer.get()));
+  o.generation = args.WithEos(EosTokenIds(model_dir, model.config(), pipeline.tokenizer.get()));
   o.batch_size = args.batch_size;
   o.labels = labels;
   auto comm = MakeSingleProcessCommunicator();

@@ -15,16 +15,17 @@
 
 namespace polytune::cli {
 
-// Options shared by `generate` and `eval --generate`.
+// Options shared by `generate` and `eval --generate`: the flags bind straight to the engine's
+// GenerationOptions (EOS ids are filled in from the model once it is loaded).
 struct GenerationArgs {
-  int64_t max_new_tokens = 256;
-  double temperature = 0.0;
-  double top_p = 1.0;
-  int64_t top_k = 0;
-  uint64_t seed = 0;
-  std::vector<std::string> stop;
+  engine::GenerationOptions options;
   int64_t batch_size = 8;
   void AddTo(CLI::App* cmd, bool sampling);
+  engine::GenerationOptions WithEos(std::vector<int64_t> eos_ids) const {
+    engine::GenerationOptions o = options;
+    o.eos_ids = std::move(eos_ids);
+    return o;
+  }
 };
 
 // A model for inference: loaded (quantised as asked), with the adapter applied when given.
