@@ -185,14 +185,24 @@ nlohmann::json JobJson(const v1::Job& j) {
           {"events", events}};
 }
 
+void PrintDataPrep(const DataPrepSummary& d);  // below, beside the other progress printers
+
 int Status(const ControlArgs& a) {
   v1::GetJobResponse r;
   if (int rc = GetJob(a, &r)) return rc;
   int64_t after_seq = 0;
   std::vector<MetricsRecord> records;
   if (int rc = FetchMetrics(a, &after_seq, &records)) return rc;
-  nlohmann::json latest, eval;
-  for (const auto& m : records) (m.is_eval() ? eval : latest) = MetricsRecordToJsonValue(m);
+  nlohmann::json latest, eval, data_prep;
+  const DataPrepSummary* prep = nullptr;
+  for (const auto& m : records) {
+    if (const auto* d = std::get_if<DataPrepSummary>(&m.value)) {
+      prep = d;
+      data_prep = MetricsRecordToJsonValue(m)["data_prep"];
+      continue;
+    }
+    (m.is_eval() ? eval : latest) = MetricsRecordToJsonValue(m);
+  }
   nlohmann::json cks = nlohmann::json::array();
   for (const auto& c : r.checkpoints())
     cks.push_back({{"step", c.step()}, {"sha256", c.sha256()}, {"size_bytes", c.size_bytes()}});
@@ -200,6 +210,7 @@ int Status(const ControlArgs& a) {
     nlohmann::json j = JobJson(r.job());
     j["latest_metrics"] = latest;
     j["latest_eval"] = eval;
+    if (prep != nullptr) j["data_prep"] = data_prep;
     j["checkpoints"] = cks;
     if (r.best_checkpoint_step() > 0) j["best_checkpoint_step"] = r.best_checkpoint_step();
     std::printf("%s\n", j.dump().c_str());
@@ -210,6 +221,7 @@ int Status(const ControlArgs& a) {
   if (r.job().restarts() > 0)
     std::printf("restarts: %d of %d (resources.max_restarts)\n", r.job().restarts(), r.job().max_restarts());
   for (const auto& e : r.job().events()) std::printf("  %-10s %s\n", StateName(e.state()).c_str(), e.reason().c_str());
+  if (prep != nullptr) PrintDataPrep(*prep);
   if (!latest.is_null()) std::printf("latest: %s\n", latest.dump().c_str());
   for (const auto& c : r.checkpoints())
     std::printf("checkpoint step %lld (%lld bytes, sha256 %s)%s\n", static_cast<long long>(c.step()),
@@ -219,7 +231,28 @@ int Status(const ControlArgs& a) {
   return 0;
 }
 
+void PrintDataPrep(const DataPrepSummary& d) {
+  int64_t in = 0, kept = 0;
+  for (const auto& [lang, l] : d.languages) {
+    in += l.examples_in;
+    kept += l.kept;
+  }
+  std::printf("data prepared%s: kept %lld of %lld examples\n", d.cached ? " (cached)" : "",
+              static_cast<long long>(kept), static_cast<long long>(in));
+  for (const auto& [lang, l] : d.languages) {
+    std::printf("  %-5s %6lld of %6lld kept", lang.c_str(), static_cast<long long>(l.kept),
+                static_cast<long long>(l.examples_in));
+    for (const auto& [reason, n] : l.dropped) std::printf(" | %s %lld", reason.c_str(), static_cast<long long>(n));
+    for (const auto& [type, n] : l.pii_replaced) std::printf(" | pii %s %lld", type.c_str(), static_cast<long long>(n));
+    std::printf("\n");
+  }
+}
+
 void PrintProgress(const MetricsRecord& m, bool tty) {
+  if (const auto* d = std::get_if<DataPrepSummary>(&m.value)) {
+    PrintDataPrep(*d);
+    return;
+  }
   if (const auto* e = std::get_if<EvalMetrics>(&m.value)) {
     std::printf("\neval @ step %lld:", static_cast<long long>(e->step));
     for (const auto& [lang, f] : e->languages) std::printf(" %s %.3f", lang.c_str(), f.loss);

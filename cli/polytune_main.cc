@@ -59,7 +59,7 @@ const std::vector<std::pair<const char*, const char*>>& EngineCommands() {
       {"export", "Merge an adapter into a full-precision HF checkpoint"},
       {"model", "Create or inspect model checkpoints"},
       {"tokenizer", "Hugging Face tokenizer.json tools"},
-      {"data", "Inspect and render training data"}};
+      {"data", "Prepare, inspect and render training data"}};
   return *commands;
 }
 

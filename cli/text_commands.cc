@@ -1,5 +1,6 @@
 #include "text_commands.h"
 #include "cli_util.h"
+#include "data_prepare_command.h"
 
 #include <cstdio>
 #include <iostream>
@@ -7,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "polytune/engine/language_sampling.h"
 #include "polytune/engine/token_dataset.h"
 #include "polytune/text/bpe_trainer.h"
 #include "polytune/text/chat_template.h"
@@ -20,6 +22,8 @@ struct TextArgs {
   std::string tokenizer, data, out, chat_template, format = "auto";
   bool add_special = false, jsonl = false, json = false, train_on_inputs = false;
   int64_t vocab_size = 512, max_seq_len = 1024;
+  std::string sampling = "natural";
+  double alpha = 0.3, max_epochs_per_language = 4;
 };
 
 // The template a data command uses: --chat-template, else the tokenizer's own.
@@ -150,9 +154,33 @@ int Inspect(const TextArgs& a) {
     while (b < len) b <<= 1;
     ++hist[b];
   }
+  // The language mix before and after sampling: examples per round of the visiting order.
+  spec::LanguageSampling sampling;
+  sampling.alpha = a.alpha;
+  sampling.max_epochs_per_language = a.max_epochs_per_language;
+  if (a.sampling == "temperature") {
+    sampling.strategy = spec::SamplingStrategy::kTemperature;
+  } else if (a.sampling == "unimax") {
+    sampling.strategy = spec::SamplingStrategy::kUnimax;
+  } else if (a.sampling != "natural") {
+    return Fail("--sampling must be natural, temperature or unimax, got '" + a.sampling + "'");
+  }
+  std::vector<int64_t> sizes;
+  for (const auto& lang : data->languages) sizes.push_back(per_lang[lang].first);
+  const std::vector<int64_t> sampled = engine::LanguageRoundCounts(sizes, sampling);
+  int64_t round = 0;
+  for (int64_t c : sampled) round += c;
   if (a.json) {
     nlohmann::json j;
     j["examples"] = data->examples.size();
+    j["sampling"] = {
+        {"strategy", a.sampling}, {"alpha", a.alpha}, {"max_epochs_per_language", a.max_epochs_per_language}};
+    for (size_t l = 0; l < sizes.size(); ++l)
+      j["mix"][data->languages[l]] = {{"examples", sizes[l]},
+                                      {"share", static_cast<double>(sizes[l]) / data->examples.size()},
+                                      {"sampled_per_round", sampled[l]},
+                                      {"sampled_share", static_cast<double>(sampled[l]) / round},
+                                      {"epochs_per_round", static_cast<double>(sampled[l]) / sizes[l]}};
     j["formats"] = data->format_counts;
     for (const auto& [l, p] : per_lang) j["languages"][l] = {{"examples", p.first}, {"tokens", p.second}};
     for (const auto& [b, n] : hist) j["length_histogram"][std::to_string(b)] = n;
@@ -166,6 +194,14 @@ int Inspect(const TextArgs& a) {
   std::printf("\n%-8s %9s %9s\n", "language", "examples", "tokens");
   for (const auto& [l, p] : per_lang)
     std::printf("%-8s %9lld %9lld\n", l.c_str(), static_cast<long long>(p.first), static_cast<long long>(p.second));
+  std::printf("language mix with sampling %s (alpha %g, max %g epochs per language):\n", a.sampling.c_str(), a.alpha,
+              a.max_epochs_per_language);
+  std::printf("%-8s %9s %8s %9s %8s %8s\n", "language", "examples", "share", "sampled", "share", "epochs");
+  for (size_t l = 0; l < sizes.size(); ++l)
+    std::printf("%-8s %9lld %7.1f%% %9lld %7.1f%% %8.2f\n", data->languages[l].c_str(),
+                static_cast<long long>(sizes[l]), 100.0 * sizes[l] / data->examples.size(),
+                static_cast<long long>(sampled[l]), 100.0 * sampled[l] / round,
+                static_cast<double>(sampled[l]) / sizes[l]);
   std::printf("token lengths (up to):\n");
   int64_t most = 1;
   for (const auto& [b, n] : hist) most = std::max(most, n);
@@ -195,7 +231,7 @@ void RegisterTextCommands(CLI::App& app, const std::shared_ptr<std::function<int
   train->add_option("--out", args->out, "Output folder")->required();
   train->callback([run, args] { *run = [args] { return TrainTokenizer(*args); }; });
 
-  auto* data = app.add_subcommand("data", "Inspect and render training data");
+  auto* data = app.add_subcommand("data", "Prepare, inspect and render training data");
   data->require_subcommand(1);
   auto* render = data->add_subcommand("render", "Show each example as the model will see it");
   render->add_option("--tokenizer", args->tokenizer, "Folder with tokenizer.json (and its chat template)")->required();
@@ -211,8 +247,13 @@ void RegisterTextCommands(CLI::App& app, const std::shared_ptr<std::function<int
   inspect->add_option("--chat-template", args->chat_template, "Built-in template");
   inspect->add_option("--format", args->format, "auto, messages, alpaca, text or tokens")->capture_default_str();
   inspect->add_option("--max-seq-len", args->max_seq_len, "Truncation length to check")->capture_default_str();
+  inspect->add_option("--sampling", args->sampling, "Show the mix after natural, temperature or unimax sampling")
+      ->capture_default_str();
+  inspect->add_option("--alpha", args->alpha, "Temperature sampling exponent")->capture_default_str();
+  inspect->add_option("--max-epochs-per-language", args->max_epochs_per_language, "UniMax cap")->capture_default_str();
   inspect->add_flag("--json", args->json, "Print one JSON object");
   inspect->callback([run, args] { *run = [args] { return Inspect(*args); }; });
+  RegisterDataPrepareCommand(*data, run);
 }
 
 }  // namespace polytune::cli

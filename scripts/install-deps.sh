@@ -8,7 +8,7 @@ PACKAGES=(
   libtorch-dev libopenblas0-pthread libgloo-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libssl-dev
   libabsl-dev libyaml-cpp-dev nlohmann-json3-dev libsqlite3-dev
-  libre2-dev libicu-dev libcld2-dev libcli11-dev
+  libre2-dev libicu-dev libcld2-dev libphonenumber-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev
   python3 prometheus openssl
   clang libclang-rt-14-dev

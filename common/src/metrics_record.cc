@@ -87,16 +87,26 @@ std::string MetricsRecordToJson(const MetricsRecord& record) { return MetricsRec
 
 nlohmann::json MetricsRecordToJsonValue(const MetricsRecord& record) {
   if (const auto* s = std::get_if<StepMetrics>(&record.value)) {
-    return json{{"step", s->step},
-                {"total_steps", s->total_steps},
-                {"epoch", s->epoch},
-                {"loss", s->loss},
-                {"lr", s->lr},
-                {"grad_norm", s->grad_norm},
-                {"tokens", s->tokens},
-                {"target_tokens", s->target_tokens},
-                {"tokens_per_second", s->tokens_per_second},
-                {"elapsed_seconds", s->elapsed_seconds}};
+    json j{{"step", s->step},
+           {"total_steps", s->total_steps},
+           {"epoch", s->epoch},
+           {"loss", s->loss},
+           {"lr", s->lr},
+           {"grad_norm", s->grad_norm},
+           {"tokens", s->tokens},
+           {"target_tokens", s->target_tokens},
+           {"tokens_per_second", s->tokens_per_second},
+           {"elapsed_seconds", s->elapsed_seconds}};
+    if (s->target_tokens_by_language.size() > 1) j["target_tokens_by_language"] = s->target_tokens_by_language;
+    return j;
+  }
+  if (const auto* d = std::get_if<DataPrepSummary>(&record.value)) {
+    json langs = json::object();
+    for (const auto& [lang, l] : d->languages)
+      langs[lang] = {
+          {"examples_in", l.examples_in}, {"kept", l.kept}, {"dropped", l.dropped}, {"pii_replaced", l.pii_replaced}};
+    return json{{"step", d->step},
+                {"data_prep", {{"key", d->key}, {"cached", d->cached}, {"seconds", d->seconds}, {"languages", langs}}}};
   }
   const auto& e = std::get<EvalMetrics>(record.value);
   json langs = json::object();
@@ -109,6 +119,41 @@ absl::StatusOr<MetricsRecord> MetricsRecordFromJson(absl::string_view line) {
   const json j = json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) return absl::InvalidArgumentError("metrics record is not a JSON object");
   Reader r(j);
+  if (j.contains("data_prep")) {
+    DataPrepSummary d;
+    METRICS_RETURN_IF_ERROR(r.Get("step", &d.step));
+    auto dp = r.Object("data_prep");
+    if (!dp.ok()) return dp.status();
+    const json& raw = dp->raw();
+    if (!raw.contains("languages") || !raw["languages"].is_object())
+      return absl::InvalidArgumentError("metrics field 'data_prep.languages' is not an object");
+    d.key = raw.value("key", std::string());
+    d.cached = raw.value("cached", false);
+    d.seconds = raw.value("seconds", 0.0);
+    for (const auto& [lang, v] : raw["languages"].items()) {
+      const std::string where = "data_prep.languages." + lang;
+      if (!v.is_object() || !v.contains("examples_in") || !v["examples_in"].is_number_integer() ||
+          !v.contains("kept") || !v["kept"].is_number_integer())
+        return absl::InvalidArgumentError(
+            absl::StrCat("metrics field '", where, "' needs integer examples_in and kept"));
+      DataPrepLanguage l;
+      l.examples_in = v["examples_in"].get<int64_t>();
+      l.kept = v["kept"].get<int64_t>();
+      for (const char* key : {"dropped", "pii_replaced"}) {
+        if (!v.contains(key)) continue;
+        if (!v[key].is_object())
+          return absl::InvalidArgumentError(absl::StrCat("metrics field '", where, ".", key, "' is not an object"));
+        for (const auto& [k, n] : v[key].items()) {
+          if (!n.is_number_integer())
+            return absl::InvalidArgumentError(
+                absl::StrCat("metrics field '", where, ".", key, ".", k, "' is not an integer"));
+          (std::string(key) == "dropped" ? l.dropped : l.pii_replaced)[k] = n.get<int64_t>();
+        }
+      }
+      d.languages[lang] = std::move(l);
+    }
+    return MetricsRecord{d};
+  }
   if (j.contains("eval")) {
     EvalMetrics e;
     METRICS_RETURN_IF_ERROR(r.Get("step", &e.step));
@@ -142,6 +187,17 @@ absl::StatusOr<MetricsRecord> MetricsRecordFromJson(absl::string_view line) {
   METRICS_RETURN_IF_ERROR(r.Get("target_tokens", &s.target_tokens));
   METRICS_RETURN_IF_ERROR(r.Get("tokens_per_second", &s.tokens_per_second));
   METRICS_RETURN_IF_ERROR(r.Get("elapsed_seconds", &s.elapsed_seconds));
+  if (j.contains("target_tokens_by_language")) {
+    const json& by = j["target_tokens_by_language"];
+    if (!by.is_object())
+      return absl::InvalidArgumentError("metrics field 'target_tokens_by_language' is not an object");
+    for (const auto& [lang, n] : by.items()) {
+      if (!n.is_number_integer())
+        return absl::InvalidArgumentError(
+            absl::StrCat("metrics field 'target_tokens_by_language.", lang, "' is not an integer"));
+      s.target_tokens_by_language[lang] = n.get<int64_t>();
+    }
+  }
   return MetricsRecord{s};
 }
 

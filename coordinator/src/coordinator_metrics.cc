@@ -157,8 +157,8 @@ void CoordinatorMetrics::OnMetricsRecords(const std::string& job_id, const std::
     if (const auto* s = std::get_if<StepMetrics>(&r.value)) {
       it->second.step = *s;
       it->second.tokens_total += static_cast<double>(s->tokens);
-    } else {
-      for (const auto& [lang, f] : std::get<EvalMetrics>(r.value).languages) {
+    } else if (const auto* e = std::get_if<EvalMetrics>(&r.value)) {
+      for (const auto& [lang, f] : e->languages) {
         it->second.eval[lang] = f;
         if (f.has_generation()) it->second.generation[lang] = f;
       }

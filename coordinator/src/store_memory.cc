@@ -50,7 +50,7 @@ class InMemoryStore : public Store {
     auto& stored = metrics_[job_id];
     for (const auto& r : records) {
       const bool seen = std::any_of(stored.begin(), stored.end(), [&](const StoredMetricsRecord& m) {
-        return m.record.is_eval() == r.is_eval() && m.record.step() == r.step();
+        return m.record.kind() == r.kind() && m.record.step() == r.step();
       });
       if (!seen) stored.push_back({++metrics_seq_, attempt, r});
     }

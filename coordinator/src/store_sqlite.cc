@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS artifact_owners (sha256 TEXT NOT NULL, owner TEXT NOT
 -- One metrics record per row: `json` holds it in the format `version` names (1: the
 -- metrics.jsonl line, MetricsRecordToJson), read back only through MetricsRecordFromJson.
 -- `step` and `is_eval` repeat the record's identity for deduplication and restarts (-1 in
--- rows from before they existed).
+-- rows from before they existed); `is_eval` holds MetricsRecord::kind() (0 step, 1 eval,
+-- 2 data preparation), whose first two values are the old booleans.
 CREATE TABLE IF NOT EXISTS metrics (job_id TEXT NOT NULL, seq INTEGER PRIMARY KEY AUTOINCREMENT, json TEXT NOT NULL,
   version INTEGER NOT NULL DEFAULT 1, step INTEGER NOT NULL DEFAULT -1, is_eval INTEGER NOT NULL DEFAULT -1,
   attempt INTEGER NOT NULL DEFAULT 0);
@@ -218,7 +219,7 @@ class SqliteStore : public Store {
     return InTransaction([&]() -> absl::Status {
       for (const auto& r : records) {
         Statement seen(db_, "SELECT 1 FROM metrics WHERE job_id = ?1 AND step = ?2 AND is_eval = ?3 LIMIT 1");
-        seen.Bind(1, job_id).Bind(2, r.step()).Bind(3, int64_t{r.is_eval() ? 1 : 0});
+        seen.Bind(1, job_id).Bind(2, r.step()).Bind(3, int64_t{r.kind()});
         const int rc = seen.Step();
         if (rc == SQLITE_ROW) continue;
         if (rc != SQLITE_DONE) return Error("look up metrics record");
@@ -226,7 +227,7 @@ class SqliteStore : public Store {
                     "INSERT INTO metrics (job_id, json, version, step, is_eval, attempt) VALUES (?1, ?2, ?3, ?4, ?5, "
                     "?6)");
         s.Bind(1, job_id).Bind(2, MetricsRecordToJson(r)).Bind(3, kMetricsJsonVersion);
-        s.Bind(4, r.step()).Bind(5, int64_t{r.is_eval() ? 1 : 0}).Bind(6, int64_t{attempt});
+        s.Bind(4, r.step()).Bind(5, int64_t{r.kind()}).Bind(6, int64_t{attempt});
         if (s.Step() != SQLITE_DONE) return Error("write metrics record");
       }
       return absl::OkStatus();

@@ -49,6 +49,22 @@ v1::MetricsRecord ToProto(const MetricsRecord& record) {
     p->set_target_tokens(s->target_tokens);
     p->set_tokens_per_second(s->tokens_per_second);
     p->set_elapsed_seconds(s->elapsed_seconds);
+    for (const auto& [lang, n] : s->target_tokens_by_language) (*p->mutable_target_tokens_by_language())[lang] = n;
+    return out;
+  }
+  if (const auto* d = std::get_if<DataPrepSummary>(&record.value)) {
+    v1::DataPrepSummary* p = out.mutable_data_prep();
+    p->set_step(d->step);
+    p->set_key(d->key);
+    p->set_cached(d->cached);
+    p->set_seconds(d->seconds);
+    for (const auto& [lang, l] : d->languages) {
+      v1::DataPrepLanguage& pl = (*p->mutable_languages())[lang];
+      pl.set_examples_in(l.examples_in);
+      pl.set_kept(l.kept);
+      for (const auto& [k, n] : l.dropped) (*pl.mutable_dropped())[k] = n;
+      for (const auto& [k, n] : l.pii_replaced) (*pl.mutable_pii_replaced())[k] = n;
+    }
     return out;
   }
   const auto& e = std::get<EvalMetrics>(record.value);
@@ -74,7 +90,24 @@ absl::StatusOr<MetricsRecord> FromProto(const v1::MetricsRecord& record) {
     s.target_tokens = p.target_tokens();
     s.tokens_per_second = p.tokens_per_second();
     s.elapsed_seconds = p.elapsed_seconds();
+    for (const auto& [lang, n] : p.target_tokens_by_language()) s.target_tokens_by_language[lang] = n;
     return MetricsRecord{s};
+  }
+  if (record.has_data_prep()) {
+    const v1::DataPrepSummary& p = record.data_prep();
+    DataPrepSummary d;
+    d.step = p.step();
+    d.key = p.key();
+    d.cached = p.cached();
+    d.seconds = p.seconds();
+    for (const auto& [lang, pl] : p.languages()) {
+      DataPrepLanguage& l = d.languages[lang];
+      l.examples_in = pl.examples_in();
+      l.kept = pl.kept();
+      for (const auto& [k, n] : pl.dropped()) l.dropped[k] = n;
+      for (const auto& [k, n] : pl.pii_replaced()) l.pii_replaced[k] = n;
+    }
+    return MetricsRecord{d};
   }
   if (record.has_eval()) {
     const v1::EvalMetrics& p = record.eval();

@@ -41,6 +41,54 @@ MetricsRecord Eval() {
   return {e};
 }
 
+MetricsRecord StepByLanguage() {
+  MetricsRecord r = Step();
+  auto& s = std::get<StepMetrics>(r.value);
+  s.target_tokens_by_language = {{"es", 250}, {"id", 150}};
+  return r;
+}
+
+MetricsRecord DataPrep() {
+  DataPrepSummary d;
+  d.key = "ab12";
+  d.cached = true;
+  d.seconds = 0.5;
+  d.languages["es"] = {10, 7, {{"duplicate", 2}, {"quality:min_units", 1}}, {{"phone", 3}}};
+  d.languages["und"] = {1, 0, {{"malformed", 1}}, {}};
+  return {d};
+}
+
+TEST(MetricsRecord, DataPrepAndPerLanguageTargetsRoundTrip) {
+  for (const MetricsRecord& r : {StepByLanguage(), DataPrep()}) {
+    const std::string line = MetricsRecordToJson(r);
+    auto back = MetricsRecordFromJson(line);
+    ASSERT_TRUE(back.ok()) << back.status() << " " << line;
+    EXPECT_EQ(MetricsRecordToJson(*back), line);
+    auto proto = rpc::FromProto(rpc::ToProto(r));
+    ASSERT_TRUE(proto.ok()) << proto.status();
+    EXPECT_EQ(MetricsRecordToJson(*proto), line);
+  }
+  const MetricsRecord d = *MetricsRecordFromJson(MetricsRecordToJson(DataPrep()));
+  EXPECT_TRUE(d.is_data_prep());
+  EXPECT_EQ(d.kind(), 2);
+  EXPECT_EQ(d.step(), 0);
+  const auto& es = std::get<DataPrepSummary>(d.value).languages.at("es");
+  EXPECT_EQ(es.dropped.at("quality:min_units"), 1);
+  EXPECT_EQ(es.pii_replaced.at("phone"), 3);
+  EXPECT_EQ(std::get<StepMetrics>(MetricsRecordFromJson(MetricsRecordToJson(StepByLanguage()))->value)
+                .target_tokens_by_language.at("id"),
+            150);
+  // One language: the line is what it was before per-language targets existed.
+  MetricsRecord one = Step();
+  std::get<StepMetrics>(one.value).target_tokens_by_language = {{"es", 400}};
+  EXPECT_FALSE(nlohmann::json::parse(MetricsRecordToJson(one)).contains("target_tokens_by_language"));
+  EXPECT_NE(MetricsRecordFromJson(R"({"step":0,"data_prep":{"languages":{"es":{"kept":1}}}})")
+                .status()
+                .message()
+                .find("data_prep.languages.es"),
+            std::string::npos);
+}
+
 TEST(MetricsRecord, JsonLineRoundTripsBothKinds) {
   for (const MetricsRecord& r : {Step(), Eval()}) {
     const std::string line = MetricsRecordToJson(r);

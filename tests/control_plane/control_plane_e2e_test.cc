@@ -168,6 +168,25 @@ class ControlPlane : public ::testing::Test {
     return st["reason"].get<std::string>();
   }
 
+  // Trains `spec` locally with two ranks (its `resources` cut, output_dir dir_/<name>), as a
+  // user would on one machine, for comparison with the job's results.
+  static void TrainLocally(const std::string& spec, const std::string& name) {
+    std::ifstream in(spec);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    text = text.substr(0, text.find("resources:")) + "output_dir: " + dir_ + "/" + name + "\n";
+    std::ofstream(dir_ + "/" + name + ".yaml") << text;
+    Result local = Shell(kBin + " train " + dir_ + "/" + name + ".yaml --nproc 2");
+    ASSERT_EQ(local.code, 0) << local.output;
+  }
+
+  static double MaxAdapterDiff(const std::string& a_dir, const std::string& b_dir) {
+    auto a = Adapter(a_dir), b = Adapter(b_dir);
+    EXPECT_EQ(a.size(), b.size());
+    double diff = 0;
+    for (const auto& [n, t] : a) diff = std::max(diff, (t - b.at(n)).abs().max().item<double>());
+    return diff;
+  }
+
   static std::map<std::string, at::Tensor> Adapter(const std::string& dir) {
     auto f = engine::SafetensorsFile::Open(dir + "/adapter_model.safetensors");
     EXPECT_TRUE(f.ok()) << f.status();
@@ -201,17 +220,8 @@ TEST_F(ControlPlane, JobSucceedsAndItsAdapterEqualsLocalDataParallelTraining) {
   Result dl = Cli("download " + id + " --out " + dir_ + "/downloaded");
   ASSERT_EQ(dl.code, 0) << dl.output;
   // The same config trained locally with two ranks.
-  std::ifstream in(spec);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  text = text.substr(0, text.find("resources:")) + "output_dir: " + dir_ + "/local\n";
-  std::ofstream(dir_ + "/local.yaml") << text;
-  Result local = Shell(kBin + " train " + dir_ + "/local.yaml --nproc 2");
-  ASSERT_EQ(local.code, 0) << local.output;
-  auto a = Adapter(dir_ + "/downloaded"), b = Adapter(dir_ + "/local/adapter");
-  ASSERT_EQ(a.size(), b.size());
-  double diff = 0;
-  for (const auto& [n, t] : a) diff = std::max(diff, (t - b.at(n)).abs().max().item<double>());
-  EXPECT_LT(diff, 1e-5);
+  TrainLocally(spec, "local");
+  EXPECT_LT(MaxAdapterDiff(dir_ + "/downloaded", dir_ + "/local/adapter"), 1e-5);
   Result logs = Cli("logs " + id);
   EXPECT_NE(logs.output.find("\"step\":6"), std::string::npos) << logs.output;
   // The ranks' own output, forwarded by their workers, up to the final line.
@@ -242,23 +252,14 @@ TEST_F(ControlPlane, EarlyStoppedJobRecordsTheBestCheckpointForDownload) {
   EXPECT_LT(last, 40) << "the run stopped early";
   EXPECT_TRUE(st["latest_eval"]["eval"]["overall"].contains("chrf") == (last % 4 == 0));
 
-  std::ifstream in(spec);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  text = text.substr(0, text.find("resources:")) + "output_dir: " + dir_ + "/local-es\n";
-  std::ofstream(dir_ + "/local-es.yaml") << text;
-  Result local = Shell(kBin + " train " + dir_ + "/local-es.yaml --nproc 2");
-  ASSERT_EQ(local.code, 0) << local.output;
+  TrainLocally(spec, "local-es");
   std::ifstream best_file(dir_ + "/local-es/checkpoints/best.json");
   EXPECT_EQ(nlohmann::json::parse(best_file)["step"].get<int64_t>(), best);
 
   Result dl = Cli("download " + id + " --checkpoint best --json --out " + dir_ + "/best");
   ASSERT_EQ(dl.code, 0) << dl.output;
   EXPECT_EQ(nlohmann::json::parse(dl.output)["step"].get<int64_t>(), best);
-  auto a = Adapter(dir_ + "/best"), b = Adapter(dir_ + "/local-es/checkpoints/step-" + std::to_string(best));
-  ASSERT_EQ(a.size(), b.size());
-  double diff = 0;
-  for (const auto& [n, t] : a) diff = std::max(diff, (t - b.at(n)).abs().max().item<double>());
-  EXPECT_LT(diff, 1e-5);
+  EXPECT_LT(MaxAdapterDiff(dir_ + "/best", dir_ + "/local-es/checkpoints/step-" + std::to_string(best)), 1e-5);
 
   // The job's report: metrics and events from the coordinator, samples from its checkpoint.
   Result report = Cli("report " + id + " --out " + dir_ + "/es-report.html");
@@ -273,6 +274,61 @@ TEST_F(ControlPlane, EarlyStoppedJobRecordsTheBestCheckpointForDownload) {
   Result neither = Cli("report no-such-folder --out " + dir_ + "/none.html");
   EXPECT_NE(neither.output.find("neither a job id (job-NNNNNN) nor an output folder"), std::string::npos)
       << neither.output;
+}
+
+// data.prepare through the coordinator: rank 0's worker prepares the uploaded data, both ranks
+// train on the prepared file, `status` and `watch` show the report, and the adapter equals the
+// same spec trained locally with two ranks.
+TEST_F(ControlPlane, JobWithDataPrepareTrainsOnThePreparedDataAndReportsIt) {
+  const std::string raw = dir_ + "/raw_train.jsonl";
+  {
+    std::ifstream in(kExamples + "/data/instructions_train.jsonl");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::ofstream out(raw);
+    out << text << text.substr(0, text.find('\n') + 1)  // an exact duplicate of the first line
+        << "{\"messages\": [{\"role\": \"user\", \"content\": \"Llame al 612 345 678, por favor.\"}, "
+           "{\"role\": \"assistant\", \"content\": \"Le llamaré al 612 345 678 mañana por la mañana.\"}]}\n"
+        << "{\"messages\": not json\n";
+  }
+  const std::string spec = dir_ + "/prep.yaml";
+  std::ofstream(spec) << "model: {path: " << dir_ << "/model}\n"
+                      << "lora: {r: 4, alpha: 8, dropout: 0.1}\n"
+                      << "data:\n  train: " << raw << "\n  max_seq_len: 128\n"
+                      << "  prepare:\n    language: {languages: [en, es, de, fr, id, ar, zh, hi]}\n"
+                      << "training: {lr: 0.002, seed: 3, max_steps: 4, micro_batch_size: 2}\n"
+                      << "resources: {world_size: 2}\n";
+  Result submit = Cli("submit " + spec + " --json");
+  ASSERT_EQ(submit.code, 0) << submit.output;
+  const std::string id = nlohmann::json::parse(submit.output)["id"];
+  Result watch = Cli("watch " + id);
+  ASSERT_EQ(watch.code, 0) << watch.output;
+  EXPECT_NE(watch.output.find("data prepared: kept"), std::string::npos) << watch.output;
+  auto st = nlohmann::json::parse(Cli("status " + id + " --json").output);
+  EXPECT_EQ(st["state"], "SUCCEEDED") << st.dump();
+  ASSERT_TRUE(st.contains("data_prep")) << st.dump();
+  int64_t in = 0, kept = 0, dropped = 0;
+  std::map<std::string, int64_t> reasons;
+  for (const auto& [lang, l] : st["data_prep"]["languages"].items()) {
+    in += l["examples_in"].get<int64_t>();
+    kept += l["kept"].get<int64_t>();
+    for (const auto& [reason, n] : l["dropped"].items()) {
+      dropped += n.get<int64_t>();
+      reasons[reason] += n.get<int64_t>();
+    }
+  }
+  EXPECT_EQ(in, 51);
+  EXPECT_EQ(kept + dropped, in);
+  EXPECT_EQ(reasons["duplicate"], 1) << st["data_prep"].dump();
+  EXPECT_EQ(reasons["malformed"], 1) << st["data_prep"].dump();
+  EXPECT_EQ(st["data_prep"]["languages"]["es"]["pii_replaced"]["phone"], 2) << st["data_prep"].dump();
+  Result human = Cli("status " + id);
+  EXPECT_NE(human.output.find("data prepared: kept " + std::to_string(kept) + " of 51 examples"), std::string::npos)
+      << human.output;
+
+  Result dl = Cli("download " + id + " --out " + dir_ + "/prep-downloaded");
+  ASSERT_EQ(dl.code, 0) << dl.output;
+  TrainLocally(spec, "prep-local");
+  EXPECT_LT(MaxAdapterDiff(dir_ + "/prep-downloaded", dir_ + "/prep-local/adapter"), 1e-5);
 }
 
 TEST_F(ControlPlane, CancelledJobIsCancelledAndItsRanksAreGone) {

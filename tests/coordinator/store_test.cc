@@ -112,6 +112,20 @@ void RoundTrip(Store& s) {
   ASSERT_TRUE(s.AppendMetrics("a", 1, {{m1}, {m3}}).ok());
   ASSERT_TRUE(s.DropMetricsAfter("b", 1).ok());
   ASSERT_EQ(s.Metrics("b", 0, 100)->size(), 1u);
+  // The data preparation report (step 0) is its own kind: beside an evaluation at step 0, once
+  // however often a restarted attempt reports it, and kept by a restart from any step.
+  DataPrepSummary prep;
+  prep.languages["es"] = {5, 4, {{"duplicate", 1}}, {}};
+  EvalMetrics e0;
+  ASSERT_TRUE(s.AppendMetrics("c", 1, {{m1}, {prep}, {e0}}).ok());
+  prep.cached = true;
+  ASSERT_TRUE(s.AppendMetrics("c", 2, {{prep}}).ok());
+  auto with_prep = s.Metrics("c", 0, 100);
+  ASSERT_EQ(with_prep->size(), 3u);
+  EXPECT_TRUE((*with_prep)[1].record.is_data_prep());
+  EXPECT_FALSE(std::get<DataPrepSummary>((*with_prep)[1].record.value).cached) << "the first report stays";
+  ASSERT_TRUE(s.DropMetricsAfter("c", 0).ok());
+  EXPECT_EQ(s.Metrics("c", 0, 100)->size(), 2u);
   EXPECT_EQ(s.Metrics("a", 0, 100)->size(), 2u) << "other jobs keep theirs";
   ASSERT_TRUE(s.AppendMetrics("b", 3, {{m2}, {e2}}).ok());
   metrics = s.Metrics("b", 0, 100);

@@ -44,12 +44,12 @@ class TrainingE2E : public ::testing::Test {
 
   // Writes a config; `training` is the YAML flow mapping body of the training section.
   std::string Config(const std::string& name, const std::string& training,
-                     const std::string& lora = "r: 4, alpha: 8, dropout: 0.1") {
+                     const std::string& lora = "r: 4, alpha: 8, dropout: 0.1", const std::string& data_extra = "") {
     const std::string path = dir_ / (name + ".yaml");
     std::ofstream(path) << "model: {path: " << (dir_ / "model") << ", quantization: nf4, double_quant: true}\n"
                         << "lora: {" << lora << "}\n"
                         << "data: {train: " << kExamples << "/data/train.jsonl, eval: " << kExamples
-                        << "/data/eval.jsonl, max_seq_len: 96}\n"
+                        << "/data/eval.jsonl, max_seq_len: 96" << data_extra << "}\n"
                         << "training: {" << (training.find("lr:") == std::string::npos ? "lr: 0.01, " : "")
                         << "warmup_steps: 2, seed: 7, " << training << "}\n"
                         << "output_dir: " << (dir_ / ("out-" + name)) << "\n";
@@ -156,6 +156,46 @@ TEST_F(TrainingE2E, ResumeReproducesTheUninterruptedRun) {
     EXPECT_EQ(a[i]["step"], b[i]["step"]);
     if (a[i].contains("loss")) EXPECT_EQ(a[i]["loss"].get<double>(), b[i]["loss"].get<double>()) << "record " << i;
   }
+}
+
+// Language-balanced sampling and language loss weights keep the two guarantees above: two
+// ranks with accumulation equal one rank with the full batch, and a resumed run equals the
+// uninterrupted one bit for bit.
+TEST_F(TrainingE2E, LanguageSamplingAndWeightsKeepRankAndResumeEquivalence) {
+  const std::string lora = "r: 4, alpha: 8, dropout: 0.1";
+  const std::string data = ", sampling: {strategy: unimax, max_epochs_per_language: 2}";
+  const std::string weights = ", language_weights: {zh: 3.0, hi: 0.5}";
+  Result a =
+      Shell(kBin + " train " +
+            Config("s-one", "lr: 0.002, max_steps: 6, micro_batch_size: 4, grad_accum_steps: 1" + weights, lora, data));
+  ASSERT_EQ(a.code, 0) << a.output;
+  Result b =
+      Shell(kBin + " train " +
+            Config("s-two", "lr: 0.002, max_steps: 6, micro_batch_size: 1, grad_accum_steps: 2" + weights, lora, data) +
+            " --nproc 2");
+  ASSERT_EQ(b.code, 0) << b.output;
+  EXPECT_LT(MaxDiff(Adapter(dir_ / "out-s-one/adapter"), Adapter(dir_ / "out-s-two/adapter")), 1e-5);
+  // Step records carry target tokens per language, summing to the step's targets.
+  for (const auto& m : Metrics("s-one")) {
+    if (!m.contains("loss")) continue;
+    ASSERT_TRUE(m.contains("target_tokens_by_language")) << m.dump();
+    int64_t sum = 0;
+    for (const auto& [lang, n] : m["target_tokens_by_language"].items()) sum += n.get<int64_t>();
+    EXPECT_EQ(sum, m["target_tokens"].get<int64_t>());
+  }
+  const std::string training =
+      "max_steps: 8, micro_batch_size: 2, grad_accum_steps: 2, checkpoint_every: 4, language_weights: "
+      "inverse_frequency";
+  const std::string sampled = ", sampling: {strategy: temperature, alpha: 0.3}";
+  Result full = Shell(kBin + " train " + Config("s-full", training, lora, sampled));
+  ASSERT_EQ(full.code, 0) << full.output;
+  const std::string cfg = Config("s-cut", training, lora, sampled);
+  ASSERT_EQ(Shell(kBin + " train " + cfg).code, 0);
+  fs::remove_all(dir_ / "out-s-cut/checkpoints/step-8");
+  fs::remove_all(dir_ / "out-s-cut/adapter");
+  Result resumed = Shell(kBin + " train " + cfg + " --resume");
+  ASSERT_EQ(resumed.code, 0) << resumed.output;
+  EXPECT_EQ(MaxDiff(Adapter(dir_ / "out-s-full/adapter"), Adapter(dir_ / "out-s-cut/adapter")), 0.0);
 }
 
 // SIGTERM (a drain, a preemption, Kubernetes stopping a pod): the rank finishes its step,

@@ -77,6 +77,58 @@ TEST(JobSpec, CanonicalYamlOfAWorkerSpecReadsBackForTraining) {
   EXPECT_EQ(ToCanonicalYaml(*t), ToCanonicalYaml(*s));
 }
 
+TEST(JobSpec, LanguageSamplingWeightsAndDataPrepare) {
+  const std::string base = "model: {path: /m}\nresources: {world_size: 1}\n";
+  auto s = ParseJobSpec(base + R"(data:
+  train: /t
+  sampling: {strategy: unimax, max_epochs_per_language: 2.5}
+  prepare:
+    language: {languages: [es, id]}
+    dedup: {threshold: 0.9}
+training: {language_weights: {es: 2.0, id: 3}}
+)",
+                        "job.yaml", "", SpecUse::kSubmission);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->data.sampling.strategy, SamplingStrategy::kUnimax);
+  EXPECT_EQ(s->data.sampling.max_epochs_per_language, 2.5);
+  ASSERT_TRUE(s->data.prepare.has_value());
+  EXPECT_EQ(s->data.prepare->language.languages, (std::vector<std::string>{"es", "id"}));
+  EXPECT_EQ(s->data.prepare->dedup.threshold, 0.9);
+  EXPECT_EQ(s->training.language_weights.mode, LanguageWeights::Mode::kExplicit);
+  EXPECT_EQ(s->training.language_weights.weights.at("id"), 3.0);
+  auto again = ParseJobSpec(ToCanonicalYaml(*s), "canonical", "", SpecUse::kSubmission);
+  ASSERT_TRUE(again.ok()) << again.status() << ToCanonicalYaml(*s);
+  EXPECT_EQ(ToCanonicalYaml(*again), ToCanonicalYaml(*s));
+  ASSERT_TRUE(again->data.prepare.has_value());
+  EXPECT_TRUE(*again->data.prepare == *s->data.prepare);
+  // The sampling and the prep config decide what a run computes; the weights too.
+  const auto keys = RunDefiningKeys(*s);
+  EXPECT_EQ(keys.at("data.sampling.strategy"), "unimax");
+  EXPECT_EQ(keys.at("data.prepare.dedup.threshold"), "0.90000000000000002");
+  EXPECT_EQ(keys.at("training.language_weights.es"), "2");
+  auto inverse = ParseJobSpec(base + "data: {train: /t}\ntraining: {language_weights: inverse_frequency}\n", "job.yaml",
+                              "", SpecUse::kSubmission);
+  ASSERT_TRUE(inverse.ok()) << inverse.status();
+  EXPECT_EQ(inverse->training.language_weights.mode, LanguageWeights::Mode::kInverseFrequency);
+  EXPECT_FALSE(inverse->data.prepare.has_value());
+  EXPECT_EQ(inverse->data.sampling.strategy, SamplingStrategy::kNatural);
+
+  const std::string d = base + "data:\n  train: /t\n";
+  EXPECT_NE(ErrorOf(d + "  sampling: {strategy: balanced}\n").find("'data.sampling.strategy' must be natural"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(d + "  sampling: {strategy: temperature, alpha: 0}\n").find("'data.sampling.alpha' must be in"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(d + "  prepare:\n    dedup: {thresold: 0.9}\n")
+                .find("job.yaml:6: 'data.prepare.dedup.thresold' is not a known key"),
+            std::string::npos)
+      << ErrorOf(d + "  prepare:\n    dedup: {thresold: 0.9}\n");
+  EXPECT_NE(ErrorOf(d + "training: {language_weights: {es: -1}}\n")
+                .find("'training.language_weights.es' must be a positive weight"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(d + "training: {language_weights: balanced}\n").find("must be none, inverse_frequency"),
+            std::string::npos);
+}
+
 TEST(JobSpec, RefusesBadInputNamingTheKeyAndLine) {
   const std::string base = "model: {path: /m}\ndata: {train: /t}\nresources: {world_size: 1}\n";
   std::string err = ErrorOf(base + "training:\n  lr: 0.1\n  learning_rate: 2\n");

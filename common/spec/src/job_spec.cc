@@ -12,141 +12,15 @@
 #include "polytune/common/file_util.h"
 #include "polytune/common/sha256.h"
 #include "polytune/common/status_macros.h"
+#include "prep_config_internal.h"
+#include "yaml_parser.h"
 
 namespace polytune::spec {
 namespace fs = std::filesystem;
 namespace {
-
-bool Contains(const std::vector<std::string>& v, const std::string& s) {
-  return std::find(v.begin(), v.end(), s) != v.end();
-}
-
-// Reads typed values out of YAML nodes; every error names source:line and the dotted key.
-class Parser {
- public:
-  Parser(std::string source, std::string base_dir, SpecUse use)
-      : source_(std::move(source)), base_dir_(std::move(base_dir)), use_(use) {}
-
-  absl::Status Error(const YAML::Node& node, const std::string& key, const std::string& why) const {
-    std::string where = source_;
-    if (node.IsDefined() && node.Mark().line >= 0) where = absl::StrCat(source_, ":", node.Mark().line + 1);
-    return absl::InvalidArgumentError(absl::StrCat(where, ": '", key, "' ", why));
-  }
-
-  static std::string Join(const std::string& path, const std::string& key) {
-    return path.empty() ? key : absl::StrCat(path, ".", key);
-  }
-
-  // Checks that `node` is a map whose keys are all in `allowed`.
-  absl::Status Keys(const YAML::Node& node, const std::string& path, const std::vector<std::string>& allowed) const {
-    if (!node.IsMap()) return Error(node, path.empty() ? "(top level)" : path, "must be a mapping");
-    for (auto it = node.begin(); it != node.end(); ++it) {
-      if (!it->first.IsScalar())  // found by fuzzing: `{ {a: b}: c }` made as<string>() throw
-        return Error(it->first, path.empty() ? "(top level)" : path, "has a key that is not a plain name");
-      const std::string key = it->first.Scalar();
-      if (!Contains(allowed, key))
-        return Error(it->first, Join(path, key),
-                     absl::StrCat("is not a known key; expected one of: ", absl::StrJoin(allowed, ", ")));
-    }
-    return absl::OkStatus();
-  }
-
-  template <typename T>
-  absl::Status Get(const YAML::Node& parent, const std::string& path, const std::string& key, T* out,
-                   const char* type_name) const {
-    YAML::Node n = parent[key];
-    if (!n.IsDefined() || n.IsNull()) return absl::OkStatus();
-    const std::string full = Join(path, key);
-    if (!n.IsScalar()) return Error(n, full, absl::StrCat("must be ", type_name));
-    try {
-      *out = n.as<T>();
-    } catch (const YAML::Exception&) {
-      return Error(n, full, absl::StrCat("must be ", type_name, ", got '", n.Scalar(), "'"));
-    }
-    return absl::OkStatus();
-  }
-
-  absl::Status Number(const YAML::Node& parent, const std::string& path, const std::string& key, double* out) const {
-    RETURN_IF_ERROR(Get(parent, path, key, out, "a number"));
-    if (!std::isfinite(*out)) return Error(parent[key], Join(path, key), "must be a finite number");
-    return absl::OkStatus();
-  }
-
-  absl::Status Path(const YAML::Node& parent, const std::string& path, const std::string& key, std::string* out) const {
-    std::string value;
-    RETURN_IF_ERROR(Get(parent, path, key, &value, "a path"));
-    if (value.empty()) return absl::OkStatus();
-    fs::path p(value);
-    if (p.is_absolute()) {
-      *out = p.lexically_normal().string();
-    } else if (base_dir_.empty()) {
-      return Error(parent[key], Join(path, key),
-                   absl::StrCat("must be an absolute path here, got '", value,
-                                "' (a relative path would resolve on another machine)"));
-    } else {
-      *out = (fs::path(base_dir_) / p).lexically_normal().string();
-    }
-    return absl::OkStatus();
-  }
-
-  // A dataset: a path, or {sha256: HEX} naming an artifact the coordinator holds.
-  absl::Status Dataset(const YAML::Node& parent, const std::string& path, const std::string& key,
-                       DatasetRef* out) const {
-    YAML::Node n = parent[key];
-    if (!n.IsDefined() || n.IsNull()) return absl::OkStatus();
-    const std::string full = Join(path, key);
-    if (n.IsMap()) {
-      RETURN_IF_ERROR(Keys(n, full, {"sha256", "name"}));
-      std::string sha, name;
-      RETURN_IF_ERROR(Get(n, full, "sha256", &sha, "a sha256 in hex"));
-      if (!IsSha256Hex(sha)) return Error(n, Join(full, "sha256"), "must be 64 lower-case hex digits");
-      RETURN_IF_ERROR(Get(n, full, "name", &name, "a file name"));
-      if (name.find('/') != std::string::npos || name == "." || name == "..")
-        return Error(n["name"], Join(full, "name"), "must be a file name without a folder");
-      if (use_ == SpecUse::kTraining)
-        return Error(n, full,
-                     "names an uploaded artifact; only a worker can fetch those: give a local path to train here");
-      *out = DatasetRef::Artifact(sha, name);
-      return absl::OkStatus();
-    }
-    std::string local;
-    RETURN_IF_ERROR(Path(parent, path, key, &local));
-    if (!local.empty()) *out = DatasetRef::Path(local);
-    return absl::OkStatus();
-  }
-
-  absl::Status AtLeast(const YAML::Node& parent, const std::string& path, const std::string& key, int64_t value,
-                       int64_t min) const {
-    if (value < min)
-      return Error(parent[key], Join(path, key), absl::StrCat("must be at least ", min, ", got ", value));
-    return absl::OkStatus();
-  }
-
- private:
-  std::string source_;
-  std::string base_dir_;
-  SpecUse use_;
-};
-
-// yaml-cpp keeps both entries of a repeated key and lookups see the first: refuse repeats
-// anywhere in the document, naming both lines.
-absl::Status CheckDuplicateKeys(const Parser& p, const YAML::Node& node, const std::string& path) {
-  if (node.IsSequence()) {
-    for (const auto& item : node) RETURN_IF_ERROR(CheckDuplicateKeys(p, item, path));
-    return absl::OkStatus();
-  }
-  if (!node.IsMap()) return absl::OkStatus();
-  std::map<std::string, int> first_line;
-  for (auto it = node.begin(); it != node.end(); ++it) {
-    const std::string key = it->first.IsScalar() ? it->first.Scalar() : "?";
-    const std::string full = Parser::Join(path, key);
-    auto [seen, inserted] = first_line.emplace(key, it->first.Mark().line + 1);
-    if (!inserted)
-      return p.Error(it->first, full, absl::StrCat("is given twice (first at line ", seen->second, "); keep one"));
-    RETURN_IF_ERROR(CheckDuplicateKeys(p, it->second, full));
-  }
-  return absl::OkStatus();
-}
+using internal::CheckDuplicateKeys;
+using internal::Contains;
+using internal::Parser;
 
 absl::Status ParseResources(const Parser& p, const YAML::Node& root, SpecUse use, JobSpec& s) {
   const YAML::Node r = root["resources"];
@@ -226,9 +100,9 @@ absl::Status ParseLora(const Parser& p, const YAML::Node& lora, JobSpec& s) {
 }
 
 absl::Status ParseData(const Parser& p, const YAML::Node& data, JobSpec& s) {
-  RETURN_IF_ERROR(
-      p.Keys(data, "data",
-             {"train", "eval", "format", "max_seq_len", "tokenizer", "chat_template", "train_on_inputs", "packing"}));
+  RETURN_IF_ERROR(p.Keys(data, "data",
+                         {"train", "eval", "format", "max_seq_len", "tokenizer", "chat_template", "train_on_inputs",
+                          "packing", "sampling", "prepare"}));
   auto& d = s.data;
   RETURN_IF_ERROR(p.Dataset(data, "data", "train", &d.train));
   if (d.train.empty()) return p.Error(data, "data.train", "is required");
@@ -245,7 +119,67 @@ absl::Status ParseData(const Parser& p, const YAML::Node& data, JobSpec& s) {
   RETURN_IF_ERROR(p.Get(data, "data", "train_on_inputs", &d.train_on_inputs, "true or false"));
   RETURN_IF_ERROR(p.Get(data, "data", "packing", &d.packing, "true or false"));
   RETURN_IF_ERROR(p.Get(data, "data", "max_seq_len", &d.max_seq_len, "an integer"));
-  return p.AtLeast(data, "data", "max_seq_len", d.max_seq_len, 2);
+  RETURN_IF_ERROR(p.AtLeast(data, "data", "max_seq_len", d.max_seq_len, 2));
+  const YAML::Node sampling = data["sampling"];
+  if (sampling.IsDefined() && !sampling.IsNull()) {
+    RETURN_IF_ERROR(p.Keys(sampling, "data.sampling", {"strategy", "alpha", "max_epochs_per_language"}));
+    std::string strategy = "natural";
+    RETURN_IF_ERROR(p.Get(sampling, "data.sampling", "strategy", &strategy, "natural, temperature or unimax"));
+    if (strategy == "natural") {
+      d.sampling.strategy = SamplingStrategy::kNatural;
+    } else if (strategy == "temperature") {
+      d.sampling.strategy = SamplingStrategy::kTemperature;
+    } else if (strategy == "unimax") {
+      d.sampling.strategy = SamplingStrategy::kUnimax;
+    } else {
+      return p.Error(sampling["strategy"], "data.sampling.strategy",
+                     absl::StrCat("must be natural, temperature or unimax, got '", strategy, "'"));
+    }
+    RETURN_IF_ERROR(p.Number(sampling, "data.sampling", "alpha", &d.sampling.alpha));
+    if (d.sampling.alpha <= 0 || d.sampling.alpha > 1)
+      return p.Error(sampling["alpha"], "data.sampling.alpha", "must be in (0, 1] (XLM-R and mT5 use 0.3)");
+    RETURN_IF_ERROR(
+        p.Number(sampling, "data.sampling", "max_epochs_per_language", &d.sampling.max_epochs_per_language));
+    if (d.sampling.max_epochs_per_language <= 0)
+      return p.Error(sampling["max_epochs_per_language"], "data.sampling.max_epochs_per_language", "must be positive");
+  }
+  const YAML::Node prepare = data["prepare"];
+  if (prepare.IsDefined() && !prepare.IsNull()) {
+    PrepConfig config;
+    RETURN_IF_ERROR(internal::ParsePrepConfigNode(p, prepare, "data.prepare", &config));
+    d.prepare = std::move(config);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParseLanguageWeights(const Parser& p, const YAML::Node& t, JobSpec& s) {
+  const YAML::Node w = t["language_weights"];
+  if (!w.IsDefined() || w.IsNull()) return absl::OkStatus();
+  auto& lw = s.training.language_weights;
+  if (w.IsScalar()) {
+    if (w.Scalar() == "none") {
+      lw.mode = LanguageWeights::Mode::kNone;
+    } else if (w.Scalar() == "inverse_frequency") {
+      lw.mode = LanguageWeights::Mode::kInverseFrequency;
+    } else {
+      return p.Error(
+          w, "training.language_weights",
+          absl::StrCat("must be none, inverse_frequency or a mapping such as {es: 2.0}, got '", w.Scalar(), "'"));
+    }
+    return absl::OkStatus();
+  }
+  if (!w.IsMap())
+    return p.Error(w, "training.language_weights", "must be none, inverse_frequency or a mapping such as {es: 2.0}");
+  lw.mode = LanguageWeights::Mode::kExplicit;
+  for (auto it = w.begin(); it != w.end(); ++it) {
+    const std::string lang = it->first.IsScalar() ? it->first.Scalar() : "";
+    const std::string key = absl::StrCat("training.language_weights.", lang);
+    double v = 0;
+    RETURN_IF_ERROR(p.Number(w, "training.language_weights", lang, &v));
+    if (!(v > 0)) return p.Error(it->second, key, "must be a positive weight");
+    lw.weights[lang] = v;
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ParseEvalGenerate(const Parser& p, const YAML::Node& t, JobSpec& s) {
@@ -329,7 +263,8 @@ absl::Status ParseTraining(const Parser& p, const YAML::Node& t, JobSpec& s) {
                           "num_threads",
                           "on_nonfinite",
                           "eval_generate",
-                          "early_stopping"}));
+                          "early_stopping",
+                          "language_weights"}));
   auto& tr = s.training;
   const std::string k = "training";
   RETURN_IF_ERROR(p.Get(t, k, "max_steps", &tr.max_steps, "an integer"));
@@ -391,6 +326,7 @@ absl::Status ParseTraining(const Parser& p, const YAML::Node& t, JobSpec& s) {
                    absl::StrCat("must be fail or skip_step, got '", on_nonfinite, "'"));
   }
   RETURN_IF_ERROR(ParseEvalGenerate(p, t, s));
+  RETURN_IF_ERROR(ParseLanguageWeights(p, t, s));
   return ParseEarlyStopping(p, t, s);
 }
 
@@ -411,6 +347,18 @@ absl::StatusOr<Quantization> ParseQuantization(const std::string& name) {
 }
 
 const char* QuantizationName(Quantization q) { return q == Quantization::kNf4 ? "nf4" : "none"; }
+
+const char* SamplingStrategyName(SamplingStrategy s) {
+  switch (s) {
+    case SamplingStrategy::kTemperature:
+      return "temperature";
+    case SamplingStrategy::kUnimax:
+      return "unimax";
+    case SamplingStrategy::kNatural:
+      break;
+  }
+  return "natural";
+}
 
 const char* LrScheduleName(LrSchedule schedule) {
   switch (schedule) {

@@ -4,6 +4,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "polytune/spec/job_spec.h"
+#include "prep_config_internal.h"
 
 namespace polytune::spec {
 namespace {
@@ -72,6 +73,17 @@ std::string ToCanonicalYaml(const JobSpec& s) {
   Str(e, "chat_template", s.data.chat_template);
   Val(e, "train_on_inputs", s.data.train_on_inputs);
   Val(e, "packing", s.data.packing);
+  e << YAML::Key << "sampling" << YAML::Value << YAML::BeginMap;
+  Val(e, "strategy", std::string(SamplingStrategyName(s.data.sampling.strategy)));
+  Val(e, "alpha", s.data.sampling.alpha);
+  Val(e, "max_epochs_per_language", s.data.sampling.max_epochs_per_language);
+  e << YAML::EndMap;
+  e << YAML::Key << "prepare" << YAML::Value;
+  if (s.data.prepare.has_value()) {
+    internal::EmitPrepConfig(e, *s.data.prepare);
+  } else {
+    e << YAML::Null;
+  }
   e << YAML::EndMap;
 
   const auto& t = s.training;
@@ -109,6 +121,20 @@ std::string ToCanonicalYaml(const JobSpec& s) {
     Val(e, "patience", t.early_stopping->patience);
     Val(e, "min_delta", t.early_stopping->min_delta);
     e << YAML::EndMap;
+  }
+  e << YAML::Key << "language_weights" << YAML::Value;
+  switch (t.language_weights.mode) {
+    case LanguageWeights::Mode::kNone:
+      e << "none";
+      break;
+    case LanguageWeights::Mode::kInverseFrequency:
+      e << "inverse_frequency";
+      break;
+    case LanguageWeights::Mode::kExplicit:
+      e << YAML::BeginMap;
+      for (const auto& [lang, w] : t.language_weights.weights) e << YAML::Key << lang << YAML::Value << w;
+      e << YAML::EndMap;
+      break;
   }
   e << YAML::EndMap;
 

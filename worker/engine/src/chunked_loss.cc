@@ -20,11 +20,12 @@ at::Tensor ChunkLogits(const at::Tensor& hidden, const at::Tensor& head, int64_t
 class ChunkedLinearCrossEntropy : public torch::autograd::Function<ChunkedLinearCrossEntropy> {
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& hidden, const at::Tensor& head,
-                            const at::Tensor& targets, int64_t chunk_rows) {
+                            const at::Tensor& targets, const at::Tensor& row_weights, int64_t chunk_rows) {
     const int64_t n = hidden.size(0);
     at::Tensor w = head.to(hidden.scalar_type());
     at::Tensor lse = at::empty({n}, hidden.options().dtype(at::kFloat));
-    at::Tensor valid = targets.ne(kIgnoreIndex);
+    // Per-row weight: 0 on ignored rows, the given weight (or 1) elsewhere.
+    at::Tensor valid = targets.ne(kIgnoreIndex).to(at::kFloat) * row_weights;
     at::Tensor safe_targets = targets.clamp_min(0);
     at::Tensor total = at::zeros({}, hidden.options().dtype(at::kFloat));
     for (int64_t b = 0; b < n; b += chunk_rows) {
@@ -35,7 +36,7 @@ class ChunkedLinearCrossEntropy : public torch::autograd::Function<ChunkedLinear
       at::Tensor target_logit = logits.gather(1, safe_targets.slice(0, b, e).unsqueeze(1)).squeeze(1);
       total += ((chunk_lse - target_logit) * valid.slice(0, b, e)).sum();
     }
-    ctx->save_for_backward({hidden, head, targets, lse});
+    ctx->save_for_backward({hidden, head, targets, lse, valid});
     ctx->saved_data["chunk_rows"] = chunk_rows;
     return total;
   }
@@ -43,13 +44,12 @@ class ChunkedLinearCrossEntropy : public torch::autograd::Function<ChunkedLinear
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grad_outputs) {
     auto saved = ctx->get_saved_variables();
-    const at::Tensor &hidden = saved[0], &targets = saved[2], &lse = saved[3];
+    const at::Tensor &hidden = saved[0], &targets = saved[2], &lse = saved[3], &valid = saved[4];
     const at::Tensor w = saved[1].to(hidden.scalar_type());
     const int64_t chunk_rows = ctx->saved_data["chunk_rows"].toInt();
     const int64_t n = hidden.size(0);
     at::Tensor grad_hidden = at::empty_like(hidden);
     at::Tensor scale = grad_outputs[0].to(at::kFloat);
-    at::Tensor valid = targets.ne(kIgnoreIndex).to(at::kFloat);
     at::Tensor safe_targets = targets.clamp_min(0);
     for (int64_t b = 0; b < n; b += chunk_rows) {
       const int64_t e = std::min(n, b + chunk_rows);
@@ -59,7 +59,7 @@ class ChunkedLinearCrossEntropy : public torch::autograd::Function<ChunkedLinear
       g.mul_((valid.slice(0, b, e) * scale).unsqueeze(1));
       grad_hidden.slice(0, b, e).copy_(at::matmul(g.to(hidden.scalar_type()), w));
     }
-    return {grad_hidden, at::Tensor(), at::Tensor(), at::Tensor()};
+    return {grad_hidden, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -76,13 +76,27 @@ int64_t LossChunkRows(int64_t vocab) { return std::max<int64_t>(16, (int64_t{8} 
 
 at::Tensor ChunkedLinearCrossEntropySum(const at::Tensor& hidden, const at::Tensor& head, const at::Tensor& targets,
                                         int64_t chunk_rows) {
-  return ChunkedLinearCrossEntropy::apply(hidden, head, targets.to(hidden.device()), std::max<int64_t>(1, chunk_rows));
+  return ChunkedLinearCrossEntropySum(hidden, head, targets, chunk_rows, at::Tensor());
+}
+
+at::Tensor ChunkedLinearCrossEntropySum(const at::Tensor& hidden, const at::Tensor& head, const at::Tensor& targets,
+                                        int64_t chunk_rows, const at::Tensor& weights) {
+  // Always a defined tensor: autograd's custom functions refuse undefined tensor arguments.
+  const at::Tensor w = weights.defined() ? weights.to(hidden.device(), at::kFloat)
+                                         : at::ones({hidden.size(0)}, hidden.options().dtype(at::kFloat));
+  return ChunkedLinearCrossEntropy::apply(hidden, head, targets.to(hidden.device()), w,
+                                          std::max<int64_t>(1, chunk_rows));
 }
 
 at::Tensor ChunkedTokenCrossEntropySum(const at::Tensor& hidden, const at::Tensor& head, const at::Tensor& labels,
-                                       int64_t chunk_rows) {
+                                       int64_t chunk_rows, const at::Tensor& token_weights) {
+  at::Tensor weights;
+  if (token_weights.defined()) {  // shifted like the labels: row t predicts labels[:, t + 1]
+    at::Tensor tw = token_weights.to(hidden.device(), at::kFloat);
+    weights = at::cat({tw.slice(1, 1), at::zeros({tw.size(0), 1}, tw.options())}, 1).reshape({-1});
+  }
   return ChunkedLinearCrossEntropySum(hidden.reshape({-1, hidden.size(-1)}), head,
-                                      ShiftedTargets(labels, hidden.device()), chunk_rows);
+                                      ShiftedTargets(labels, hidden.device()), chunk_rows, weights);
 }
 
 RowStats ChunkedRowStats(const at::Tensor& hidden, const at::Tensor& head, const at::Tensor& labels,

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "polytune/engine/language_sampling.h"
 
 namespace polytune::engine {
 namespace {
@@ -173,32 +174,80 @@ Batch Collate(const TokenDataset& data, const std::vector<int64_t>& example_indi
   return b;
 }
 
+namespace {
+
+// Fisher-Yates with SplitMix64: the same order on every platform and library version.
+std::vector<int64_t> SeededPermutation(int64_t n, uint64_t state) {
+  std::vector<int64_t> perm(n);
+  for (int64_t i = 0; i < n; ++i) perm[i] = i;
+  for (int64_t i = n - 1; i > 0; --i) {
+    int64_t j = static_cast<int64_t>(SplitMix64(state) % static_cast<uint64_t>(i + 1));
+    std::swap(perm[i], perm[j]);
+  }
+  return perm;
+}
+
+}  // namespace
+
 BatchSchedule::BatchSchedule(int64_t num_examples, int64_t global_batch_size, uint64_t seed)
-    : n_(num_examples), global_batch_(global_batch_size), seed_(seed) {}
+    : n_(num_examples), round_(num_examples), global_batch_(global_batch_size), seed_(seed) {}
+
+BatchSchedule::BatchSchedule(const TokenDataset& data, int64_t global_batch_size, uint64_t seed,
+                             const spec::LanguageSampling& sampling)
+    : BatchSchedule(static_cast<int64_t>(data.examples.size()), global_batch_size, seed) {
+  if (sampling.strategy == spec::SamplingStrategy::kNatural) return;
+  sampled_ = true;
+  lang_examples_.assign(data.languages.size(), {});
+  for (size_t i = 0; i < data.examples.size(); ++i)
+    lang_examples_[data.examples[i].language].push_back(static_cast<int64_t>(i));
+  std::vector<int64_t> sizes;
+  for (const auto& v : lang_examples_) sizes.push_back(static_cast<int64_t>(v.size()));
+  counts_ = LanguageRoundCounts(sizes, sampling);
+  round_ = 0;
+  for (int64_t c : counts_) {
+    offsets_.push_back(round_);
+    round_ += c;
+  }
+}
 
 const std::vector<int64_t>& BatchSchedule::Permutation(int64_t epoch) const {
   auto it = permutations_.find(epoch);
   if (it != permutations_.end()) return it->second;
   if (permutations_.size() > 4) permutations_.erase(permutations_.begin());
-  std::vector<int64_t> perm(n_);
-  for (int64_t i = 0; i < n_; ++i) perm[i] = i;
-  // Fisher-Yates with SplitMix64: the same order on every platform and library version.
-  uint64_t state = seed_ * 0x2545f4914f6cdd1dULL + static_cast<uint64_t>(epoch) + 1;
-  for (int64_t i = n_ - 1; i > 0; --i) {
-    int64_t j = static_cast<int64_t>(SplitMix64(state) % static_cast<uint64_t>(i + 1));
-    std::swap(perm[i], perm[j]);
-  }
-  return permutations_.emplace(epoch, std::move(perm)).first->second;
+  return permutations_
+      .emplace(epoch, SeededPermutation(n_, seed_ * 0x2545f4914f6cdd1dULL + static_cast<uint64_t>(epoch) + 1))
+      .first->second;
 }
 
-int64_t BatchSchedule::ExampleAt(int64_t pos) const { return Permutation(pos / n_)[pos % n_]; }
+const std::vector<int64_t>& BatchSchedule::CachedPermutation(int64_t key_a, int64_t key_b, int64_t n,
+                                                             uint64_t salt) const {
+  const auto key = std::make_pair(key_a, key_b);
+  auto it = keyed_permutations_.find(key);
+  if (it != keyed_permutations_.end()) return it->second;
+  if (keyed_permutations_.size() > 64) keyed_permutations_.erase(keyed_permutations_.begin());
+  uint64_t state = seed_ * 0x2545f4914f6cdd1dULL + salt;
+  state ^= SplitMix64(state) + static_cast<uint64_t>(key_a) * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(key_b);
+  return keyed_permutations_.emplace(key, SeededPermutation(n, state)).first->second;
+}
+
+int64_t BatchSchedule::ExampleAt(int64_t pos) const {
+  if (!sampled_) return Permutation(pos / n_)[pos % n_];
+  const int64_t round = pos / round_;
+  // key_a -1: the round's slot order; key_a l >= 0: language l's passes over its examples.
+  const int64_t slot = CachedPermutation(-1, round, round_, 0x5A17)[pos % round_];
+  const int64_t l = std::upper_bound(offsets_.begin(), offsets_.end(), slot) - offsets_.begin() - 1;
+  const int64_t q = round * counts_[l] + (slot - offsets_[l]);  // position in language l's stream
+  const auto& examples = lang_examples_[l];
+  const int64_t n_l = static_cast<int64_t>(examples.size());
+  return examples[CachedPermutation(l, q / n_l, n_l, 0x1A46)[q % n_l]];
+}
 
 double BatchSchedule::EpochAt(int64_t step) const {
-  return static_cast<double>(step * global_batch_) / static_cast<double>(n_);
+  return static_cast<double>(step * global_batch_) / static_cast<double>(round_);
 }
 
 int64_t BatchSchedule::StepsForEpochs(int64_t epochs) const {
-  return (epochs * n_ + global_batch_ - 1) / global_batch_;
+  return (epochs * round_ + global_batch_ - 1) / global_batch_;
 }
 
 }  // namespace polytune::engine

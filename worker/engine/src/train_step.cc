@@ -5,14 +5,17 @@
 #include <ATen/core/grad_mode.h>
 
 #include <cmath>
+#include <map>
 
 #include "polytune/engine/loss.h"
 
 namespace polytune::engine {
 
 StepPlan PlanStep(const TokenDataset& train, const BatchSchedule& schedule, int64_t step, int64_t micro_batch_size,
-                  int64_t grad_accum_steps, int64_t world_size) {
+                  int64_t grad_accum_steps, int64_t world_size, const std::vector<double>& language_weights) {
   StepPlan p;
+  p.language_weights = language_weights;
+  p.targets_by_language.assign(train.languages.size(), 0);
   p.step = step;
   p.micro_batch_size = micro_batch_size;
   p.per_rank = micro_batch_size * grad_accum_steps;
@@ -20,10 +23,39 @@ StepPlan PlanStep(const TokenDataset& train, const BatchSchedule& schedule, int6
   p.first_position = step * p.global_batch;
   for (int64_t i = 0; i < p.global_batch; ++i) {
     const TokenExample& ex = train.examples[schedule.ExampleAt(p.first_position + i)];
-    p.target_tokens += ex.TargetCount();
+    const int64_t targets = ex.TargetCount();
+    p.target_tokens += targets;
+    p.targets_by_language[ex.language] += targets;
+    p.weighted_targets += p.WeightOf(ex.language) * static_cast<double>(targets);
     p.tokens += static_cast<int64_t>(ex.input_ids.size());
   }
   return p;
+}
+
+std::vector<double> ResolveLanguageWeights(const spec::LanguageWeights& weights, const TokenDataset& train) {
+  const size_t L = train.languages.size();
+  switch (weights.mode) {
+    case spec::LanguageWeights::Mode::kNone:
+      return {};
+    case spec::LanguageWeights::Mode::kInverseFrequency: {
+      std::vector<int64_t> counts(L, 0);
+      for (const auto& ex : train.examples) ++counts[ex.language];
+      std::vector<double> w(L, 1.0);
+      for (size_t l = 0; l < L; ++l)
+        if (counts[l] > 0)
+          w[l] = static_cast<double>(train.examples.size()) / (static_cast<double>(L) * static_cast<double>(counts[l]));
+      return w;
+    }
+    case spec::LanguageWeights::Mode::kExplicit: {
+      std::vector<double> w(L, 1.0);
+      for (size_t l = 0; l < L; ++l) {
+        auto it = weights.weights.find(train.languages[l]);
+        if (it != weights.weights.end()) w[l] = it->second;
+      }
+      return w;
+    }
+  }
+  return {};
 }
 
 std::vector<int64_t> MicroBatchPositions(const StepPlan& plan, int64_t rank, int64_t micro) {
@@ -47,8 +79,18 @@ double ForwardBackward(LlamaModel& model, const TokenDataset& train, const Batch
   fwd.segment_ids = b.segment_ids;
   // Fused lm_head + cross-entropy in chunks: the [tokens x vocab] logits never exist whole.
   at::Tensor hidden = model.ForwardHidden(b.input_ids, fwd, b.position_ids);
+  at::Tensor weights;  // per token, the weight of its example's language
+  if (!plan.language_weights.empty()) {
+    std::vector<float> w(b.token_examples.size(), 0.0f);
+    std::map<int64_t, float> by_position;
+    for (size_t i = 0; i < positions.size(); ++i)
+      by_position[positions[i]] = static_cast<float>(plan.WeightOf(train.examples[idx[i]].language));
+    for (size_t k = 0; k < w.size(); ++k)
+      if (b.token_examples[k] >= 0) w[k] = by_position.at(b.token_examples[k]);
+    weights = at::tensor(w, at::kFloat).view(b.labels.sizes());
+  }
   at::Tensor loss_sum =
-      ChunkedTokenCrossEntropySum(hidden, model.head(), b.labels, LossChunkRows(model.config().vocab_size));
+      ChunkedTokenCrossEntropySum(hidden, model.head(), b.labels, LossChunkRows(model.config().vocab_size), weights);
   const double value = loss_sum.item<double>();
   (loss_sum / plan.Normaliser()).backward();
   return value;

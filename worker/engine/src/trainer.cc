@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -16,6 +17,7 @@
 #include "polytune/engine/adamw.h"
 #include "polytune/engine/adapter_io.h"
 #include "polytune/engine/checkpoint.h"
+#include "polytune/engine/data_preparation.h"
 #include "polytune/engine/evaluator.h"
 #include "polytune/engine/lr_schedule.h"
 #include "polytune/engine/metrics_log.h"
@@ -193,7 +195,11 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainConfig& config, Communicator
 
   ASSIGN_OR_RETURN(TextPipeline pipeline, LoadTextPipeline(config));
   DatasetOptions data_options = pipeline.Options(config, model->config().vocab_size);
-  ASSIGN_OR_RETURN(TokenDataset train, LoadDataset(config.data.train.path(), data_options));
+  // data.prepare: rank 0 prepares (or finds cached) and every rank trains on the result.
+  ASSIGN_OR_RETURN(
+      const std::optional<PreparedTrainingData> prepared,
+      PrepareTrainingData(config, comm, static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))));
+  ASSIGN_OR_RETURN(TokenDataset train, LoadDataset(prepared ? prepared->path : config.data.train.path(), data_options));
   std::optional<TokenDataset> eval_data;
   if (!config.data.eval.empty()) {
     ASSIGN_OR_RETURN(TokenDataset e, LoadDataset(config.data.eval.path(), data_options));
@@ -205,7 +211,8 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainConfig& config, Communicator
   const int64_t world = comm.world_size();
   const int64_t per_rank = tc.micro_batch_size * tc.grad_accum_steps;
   const int64_t global_batch = per_rank * world;
-  BatchSchedule schedule(static_cast<int64_t>(train.examples.size()), global_batch, tc.seed);
+  const BatchSchedule schedule(train, global_batch, tc.seed, config.data.sampling);
+  const std::vector<double> language_weights = ResolveLanguageWeights(tc.language_weights, train);
   const int64_t total_steps = tc.max_steps > 0 ? tc.max_steps : schedule.StepsForEpochs(tc.epochs);
 
   std::map<std::string, at::Tensor> named = model->LoraParameters();
@@ -238,6 +245,7 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainConfig& config, Communicator
     if (options.on_record) options.on_record(r);
     return absl::OkStatus();
   };
+  if (prepared && start_step == 0) RETURN_IF_ERROR(record(MetricsRecord{prepared->summary}));
   // Evaluates at `step` (when there is eval data); true when early stopping saw a new best.
   auto run_eval = [&](int64_t step) -> absl::StatusOr<bool> {
     if (!evaluator.has_eval()) return false;
@@ -296,7 +304,8 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainConfig& config, Communicator
     if (options.before_step) options.before_step(step);
     const auto step_start = Clock::now();
     // next batch -> forward/backward per micro-batch -> reduce -> clip -> update -> record
-    const StepPlan plan = PlanStep(train, schedule, step, tc.micro_batch_size, tc.grad_accum_steps, world);
+    const StepPlan plan =
+        PlanStep(train, schedule, step, tc.micro_batch_size, tc.grad_accum_steps, world, language_weights);
     double local_loss = 0;
     for (int64_t m = 0; m < tc.grad_accum_steps; ++m)
       local_loss +=
@@ -335,6 +344,8 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainConfig& config, Communicator
     sm.grad_norm = grad_norm;
     sm.tokens = plan.tokens;
     sm.target_tokens = plan.target_tokens;
+    for (size_t l = 0; l < train.languages.size(); ++l)
+      sm.target_tokens_by_language[train.languages[l]] = plan.targets_by_language[l];
     sm.tokens_per_second = plan.tokens / std::max(step_seconds, 1e-9);
     sm.elapsed_seconds = elapsed;
     RETURN_IF_ERROR(record({sm}));

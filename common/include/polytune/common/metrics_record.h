@@ -27,6 +27,9 @@ struct StepMetrics {
   int64_t target_tokens = 0;  // of them, those the loss is taken on
   double tokens_per_second = 0;
   double elapsed_seconds = 0;  // since this run (or resumed run) started
+  // target_tokens by the examples' `lang` ("und" without one); in metrics.jsonl only when the
+  // data has more than one language.
+  std::map<std::string, int64_t> target_tokens_by_language;
 };
 
 struct EvalFigures {
@@ -53,11 +56,30 @@ struct EvalMetrics {
   std::map<std::string, EvalFigures> languages;  // by language code
 };
 
+// What data.prepare did before training (one record, at step 0): per language, examples in
+// and kept, dropped by reason and PII replaced by type in the kept ones.
+struct DataPrepLanguage {
+  int64_t examples_in = 0;
+  int64_t kept = 0;
+  std::map<std::string, int64_t> dropped;
+  std::map<std::string, int64_t> pii_replaced;
+};
+struct DataPrepSummary {
+  int64_t step = 0;     // always 0: before the first step
+  std::string key;      // the cache key (sha256 of the input's sha256 and the config)
+  bool cached = false;  // reused from an earlier attempt
+  double seconds = 0;
+  std::map<std::string, DataPrepLanguage> languages;
+};
+
 // One record of the metrics stream.
 struct MetricsRecord {
-  std::variant<StepMetrics, EvalMetrics> value;
+  std::variant<StepMetrics, EvalMetrics, DataPrepSummary> value;
   int64_t step() const;
   bool is_eval() const { return std::holds_alternative<EvalMetrics>(value); }
+  bool is_data_prep() const { return std::holds_alternative<DataPrepSummary>(value); }
+  // With step(), a record's identity in the stream: 0 step, 1 evaluation, 2 data preparation.
+  int kind() const { return static_cast<int>(value.index()); }
 };
 
 // The record as the JSON object of its metrics.jsonl line (for tools printing JSON).

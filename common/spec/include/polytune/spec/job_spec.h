@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "polytune/spec/prep_config.h"
 
 namespace polytune::spec {
 
@@ -100,6 +101,28 @@ class DatasetRef {
   std::string name_;
 };
 
+// data.sampling: how often each language's examples are visited, over the examples' `lang`.
+// natural: as they are; temperature: language l with probability n_l^alpha / sum n^alpha;
+// unimax: a uniform share per language, capped at max_epochs_per_language passes over it
+// (Chung et al. 2023). One "epoch" is still as many examples as the data holds.
+enum class SamplingStrategy { kNatural, kTemperature, kUnimax };
+struct LanguageSampling {
+  SamplingStrategy strategy = SamplingStrategy::kNatural;
+  double alpha = 0.3;
+  double max_epochs_per_language = 4;
+};
+const char* SamplingStrategyName(SamplingStrategy s);
+
+// training.language_weights: per-language loss weights. The loss is the weighted sum over the
+// step's target tokens divided by their summed weight (all micro-batches, all ranks).
+// inverse_frequency: w_l = N / (L * n_l) over the training examples (sklearn's "balanced");
+// explicit: the given weights, 1 for languages not named.
+struct LanguageWeights {
+  enum class Mode { kNone, kInverseFrequency, kExplicit };
+  Mode mode = Mode::kNone;
+  std::map<std::string, double> weights;  // explicit only
+};
+
 struct Resources {
   int32_t world_size = 1;  // data-parallel ranks, one device each
   // Restarts from the last checkpoint after infrastructure failures (a lost worker, a rank
@@ -127,6 +150,10 @@ struct JobSpec {
     std::string chat_template;  // built-in name; empty: the tokenizer's own
     bool train_on_inputs = false;
     bool packing = false;
+    LanguageSampling sampling;
+    // Prepared on rank 0 before training (cached by input and config hash); every rank
+    // trains on the prepared data.
+    std::optional<PrepConfig> prepare;
   } data;
   struct Training {
     int64_t max_steps = 0;  // 0: derived from epochs
@@ -150,6 +177,7 @@ struct JobSpec {
     OnNonFinite on_nonfinite = OnNonFinite::kFail;
     std::optional<EvalGenerate> eval_generate;
     std::optional<EarlyStopping> early_stopping;
+    LanguageWeights language_weights;
   } training;
   std::string output_dir;              // training: required; submission: ignored (workers choose)
   std::optional<Resources> resources;  // submission: required

@@ -22,10 +22,15 @@ int64_t LossChunkRows(int64_t vocab);
 at::Tensor ChunkedLinearCrossEntropySum(const at::Tensor& hidden, const at::Tensor& head, const at::Tensor& targets,
                                         int64_t chunk_rows);
 
+// With `weights` [N] (fp32, defined): the sum of weight x cross-entropy instead.
+at::Tensor ChunkedLinearCrossEntropySum(const at::Tensor& hidden, const at::Tensor& head, const at::Tensor& targets,
+                                        int64_t chunk_rows, const at::Tensor& weights);
+
 // The causal-LM form: hidden [rows, seq, H] predicts labels[:, 1:] from positions [:, :-1]
-// (as SumTokenCrossEntropy on the logits).
+// (as SumTokenCrossEntropy on the logits). `token_weights` [rows, seq] (optional) weighs the
+// loss of predicting labels[:, t] by token_weights[:, t].
 at::Tensor ChunkedTokenCrossEntropySum(const at::Tensor& hidden, const at::Tensor& head, const at::Tensor& labels,
-                                       int64_t chunk_rows);
+                                       int64_t chunk_rows, const at::Tensor& token_weights = at::Tensor());
 
 // ComputeRowStats without the full logits: per batch row loss, correct argmax and targets.
 RowStats ChunkedRowStats(const at::Tensor& hidden, const at::Tensor& head, const at::Tensor& labels,

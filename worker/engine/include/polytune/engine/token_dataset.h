@@ -13,6 +13,7 @@
 #include <ATen/ATen.h>
 
 #include "absl/status/statusor.h"
+#include "polytune/spec/job_spec.h"
 #include "polytune/text/chat_template.h"
 #include "polytune/text/examples.h"
 #include "polytune/text/tokenizer.h"
@@ -81,22 +82,39 @@ Batch Collate(const TokenDataset& data, const std::vector<int64_t>& example_indi
 // of the dataset. Step k's global batch is stream positions [k*B, (k+1)*B), so the set of
 // examples in a step depends only on the seed and the global batch size B, never on how it
 // is split into ranks and micro-batches.
+//
+// With language-balanced sampling an epoch is a round of LanguageRoundCounts slots per
+// language (language_sampling.h): the round's slots are a seeded permutation, and the slots of
+// language l walk through l's own seeded permutations of its examples across rounds. Every
+// position's example is a pure function of (seed, position), so resuming at any step and any
+// world size sees the same stream.
 class BatchSchedule {
  public:
   BatchSchedule(int64_t num_examples, int64_t global_batch_size, uint64_t seed);
+  BatchSchedule(const TokenDataset& data, int64_t global_batch_size, uint64_t seed,
+                const spec::LanguageSampling& sampling);
   int64_t global_batch_size() const { return global_batch_; }
   // Dataset index of stream position `pos`.
   int64_t ExampleAt(int64_t pos) const;
-  double EpochAt(int64_t step) const;  // fractional epoch after `step` steps
+  double EpochAt(int64_t step) const;  // fractional epoch (round) after `step` steps
   // Steps needed for `epochs` passes (the last step may wrap into the next epoch).
   int64_t StepsForEpochs(int64_t epochs) const;
+  int64_t round_size() const { return round_; }
+  // Examples per language index in one round (empty without sampling).
+  const std::vector<int64_t>& round_counts() const { return counts_; }
 
  private:
   const std::vector<int64_t>& Permutation(int64_t epoch) const;
+  const std::vector<int64_t>& CachedPermutation(int64_t key_a, int64_t key_b, int64_t n, uint64_t salt) const;
   int64_t n_;
+  int64_t round_;
   int64_t global_batch_;
   uint64_t seed_;
+  bool sampled_ = false;
+  std::vector<int64_t> counts_, offsets_;           // per language: slots per round, first slot
+  std::vector<std::vector<int64_t>> lang_examples_;  // per language: its dataset indices
   mutable std::map<int64_t, std::vector<int64_t>> permutations_;
+  mutable std::map<std::pair<int64_t, int64_t>, std::vector<int64_t>> keyed_permutations_;
 };
 
 }  // namespace polytune::engine

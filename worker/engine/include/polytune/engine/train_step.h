@@ -27,13 +27,26 @@ struct StepPlan {
   int64_t micro_batch_size = 0;
   int64_t target_tokens = 0;  // summed over the whole global batch
   int64_t tokens = 0;
-  // The loss is the sum over every target token of the step divided by this (>= 1), so it
+  // Per-language loss weights by language index (empty: every token weighs 1) and the
+  // step's target tokens per language.
+  std::vector<double> language_weights;
+  double weighted_targets = 0;  // sum over the step's target tokens of their language's weight
+  std::vector<int64_t> targets_by_language;
+  // The loss is the (weighted) sum over every target token of the step divided by this, so it
   // does not depend on how the batch is split into micro-batches and ranks.
-  double Normaliser() const { return static_cast<double>(std::max<int64_t>(1, target_tokens)); }
+  double Normaliser() const {
+    if (language_weights.empty()) return static_cast<double>(std::max<int64_t>(1, target_tokens));
+    return weighted_targets > 0 ? weighted_targets : 1.0;
+  }
+  double WeightOf(int32_t language) const { return language_weights.empty() ? 1.0 : language_weights[language]; }
 };
 
 StepPlan PlanStep(const TokenDataset& train, const BatchSchedule& schedule, int64_t step, int64_t micro_batch_size,
-                  int64_t grad_accum_steps, int64_t world_size);
+                  int64_t grad_accum_steps, int64_t world_size, const std::vector<double>& language_weights = {});
+
+// training.language_weights resolved against the training data's languages (TokenDataset::
+// languages order); empty for `none`.
+std::vector<double> ResolveLanguageWeights(const spec::LanguageWeights& weights, const TokenDataset& train);
 
 // Stream positions of micro-batch `micro` of `rank`: a contiguous share of the global batch.
 std::vector<int64_t> MicroBatchPositions(const StepPlan& plan, int64_t rank, int64_t micro);
@@ -45,7 +58,8 @@ struct MicroBatchOptions {
 };
 
 // Forward and backward of one micro-batch, gradients accumulated into the LoRA parameters
-// scaled by 1 / plan.Normaliser(). Returns the micro-batch's summed (unnormalised) loss.
+// scaled by 1 / plan.Normaliser(), each target token's loss weighted by its language's weight.
+// Returns the micro-batch's summed (weighted, unnormalised) loss.
 double ForwardBackward(LlamaModel& model, const TokenDataset& train, const BatchSchedule& schedule,
                        const StepPlan& plan, const std::vector<int64_t>& positions, const MicroBatchOptions& options);
 

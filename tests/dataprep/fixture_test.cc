@@ -1,0 +1,179 @@
+// Accuracy of language identification, PII scrubbing and near-duplicate removal on the
+// independently made sets in tests/fixtures/dataprep/ (see make_dataprep_fixtures.py for how
+// each was made). Each test prints its figures, so a run shows where we stand.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "nlohmann/json.hpp"
+#include "polytune/dataprep/language_id.h"
+#include "polytune/dataprep/pii.h"
+#include "polytune/dataprep/pipeline.h"
+
+namespace polytune::dataprep {
+namespace {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+std::vector<json> ReadJsonl(const std::string& path) {
+  std::ifstream in(path);
+  EXPECT_TRUE(in) << path;
+  std::vector<json> rows;
+  std::string line;
+  while (std::getline(in, line))
+    if (!line.empty()) rows.push_back(json::parse(line));
+  return rows;
+}
+
+std::string Fixture(const std::string& name) { return std::string(POLYTUNE_FIXTURES) + "/dataprep/" + name; }
+
+TEST(DataprepFixtures, LanguageIdBeatsCld2AloneOnShortLines) {
+  const auto rows = ReadJsonl(Fixture("lid.jsonl"));
+  ASSERT_GT(rows.size(), 1000u);
+  spec::LanguageConfig config;
+  std::set<std::string> langs;
+  for (const auto& r : rows) langs.insert(r["lang"].get<std::string>());
+  config.languages.assign(langs.begin(), langs.end());
+  const LanguageIdentifier ours(config);
+  // bucket -> lang -> (ours correct, cld2 correct, total)
+  std::map<std::string, std::map<std::string, std::array<int, 3>>> counts;
+  for (const auto& r : rows) {
+    const std::string text = r["text"], gold = r["lang"], bucket = r["bucket"];
+    auto& c = counts[bucket][gold];
+    c[0] += ours.Identify(text).code == gold;
+    c[1] += LanguageIdentifier::Cld2Only(text).code == gold;
+    c[2] += 1;
+  }
+  std::map<std::string, std::array<double, 2>> accuracy;
+  for (const auto& [bucket, by_lang] : counts) {
+    std::printf("%-7s", bucket.c_str());
+    std::array<int, 3> sum{};
+    for (const auto& [lang, c] : by_lang) {
+      std::printf(" %s %.2f/%.2f", lang.c_str(), double(c[0]) / c[2], double(c[1]) / c[2]);
+      for (int k = 0; k < 3; ++k) sum[k] += c[k];
+    }
+    accuracy[bucket] = {double(sum[0]) / sum[2], double(sum[1]) / sum[2]};
+    std::printf("\n%-7s overall: ours %.3f, CLD2 alone %.3f (%d lines)\n", bucket.c_str(), accuracy[bucket][0],
+                accuracy[bucket][1], sum[2]);
+  }
+  EXPECT_GT(accuracy["short"][0], accuracy["short"][1] + 0.10);
+  for (const auto& [bucket, a] : accuracy) EXPECT_GE(a[0], a[1]) << bucket;
+  EXPECT_GT(accuracy["long"][0], 0.95);
+}
+
+TEST(DataprepFixtures, PiiRecallAndPrecisionPerType) {
+  const auto rows = ReadJsonl(Fixture("pii.jsonl"));
+  ASSERT_GT(rows.size(), 300u);
+  auto scrubber = PiiScrubber::Create(spec::PiiConfig());
+  ASSERT_TRUE(scrubber.ok()) << scrubber.status();
+  std::map<std::string, std::array<int, 3>> stats;  // type -> (true positives, gold, found)
+  int decoys = 0, decoys_kept = 0;
+  for (const auto& r : rows) {
+    const std::string text = r["text"], lang = r["lang"];
+    const auto spans = (*scrubber)->Find(text, lang);
+    std::vector<bool> matched(spans.size(), false);
+    for (const auto& gold : r["pii"]) {
+      const std::string type = gold["type"], value = gold["value"];
+      ++stats[type][1];
+      const size_t at = text.find(value);
+      ASSERT_NE(at, std::string::npos);
+      for (size_t i = 0; i < spans.size(); ++i) {
+        if (spans[i].type == type && spans[i].begin == at && spans[i].end == at + value.size()) {
+          ++stats[type][0];
+          matched[i] = true;
+        }
+      }
+      if (!std::count(matched.begin(), matched.end(), true))
+        std::printf("missed %s '%s' in: %s\n", type.c_str(), value.c_str(), text.c_str());
+    }
+    for (size_t i = 0; i < spans.size(); ++i) {
+      ++stats[spans[i].type][2];
+      if (!matched[i])
+        std::printf("false positive %s '%s' in: %s\n", spans[i].type.c_str(),
+                    text.substr(spans[i].begin, spans[i].end - spans[i].begin).c_str(), text.c_str());
+    }
+    std::map<std::string, int64_t> counts;
+    const std::string scrubbed = (*scrubber)->Scrub(text, lang, &counts);
+    for (const auto& d : r["decoys"]) {
+      ++decoys;
+      decoys_kept += scrubbed.find(d.get<std::string>()) != std::string::npos;
+    }
+  }
+  for (const auto& [type, s] : stats) {
+    const double recall = s[1] ? double(s[0]) / s[1] : 1.0, precision = s[2] ? double(s[0]) / s[2] : 1.0;
+    std::printf("%-6s recall %.3f (%d/%d) precision %.3f (%d/%d)\n", type.c_str(), recall, s[0], s[1], precision, s[0],
+                s[2]);
+    EXPECT_GE(recall, 0.95) << type;
+    EXPECT_GE(precision, 0.95) << type;
+  }
+  std::printf("decoys left intact: %d of %d\n", decoys_kept, decoys);
+  EXPECT_GE(stats.size(), 6u);
+  EXPECT_GE(decoys_kept, decoys * 0.95);
+}
+
+TEST(DataprepFixtures, NearDuplicatesFoundWithHighPairPrecision) {
+  const std::string input = Fixture("neardup.jsonl");
+  const auto rows = ReadJsonl(input);
+  const fs::path out = fs::temp_directory_path() / ("polytune_neardup_" + std::to_string(::getpid()));
+  spec::PrepConfig config;
+  config.language.enabled = false;  // the fixture's declared lang decides word or character shingles
+  config.quality.enabled = false;
+  config.pii.enabled = false;
+  PrepOptions options;
+  options.inputs = {input};
+  options.out_dir = out.string();
+  options.threads = 2;
+  auto report = PrepareData(config, options);
+  ASSERT_TRUE(report.ok()) << report.status();
+
+  // line number (1-based) -> (reason, duplicate_of line)
+  std::map<int, std::pair<std::string, int>> dropped;
+  for (const auto& d : ReadJsonl((out / "dropped.jsonl").string())) {
+    const std::string source = d["source"], of = d.value("duplicate_of", std::string());
+    dropped[std::stoi(source.substr(source.rfind(':') + 1))] = {
+        d["reason"], of.empty() ? 0 : std::stoi(of.substr(of.rfind(':') + 1))};
+  }
+  int gold_near = 0, found_near = 0, exact = 0, exact_found = 0, pairs = 0, good_pairs = 0;
+  for (const auto& r : rows) {
+    const int line = r["id"].get<int>() + 1;
+    if (r["kind"] == "exact") {
+      ++exact;
+      exact_found += dropped.count(line) && dropped[line].first == "duplicate";
+      continue;
+    }
+    if (r["kind"] != "variant") continue;
+    double best = 0;
+    for (const auto& [id, j] : r["jaccard_with"].items()) best = std::max(best, j.get<double>());
+    const bool is_near = best >= 0.8;
+    gold_near += is_near;
+    auto it = dropped.find(line);
+    const bool was_dropped = it != dropped.end();
+    if (is_near) found_near += was_dropped;
+    if (was_dropped && it->second.first == "near_duplicate") {
+      ++pairs;
+      const std::string of = std::to_string(it->second.second - 1);
+      good_pairs += r["jaccard_with"].contains(of) && r["jaccard_with"][of].get<double>() >= 0.8;
+    }
+  }
+  std::printf(
+      "near duplicates (Jaccard >= 0.8): found %d of %d (recall %.3f); pairs dropped %d, precision %.3f; "
+      "exact duplicates %d of %d; %lld LSH candidates verified, bands %d x rows %d\n",
+      found_near, gold_near, double(found_near) / gold_near, pairs, pairs ? double(good_pairs) / pairs : 1.0,
+      exact_found, exact, static_cast<long long>(report->near_duplicate_candidates), report->lsh.bands,
+      report->lsh.rows);
+  EXPECT_GT(gold_near, 50);
+  EXPECT_GE(double(found_near) / gold_near, 0.9);
+  EXPECT_GE(pairs ? double(good_pairs) / pairs : 1.0, 0.95);
+  EXPECT_EQ(exact_found, exact);
+  EXPECT_GT(exact, 20);
+  fs::remove_all(out);
+}
+
+}  // namespace
+}  // namespace polytune::dataprep

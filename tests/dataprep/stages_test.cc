@@ -1,0 +1,155 @@
+// Unit tests of the per-example stages: standardisation, language identification, quality
+// filters, and the dedup building blocks.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "polytune/dataprep/dedup.h"
+#include "polytune/dataprep/language_id.h"
+#include "polytune/dataprep/quality.h"
+#include "polytune/dataprep/standardize.h"
+
+namespace polytune::dataprep {
+namespace {
+
+TEST(Standardize, RepairsInvalidUtf8ByteByByte) {
+  std::string out;
+  EXPECT_EQ(RepairUtf8("ok \xC3\xA9", &out), 0u);
+  EXPECT_EQ(out, "ok \xC3\xA9");
+  EXPECT_EQ(RepairUtf8("a\xFF"
+                       "b\xC0\xAF"
+                       "c\xED\xA0\x80",
+                       &out),
+            6u);  // stray, overlong, surrogate
+  EXPECT_EQ(out,
+            "a\xEF\xBF\xBD"
+            "b\xEF\xBF\xBD\xEF\xBF\xBD"
+            "c\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");
+  EXPECT_TRUE(IsValidUtf8(out));
+  EXPECT_FALSE(IsValidUtf8("\xF4\x90\x80\x80"));  // above U+10FFFF
+}
+
+TEST(Standardize, NormalisesProseAndKeepsCode) {
+  spec::StandardizeConfig c;
+  // "é" as e + combining acute becomes one code point (NFC); NBSP and tabs, controls, BOM,
+  // trailing spaces and extra blank lines go; fenced and inline code stay byte for byte.
+  const std::string in =
+      "\xEF\xBB\xBF"
+      "Cafe\xCC\x81\xC2\xA0 con   leche\x07  \n\n\n\nUse `a  =\xC2\xA0"
+      "b` here.\n"
+      "```\nx  =  1   \n\xEF\xBC\x91\n```\n";
+  EXPECT_EQ(Standardize(in, c),
+            "Caf\xC3\xA9 con leche\n\nUse `a  =\xC2\xA0"
+            "b` here.\n```\nx  =  1   \n\xEF\xBC\x91\n```");
+  c.unicode = spec::UnicodeForm::kNfkc;
+  c.ascii_digits = true;
+  EXPECT_EQ(Standardize("\xEF\xBC\x91\xEF\xBC\x92 y \xD9\xA3", c), "12 y 3");  // fullwidth (NFKC), Arabic-Indic
+  c.enabled = false;
+  EXPECT_EQ(Standardize(in, c), in);
+}
+
+TEST(LanguageId, ScriptShortcutsAndCodes) {
+  EXPECT_EQ(LanguageFromScript("안녕하세요"), "ko");
+  EXPECT_EQ(LanguageFromScript("東京へ行きます"), "ja");
+  EXPECT_EQ(LanguageFromScript("北京欢迎你"), "zh");
+  EXPECT_EQ(LanguageFromScript("สวัสดีครับ"), "th");
+  EXPECT_EQ(LanguageFromScript("Καλημέρα"), "el");
+  EXPECT_EQ(LanguageFromScript("Привет"), "");  // Cyrillic: many languages, CLD2 decides
+  EXPECT_EQ(NormalizeLanguageCode("iw"), "he");
+  EXPECT_EQ(NormalizeLanguageCode("zh-Hant"), "zh");
+  EXPECT_EQ(NormalizeLanguageCode("un"), "");
+  EXPECT_TRUE(IsSpacelessLanguage("ja"));
+  EXPECT_FALSE(IsSpacelessLanguage("ko"));
+}
+
+TEST(LanguageId, AllowListMapsMalayToIndonesian) {
+  // Indonesian text CLD2 often calls Malay; with only Indonesian allowed it is Indonesian.
+  const std::string text = "Saya akan pergi ke pasar besok pagi untuk membeli sayur.";
+  spec::LanguageConfig open;
+  LanguageIdentifier any(open);
+  const LanguageGuess plain = any.Identify(text);
+  ASSERT_TRUE(plain.code == "id" || plain.code == "ms") << plain.code;
+  spec::LanguageConfig allow;
+  allow.languages = {"id", "es"};
+  const LanguageGuess g = LanguageIdentifier(allow).Identify(text);
+  EXPECT_EQ(g.code, "id");
+  EXPECT_GT(g.confidence, 0.5);
+  EXPECT_EQ(LanguageIdentifier(allow)
+                .Identify("Der Patient wurde gestern aus dem Krankenhaus entlassen und "
+                          "soll in zwei Wochen zur Kontrolle kommen.")
+                .code,
+            "de");  // a reliable answer outside the list stays what it is (and is dropped)
+}
+
+TEST(Quality, RulesByLanguageAndOverrides) {
+  const QualityRules en = DefaultQualityRules("en");
+  EXPECT_EQ(FailedQualityRule("", en, false), "min_units");
+  EXPECT_EQ(FailedQualityRule("Hola, ¿qué tal?", en, false), "");
+  EXPECT_EQ(FailedQualityRule("$$$ ### @@@ %%% &&&", en, false), "max_symbol_ratio");
+  std::string spam;
+  for (int i = 0; i < 30; ++i) spam += "buy cheap pills now ";
+  EXPECT_EQ(FailedQualityRule(spam, en, false), "max_top_2gram_fraction");
+  std::string lines;
+  for (int i = 0; i < 20; ++i) lines += "Click here to subscribe to our newsletter today\n";
+  EXPECT_EQ(FailedQualityRule(lines, en, false), "max_duplicate_line_fraction");
+  // Chinese counts characters: 2 of them pass the default minimum, 1 does not.
+  const QualityRules zh = DefaultQualityRules("zh");
+  EXPECT_EQ(FailedQualityRule("你好", zh, true), "");
+  EXPECT_EQ(FailedQualityRule("好", zh, true), "min_units");
+  spec::QualityConfig config;
+  config.defaults["min_units"] = 3;
+  config.languages["zh"]["min_units"] = 5;
+  EXPECT_EQ(ResolveQualityRules(config, "en").min_units, 3);
+  EXPECT_EQ(ResolveQualityRules(config, "zh").min_units, 5);
+  EXPECT_EQ(ResolveQualityRules(config, "de").max_mean_word_length, 20);  // built-in per-language default kept
+}
+
+TEST(Dedup, MatchNormalisationFoldsCaseTurkishIAndPunctuation) {
+  EXPECT_EQ(MatchNormalize("Hello,   WORLD!"), "hello world");
+  EXPECT_EQ(MatchNormalize("İSTANBUL'da ışık"), MatchNormalize("istanbul da IŞIK"));
+  EXPECT_EQ(MatchNormalize("Straße"), "strasse");
+  EXPECT_EQ(HashText("a b"), HashText("a b"));
+  EXPECT_FALSE(HashText("a b") == HashText("a c"));
+}
+
+TEST(Dedup, ShinglesJaccardAndLshParameters) {
+  const auto a = Shingles("the quick brown fox jumps over the lazy dog", false, 3);
+  const auto b = Shingles("the quick brown fox jumps over the lazy cat", false, 3);
+  EXPECT_EQ(a.size(), 7u);
+  EXPECT_NEAR(Jaccard(a, b), 6.0 / 8.0, 1e-12);
+  EXPECT_EQ(Shingles("ab", false, 5).size(), 1u);  // shorter than a shingle: itself
+  EXPECT_EQ(Shingles("東京 都", true, 2).size(), 2u);
+  const LshParams p = ChooseLshParams(0.8, 128);
+  EXPECT_LE(p.permutations(), 128);
+  // The S-curve crosses near the threshold: pairs well above it are almost always candidates,
+  // pairs well below almost never.
+  EXPECT_EQ(p.bands, 14);
+  EXPECT_EQ(p.rows, 9);
+  EXPECT_GT(CandidateProbability(0.9, p), 0.99);
+  EXPECT_GT(CandidateProbability(0.8, p), 0.85);
+  EXPECT_LT(CandidateProbability(0.5, p), 0.05);
+}
+
+TEST(Dedup, MinHashEstimatesJaccardAndLshFindsCandidates) {
+  std::string base;
+  for (int i = 0; i < 200; ++i) base += "w" + std::to_string(i) + " ";
+  std::string near = base;
+  near.replace(near.find("w50 "), 4, "x50 ");
+  const auto sa = Shingles(base, false, 5), sb = Shingles(near, false, 5);
+  const double truth = Jaccard(sa, sb);
+  MinHasher hasher(256, 7);
+  const auto ga = hasher.Signature(sa), gb = hasher.Signature(sb);
+  int equal = 0;
+  for (size_t i = 0; i < ga.size(); ++i) equal += ga[i] == gb[i];
+  EXPECT_NEAR(equal / 256.0, truth, 0.08);  // ~3 standard errors at J ~ 0.95
+  const LshParams p = ChooseLshParams(0.8, 256);
+  LshIndex index(p);
+  index.Insert(0, ga);
+  std::string other;
+  for (int i = 0; i < 200; ++i) other += "z" + std::to_string(i) + " ";
+  index.Insert(1, hasher.Signature(Shingles(other, false, 5)));
+  EXPECT_EQ(index.Candidates(gb), std::vector<uint32_t>{0});
+}
+
+}  // namespace
+}  // namespace polytune::dataprep

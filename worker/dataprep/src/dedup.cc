@@ -1,0 +1,219 @@
+#include "polytune/dataprep/dedup.h"
+
+#include <unicode/bytestream.h>
+#include <unicode/normalizer2.h>
+#include <unicode/uchar.h>
+#include <unicode/utf8.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <limits>
+
+#include "polytune/common/check.h"
+#include "utf8_cursor.h"
+
+namespace polytune::dataprep {
+namespace {
+
+uint64_t Mix64(uint64_t x) {  // splitmix64's finaliser
+  x ^= x >> 30;
+  x *= 0xBF58476D1CE4E5B9ULL;
+  x ^= x >> 27;
+  x *= 0x94D049BB133111EBULL;
+  x ^= x >> 31;
+  return x;
+}
+
+// FNV-1a over bytes, then mixed: stable across runs and builds (absl::Hash is not).
+uint64_t HashBytes(std::string_view s, uint64_t seed) {
+  uint64_t h = 0xCBF29CE484222325ULL ^ seed;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 0x100000001B3ULL;
+  }
+  return Mix64(h);
+}
+
+double Integrate(const std::function<double(double)>& f, double a, double b) {
+  const int steps = 200;
+  const double h = (b - a) / steps;
+  double sum = 0;
+  for (int i = 0; i < steps; ++i) sum += f(a + (i + 0.5) * h) * h;
+  return sum;
+}
+
+}  // namespace
+
+std::string MatchNormalize(std::string_view text) {
+  UErrorCode status = U_ZERO_ERROR;
+  const icu::Normalizer2* nfkc_cf = icu::Normalizer2::getNFKCCasefoldInstance(status);
+  std::string folded;
+  bool ascii = true;
+  for (unsigned char c : text) ascii &= c < 0x80;
+  if (ascii) {
+    folded.reserve(text.size());
+    for (char c : text) folded.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c);
+  } else {
+    icu::StringByteSink<std::string> sink(&folded);
+    nfkc_cf->normalizeUTF8(0, icu::StringPiece(text.data(), text.size()), sink, nullptr, status);
+    if (U_FAILURE(status)) folded = std::string(text);
+  }
+  std::string out;
+  out.reserve(folded.size());
+  bool pending_space = false;
+  const auto* s = reinterpret_cast<const uint8_t*>(folded.data());
+  const int32_t n = static_cast<int32_t>(folded.size());
+  for (int32_t i = 0; i < n;) {
+    const int32_t start = i;
+    UChar32 c = NextCodePoint(s, i, n);
+    if (c < 0) continue;
+    if (c == 0x0131) c = 'i';   // dotless ı (Turkish) folds with i
+    if (c == 0x0307) continue;  // the combining dot İ folds to (i + U+0307)
+    if (u_isUWhiteSpace(c) || (U_GET_GC_MASK(c) & U_GC_P_MASK) != 0) {
+      pending_space = !out.empty();
+      continue;
+    }
+    if (pending_space) out.push_back(' ');
+    pending_space = false;
+    if (c < 0x80) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.append(folded, start, i - start);
+    }
+  }
+  return out;
+}
+
+Hash128 HashText(std::string_view text) { return {HashBytes(text, 0x5151), HashBytes(text, 0xA3A3)}; }
+
+std::vector<uint64_t> Shingles(std::string_view normalized, bool char_shingles, int n) {
+  std::vector<std::string_view> units;
+  if (char_shingles) {
+    // Characters other than spaces (CJK and Thai text has few, and they carry no meaning).
+    const auto* s = reinterpret_cast<const uint8_t*>(normalized.data());
+    const int32_t len = static_cast<int32_t>(normalized.size());
+    for (int32_t i = 0; i < len;) {
+      const int32_t start = i;
+      if (NextCodePoint(s, i, len) != ' ') units.push_back(normalized.substr(start, i - start));
+    }
+  } else {
+    size_t pos = 0;
+    while (pos < normalized.size()) {
+      size_t sp = normalized.find(' ', pos);
+      if (sp == std::string_view::npos) sp = normalized.size();
+      if (sp > pos) units.push_back(normalized.substr(pos, sp - pos));
+      pos = sp + 1;
+    }
+  }
+  std::vector<uint64_t> out;
+  if (units.empty()) return out;
+  const size_t k = std::min<size_t>(n, units.size());
+  out.reserve(units.size() - k + 1);
+  for (size_t i = 0; i + k <= units.size(); ++i) {
+    uint64_t h = 0x243F6A8885A308D3ULL;
+    for (size_t j = 0; j < k; ++j) h = Mix64(h ^ HashBytes(units[i + j], j));
+    out.push_back(h);
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+double Jaccard(const std::vector<uint64_t>& a, const std::vector<uint64_t>& b) {
+  if (a.empty() && b.empty()) return 1.0;
+  size_t i = 0, j = 0, inter = 0;
+  while (i < a.size() && j < b.size()) {
+    if (a[i] == b[j]) {
+      ++inter;
+      ++i;
+      ++j;
+    } else if (a[i] < b[j]) {
+      ++i;
+    } else {
+      ++j;
+    }
+  }
+  return static_cast<double>(inter) / static_cast<double>(a.size() + b.size() - inter);
+}
+
+double CandidateProbability(double s, const LshParams& p) { return 1.0 - std::pow(1.0 - std::pow(s, p.rows), p.bands); }
+
+LshParams ChooseLshParams(double threshold, int max_permutations) {
+  LshParams best;
+  double best_error = std::numeric_limits<double>::infinity();
+  for (int bands = 1; bands <= max_permutations; ++bands) {
+    for (int rows = 1; bands * rows <= max_permutations; ++rows) {
+      const LshParams p{bands, rows};
+      const double fp = Integrate([&](double s) { return CandidateProbability(s, p); }, 0.0, threshold);
+      const double fn = Integrate([&](double s) { return 1.0 - CandidateProbability(s, p); }, threshold, 1.0);
+      const double error = 0.1 * fp + 0.9 * fn;
+      if (error < best_error) {
+        best_error = error;
+        best = p;
+      }
+    }
+  }
+  return best;
+}
+
+MinHasher::MinHasher(int num_permutations, uint64_t seed) {
+  uint64_t state = seed;
+  for (int i = 0; i < num_permutations; ++i) {
+    a_.push_back(Mix64(state += 0x9E3779B97F4A7C15ULL) | 1);  // odd multipliers are bijections
+    b_.push_back(Mix64(state += 0x9E3779B97F4A7C15ULL));
+  }
+}
+
+std::vector<uint32_t> MinHasher::Signature(const std::vector<uint64_t>& shingles) const {
+  std::vector<uint32_t> sig(a_.size(), 0xFFFFFFFFu);
+  for (uint64_t x : shingles) {
+    for (size_t i = 0; i < a_.size(); ++i) {
+      const uint32_t h = static_cast<uint32_t>((a_[i] * x + b_[i]) >> 32);
+      sig[i] = std::min(sig[i], h);
+    }
+  }
+  return sig;
+}
+
+LshIndex::LshIndex(LshParams params) : params_(params), heads_(params.bands) {}
+
+uint64_t LshIndex::BandHash(const std::vector<uint32_t>& sig, int band) const {
+  uint64_t h = static_cast<uint64_t>(band) * 0x9E3779B97F4A7C15ULL;
+  for (int r = 0; r < params_.rows; ++r) h = Mix64(h ^ sig[band * params_.rows + r]);
+  return h;
+}
+
+std::vector<uint32_t> LshIndex::Candidates(const std::vector<uint32_t>& sig) const {
+  POLYTUNE_CHECK(static_cast<int>(sig.size()) >= params_.permutations()) << "signature shorter than bands x rows";
+  std::vector<uint32_t> out;
+  for (int band = 0; band < params_.bands; ++band) {
+    auto it = heads_[band].find(BandHash(sig, band));
+    if (it == heads_[band].end()) continue;
+    for (uint32_t id = it->second; id != kNone; id = next_[static_cast<size_t>(id) * params_.bands + band])
+      out.push_back(id);
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+void LshIndex::Insert(uint32_t id, const std::vector<uint32_t>& sig) {
+  POLYTUNE_CHECK(static_cast<size_t>(id) * params_.bands == next_.size()) << "LSH ids must be dense and increasing";
+  next_.resize(next_.size() + params_.bands, kNone);
+  for (int band = 0; band < params_.bands; ++band) {
+    auto [it, inserted] = heads_[band].try_emplace(BandHash(sig, band), id);
+    if (!inserted) {
+      next_[static_cast<size_t>(id) * params_.bands + band] = it->second;
+      it->second = id;
+    }
+  }
+}
+
+size_t LshIndex::MemoryBytes() const {
+  size_t bytes = next_.capacity() * sizeof(uint32_t);
+  for (const auto& m : heads_) bytes += m.capacity() * (sizeof(uint64_t) + sizeof(uint32_t) + 1);
+  return bytes;
+}
+
+}  // namespace polytune::dataprep

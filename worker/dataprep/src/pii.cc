@@ -1,0 +1,302 @@
+#include "polytune/dataprep/pii.h"
+
+#include <phonenumbers/phonenumbermatch.h>
+#include <phonenumbers/phonenumbermatcher.h>
+#include <phonenumbers/phonenumberutil.h>
+#include <re2/re2.h>
+
+#include <algorithm>
+#include <climits>
+#include <functional>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "polytune/dataprep/pii_checks.h"
+
+namespace polytune::dataprep {
+namespace {
+
+using i18n::phonenumbers::PhoneNumberMatch;
+using i18n::phonenumbers::PhoneNumberMatcher;
+using i18n::phonenumbers::PhoneNumberUtil;
+
+// Where people writing each language most often live; the config's `regions` add to these.
+const std::map<std::string, std::vector<std::string>>& LanguageRegions() {
+  static const auto* regions =
+      new std::map<std::string, std::vector<std::string>>{{"ar", {"SA", "EG", "AE", "MA"}},
+                                                          {"bg", {"BG"}},
+                                                          {"bn", {"BD", "IN"}},
+                                                          {"ca", {"ES"}},
+                                                          {"cs", {"CZ"}},
+                                                          {"da", {"DK"}},
+                                                          {"de", {"DE", "AT", "CH"}},
+                                                          {"el", {"GR", "CY"}},
+                                                          {"en", {"US", "GB", "IN", "AU", "CA"}},
+                                                          {"es", {"ES", "MX", "AR", "CO", "CL", "PE", "US"}},
+                                                          {"et", {"EE"}},
+                                                          {"fa", {"IR"}},
+                                                          {"fi", {"FI"}},
+                                                          {"fr", {"FR", "BE", "CH", "CA"}},
+                                                          {"he", {"IL"}},
+                                                          {"hi", {"IN"}},
+                                                          {"hr", {"HR"}},
+                                                          {"hu", {"HU"}},
+                                                          {"id", {"ID"}},
+                                                          {"it", {"IT", "CH"}},
+                                                          {"ja", {"JP"}},
+                                                          {"ko", {"KR"}},
+                                                          {"lt", {"LT"}},
+                                                          {"lv", {"LV"}},
+                                                          {"ms", {"MY"}},
+                                                          {"nl", {"NL", "BE"}},
+                                                          {"no", {"NO"}},
+                                                          {"pl", {"PL"}},
+                                                          {"pt", {"BR", "PT"}},
+                                                          {"ro", {"RO"}},
+                                                          {"ru", {"RU", "KZ", "BY"}},
+                                                          {"sk", {"SK"}},
+                                                          {"sl", {"SI"}},
+                                                          {"sr", {"RS"}},
+                                                          {"sv", {"SE"}},
+                                                          {"sw", {"KE", "TZ"}},
+                                                          {"th", {"TH"}},
+                                                          {"tl", {"PH"}},
+                                                          {"tr", {"TR"}},
+                                                          {"uk", {"UA"}},
+                                                          {"ur", {"PK"}},
+                                                          {"vi", {"VN"}},
+                                                          {"zh", {"CN", "TW", "HK"}}};
+  return *regions;
+}
+
+// Lower is stronger when two findings overlap.
+int Priority(const std::string& type) {
+  static const std::map<std::string, int> kOrder = {{"email", 1}, {"iban", 2}, {"card", 3},
+                                                    {"id", 4},    {"ip", 5},   {"phone", 6}};
+  auto it = kOrder.find(type);
+  return it == kOrder.end() ? 0 : it->second;  // user patterns first: they are the most specific
+}
+
+bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+bool IsAsciiAlnum(char c) { return absl::ascii_isalnum(static_cast<unsigned char>(c)); }
+
+// A number stands alone when it is not part of a longer one: no letter or digit touching it,
+// and no separator joining it to more digits ("4111 1111 1111 1111" holds no 12-digit ID).
+bool Standalone(std::string_view text, size_t b, size_t e) {
+  auto separator = [](char c) { return c == ' ' || c == '.' || c == '-' || c == '/' || c == ','; };
+  if (b > 0) {
+    const char p = text[b - 1];
+    if (IsAsciiAlnum(p) || p == '+') return false;  // "+62 812 ..." is a phone number, not a card
+    if (separator(p) && b > 1 && IsDigit(text[b - 2])) return false;
+  }
+  if (e < text.size()) {
+    const char n = text[e];
+    if (IsAsciiAlnum(n)) return false;
+    if (separator(n) && e + 1 < text.size() && IsDigit(text[e + 1])) return false;
+  }
+  return true;
+}
+
+std::string Compact(std::string_view s, bool upper) {
+  std::string out;
+  for (char c : s) {
+    if (c == ' ' || c == '.' || c == '-') continue;
+    out.push_back(upper ? absl::ascii_toupper(static_cast<unsigned char>(c)) : c);
+  }
+  return out;
+}
+
+void Scan(const re2::RE2& re, std::string_view text, const std::function<void(size_t, size_t)>& found) {
+  re2::StringPiece input(text.data(), text.size());
+  re2::StringPiece match;
+  while (RE2::FindAndConsume(&input, re, &match)) {
+    found(match.data() - text.data(), match.data() - text.data() + match.size());
+    if (match.empty()) {
+      if (input.empty()) break;
+      input.remove_prefix(1);
+    }
+  }
+}
+
+std::unique_ptr<re2::RE2> Compile(const std::string& pattern) {
+  RE2::Options options;
+  options.set_log_errors(false);
+  return std::make_unique<re2::RE2>("(" + pattern + ")", options);
+}
+
+size_t CountDigits(std::string_view text) {
+  size_t n = 0;
+  for (char c : text) n += IsDigit(c);
+  return n;
+}
+
+}  // namespace
+
+PiiScrubber::PiiScrubber(spec::PiiConfig config) : config_(std::move(config)) {}
+PiiScrubber::~PiiScrubber() = default;
+
+absl::StatusOr<std::unique_ptr<PiiScrubber>> PiiScrubber::Create(const spec::PiiConfig& config) {
+  std::unique_ptr<PiiScrubber> s(new PiiScrubber(config));
+  for (const auto& type : spec::PiiTypeNames()) s->placeholders_[type] = "<" + absl::AsciiStrToUpper(type) + ">";
+  for (const auto& [type, text] : config.placeholders) s->placeholders_[type] = text;
+  for (const auto& p : config.patterns) {
+    auto re = Compile(p.regex);
+    if (!re->ok())
+      return absl::InvalidArgumentError(absl::StrCat("pii.patterns '", p.name, "': not valid RE2: ", re->error()));
+    s->placeholders_[p.name] = p.placeholder;
+    s->patterns_.emplace_back(p.name, std::move(re));
+  }
+  // Candidates only; each is confirmed by its checksum or parser below.
+  // Local parts in Latin script (internationalised addresses are rare, and CJK text runs into
+  // an address with no space before it); the top-level domain in Latin or Cyrillic letters.
+  s->email_ =
+      Compile(R"([\p{Latin}0-9._%+\-]+@[\p{L}\p{N}\-]+(?:\.[\p{L}\p{N}\-]+)*\.(?:\p{Latin}{2,}|\p{Cyrillic}{2,}))");
+  s->iban_ = Compile(R"(\b[A-Za-z]{2}[0-9]{2}(?:[ ]?[A-Za-z0-9]){11,30})");
+  s->card_ = Compile(R"(\b[0-9](?:[ \-]?[0-9]){12,18}\b)");
+  s->ipv4_ = Compile(R"(\b[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\b)");
+  s->ipv6_ = Compile(R"((?i)(?:\b[0-9a-f]{1,4}|:)(?::[0-9a-f]{0,4}){2,7}(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3})?)");
+  s->dni_ = Compile(R"(\b[XYZxyz]?[0-9]{7,8}[ \-]?[A-Za-z]\b)");
+  s->cpf_ = Compile(R"(\b[0-9]{3}\.?[0-9]{3}\.?[0-9]{3}\-?[0-9]{2}\b)");
+  s->cn_id_ = Compile(R"(\b[0-9]{17}[0-9Xx]\b)");
+  s->aadhaar_ = Compile(R"(\b[2-9][0-9]{3}[ \-]?[0-9]{4}[ \-]?[0-9]{4}\b)");
+  return s;
+}
+
+bool PiiScrubber::Enabled(const std::string& type) const {
+  return config_.enabled && std::find(config_.types.begin(), config_.types.end(), type) != config_.types.end();
+}
+
+const std::string& PiiScrubber::Placeholder(const std::string& type) const { return placeholders_.at(type); }
+
+std::vector<std::string> PiiScrubber::PhoneRegions(const std::string& lang) const {
+  std::vector<std::string> regions;
+  auto it = LanguageRegions().find(lang);
+  if (it != LanguageRegions().end()) regions = it->second;
+  for (const auto& r : config_.regions)
+    if (std::find(regions.begin(), regions.end(), r) == regions.end()) regions.push_back(r);
+  if (regions.empty()) regions.push_back("ZZ");  // unknown region: only numbers written with +
+  return regions;
+}
+
+void PiiScrubber::FindPhones(std::string_view text, const std::string& lang, std::vector<PiiSpan>* out) const {
+  if (CountDigits(text) < 6) return;  // no phone number is shorter; skips most text cheaply
+  const PhoneNumberUtil& util = *PhoneNumberUtil::GetInstance();
+  const std::string s(text);
+  for (const auto& region : PhoneRegions(lang)) {
+    PhoneNumberMatcher matcher(util, s, region, PhoneNumberMatcher::STRICT_GROUPING, INT_MAX);
+    size_t cursor = 0;
+    PhoneNumberMatch match;
+    while (matcher.HasNext() && matcher.Next(&match)) {
+      // Offsets are located by the raw text itself, which does not depend on the unit the
+      // library counts in.
+      const size_t at = s.find(match.raw_string(), cursor);
+      if (at == std::string::npos) continue;
+      cursor = at + match.raw_string().size();
+      if (!Standalone(text, at, cursor)) continue;
+      // E.164 numbers have at most 15 digits; a longer run read as one is something else
+      // (libphonenumber takes a leading "49" as Germany's country code, so a card number that
+      // failed its Luhn check can otherwise pass as a German number).
+      if (CountDigits(match.raw_string()) > 15) continue;
+      out->push_back({at, cursor, "phone"});
+    }
+  }
+}
+
+std::vector<PiiSpan> PiiScrubber::Find(std::string_view text, const std::string& lang) const {
+  std::vector<PiiSpan> found;
+  if (!config_.enabled) return found;
+  for (const auto& [name, re] : patterns_) Scan(*re, text, [&](size_t b, size_t e) { found.push_back({b, e, name}); });
+  if (Enabled("email") && text.find('@') != std::string_view::npos)
+    Scan(*email_, text, [&](size_t b, size_t e) { found.push_back({b, e, "email"}); });
+  const bool digits = CountDigits(text) >= 4;
+  if (Enabled("iban") && digits) {
+    Scan(*iban_, text, [&](size_t b, size_t e) {
+      // The pattern is greedy; the registered length says where this IBAN ends.
+      for (size_t end = e; end > b; --end) {
+        const std::string c = Compact(text.substr(b, end - b), true);
+        if (c.size() < 15) break;
+        if (IbanValid(c) && (end == text.size() || !IsAsciiAlnum(text[end]))) {
+          found.push_back({b, end, "iban"});
+          break;
+        }
+      }
+    });
+  }
+  if (Enabled("card") && digits)
+    Scan(*card_, text, [&](size_t b, size_t e) {
+      if (Standalone(text, b, e) && PaymentCardValid(Compact(text.substr(b, e - b), false)))
+        found.push_back({b, e, "card"});
+    });
+  if (Enabled("ip") && digits) {
+    Scan(*ipv4_, text, [&](size_t b, size_t e) {
+      if (Standalone(text, b, e) && Ipv4Valid(text.substr(b, e - b))) found.push_back({b, e, "ip"});
+    });
+  }
+  if (Enabled("ip") && text.find(':') != std::string_view::npos) {
+    Scan(*ipv6_, text, [&](size_t b, size_t e) {
+      std::string_view cand = text.substr(b, e - b);
+      while (!cand.empty() && cand.back() == ':' && cand.substr(cand.size() >= 2 ? cand.size() - 2 : 0) != "::") {
+        cand.remove_suffix(1);
+      }
+      const size_t colons = std::count(cand.begin(), cand.end(), ':');
+      const bool has_digit = CountDigits(cand) > 0;
+      // "a::b" in code and clock times are not addresses: want digits and either "::" or 5+ groups.
+      if (has_digit && (colons >= 4 || cand.find("::") != std::string_view::npos) && Ipv6Valid(cand) &&
+          (b + cand.size() == text.size() || !IsAsciiAlnum(text[b + cand.size()])))
+        found.push_back({b, b + cand.size(), "ip"});
+    });
+  }
+  if (Enabled("id") && digits) {
+    Scan(*dni_, text, [&](size_t b, size_t e) {
+      if (Standalone(text, b, e) && SpanishDniNieValid(Compact(text.substr(b, e - b), true)))
+        found.push_back({b, e, "id"});
+    });
+    Scan(*cpf_, text, [&](size_t b, size_t e) {
+      if (Standalone(text, b, e) && BrazilCpfValid(Compact(text.substr(b, e - b), false)))
+        found.push_back({b, e, "id"});
+    });
+    Scan(*cn_id_, text, [&](size_t b, size_t e) {
+      if (Standalone(text, b, e) && ChinaResidentIdValid(Compact(text.substr(b, e - b), true)))
+        found.push_back({b, e, "id"});
+    });
+    Scan(*aadhaar_, text, [&](size_t b, size_t e) {
+      if (Standalone(text, b, e) && AadhaarValid(Compact(text.substr(b, e - b), false))) found.push_back({b, e, "id"});
+    });
+  }
+  if (Enabled("phone")) FindPhones(text, lang, &found);
+
+  // Overlaps: the stronger type wins, then the earlier and longer span.
+  std::sort(found.begin(), found.end(), [](const PiiSpan& a, const PiiSpan& b) {
+    const int pa = Priority(a.type), pb = Priority(b.type);
+    if (pa != pb) return pa < pb;
+    if (a.begin != b.begin) return a.begin < b.begin;
+    return a.end > b.end;
+  });
+  std::vector<PiiSpan> kept;
+  for (auto& span : found) {
+    bool overlaps = false;
+    for (const auto& k : kept) overlaps |= span.begin < k.end && k.begin < span.end;
+    if (!overlaps) kept.push_back(std::move(span));
+  }
+  std::sort(kept.begin(), kept.end(), [](const PiiSpan& a, const PiiSpan& b) { return a.begin < b.begin; });
+  return kept;
+}
+
+std::string PiiScrubber::Scrub(std::string_view text, const std::string& lang,
+                               std::map<std::string, int64_t>* counts) const {
+  const std::vector<PiiSpan> spans = Find(text, lang);
+  if (spans.empty()) return std::string(text);
+  std::string out;
+  out.reserve(text.size());
+  size_t pos = 0;
+  for (const auto& s : spans) {
+    out.append(text.substr(pos, s.begin - pos));
+    out.append(placeholders_.at(s.type));
+    if (counts != nullptr) ++(*counts)[s.type];
+    pos = s.end;
+  }
+  out.append(text.substr(pos));
+  return out;
+}
+
+}  // namespace polytune::dataprep
