@@ -5,8 +5,10 @@
 //   prep_bench [--mb 16] [--threads N] [--dedup-docs 200000]
 //
 // The corpus is built from the committed fixtures (human-written catalog strings in 20
-// languages, the PII sentences, the near-dup documents), assembled into chat examples of 2-12
-// lines each with a seeded generator, so every run reads the same bytes.
+// languages and the near-dup documents, with one line in 50 taken from the PII sentences:
+// --pii-fraction), assembled into chat examples of 2-12 lines each with a seeded generator, so
+// every run reads the same bytes. The whole pipeline also runs once on a PII-dense corpus (the
+// fixtures' own proportion, about one line in five), the PII stage's worst case.
 #include <sys/resource.h>
 
 #include <chrono>
@@ -14,6 +16,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <string>
 #include <thread>
@@ -34,17 +37,26 @@ using Clock = std::chrono::steady_clock;
 
 double Seconds(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
 
-std::vector<std::pair<std::string, std::string>> FixtureTexts() {  // (lang, text)
-  std::vector<std::pair<std::string, std::string>> out;
-  for (const char* name : {"lid.jsonl", "pii.jsonl", "neardup.jsonl"}) {
+struct FixtureTexts {
+  std::map<std::string, std::vector<std::string>> clean;  // by language: catalog strings, documents
+  std::vector<std::string> pii;                           // sentences dense with personal data
+};
+
+FixtureTexts LoadFixtureTexts() {
+  FixtureTexts t;
+  for (const char* name : {"lid.jsonl", "neardup.jsonl", "pii.jsonl"}) {
     std::ifstream in(std::string(POLYTUNE_FIXTURES) + "/dataprep/" + name);
     std::string line;
     while (std::getline(in, line)) {
       auto j = nlohmann::json::parse(line);
-      out.emplace_back(j["lang"].get<std::string>(), j["text"].get<std::string>());
+      if (std::strcmp(name, "pii.jsonl") == 0) {
+        t.pii.push_back(j["text"].get<std::string>());
+      } else {
+        t.clean[j["lang"].get<std::string>()].push_back(j["text"].get<std::string>());
+      }
     }
   }
-  return out;
+  return t;
 }
 
 struct Corpus {
@@ -54,27 +66,30 @@ struct Corpus {
   int64_t bytes = 0;
 };
 
-Corpus BuildCorpus(double megabytes, const fs::path& dir) {
-  const auto pieces = FixtureTexts();
-  std::map<std::string, std::vector<const std::string*>> by_lang;
-  for (const auto& [lang, text] : pieces) by_lang[lang].push_back(&text);
+// Chat examples of 1 + (1-11) lines in one language; each line is, with probability
+// `pii_fraction`, one of the PII sentences (any language) instead.
+Corpus BuildCorpus(const FixtureTexts& t, double megabytes, double pii_fraction, const fs::path& file) {
   std::vector<std::string> langs;
-  for (const auto& [l, v] : by_lang) langs.push_back(l);
+  for (const auto& [l, v] : t.clean) langs.push_back(l);
   std::mt19937_64 rng(5);
+  std::uniform_real_distribution<double> coin(0, 1);
   Corpus c;
-  c.path = (dir / "corpus.jsonl").string();
+  c.path = file.string();
   std::ofstream out(c.path);
   while (c.bytes < megabytes * 1e6) {
     const std::string& lang = langs[rng() % langs.size()];
-    const auto& pool = by_lang[lang];
-    std::string user = *pool[rng() % pool.size()], answer;
+    const auto& pool = t.clean.at(lang);
+    auto line = [&]() -> const std::string& {
+      return coin(rng) < pii_fraction ? t.pii[rng() % t.pii.size()] : pool[rng() % pool.size()];
+    };
+    std::string user = line(), answer;
     const int lines = 1 + static_cast<int>(rng() % 11);
-    for (int i = 0; i < lines; ++i) answer += (i ? "\n" : "") + *pool[rng() % pool.size()];
+    for (int i = 0; i < lines; ++i) answer += (i ? "\n" : "") + line();
     nlohmann::json j = {{"messages", {{{"role", "user"}, {"content", user}}, {{"role", "assistant"}, {"content", answer}}}},
                         {"lang", lang}};
-    const std::string line = j.dump();
-    out << line << "\n";
-    c.bytes += static_cast<int64_t>(line.size()) + 1;
+    const std::string text = j.dump();
+    out << text << "\n";
+    c.bytes += static_cast<int64_t>(text.size()) + 1;
     c.texts.push_back(user + "\n" + answer);
     c.langs.push_back(lang);
   }
@@ -102,12 +117,14 @@ long PeakRssKb() {
 
 int main(int argc, char** argv) {
   double mb = 16;
+  double pii_fraction = 0.02;
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   int64_t dedup_docs = 200000;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--mb")) mb = std::atof(argv[i + 1]);
     if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--dedup-docs")) dedup_docs = std::atoll(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--pii-fraction")) pii_fraction = std::atof(argv[i + 1]);
   }
   const fs::path dir = fs::temp_directory_path() / ("polytune_prep_bench_" + std::to_string(::getpid()));
   fs::create_directories(dir);
@@ -145,8 +162,19 @@ int main(int argc, char** argv) {
                           {"bands", report->lsh.bands},
                           {"rows", report->lsh.rows}};
   }
-  const Corpus corpus = BuildCorpus(mb, dir);
+  const FixtureTexts fixture_texts = LoadFixtureTexts();
+  const Corpus corpus = BuildCorpus(fixture_texts, mb, pii_fraction, dir / "corpus.jsonl");
+  // Every line a PII sentence's as often as the fixtures hold them (about one line in five):
+  // far denser in numbers than real data, the worst case for the PII stage.
+  const double dense_fraction = static_cast<double>(fixture_texts.pii.size()) /
+                                static_cast<double>(fixture_texts.pii.size() + [&] {
+                                  size_t n = 0;
+                                  for (const auto& [l, v] : fixture_texts.clean) n += v.size();
+                                  return n;
+                                }());
+  const Corpus dense = BuildCorpus(fixture_texts, mb / 4, dense_fraction, dir / "dense.jsonl");
   result["corpus_mb"] = corpus.bytes / 1e6;
+  result["pii_line_fraction"] = pii_fraction;
   result["examples"] = corpus.texts.size();
 
   // Each stage alone, one thread, over the examples' joined text.
@@ -204,6 +232,18 @@ int main(int argc, char** argv) {
     if (t == threads) break;
   }
   result["pipeline"] = pipeline;
+  {
+    dataprep::PrepOptions options;
+    options.inputs = {dense.path};
+    options.out_dir = (dir / "out_dense").string();
+    options.threads = 1;
+    auto report = dataprep::PrepareData(config, options);
+    if (!report.ok()) return std::fprintf(stderr, "%s\n", std::string(report.status().message()).c_str()), 1;
+    result["pii_dense_corpus"] = {{"pii_line_fraction", dense_fraction},
+                                  {"mb", dense.bytes / 1e6},
+                                  {"mb_per_s_one_thread", dense.bytes / 1e6 / report->seconds},
+                                  {"stage_cpu_seconds", report->stage_seconds}};
+  }
   result["threads"] = threads;
 
   result["checksum"] = sink_size % 1000;  // keeps the stage loops from being optimised away

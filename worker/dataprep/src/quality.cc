@@ -123,18 +123,26 @@ double DuplicateLineFraction(std::string_view text) {
   return lines == 0 ? 0.0 : static_cast<double>(dup) / lines;
 }
 
-uint64_t NgramHash(const std::vector<std::string_view>& units, size_t i, size_t n) {
+// Hashes of each unit, once; n-gram hashes combine n of them.
+std::vector<uint64_t> UnitHashes(const Units& u) {
+  std::vector<uint64_t> h;
+  h.reserve(u.units.size());
+  for (const auto& unit : u.units) h.push_back(absl::HashOf(unit));
+  return h;
+}
+
+uint64_t NgramHash(const std::vector<uint64_t>& unit_hashes, size_t i, size_t n) {
   uint64_t h = 0x9E3779B97F4A7C15ULL;
-  for (size_t k = 0; k < n; ++k) h = absl::HashOf(h, units[i + k]);
+  for (size_t k = 0; k < n; ++k) h = (h ^ unit_hashes[i + k]) * 0x100000001B3ULL + k;
   return h;
 }
 
 // Gopher: characters in the most frequent n-gram (times its count) over all unit characters.
-double TopNgramFraction(const Units& u, size_t n) {
+double TopNgramFraction(const Units& u, const std::vector<uint64_t>& hashes, size_t n) {
   if (u.units.size() < n || u.unit_chars == 0) return 0.0;
   absl::flat_hash_map<uint64_t, std::pair<size_t, size_t>> counts;  // hash -> (count, first index)
   for (size_t i = 0; i + n <= u.units.size(); ++i) {
-    auto [it, inserted] = counts.try_emplace(NgramHash(u.units, i, n), 0, i);
+    auto [it, inserted] = counts.try_emplace(NgramHash(hashes, i, n), 0, i);
     ++it->second.first;
   }
   size_t best_count = 0, best_index = 0;
@@ -150,12 +158,12 @@ double TopNgramFraction(const Units& u, size_t n) {
 }
 
 // Gopher: characters of the units covered by n-grams that occur more than once, over all.
-double DuplicateNgramFraction(const Units& u, size_t n) {
+double DuplicateNgramFraction(const Units& u, const std::vector<uint64_t>& hashes, size_t n) {
   if (u.units.size() < n || u.unit_chars == 0) return 0.0;
   absl::flat_hash_map<uint64_t, size_t> first;
   std::vector<bool> covered(u.units.size(), false);
   for (size_t i = 0; i + n <= u.units.size(); ++i) {
-    auto [it, inserted] = first.try_emplace(NgramHash(u.units, i, n), i);
+    auto [it, inserted] = first.try_emplace(NgramHash(hashes, i, n), i);
     if (inserted) continue;
     for (size_t k = 0; k < n; ++k) covered[i + k] = covered[it->second + k] = true;
   }
@@ -210,13 +218,14 @@ std::string FailedQualityRule(std::string_view text, const QualityRules& r, bool
   }
   if (units < r.repetition_min_units) return "";
   if (DuplicateLineFraction(text) > r.max_duplicate_line_fraction) return "max_duplicate_line_fraction";
-  if (TopNgramFraction(u, 2) > r.max_top_2gram_fraction) return "max_top_2gram_fraction";
-  if (TopNgramFraction(u, 3) > r.max_top_3gram_fraction) return "max_top_3gram_fraction";
-  if (TopNgramFraction(u, 4) > r.max_top_4gram_fraction) return "max_top_4gram_fraction";
+  const std::vector<uint64_t> hashes = UnitHashes(u);
+  if (TopNgramFraction(u, hashes, 2) > r.max_top_2gram_fraction) return "max_top_2gram_fraction";
+  if (TopNgramFraction(u, hashes, 3) > r.max_top_3gram_fraction) return "max_top_3gram_fraction";
+  if (TopNgramFraction(u, hashes, 4) > r.max_top_4gram_fraction) return "max_top_4gram_fraction";
   for (size_t n = 5; n <= 10; ++n) {
     const double limit = r.max_duplicate_5gram_fraction +
                          (r.max_duplicate_10gram_fraction - r.max_duplicate_5gram_fraction) * (n - 5) / 5.0;
-    if (DuplicateNgramFraction(u, n) > limit)
+    if (DuplicateNgramFraction(u, hashes, n) > limit)
       return n == 10 ? "max_duplicate_10gram_fraction" : "max_duplicate_5gram_fraction";
   }
   return "";
