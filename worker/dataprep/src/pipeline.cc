@@ -417,23 +417,35 @@ absl::StatusOr<PrepReport> PrepareData(const spec::PrepConfig& config, const Pre
     return absl::OkStatus();
   };
 
-  std::vector<Line> batch;
-  std::vector<LineResult> results;
+  // Two batches in flight: while threads - 1 helpers process one, this thread runs the
+  // in-order part (dedup, output) of the one before, then helps with what is left. The
+  // in-order part sees batches in input order either way, so the output never depends on the
+  // thread count.
+  std::vector<Line> batch, pending;
+  std::vector<LineResult> pending_results;
+  auto finish_pending = [&]() -> absl::Status {
+    for (size_t i = 0; i < pending.size(); ++i) {
+      for (int s = 0; s < kNumStages; ++s) seconds[s] += pending_results[i].seconds[s];
+      RETURN_IF_ERROR(finish(pending[i], pending_results[i]));
+    }
+    if (!pending.empty() && options.progress) options.progress(bytes_read, total_bytes);
+    pending.clear();
+    return absl::OkStatus();
+  };
   auto run_batch = [&]() -> absl::Status {
-    results.assign(batch.size(), LineResult());
+    std::vector<LineResult> results(batch.size());
     std::atomic<size_t> next{0};
     auto work = [&]() {
       for (size_t i = next++; i < batch.size(); i = next++) results[i] = pipeline.Process(batch[i]);
     };
     std::vector<std::thread> pool;
     for (int t = 1; t < threads && static_cast<size_t>(t) < batch.size(); ++t) pool.emplace_back(work);
+    const absl::Status finished = finish_pending();
     work();
     for (auto& t : pool) t.join();
-    for (size_t i = 0; i < batch.size(); ++i) {
-      for (int s = 0; s < kNumStages; ++s) seconds[s] += results[i].seconds[s];
-      RETURN_IF_ERROR(finish(batch[i], results[i]));
-    }
-    if (options.progress) options.progress(bytes_read, total_bytes);
+    RETURN_IF_ERROR(finished);
+    pending = std::move(batch);
+    pending_results = std::move(results);
     batch.clear();
     return absl::OkStatus();
   };
@@ -453,6 +465,7 @@ absl::StatusOr<PrepReport> PrepareData(const spec::PrepConfig& config, const Pre
     if (in.bad()) return absl::InternalError(absl::StrCat("reading ", options.inputs[f], " failed"));
   }
   if (!batch.empty()) RETURN_IF_ERROR(run_batch());
+  RETURN_IF_ERROR(finish_pending());
 
   RETURN_IF_ERROR(data_out.Commit());
   RETURN_IF_ERROR(dropped_out.Commit());

@@ -72,6 +72,20 @@ Units Split(std::string_view text, bool spaceless) {
   };
   for (int32_t i = 0; i < n;) {
     const int32_t start = i;
+    if (s[i] < 0x80 && !spaceless) {  // ASCII, the common case: no property lookups
+      const char ch = static_cast<char>(s[i++]);
+      if (ch == ' ' || (ch >= '\t' && ch <= '\r')) {
+        end_word(start);
+        continue;
+      }
+      ++u.non_space;
+      u.digits += ch >= '0' && ch <= '9';
+      u.symbols += ch == '$' || ch == '+' || ch == '<' || ch == '=' || ch == '>' || ch == '`' ||
+                   (ch != 0 && std::strchr("#@%&*\\|~^_", ch) != nullptr);
+      if (word_start < 0) word_start = start;
+      ++word_chars;
+      continue;
+    }
     UChar32 c = NextCodePoint(s, i, n);
     if (c < 0) c = 0xFFFD;
     if (u_isUWhiteSpace(c)) {
@@ -141,6 +155,7 @@ uint64_t NgramHash(const std::vector<uint64_t>& unit_hashes, size_t i, size_t n)
 double TopNgramFraction(const Units& u, const std::vector<uint64_t>& hashes, size_t n) {
   if (u.units.size() < n || u.unit_chars == 0) return 0.0;
   absl::flat_hash_map<uint64_t, std::pair<size_t, size_t>> counts;  // hash -> (count, first index)
+  counts.reserve(u.units.size());
   for (size_t i = 0; i + n <= u.units.size(); ++i) {
     auto [it, inserted] = counts.try_emplace(NgramHash(hashes, i, n), 0, i);
     ++it->second.first;
@@ -161,6 +176,7 @@ double TopNgramFraction(const Units& u, const std::vector<uint64_t>& hashes, siz
 double DuplicateNgramFraction(const Units& u, const std::vector<uint64_t>& hashes, size_t n) {
   if (u.units.size() < n || u.unit_chars == 0) return 0.0;
   absl::flat_hash_map<uint64_t, size_t> first;
+  first.reserve(u.units.size());
   std::vector<bool> covered(u.units.size(), false);
   for (size_t i = 0; i + n <= u.units.size(); ++i) {
     auto [it, inserted] = first.try_emplace(NgramHash(hashes, i, n), i);
