@@ -262,7 +262,10 @@ void PiiScrubber::FindPhones(std::string_view text, const std::string& lang, std
 std::vector<PiiSpan> PiiScrubber::Find(std::string_view text, const std::string& lang) const {
   std::vector<PiiSpan> found;
   if (!config_.enabled) return found;
-  for (const auto& [name, re] : patterns_) Scan(*re, text, [&](size_t b, size_t e) { found.push_back({b, e, name}); });
+  for (const auto& pattern : patterns_) {
+    const std::string& name = pattern.first;  // a named variable: lambdas may not capture structured bindings (C++17)
+    Scan(*pattern.second, text, [&](size_t b, size_t e) { found.push_back({b, e, name}); });
+  }
   if (Enabled("email") && text.find('@') != std::string_view::npos)
     Scan(*email_, text, [&](size_t b, size_t e) { found.push_back({b, e, "email"}); });
   const bool digits = CountDigits(text) >= 4;
