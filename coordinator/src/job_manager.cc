@@ -47,6 +47,7 @@ absl::Status JobManager::TransitionLocked(Job& job, JobState to, const std::stri
   POLYTUNE_CHECK(IsAllowedTransition(job.state, to)) << job.id << ": illegal transition " << JobStateName(job.state)
                                                      << " -> " << JobStateName(to) << " (" << reason << ")";
   const JobState from = job.state;
+  ++schedule_inputs_version_;
   job.state = to;
   job.reason = reason;
   job.events.push_back({clock_->NowMicros(), to, reason});
@@ -93,6 +94,7 @@ absl::StatusOr<Job> JobManager::Submit(const std::string& name, int32_t priority
   if (!st.ok()) return st;
   absl::MutexLock l(&mu_);
   jobs_[job.id] = job;
+  ++schedule_inputs_version_;
   if (observer_) observer_->OnSubmitted(job);
   RETURN_IF_ERROR(ScheduleLocked());
   return jobs_[job.id];
@@ -250,6 +252,7 @@ absl::Status JobManager::RequeueLocked(Job& job, const std::string& why, bool co
 
 absl::Status JobManager::RequestStopLocked(Job& job, const std::string& why) {
   job.stop_reason = why;
+  ++schedule_inputs_version_;
   for (const auto& w : job.assigned_workers) to_preempt_[w].insert(job.id);
   RETURN_IF_ERROR(SetReasonLocked(job, absl::StrCat("stopping with a checkpoint: ", why)));
   return store_->PutJob(job);
@@ -266,6 +269,7 @@ absl::Status JobManager::ApplyRankReportLocked(Job& job, const std::string& work
       if (w.id == worker_id) host = w.address;
     const int32_t port = job.master_port;
     busy_ports_[{host, port}] = clock_->NowMicros() + options_.busy_port_quarantine_micros;
+    ++schedule_inputs_version_;
     CancelRanksLocked(job, worker_id);
     ranks_.erase(job.id);
     return TransitionLocked(job, JobState::kPending,
@@ -396,7 +400,7 @@ absl::Status JobManager::Tick() {
     RETURN_IF_ERROR(RestartWorkerJobsLocked(w, absl::StrCat("worker ", w, " lost (no heartbeat for ",
                                                             options_.heartbeat_timeout_micros / 1'000'000, " s)")));
   }
-  return ScheduleLocked();
+  return ScheduleLocked(/*force=*/true);
 }
 
 }  // namespace polytune::coordinator

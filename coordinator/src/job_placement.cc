@@ -1,6 +1,7 @@
 // JobManager's placement half: pending jobs onto free devices (scheduler.h decides), ports
 // for rank 0 rendezvous stores, restart backoff and priority preemption.
 #include <algorithm>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -11,9 +12,23 @@
 
 namespace polytune::coordinator {
 
-absl::Status JobManager::ScheduleLocked() {
+absl::Status JobManager::ScheduleLocked(bool force) {
+  const int64_t now = clock_->NowMicros();
+  const uint64_t registry_version = registry_.version();
+  if (!force && schedule_inputs_version_ == decided_inputs_version_ && registry_version == decided_registry_version_ &&
+      now < next_timer_micros_)
+    return absl::OkStatus();  // nothing the decision reads has changed: it would decide the same
+  decided_inputs_version_ = schedule_inputs_version_;
+  decided_registry_version_ = registry_version;
   const int64_t start = clock_->SteadyNowMicros();
   absl::Status st = PlaceJobsLocked();
+  // The next timer: the earliest restart backoff or port quarantine still running.
+  next_timer_micros_ = std::numeric_limits<int64_t>::max();
+  for (const auto& [id, job] : jobs_)
+    if (job.state == JobState::kPending && job.not_before_micros > now)
+      next_timer_micros_ = std::min(next_timer_micros_, job.not_before_micros);
+  for (const auto& [port, until] : busy_ports_)
+    if (until > now) next_timer_micros_ = std::min(next_timer_micros_, until);
   if (observer_) observer_->OnScheduleCycle(clock_->SteadyNowMicros() - start);
   return st;
 }

@@ -16,6 +16,7 @@ std::vector<std::string> WorkerRegistry::Register(Worker worker) {
   worker.alive = true;
   worker.awaiting_contact = false;
   workers_[worker.id] = std::move(worker);
+  ++version_;
   return superseded;
 }
 
@@ -29,7 +30,10 @@ absl::Status WorkerRegistry::Heartbeat(const std::string& id, const std::string&
         absl::StrCat("worker '", id, "' incarnation ", incarnation, " was superseded; register again"));
   if (!it->second.alive)
     return absl::FailedPreconditionError(absl::StrCat("worker '", id, "' was declared lost; register again"));
-  it->second.last_heartbeat_micros = clock_->NowMicros();
+  const int64_t now = clock_->NowMicros();
+  // Heard from again after a restart or a silence that made it unschedulable: it may take ranks.
+  if (it->second.awaiting_contact || now - it->second.last_heartbeat_micros > timeout_ / 2) ++version_;
+  it->second.last_heartbeat_micros = now;
   it->second.awaiting_contact = false;
   return absl::OkStatus();
 }
@@ -40,6 +44,7 @@ void WorkerRegistry::Restore(Worker worker) {
   worker.alive = true;
   worker.awaiting_contact = true;
   workers_[worker.id] = std::move(worker);
+  ++version_;
 }
 
 std::vector<std::string> WorkerRegistry::ExpireSilent() {
@@ -52,6 +57,7 @@ std::vector<std::string> WorkerRegistry::ExpireSilent() {
       lost.push_back(id);
     }
   }
+  if (!lost.empty()) ++version_;
   return lost;
 }
 
@@ -91,7 +97,13 @@ absl::StatusOr<Worker> WorkerRegistry::SetDraining(const std::string& id, bool d
   if (it == workers_.end())
     return absl::NotFoundError(absl::StrCat("no worker '", id, "'; `polytune workers` lists them"));
   it->second.draining = draining;
+  ++version_;
   return it->second;
+}
+
+uint64_t WorkerRegistry::version() const {
+  absl::MutexLock lock(&mu_);
+  return version_;
 }
 
 }  // namespace polytune::coordinator

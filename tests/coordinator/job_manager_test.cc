@@ -76,6 +76,42 @@ TEST_F(JobManagerTest, GangJobRunsToSuccessWithEveryTransitionRecorded) {
   EXPECT_EQ(jm_.FreeDevices().at("w1"), 1) << "devices are free again";
 }
 
+// Incremental scheduling: a heartbeat that changes nothing the scheduler reads decides
+// nothing; a change (a new job, a worker heard from again, a backoff running out) decides at
+// once; Tick always decides.
+TEST_F(JobManagerTest, HeartbeatsDecideOnlyWhenTheSchedulingInputsChanged) {
+  struct CycleCounter : JobObserver {
+    void OnScheduleCycle(int64_t) override { ++cycles; }
+    int cycles = 0;
+  } counter;
+  jm_.SetObserver(&counter);
+  AddWorker("w1", 1);
+  auto big = jm_.Submit("big", 0, 2, "spec");  // never fits: stays pending
+  ASSERT_TRUE(big.ok());
+  Beat("w1");
+  const int after_submit = counter.cycles;
+  for (int i = 0; i < 20; ++i) {
+    clock_.AdvanceSeconds(1);
+    Beat("w1");
+  }
+  EXPECT_EQ(counter.cycles, after_submit) << "20 heartbeats with nothing new: no decision";
+  auto small = jm_.Submit("small", 1, 1, "spec");  // priority 1: ahead of big, fits now
+  ASSERT_TRUE(small.ok());
+  EXPECT_EQ(small->state, JobState::kScheduled) << "a new job is decided at once";
+  EXPECT_GT(counter.cycles, after_submit);
+  const int before_tick = counter.cycles;
+  ASSERT_TRUE(jm_.Tick().ok());
+  EXPECT_EQ(counter.cycles, before_tick + 1) << "Tick decides regardless";
+  // A worker silent past half the timeout gets no ranks; its next heartbeat makes it
+  // schedulable again and that is a change the scheduler must see.
+  AddWorker("w2", 1);
+  Beat("w2");
+  clock_.AdvanceSeconds(6);  // over half of the 10 s timeout, without a Tick in between
+  const int before_return = counter.cycles;
+  Beat("w2");
+  EXPECT_GT(counter.cycles, before_return);
+}
+
 TEST_F(JobManagerTest, TooLargeJobStaysPendingWithItsReason) {
   AddWorker("w1", 2);
   auto job = jm_.Submit("big", 0, 4, "spec");

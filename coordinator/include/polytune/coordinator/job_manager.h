@@ -127,7 +127,10 @@ class JobManager {
   [[nodiscard]] absl::Status ApplyRankReportLocked(Job& job, const std::string& worker_id, const RankReport& r)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::map<std::string, int32_t> FreeDevicesLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  [[nodiscard]] absl::Status ScheduleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);  // timed PlaceJobsLocked
+  // A timed PlaceJobsLocked, run only when something it reads changed since the last one (a job
+  // moved or was asked to stop, the registry changed) or a backoff or port quarantine it waited
+  // on ran out; `force` (Tick) decides regardless, so a missed trigger costs at most one tick.
+  [[nodiscard]] absl::Status ScheduleLocked(bool force = false) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   [[nodiscard]] absl::Status PlaceJobsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   [[nodiscard]] absl::Status SetReasonLocked(Job& job, const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A port in rank 0's range on its host that no scheduled or running job uses and that is not
@@ -151,6 +154,12 @@ class JobManager {
   std::map<std::string, int64_t> last_step_ ABSL_GUARDED_BY(mu_);                     // by job
   // (host address, port) -> until when it is not handed out (reported busy).
   std::map<std::pair<std::string, int32_t>, int64_t> busy_ports_ ABSL_GUARDED_BY(mu_);
+  // Incremental scheduling: the inputs' version now and at the last decision, and when a timer
+  // the last decision waited on (restart backoff, port quarantine) runs out.
+  uint64_t schedule_inputs_version_ ABSL_GUARDED_BY(mu_) = 1;
+  uint64_t decided_inputs_version_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t decided_registry_version_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t next_timer_micros_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace polytune::coordinator

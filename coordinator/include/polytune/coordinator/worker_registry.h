@@ -42,12 +42,17 @@ class WorkerRegistry {
   // Alive, heard from since the last coordinator start and within half the timeout, and not
   // draining: may be given new ranks.
   std::vector<Worker> Schedulable() const;
+  // Grows whenever a worker may have become alive or schedulable, or stopped being either
+  // through an event (registration, a heartbeat after a silence or a restart, draining, loss).
+  // Only time makes a worker unschedulable otherwise, and that never calls for placing a job.
+  uint64_t version() const;
 
  private:
   const Clock* clock_;
   int64_t timeout_;
   mutable absl::Mutex mu_;
   std::map<std::string, Worker> workers_ ABSL_GUARDED_BY(mu_);
+  uint64_t version_ ABSL_GUARDED_BY(mu_) = 1;
 };
 
 }  // namespace polytune::coordinator
