@@ -156,16 +156,30 @@ class ControlPlane : public ::testing::Test {
     return path;
   }
 
-  // Submits `spec`, expects the job to FAIL and returns its reason.
-  static std::string ReasonItFailedWith(const std::string& spec) {
+  struct Watched {
+    std::string id;
+    Result watch;           // `polytune watch`, which returns when the job ends
+    nlohmann::json status;  // `polytune status --json` after that (discarded if it failed)
+  };
+  // Submits `spec`, watches the job to its end and reads its status.
+  static Watched SubmitAndWatch(const std::string& spec) {
+    Watched w;
     Result submit = Cli("submit " + spec + " --json");
     EXPECT_EQ(submit.code, 0) << submit.output;
-    if (submit.code != 0) return "";
-    const std::string id = nlohmann::json::parse(submit.output)["id"];
-    EXPECT_NE(Cli("watch " + id).code, 0);
-    auto st = nlohmann::json::parse(Cli("status " + id + " --json").output);
-    EXPECT_EQ(st["state"], "FAILED");
-    return st["reason"].get<std::string>();
+    if (submit.code != 0) return w;
+    w.id = nlohmann::json::parse(submit.output)["id"];
+    w.watch = Cli("watch " + w.id);
+    w.status = nlohmann::json::parse(Cli("status " + w.id + " --json").output, nullptr, false);
+    return w;
+  }
+
+  // Submits `spec`, expects the job to FAIL and returns its reason.
+  static std::string ReasonItFailedWith(const std::string& spec) {
+    const Watched w = SubmitAndWatch(spec);
+    if (w.id.empty()) return "";
+    EXPECT_NE(w.watch.code, 0);
+    EXPECT_EQ(w.status["state"], "FAILED");
+    return w.status["reason"].get<std::string>();
   }
 
   // Trains `spec` locally with two ranks (its `resources` cut, output_dir dir_/<name>), as a
@@ -204,15 +218,11 @@ class ControlPlane : public ::testing::Test {
 
 TEST_F(ControlPlane, JobSucceedsAndItsAdapterEqualsLocalDataParallelTraining) {
   const std::string spec = Spec("ok", "max_steps: 6, micro_batch_size: 2, checkpoint_every: 3");
-  Result submit = Cli("submit " + spec + " --json");
-  ASSERT_EQ(submit.code, 0) << submit.output;
-  const std::string id = nlohmann::json::parse(submit.output)["id"];
-  Result watch = Cli("watch " + id);
-  ASSERT_EQ(watch.code, 0) << watch.output;
-  EXPECT_NE(watch.output.find("SUCCEEDED"), std::string::npos);
-  Result status = Cli("status " + id + " --json");
-  ASSERT_EQ(status.code, 0) << status.output;
-  auto st = nlohmann::json::parse(status.output);
+  const Watched w = SubmitAndWatch(spec);
+  ASSERT_EQ(w.watch.code, 0) << w.watch.output;
+  EXPECT_NE(w.watch.output.find("SUCCEEDED"), std::string::npos);
+  const std::string& id = w.id;
+  nlohmann::json st = w.status;  // a copy: operator[] on a missing key must not be the const overload
   EXPECT_EQ(st["state"], "SUCCEEDED");
   EXPECT_GE(st["checkpoints"].size(), 2u) << "checkpoints at steps 3 and 6";
   EXPECT_EQ(st["latest_metrics"]["step"], 6);
@@ -239,13 +249,11 @@ TEST_F(ControlPlane, EarlyStoppedJobRecordsTheBestCheckpointForDownload) {
       "max_steps: 40, micro_batch_size: 2, eval_every: 2, eval_generate: {every: 4, examples: 4, max_new_tokens: 4}, "
       "early_stopping: {metric: eval_loss, patience: 2, min_delta: 0.05}";
   const std::string spec = Spec("es", training);
-  Result submit = Cli("submit " + spec + " --json");
-  ASSERT_EQ(submit.code, 0) << submit.output;
-  const std::string id = nlohmann::json::parse(submit.output)["id"];
-  Result watch = Cli("watch " + id);
-  ASSERT_EQ(watch.code, 0) << watch.output;
-  EXPECT_NE(watch.output.find("chrF:"), std::string::npos) << watch.output;
-  auto st = nlohmann::json::parse(Cli("status " + id + " --json").output);
+  const Watched w = SubmitAndWatch(spec);
+  ASSERT_EQ(w.watch.code, 0) << w.watch.output;
+  EXPECT_NE(w.watch.output.find("chrF:"), std::string::npos) << w.watch.output;
+  const std::string& id = w.id;
+  nlohmann::json st = w.status;  // a copy: operator[] on a missing key must not be the const overload
   ASSERT_TRUE(st.contains("best_checkpoint_step")) << st.dump();
   const int64_t best = st["best_checkpoint_step"].get<int64_t>();
   const int64_t last = st["latest_metrics"]["step"].get<int64_t>();
@@ -297,13 +305,11 @@ TEST_F(ControlPlane, JobWithDataPrepareTrainsOnThePreparedDataAndReportsIt) {
                       << "  prepare:\n    language: {languages: [en, es, de, fr, id, ar, zh, hi]}\n"
                       << "training: {lr: 0.002, seed: 3, max_steps: 4, micro_batch_size: 2}\n"
                       << "resources: {world_size: 2}\n";
-  Result submit = Cli("submit " + spec + " --json");
-  ASSERT_EQ(submit.code, 0) << submit.output;
-  const std::string id = nlohmann::json::parse(submit.output)["id"];
-  Result watch = Cli("watch " + id);
-  ASSERT_EQ(watch.code, 0) << watch.output;
-  EXPECT_NE(watch.output.find("data prepared: kept"), std::string::npos) << watch.output;
-  auto st = nlohmann::json::parse(Cli("status " + id + " --json").output);
+  const Watched w = SubmitAndWatch(spec);
+  ASSERT_EQ(w.watch.code, 0) << w.watch.output;
+  EXPECT_NE(w.watch.output.find("data prepared: kept"), std::string::npos) << w.watch.output;
+  const std::string& id = w.id;
+  nlohmann::json st = w.status;  // a copy: operator[] on a missing key must not be the const overload
   EXPECT_EQ(st["state"], "SUCCEEDED") << st.dump();
   ASSERT_TRUE(st.contains("data_prep")) << st.dump();
   int64_t in = 0, kept = 0, dropped = 0;
@@ -501,14 +507,7 @@ TEST_F(ControlPlane, MissingModelOnTheWorkerFailsTheJobWithThatReason) {
   const size_t at = text.find(dir_ + "/model");
   text.replace(at, (dir_ + "/model").size(), dir_ + "/no-such-model");
   std::ofstream(spec) << text;
-  Result submit = Cli("submit " + spec + " --json");
-  ASSERT_EQ(submit.code, 0) << submit.output;
-  const std::string id = nlohmann::json::parse(submit.output)["id"];
-  EXPECT_NE(Cli("watch " + id).code, 0);
-  auto st = nlohmann::json::parse(Cli("status " + id + " --json").output);
-  EXPECT_EQ(st["state"], "FAILED");
-  EXPECT_NE(st["reason"].get<std::string>().find("no-such-model' does not exist on worker"), std::string::npos)
-      << st["reason"];
+  EXPECT_NE(ReasonItFailedWith(spec).find("no-such-model' does not exist on worker"), std::string::npos);
 }
 
 TEST_F(ControlPlane, CoordinatorServesGrpcHealth) {
