@@ -24,6 +24,7 @@
 #include "polytune/common/sha256.h"
 #include "polytune/coordinator/scheduler.h"
 #include "polytune/rpc/grpc_config.h"
+#include "polytune/rpc/transfer.h"
 #include "polytune/v1/polytune.grpc.pb.h"
 
 using namespace polytune;
@@ -200,7 +201,7 @@ int main(int argc, char** argv) {
         c.set_step(1);
         c.set_sha256(sha);
       }
-      c.set_data(payload.substr(pos, kMaxChunkBytes));
+      c.mutable_data()->assign(payload, pos, kMaxChunkBytes);
       writer->Write(c);
     }
     writer->WritesDone();
@@ -214,6 +215,13 @@ int main(int argc, char** argv) {
     if (!verified) out["checkpoint_upload_error"] = st.error_message();
     if (sresp.job().id().empty()) out["checkpoint_upload_error_submit"] = "the bench job was not accepted";
     out["checkpoint_upload_mb_per_s"] = payload.size() / 1e6 / secs;
+    // The same bytes back, sha256-verified by the client.
+    const auto d0 = Clock::now();
+    auto back = polytune::rpc::DownloadVerified(*jobs, sha);
+    const double dsecs = std::chrono::duration<double>(Clock::now() - d0).count();
+    out["checkpoint_download_verified"] = back.ok() && *back == payload;
+    if (!back.ok()) out["checkpoint_download_error"] = std::string(back.status().message());
+    out["checkpoint_download_mb_per_s"] = payload.size() / 1e6 / dsecs;
   }
   ::kill(coord, SIGTERM);
   ::waitpid(coord, nullptr, 0);

@@ -6,6 +6,10 @@
 //
 //   build/bench/train_bench [--hidden 512] [--layers 8] [--seq 512] [--batch 4] [--steps 6]
 //                           [--vocab 32000] [--threads N] [--rank R --world W --port P]
+//                           [--head-dim 64] [--kv-heads H] [--intermediate I] [--lora-r 16]
+//                           [--no-quant 1] [--checkpointing 0|1] [--device cuda --peak-tflops T]
+// On CUDA (bf16 compute) it reports the allocator's peak and the matmul TFLOP/s as a fraction
+// of --peak-tflops (MFU) instead of the sgemm comparison.
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -24,6 +28,11 @@
 
 #include <torch/csrc/autograd/profiler_legacy.h>
 
+#if defined(POLYTUNE_WITH_CUDA) && __has_include(<c10/cuda/CUDACachingAllocator.h>)
+#include <c10/cuda/CUDACachingAllocator.h>
+#define POLYTUNE_CUDA_ALLOCATOR_STATS 1
+#endif
+
 #include "bench_model.h"
 #include "nlohmann/json.hpp"
 #include "polytune/engine/communicator.h"
@@ -40,7 +49,9 @@ namespace {
 
 struct Args {
   int64_t hidden = 512, layers = 8, seq = 512, batch = 4, steps = 6, vocab = 32000, threads = 0;
+  int64_t head_dim = 64, kv_heads = 0, intermediate = 0, lora_r = 16;
   int rank = -1, world = 1, port = 0;
+  std::string device = "cpu";
   std::string work = "/tmp/polytune-bench";
 };
 
@@ -105,6 +116,12 @@ int64_t ArgValue(int argc, char** argv, const char* name, int64_t fallback) {
   return fallback;
 }
 
+std::string ArgString(int argc, char** argv, const char* name, const std::string& fallback) {
+  for (int i = 1; i + 1 < argc; ++i)
+    if (std::strcmp(argv[i], name) == 0) return argv[i + 1];
+  return fallback;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -121,14 +138,28 @@ int main(int argc, char** argv) {
   a.rank = static_cast<int>(ArgValue(argc, argv, "--rank", -1));
   a.world = static_cast<int>(ArgValue(argc, argv, "--world", 1));
   a.port = static_cast<int>(ArgValue(argc, argv, "--port", 0));
+  a.head_dim = ArgValue(argc, argv, "--head-dim", a.head_dim);
+  a.kv_heads = ArgValue(argc, argv, "--kv-heads", 0);
+  a.intermediate = ArgValue(argc, argv, "--intermediate", 0);
+  a.lora_r = ArgValue(argc, argv, "--lora-r", a.lora_r);
+  a.device = ArgString(argc, argv, "--device", a.device);
+  a.work = ArgString(argc, argv, "--work", a.work);
+  const bool cuda = a.device == "cuda";
   const int threads = a.threads > 0 ? static_cast<int>(a.threads)
                                     : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / a.world);
   ConfigureCpuThreads(threads);
 
-  const std::string model_dir = a.work + "/model-" + std::to_string(a.hidden) + "x" + std::to_string(a.layers);
-  const ModelConfig mc = polytune::bench::BenchModelConfig(a.hidden, a.layers, a.vocab);
+  ModelConfig mc = polytune::bench::BenchModelConfig(a.hidden, a.layers, a.vocab);
+  mc.head_dim = a.head_dim;
+  mc.num_attention_heads = a.hidden / a.head_dim;
+  mc.num_key_value_heads = a.kv_heads > 0 ? a.kv_heads : mc.num_attention_heads;
+  if (a.intermediate > 0) mc.intermediate_size = a.intermediate;
+  const std::string model_dir = a.work + "/model-" + std::to_string(a.hidden) + "x" + std::to_string(a.layers) + "-" +
+                                std::to_string(mc.num_key_value_heads) + "kv-" + std::to_string(mc.intermediate_size) +
+                                "-" + std::to_string(a.vocab) + (cuda ? "-bf16" : "");
   if (a.rank <= 0 && !fs::exists(model_dir + "/config.json")) {
-    absl::Status st = WriteRandomModel(model_dir, mc, 1);
+    // On CUDA the base is written in bf16, as Hugging Face checkpoints of these shapes are.
+    absl::Status st = WriteRandomModel(model_dir, mc, 1, cuda ? "bfloat16" : "float32");
     if (!st.ok()) {
       std::fprintf(stderr, "%s\n", std::string(st.message()).c_str());
       return 1;
@@ -156,7 +187,9 @@ int main(int argc, char** argv) {
   if (ArgValue(argc, argv, "--no-quant", 0)) cfg.model.quantization = Quantization::kNone;
   cfg.training.gradient_checkpointing = ArgValue(argc, argv, "--checkpointing", 1) != 0;
   cfg.lora.dropout = static_cast<double>(ArgValue(argc, argv, "--dropout-percent", 5)) / 100.0;
-  cfg.training.device = "cpu";
+  cfg.lora.r = a.lora_r;
+  cfg.lora.alpha = 2.0 * a.lora_r;
+  cfg.training.device = a.device;
   cfg.output_dir = a.work + "/run-" + std::to_string(a.world) + "-" + std::to_string(std::max(0, a.rank));
 
   std::unique_ptr<Communicator> comm;
@@ -165,6 +198,7 @@ int main(int argc, char** argv) {
     ro.master_port = a.port;
     ro.rank = a.rank;
     ro.world_size = a.world;
+    ro.cuda = cuda;
     auto c = ConnectProcessGroup(ro);
     if (!c.ok()) {
       std::fprintf(stderr, "%s\n", std::string(c.status().message()).c_str());
@@ -215,7 +249,23 @@ int main(int argc, char** argv) {
                         {"tokens_per_second", tokens_per_second},
                         {"peak_rss_bytes", static_cast<int64_t>(ru.ru_maxrss) * 1024},
                         {"bytes_per_quantized_param", bytes_per_qparam}};
-  if (a.world == 1 && !skip_sgemm) {
+  out["device"] = a.device;
+  out["lora_r"] = a.lora_r;
+  out["quantization"] = ArgValue(argc, argv, "--no-quant", 0) ? "none" : "nf4";
+  out["checkpointing"] = cfg.training.gradient_checkpointing;
+  if (cuda) {
+    const double step_seconds = static_cast<double>(a.batch * a.seq) / tokens_per_second;
+    const double flops = CountFlops(mc, a.batch, a.seq).Total();
+    const double peak_tflops = static_cast<double>(ArgValue(argc, argv, "--peak-tflops", 0));
+    out["matmul_tflop_per_step"] = flops / 1e12;
+    out["matmul_tflop_per_s"] = flops / step_seconds / 1e12;
+    if (peak_tflops > 0) out["mfu"] = flops / step_seconds / 1e12 / peak_tflops;
+#ifdef POLYTUNE_CUDA_ALLOCATOR_STATS
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(0);
+    out["cuda_peak_allocated_bytes"] = stats.allocated_bytes[0].peak;  // index 0: all pools
+    out["cuda_peak_reserved_bytes"] = stats.reserved_bytes[0].peak;
+#endif
+  } else if (a.world == 1 && !skip_sgemm) {
     const double step_seconds = static_cast<double>(a.batch * a.seq) / tokens_per_second;
     const double flops = CountFlops(mc, a.batch, a.seq).Total();
     const double sgemm = SgemmSeconds(mc, a.batch, a.seq);

@@ -17,7 +17,9 @@
 #include "absl/strings/str_join.h"
 #include "bundled_corpus.h"
 #include "cli_util.h"
+#ifdef POLYTUNE_WITH_CONTROL_PLANE
 #include "control_commands.h"
+#endif
 #include "generate_commands.h"
 #include "launcher.h"
 #include "polytune/common/build_info.h"
@@ -295,7 +297,9 @@ std::function<int()> RegisterCommands(CLI::App& app) {
   app.require_subcommand(1);
   auto run = std::make_shared<std::function<int()>>([] { return 0; });
   RegisterTextCommands(app, run);
+#ifdef POLYTUNE_WITH_CONTROL_PLANE
   RegisterControlCommands(app, run);
+#endif
   RegisterGenerateCommand(app, run);
 
   // polytune model init

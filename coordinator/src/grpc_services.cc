@@ -1,6 +1,7 @@
 #include "polytune/coordinator/grpc_services.h"
 
 #include "absl/strings/str_cat.h"
+#include "polytune/common/status_macros.h"
 #include "polytune/coordinator/best_checkpoint.h"
 #include "polytune/coordinator/proto_convert.h"
 #include "polytune/rpc/grpc_config.h"
@@ -134,18 +135,23 @@ grpc::Status JobServiceImpl::UploadArtifact(grpc::ServerContext* ctx,
                                             v1::UploadArtifactResponse* resp) {
   POLYTUNE_AUTHORIZE(who, kJobs + "UploadArtifact");
   std::string sha;
-  const UploadBudget budget = artifacts_->Budget();
-  auto data = rpc::ReadChunked<v1::UploadArtifactChunk>(reader, budget.bytes, budget.limit,
-                                                        [&](const v1::UploadArtifactChunk& c) { sha = c.sha256(); });
-  if (!data.ok()) return ToGrpc(data.status());
-  absl::Status st = artifacts_->Put(*data, sha);
+  std::unique_ptr<ArtifactUpload> upload;
+  absl::Status st = rpc::ReadChunks<v1::UploadArtifactChunk>(
+      reader,
+      [&](const v1::UploadArtifactChunk& c) -> absl::Status {
+        sha = c.sha256();
+        ASSIGN_OR_RETURN(upload, artifacts_->BeginUpload(sha));
+        return absl::OkStatus();
+      },
+      [&](absl::string_view bytes) { return upload->Append(bytes); });
+  if (st.ok()) st = upload->Commit();
   if (!st.ok()) return ToGrpc(st);
   if (auth_->enabled()) {
     st = store_->AddArtifactOwner(sha, who.name);
     if (!st.ok()) return ToGrpc(st);
   }
   resp->set_sha256(sha);
-  resp->set_size_bytes(static_cast<int64_t>(data->size()));
+  resp->set_size_bytes(upload->size());
   return grpc::Status::OK;
 }
 
@@ -301,23 +307,28 @@ grpc::Status WorkerServiceImpl::UploadCheckpoint(grpc::ServerContext* ctx,
   std::string sha, job_id, worker_id, incarnation;
   int64_t step = -1;
   int32_t attempt = 0;
-  const UploadBudget budget = artifacts_->Budget();
-  auto data = rpc::ReadChunked<v1::UploadCheckpointChunk>(reader, budget.bytes, budget.limit,
-                                                          [&](const v1::UploadCheckpointChunk& c) {
-                                                            job_id = c.job_id();
-                                                            step = c.step();
-                                                            sha = c.sha256();
-                                                            attempt = c.attempt();
-                                                            worker_id = c.worker_id();
-                                                            incarnation = c.incarnation();
-                                                          });
-  if (!data.ok()) return ToGrpc(data.status());
-  absl::Status mine = CheckReporter(who, worker_id, incarnation, job_id);
-  if (!mine.ok()) return ToGrpc(mine);
-  if (!jobs_->Get(job_id).ok()) return grpc::Status(grpc::StatusCode::NOT_FOUND, "checkpoint for an unknown job");
-  absl::Status st = artifacts_->Put(*data, sha);
-  if (metrics_) metrics_->OnCheckpointUpload(st.ok(), static_cast<int64_t>(data->size()));
+  std::unique_ptr<ArtifactUpload> upload;
+  // The sender and the job are checked on the first chunk, before a byte is stored.
+  absl::Status st = rpc::ReadChunks<v1::UploadCheckpointChunk>(
+      reader,
+      [&](const v1::UploadCheckpointChunk& c) -> absl::Status {
+        job_id = c.job_id();
+        step = c.step();
+        sha = c.sha256();
+        attempt = c.attempt();
+        worker_id = c.worker_id();
+        incarnation = c.incarnation();
+        RETURN_IF_ERROR(CheckReporter(who, worker_id, incarnation, job_id));
+        if (!jobs_->Get(job_id).ok()) return absl::NotFoundError("checkpoint for an unknown job");
+        ASSIGN_OR_RETURN(upload, artifacts_->BeginUpload(sha));
+        return absl::OkStatus();
+      },
+      [&](absl::string_view bytes) { return upload->Append(bytes); });
+  if (!upload) return ToGrpc(st);  // refused before any bytes: nothing to count
+  if (st.ok()) st = upload->Commit();
+  if (metrics_) metrics_->OnCheckpointUpload(st.ok(), upload->size());
   if (st.code() == absl::StatusCode::kResourceExhausted) return ToGrpc(st);  // storage full: retry later
+  if (st.code() == absl::StatusCode::kInvalidArgument) return ToGrpc(st);    // a malformed chunk or digest
   if (!st.ok())
     return grpc::Status(grpc::StatusCode::DATA_LOSS,
                         absl::StrCat("checkpoint step ", step, " of ", job_id, " refused: ", st.message()));
@@ -327,7 +338,7 @@ grpc::Status WorkerServiceImpl::UploadCheckpoint(grpc::ServerContext* ctx,
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                         absl::StrCat("checkpoint step ", step, " of ", job_id, " comes from placement ", attempt,
                                      ", which was superseded; it is not recorded"));
-  CheckpointRecord rec{job_id, step, sha, static_cast<int64_t>(data->size()), artifacts_->PathOf(sha)};
+  CheckpointRecord rec{job_id, step, sha, upload->size(), artifacts_->PathOf(sha)};
   auto job = jobs_->Get(job_id);
   if (job.ok() && !job->owner.empty()) {  // the job's owner may download it
     st = store_->AddArtifactOwner(sha, job->owner);

@@ -18,7 +18,7 @@ absl::Status VerifySha256(const std::string& data, const std::string& expected, 
 grpc::Status StreamChunks(grpc::ServerWriterInterface<v1::DownloadChunk>* writer, const std::string& data) {
   for (size_t pos = 0; pos < data.size() || pos == 0; pos += kMaxChunkBytes) {
     v1::DownloadChunk c;
-    c.set_data(data.substr(pos, kMaxChunkBytes));
+    c.mutable_data()->assign(data, pos, kMaxChunkBytes);
     if (!writer->Write(c)) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
     if (data.empty()) break;
   }

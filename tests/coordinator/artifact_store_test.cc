@@ -99,6 +99,79 @@ TEST_F(ArtifactStoreTest, ACorruptUploadIsDataLossAndStoresNothing) {
   EXPECT_EQ(store.Put(data, "not-a-digest").code(), absl::StatusCode::kInvalidArgument);
 }
 
+// Streamed uploads: chunk by chunk to a temp file, hashed on the way.
+TEST_F(ArtifactStoreTest, AStreamedUploadEqualsPutAndLandsOnlyOnCommit) {
+  ArtifactStore store(dir_);
+  std::string blob;
+  for (int i = 0; i < 300000; ++i) blob.push_back(static_cast<char>(i * 131 % 251));
+  const std::string sha = Sha256Hex(blob);
+  auto upload = store.BeginUpload(sha);
+  ASSERT_TRUE(upload.ok()) << upload.status();
+  for (size_t pos = 0; pos < blob.size(); pos += 65536)
+    ASSERT_TRUE((*upload)->Append(absl::string_view(blob).substr(pos, 65536)).ok());
+  EXPECT_FALSE(store.Has(sha)) << "not served before it is verified";
+  EXPECT_EQ(Files(), 1) << "only the temp file";
+  ASSERT_TRUE((*upload)->Commit().ok());
+  EXPECT_EQ((*upload)->size(), static_cast<int64_t>(blob.size()));
+  upload->reset();
+  EXPECT_EQ(*store.Get(sha), blob);
+  EXPECT_EQ(store.TotalBytes(), static_cast<int64_t>(blob.size()));
+  EXPECT_EQ(Files(), 1);
+}
+
+TEST_F(ArtifactStoreTest, AnAbandonedOrCorruptStreamLeavesNothingAndReleasesItsReservation) {
+  ArtifactLimits limits;
+  limits.max_total_bytes = 10000;
+  ArtifactStore store(dir_, limits);
+  const std::string blob(6000, 'x');
+  {
+    auto upload = store.BeginUpload(Sha256Hex(blob));
+    ASSERT_TRUE(upload.ok());
+    ASSERT_TRUE((*upload)->Append(blob.substr(0, 4000)).ok());
+    EXPECT_EQ(store.Budget().bytes, 6000) << "the bytes on their way are reserved";
+    EXPECT_EQ(Files(), 1);
+  }  // the client went away
+  EXPECT_EQ(Files(), 0);
+  EXPECT_EQ(store.Budget().bytes, 10000);
+  auto corrupt = store.BeginUpload(Sha256Hex(blob));
+  ASSERT_TRUE((*corrupt)->Append(blob.substr(1)).ok());
+  EXPECT_EQ((*corrupt)->Commit().code(), absl::StatusCode::kDataLoss);
+  corrupt->reset();
+  EXPECT_EQ(Files(), 0);
+  EXPECT_EQ(store.TotalBytes(), 0);
+  EXPECT_EQ(store.Budget().bytes, 10000);
+}
+
+TEST_F(ArtifactStoreTest, AStreamIsRefusedAtTheChunkThatCrossesALimit) {
+  ArtifactLimits limits;
+  limits.max_artifact_bytes = 5000;
+  ArtifactStore store(dir_, limits);
+  const std::string blob(8000, 'y');
+  auto upload = store.BeginUpload(Sha256Hex(blob));
+  ASSERT_TRUE((*upload)->Append(blob.substr(0, 3000)).ok());
+  absl::Status st = (*upload)->Append(blob.substr(3000, 3000));
+  EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(st.message().find("--max-artifact-bytes 5000"), std::string::npos) << st;
+  upload->reset();
+  EXPECT_EQ(Files(), 0);
+}
+
+TEST_F(ArtifactStoreTest, StreamingABlobAlreadyHeldCostsNoSpaceButIsStillVerified) {
+  ArtifactLimits limits;
+  limits.max_total_bytes = 5000;
+  ArtifactStore store(dir_, limits);
+  const std::string blob(4000, 'z');
+  ASSERT_TRUE(store.Put(blob, Sha256Hex(blob)).ok());
+  auto again = store.BeginUpload(Sha256Hex(blob));
+  ASSERT_TRUE((*again)->Append(blob).ok()) << "4000 bytes more would cross the cap, but none are written";
+  EXPECT_TRUE((*again)->Commit().ok());
+  auto corrupt = store.BeginUpload(Sha256Hex(blob));
+  ASSERT_TRUE((*corrupt)->Append(blob.substr(1)).ok());
+  EXPECT_EQ((*corrupt)->Commit().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(store.TotalBytes(), 4000);
+  EXPECT_EQ(Files(), 1);
+}
+
 TEST(ParseByteSize, AcceptsBinaryUnitsAndNamesTheFlagOtherwise) {
   EXPECT_EQ(*ParseByteSize("1048576", "--x"), 1048576);
   EXPECT_EQ(*ParseByteSize("512M", "--x"), int64_t{512} << 20);

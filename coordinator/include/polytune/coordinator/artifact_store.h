@@ -10,11 +10,14 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "polytune/common/sha256.h"
 
 namespace polytune::coordinator {
 
@@ -32,6 +35,41 @@ struct UploadBudget {
   std::string limit;  // e.g. "--max-artifact-bytes 4294967296"
 };
 
+class ArtifactStore;
+
+// One upload, written to a temp file as its chunks arrive and hashed on the way (no second
+// pass, no buffer of the whole blob). Commit() gives it its final name only if its sha256
+// matches; destroyed uncommitted, it leaves nothing behind and releases what it reserved.
+class ArtifactUpload {
+ public:
+  ~ArtifactUpload();
+  ArtifactUpload(const ArtifactUpload&) = delete;
+  ArtifactUpload& operator=(const ArtifactUpload&) = delete;
+  // Appends bytes, reserving them against the store's limits first (RESOURCE_EXHAUSTED,
+  // naming the limit, when they do not fit).
+  absl::Status Append(absl::string_view bytes);
+  // DATA_LOSS unless the bytes hash to the expected sha256; then fsync, rename, fsync the
+  // folder. A blob the store already holds is kept once.
+  absl::Status Commit();
+  int64_t size() const { return size_; }
+
+ private:
+  friend class ArtifactStore;
+  ArtifactUpload(ArtifactStore* store, std::string expected_sha256, std::string temp_path, int fd);
+  void Discard();
+  ArtifactStore* store_;
+  std::string expected_;
+  std::string temp_path_;
+  int fd_ = -1;
+  int64_t size_ = 0;               // bytes appended
+  int64_t reserved_ = 0;           // of them, counted in the store's writing bytes
+  int64_t writeback_started_ = 0;  // bytes handed to the kernel's writeback so far
+  bool already_held_ = false;      // the store holds this blob: hash only, write nothing
+  std::unique_ptr<Sha256> hash_;
+  bool done_ = false;       // Commit() was called
+  bool committed_ = false;  // the temp file got its final name
+};
+
 class ArtifactStore {
  public:
   // Counts what `root` already holds and removes temp files a crash left behind.
@@ -39,6 +77,9 @@ class ArtifactStore {
   // Stores `data` if its sha256 equals `expected_sha256` (DATA_LOSS otherwise) and it fits the
   // limits (RESOURCE_EXHAUSTED otherwise). Storing a blob already held is a no-op.
   absl::Status Put(const std::string& data, const std::string& expected_sha256) ABSL_LOCKS_EXCLUDED(mu_);
+  // The same in pieces, for uploads streamed in chunks: INVALID_ARGUMENT for a malformed
+  // digest, INTERNAL when the temp file cannot be created.
+  absl::StatusOr<std::unique_ptr<ArtifactUpload>> BeginUpload(const std::string& expected_sha256);
   absl::StatusOr<std::string> Get(const std::string& sha256) const;
   bool Has(const std::string& sha256) const;
   std::string PathOf(const std::string& sha256) const;
@@ -47,8 +88,10 @@ class ArtifactStore {
   int64_t TotalBytes() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
+  friend class ArtifactUpload;
   int64_t FreeDiskBytes() const;
-  UploadBudget BudgetLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // What one upload that has `uploaded` bytes reserved already may still add.
+  UploadBudget BudgetLocked(int64_t uploaded = 0) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string root_;
   ArtifactLimits limits_;
   mutable absl::Mutex mu_;

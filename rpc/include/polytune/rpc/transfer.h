@@ -28,39 +28,38 @@ absl::Status WriteChunked(grpc::ClientWriterInterface<Chunk>* writer, const std:
   for (size_t pos = 0; pos < data.size() || pos == 0; pos += kMaxChunkBytes) {
     Chunk c;
     if (pos == 0) header(c);
-    c.set_data(data.substr(pos, kMaxChunkBytes));
-    if (!writer->Write(c)) break;  // the server ended the call; Finish() says why
+    c.mutable_data()->assign(data, pos, kMaxChunkBytes);  // one copy, straight into the message
+    if (!writer->Write(c)) break;                         // the server ended the call; Finish() says why
     if (data.empty()) break;
   }
   writer->WritesDone();
   return FromGrpc(writer->Finish());
 }
 
-// Server side of an upload: the concatenated data, `on_first` seeing the first chunk. Refuses
-// a chunk over kMaxChunkBytes or a total over `max_total_bytes` (INVALID_ARGUMENT /
-// RESOURCE_EXHAUSTED naming `limit`, the setting that sets it), so a client cannot make the
-// server buffer without bound.
+// Server side of an upload: `on_first` sees the first chunk (its metadata) before any bytes,
+// then `sink` gets every chunk's bytes as they arrive, so nothing buffers the whole upload.
+// Stops at the first error of either, or at a chunk over kMaxChunkBytes (INVALID_ARGUMENT);
+// a call with no chunk at all is INVALID_ARGUMENT.
 template <typename Chunk>
-absl::StatusOr<std::string> ReadChunked(grpc::ServerReaderInterface<Chunk>* reader, int64_t max_total_bytes,
-                                        const std::string& limit, const std::function<void(const Chunk&)>& on_first) {
+absl::Status ReadChunks(grpc::ServerReaderInterface<Chunk>* reader,
+                        const std::function<absl::Status(const Chunk&)>& on_first,
+                        const std::function<absl::Status(absl::string_view)>& sink) {
   Chunk chunk;
-  std::string data;
   bool first = true;
   while (reader->Read(&chunk)) {
     if (chunk.data().size() > static_cast<size_t>(kMaxChunkBytes))
       return absl::InvalidArgumentError(absl::StrCat("chunk of ", chunk.data().size(), " bytes; at most ",
                                                      kMaxChunkBytes, " per chunk; nothing was stored"));
-    if (static_cast<int64_t>(data.size() + chunk.data().size()) > max_total_bytes)
-      return absl::ResourceExhaustedError(
-          absl::StrCat("upload larger than ", max_total_bytes, " bytes, the most ", limit,
-                       " allows now; nothing was stored. Raise the limit or free space"));
     if (first) {
-      on_first(chunk);
+      absl::Status st = on_first(chunk);
+      if (!st.ok()) return st;
       first = false;
     }
-    data += chunk.data();
+    absl::Status st = sink(chunk.data());
+    if (!st.ok()) return st;
   }
-  return data;
+  if (first) return absl::InvalidArgumentError("an upload without a single chunk; nothing was stored");
+  return absl::OkStatus();
 }
 
 // Server side of a download: streams `data` as DownloadChunks.

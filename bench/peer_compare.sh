@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Polytune's trainer against the PyTorch-eager LoRA peer (bench/peer/lora_peer.py on Debian's
+# python3-torch) on the same Llama shape, batch, sequence, threads and activation
+# checkpointing, in interleaved A/B rounds (ABBA order, so drift in the machine hits both
+# alike). Prints one JSON object: each side's median tokens/s and peak RSS, and the ratios.
+#
+#   bench/peer_compare.sh [--rounds 3] [--build build] [train_bench options...]
+#   e.g. bench/peer_compare.sh --rounds 3 --hidden 512 --layers 8 --seq 512 --batch 4 --threads 2
+#
+# Polytune runs NF4 (double quant) unless --no-quant 1 is passed; the peer's base is fp32 (NF4
+# needs bitsandbytes' CUDA kernels).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=3
+BUILD=build
+ARGS=()
+while (($#)); do
+  case $1 in
+    --rounds) ROUNDS=$2; shift 2 ;;
+    --build) BUILD=$2; shift 2 ;;
+    *) ARGS+=("$1"); shift ;;
+  esac
+done
+threads=$(nproc)
+for ((i = 0; i < ${#ARGS[@]}; i++)); do [[ ${ARGS[i]} == --threads ]] && threads=${ARGS[i + 1]}; done
+PY=/usr/bin/python3
+PEER_ARGS=()
+for ((i = 0; i < ${#ARGS[@]}; i += 2)); do
+  case ${ARGS[i]} in --no-quant | --rank | --world | --port | --profile | --skip-sgemm | --work | --peak-tflops) ;;
+    *) PEER_ARGS+=("${ARGS[i]}" "${ARGS[i + 1]}") ;;
+  esac
+done
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+run_ours() { OMP_NUM_THREADS=$threads "$BUILD/bench/train_bench" "${ARGS[@]}" --threads "$threads" --skip-sgemm 1 >>"$tmp/ours.jsonl"; }
+run_peer() { OMP_NUM_THREADS=$threads $PY bench/peer/lora_peer.py --impl eager "${PEER_ARGS[@]}" --threads "$threads" >>"$tmp/peer.jsonl"; }
+for ((r = 0; r < ROUNDS; r++)); do
+  if ((r % 2 == 0)); then run_ours; run_peer; else run_peer; run_ours; fi
+  echo "peer_compare: round $((r + 1))/$ROUNDS done" >&2
+done
+$PY - "$tmp/ours.jsonl" "$tmp/peer.jsonl" <<'EOF'
+import json, statistics, sys
+ours = [json.loads(l) for l in open(sys.argv[1])]
+peer = [json.loads(l) for l in open(sys.argv[2])]
+def side(runs):
+    return {"tokens_per_second": statistics.median(r["tokens_per_second"] for r in runs),
+            "peak_rss_bytes": statistics.median(r["peak_rss_bytes"] for r in runs),
+            "runs_tokens_per_second": [round(r["tokens_per_second"], 1) for r in runs]}
+o, p = side(ours), side(peer)
+shape = {k: ours[0][k] for k in ("hidden", "layers", "vocab", "seq", "global_batch", "lora_r", "checkpointing", "quantization")
+         if k in ours[0]}
+shape["threads"] = ours[0].get("threads_per_rank")
+print(json.dumps({"shape": shape, "polytune": o, "peer_eager_pytorch": dict(p, torch=peer[0]["torch"]),
+                  "tokens_per_second_ratio": o["tokens_per_second"] / p["tokens_per_second"],
+                  "peak_rss_ratio": o["peak_rss_bytes"] / p["peak_rss_bytes"]}, indent=1))
+EOF
