@@ -57,7 +57,7 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,dri
 # --- Build: engine, engine tests, bench, CLI; no gRPC.
 CMAKE_ARGS=(-S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPOLYTUNE_WITH_GRPC=OFF
   "-DCMAKE_PREFIX_PATH=$DEPS;$TORCH_PREFIX" "-DCMAKE_BUILD_RPATH=$LIBDIR" -DOPENSSL_ROOT_DIR="$DEPS")
-command -v ninja >/dev/null || CMAKE_ARGS[3]="Unix Makefiles"
+command -v ninja >/dev/null || CMAKE_ARGS[5]="Unix Makefiles"
 step configure cmake "${CMAKE_ARGS[@]}"
 step build cmake --build "$BUILD" -j "$(nproc)" --target engine_tests train_bench polytune polytune-engine
 
