@@ -30,6 +30,14 @@ class ArtifactStoreTest : public ::testing::Test {
     return n;
   }
 
+  // Begins an upload announcing `sha`, appends `bytes` and commits; the upload is gone after.
+  static absl::Status StreamAndCommit(ArtifactStore& store, const std::string& sha, absl::string_view bytes) {
+    auto upload = store.BeginUpload(sha);
+    if (!upload.ok()) return upload.status();
+    absl::Status st = (*upload)->Append(bytes);
+    return st.ok() ? (*upload)->Commit() : st;
+  }
+
   std::string dir_;
 };
 
@@ -133,10 +141,7 @@ TEST_F(ArtifactStoreTest, AnAbandonedOrCorruptStreamLeavesNothingAndReleasesItsR
   }  // the client went away
   EXPECT_EQ(Files(), 0);
   EXPECT_EQ(store.Budget().bytes, 10000);
-  auto corrupt = store.BeginUpload(Sha256Hex(blob));
-  ASSERT_TRUE((*corrupt)->Append(blob.substr(1)).ok());
-  EXPECT_EQ((*corrupt)->Commit().code(), absl::StatusCode::kDataLoss);
-  corrupt->reset();
+  EXPECT_EQ(StreamAndCommit(store, Sha256Hex(blob), blob.substr(1)).code(), absl::StatusCode::kDataLoss);
   EXPECT_EQ(Files(), 0);
   EXPECT_EQ(store.TotalBytes(), 0);
   EXPECT_EQ(store.Budget().bytes, 10000);
@@ -162,12 +167,9 @@ TEST_F(ArtifactStoreTest, StreamingABlobAlreadyHeldCostsNoSpaceButIsStillVerifie
   ArtifactStore store(dir_, limits);
   const std::string blob(4000, 'z');
   ASSERT_TRUE(store.Put(blob, Sha256Hex(blob)).ok());
-  auto again = store.BeginUpload(Sha256Hex(blob));
-  ASSERT_TRUE((*again)->Append(blob).ok()) << "4000 bytes more would cross the cap, but none are written";
-  EXPECT_TRUE((*again)->Commit().ok());
-  auto corrupt = store.BeginUpload(Sha256Hex(blob));
-  ASSERT_TRUE((*corrupt)->Append(blob.substr(1)).ok());
-  EXPECT_EQ((*corrupt)->Commit().code(), absl::StatusCode::kDataLoss);
+  // 4000 bytes more would cross the cap, but none are written.
+  EXPECT_TRUE(StreamAndCommit(store, Sha256Hex(blob), blob).ok());
+  EXPECT_EQ(StreamAndCommit(store, Sha256Hex(blob), blob.substr(1)).code(), absl::StatusCode::kDataLoss);
   EXPECT_EQ(store.TotalBytes(), 4000);
   EXPECT_EQ(Files(), 1);
 }
