@@ -3,6 +3,8 @@
 // memory per million documents. Prints one JSON object.
 //
 //   prep_bench [--mb 16] [--threads N] [--dedup-docs 200000]
+//   prep_bench --only quality [--repeat 5]   one stage alone (or `pipeline`: all, one thread),
+//                                            for a profiler
 //
 // The corpus is built from the committed fixtures (human-written catalog strings in 20
 // languages and the near-dup documents, with one line in 50 taken from the PII sentences:
@@ -16,6 +18,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <random>
 #include <string>
@@ -85,8 +88,9 @@ Corpus BuildCorpus(const FixtureTexts& t, double megabytes, double pii_fraction,
     std::string user = line(), answer;
     const int lines = 1 + static_cast<int>(rng() % 11);
     for (int i = 0; i < lines; ++i) answer += (i ? "\n" : "") + line();
-    nlohmann::json j = {{"messages", {{{"role", "user"}, {"content", user}}, {{"role", "assistant"}, {"content", answer}}}},
-                        {"lang", lang}};
+    nlohmann::json j = {
+        {"messages", {{{"role", "user"}, {"content", user}}, {{"role", "assistant"}, {"content", answer}}}},
+        {"lang", lang}};
     const std::string text = j.dump();
     out << text << "\n";
     c.bytes += static_cast<int64_t>(text.size()) + 1;
@@ -120,18 +124,22 @@ int main(int argc, char** argv) {
   double pii_fraction = 0.02;
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   int64_t dedup_docs = 200000;
+  std::string only;  // --only STAGE: that stage alone, --repeat times, for profiling
+  int repeat = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--mb")) mb = std::atof(argv[i + 1]);
     if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--dedup-docs")) dedup_docs = std::atoll(argv[i + 1]);
     if (!std::strcmp(argv[i], "--pii-fraction")) pii_fraction = std::atof(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--only")) only = argv[i + 1];
+    if (!std::strcmp(argv[i], "--repeat")) repeat = std::max(1, std::atoi(argv[i + 1]));
   }
   const fs::path dir = fs::temp_directory_path() / ("polytune_prep_bench_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   nlohmann::json result;
   // Near-dup memory first, while the peak RSS is still the process's baseline: short
   // distinct documents through dedup alone.
-  {
+  if (only.empty()) {
     const std::string path = (dir / "dedup.jsonl").string();
     std::ofstream out(path);
     std::mt19937_64 rng(9);
@@ -166,12 +174,12 @@ int main(int argc, char** argv) {
   const Corpus corpus = BuildCorpus(fixture_texts, mb, pii_fraction, dir / "corpus.jsonl");
   // Every line a PII sentence's as often as the fixtures hold them (about one line in five):
   // far denser in numbers than real data, the worst case for the PII stage.
-  const double dense_fraction = static_cast<double>(fixture_texts.pii.size()) /
-                                static_cast<double>(fixture_texts.pii.size() + [&] {
-                                  size_t n = 0;
-                                  for (const auto& [l, v] : fixture_texts.clean) n += v.size();
-                                  return n;
-                                }());
+  const double dense_fraction =
+      static_cast<double>(fixture_texts.pii.size()) / static_cast<double>(fixture_texts.pii.size() + [&] {
+        size_t n = 0;
+        for (const auto& [l, v] : fixture_texts.clean) n += v.size();
+        return n;
+      }());
   const Corpus dense = BuildCorpus(fixture_texts, mb / 4, dense_fraction, dir / "dense.jsonl");
   result["corpus_mb"] = corpus.bytes / 1e6;
   result["pii_line_fraction"] = pii_fraction;
@@ -181,37 +189,64 @@ int main(int argc, char** argv) {
   const spec::PrepConfig config;
   std::string sink;
   size_t sink_size = 0;
-  nlohmann::json stages;
-  stages["standardize"] = StageMbPerSecond(corpus, [&](size_t i) {
-    sink = dataprep::Standardize(corpus.texts[i], config.standardize);
-    sink_size += sink.size();
-  });
   spec::LanguageConfig allow;
   for (const auto& l : corpus.langs) allow.languages.push_back(l);
   std::sort(allow.languages.begin(), allow.languages.end());
   allow.languages.erase(std::unique(allow.languages.begin(), allow.languages.end()), allow.languages.end());
   const dataprep::LanguageIdentifier lid(allow);
-  stages["language"] = StageMbPerSecond(corpus, [&](size_t i) { sink_size += lid.Identify(corpus.texts[i]).code.size(); });
-  stages["cld2_alone"] =
-      StageMbPerSecond(corpus, [&](size_t i) { sink_size += dataprep::LanguageIdentifier::Cld2Only(corpus.texts[i]).code.size(); });
-  stages["quality"] = StageMbPerSecond(corpus, [&](size_t i) {
-    sink_size += dataprep::FailedQualityRule(corpus.texts[i], dataprep::DefaultQualityRules(corpus.langs[i]),
-                                             dataprep::IsSpacelessLanguage(corpus.langs[i]))
-                     .size();
-  });
   auto pii = dataprep::PiiScrubber::Create(config.pii);
   if (!pii.ok()) return std::fprintf(stderr, "%s\n", std::string(pii.status().message()).c_str()), 1;
-  stages["pii"] = StageMbPerSecond(corpus, [&](size_t i) {
-    sink_size += (*pii)->Scrub(corpus.texts[i], corpus.langs[i], nullptr).size();
-  });
   const dataprep::LshParams lsh = dataprep::ChooseLshParams(config.dedup.threshold, 128);
   const dataprep::MinHasher hasher(lsh.permutations(), 1);
-  stages["dedup_hash"] = StageMbPerSecond(corpus, [&](size_t i) {
-    const std::string norm = dataprep::MatchNormalize(corpus.texts[i]);
-    sink_size += dataprep::HashText(norm).lo & 1;
-    const bool chars = dataprep::IsSpacelessLanguage(corpus.langs[i]);
-    sink_size += hasher.Signature(dataprep::Shingles(norm, chars, 5))[0] & 1;
-  });
+  const std::map<std::string, std::function<void(size_t)>> stage_fns = {
+      {"standardize",
+       [&](size_t i) {
+         sink = dataprep::Standardize(corpus.texts[i], config.standardize);
+         sink_size += sink.size();
+       }},
+      {"language", [&](size_t i) { sink_size += lid.Identify(corpus.texts[i]).code.size(); }},
+      {"cld2_alone",
+       [&](size_t i) { sink_size += dataprep::LanguageIdentifier::Cld2Only(corpus.texts[i]).code.size(); }},
+      {"quality",
+       [&](size_t i) {
+         sink_size += dataprep::FailedQualityRule(corpus.texts[i], dataprep::DefaultQualityRules(corpus.langs[i]),
+                                                  dataprep::IsSpacelessLanguage(corpus.langs[i]))
+                          .size();
+       }},
+      {"pii", [&](size_t i) { sink_size += (*pii)->Scrub(corpus.texts[i], corpus.langs[i], nullptr).size(); }},
+      {"dedup_hash",
+       [&](size_t i) {
+         const std::string norm = dataprep::MatchNormalize(corpus.texts[i]);
+         sink_size += dataprep::HashText(norm).lo & 1;
+         const bool chars = dataprep::IsSpacelessLanguage(corpus.langs[i]);
+         sink_size += hasher.Signature(dataprep::ShingleHashes(norm, chars, 5))[0] & 1;
+       }},
+  };
+  nlohmann::json stages;
+  if (only == "pipeline") {  // the whole pipeline, one thread, `repeat` times (for a profiler)
+    double mbps = 0;
+    for (int r = 0; r < repeat; ++r) {
+      dataprep::PrepOptions options;
+      options.inputs = {corpus.path};
+      options.out_dir = (dir / "out_only").string();
+      auto report = dataprep::PrepareData(config, options);
+      if (!report.ok()) return std::fprintf(stderr, "%s\n", std::string(report.status().message()).c_str()), 1;
+      mbps = std::max(mbps, corpus.bytes / 1e6 / report->seconds);
+    }
+    std::printf("%s\n", nlohmann::json({{"pipeline_best_mb_per_s", mbps}}).dump().c_str());
+    fs::remove_all(dir);
+    return 0;
+  }
+  if (!only.empty()) {  // one stage, `repeat` times (for a profiler); nothing else
+    auto it = stage_fns.find(only);
+    if (it == stage_fns.end()) return std::fprintf(stderr, "--only: no stage '%s'\n", only.c_str()), 1;
+    double mbps = 0;
+    for (int r = 0; r < repeat; ++r) mbps += StageMbPerSecond(corpus, it->second) / repeat;
+    std::printf("%s\n", nlohmann::json({{only + "_mb_per_s", mbps}, {"checksum", sink_size % 1000}}).dump().c_str());
+    fs::remove_all(dir);
+    return 0;
+  }
+  for (const auto& [name, fn] : stage_fns) stages[name] = StageMbPerSecond(corpus, fn);
   result["stage_mb_per_s_one_thread"] = stages;
 
   // The whole pipeline, from the file, with 1 and N threads.

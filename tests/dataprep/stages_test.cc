@@ -81,6 +81,27 @@ TEST(LanguageId, AllowListMapsMalayToIndonesian) {
             "de");  // a reliable answer outside the list stays what it is (and is dropped)
 }
 
+TEST(LanguageId, LongTextIsIdentifiedFromEvenlySpacedWindows) {
+  const std::string english = "You are a helpful assistant. Answer briefly and politely.\n";
+  std::string spanish;
+  while (spanish.size() < 4000)
+    spanish += "El paciente ingresó por la mañana con dolor abdominal y fue dado de alta ayer. ";
+  const std::string text = english + spanish + "Fin del informe.";
+  EXPECT_EQ(SampleForIdentification("corto", 1024), "corto");
+  EXPECT_EQ(SampleForIdentification(text, 0), text);
+  const std::string sample = SampleForIdentification(text, 1024);
+  EXPECT_LE(sample.size(), 1024u + 4 * 4);  // windows grow only to finish a UTF-8 character
+  EXPECT_GE(sample.size(), 1024u - 4 * 16);
+  EXPECT_TRUE(IsValidUtf8(sample));
+  EXPECT_EQ(sample.rfind(english.substr(0, 40), 0), 0u) << "the first window starts the text";
+  EXPECT_EQ(sample.substr(sample.size() - 16), "Fin del informe.") << "the last window ends it";
+  // Windows from the whole text, not its first kilobyte, decide: mostly Spanish, so Spanish.
+  spec::LanguageConfig config;
+  EXPECT_EQ(LanguageIdentifier(config).Identify(text).code, "es");
+  config.sample_bytes = 0;
+  EXPECT_EQ(LanguageIdentifier(config).Identify(text).code, "es");
+}
+
 TEST(Quality, RulesByLanguageAndOverrides) {
   const QualityRules en = DefaultQualityRules("en");
   EXPECT_EQ(FailedQualityRule("", en, false), "min_units");
@@ -142,6 +163,10 @@ TEST(Dedup, MinHashEstimatesJaccardAndLshFindsCandidates) {
   int equal = 0;
   for (size_t i = 0; i < ga.size(); ++i) equal += ga[i] == gb[i];
   EXPECT_NEAR(equal / 256.0, truth, 0.08);  // ~3 standard errors at J ~ 0.95
+  // The pipeline signs the unsorted hashes, repeats and all: the same signature.
+  const std::string repeated = base + base;
+  EXPECT_EQ(hasher.Signature(ShingleHashes(repeated, false, 5)), hasher.Signature(Shingles(repeated, false, 5)));
+  EXPECT_GT(ShingleHashes(repeated, false, 5).size(), Shingles(repeated, false, 5).size());
   const LshParams p = ChooseLshParams(0.8, 256);
   LshIndex index(p);
   index.Insert(0, ga);

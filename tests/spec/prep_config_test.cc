@@ -23,6 +23,7 @@ language:
   languages: [ES, de, id]
   min_confidence: 0.7
   declared: drop
+  sample_bytes: 2048
 quality:
   defaults: {min_units: 3}
   languages:
@@ -42,6 +43,7 @@ strict: true
   EXPECT_EQ(c->standardize.invalid_utf8, InvalidUtf8::kDrop);
   EXPECT_EQ(c->language.languages, (std::vector<std::string>{"es", "de", "id"}));
   EXPECT_EQ(c->language.declared, DeclaredLanguage::kDrop);
+  EXPECT_EQ(c->language.sample_bytes, 2048);
   EXPECT_EQ(c->quality.defaults.at("min_units"), 3);
   EXPECT_EQ(c->quality.languages.at("zh").at("max_symbol_ratio"), 0.1);
   EXPECT_FALSE(c->dedup.near);
@@ -70,6 +72,7 @@ TEST(PrepConfig, ErrorsNameTheLineAndTheKey) {
       {"dedup: {threshold: 1.5}\n", "'dedup.threshold' must be in (0, 1]"},
       {"standardize: {unicode: nfd}\n", "'standardize.unicode' must be one of nfc, nfkc, none"},
       {"strict: maybe\n", "'strict' must be true or false"},
+      {"language: {sample_bytes: 100}\n", "'language.sample_bytes' must be 0 (all of the text) or at least 256"},
       {"dedup: {near: true}\ndedup: {near: false}\n", "is given twice"},
   };
   for (const auto& c : cases) {

@@ -80,7 +80,7 @@ absl::Status ParseStandardize(const Parser& p, const YAML::Node& n, const std::s
 }
 
 absl::Status ParseLanguage(const Parser& p, const YAML::Node& n, const std::string& path, LanguageConfig* c) {
-  RETURN_IF_ERROR(p.Keys(n, path, {"enabled", "languages", "min_confidence", "declared"}));
+  RETURN_IF_ERROR(p.Keys(n, path, {"enabled", "languages", "min_confidence", "declared", "sample_bytes"}));
   RETURN_IF_ERROR(p.Get(n, path, "enabled", &c->enabled, "true or false"));
   RETURN_IF_ERROR(StringList(p, n, path, "languages", &c->languages));
   for (auto& code : c->languages) {
@@ -92,6 +92,10 @@ absl::Status ParseLanguage(const Parser& p, const YAML::Node& n, const std::stri
   RETURN_IF_ERROR(p.Number(n, path, "min_confidence", &c->min_confidence));
   if (c->min_confidence < 0 || c->min_confidence > 1)
     return p.Error(n["min_confidence"], Parser::Join(path, "min_confidence"), "must be in [0, 1]");
+  RETURN_IF_ERROR(p.Get(n, path, "sample_bytes", &c->sample_bytes, "an integer"));
+  if (c->sample_bytes != 0 && c->sample_bytes < 256)
+    return p.Error(n["sample_bytes"], Parser::Join(path, "sample_bytes"),
+                   "must be 0 (all of the text) or at least 256: CLD2 needs about 200 bytes per window");
   return Choice(p, n, path, "declared", kDeclared, &c->declared);
 }
 
@@ -255,6 +259,7 @@ void EmitPrepConfig(YAML::Emitter& e, const PrepConfig& c) {
   str_list("languages", l.languages);
   e << YAML::Key << "min_confidence" << YAML::Value << l.min_confidence;
   e << YAML::Key << "declared" << YAML::Value << NameOf(kDeclared, l.declared);
+  e << YAML::Key << "sample_bytes" << YAML::Value << l.sample_bytes;
   e << YAML::EndMap;
 
   const auto& q = c.quality;

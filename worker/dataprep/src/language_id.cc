@@ -90,6 +90,9 @@ const std::vector<std::string>* CloseSetOf(const std::string& code) {
 }
 
 constexpr size_t kShortTextBytes = 200;
+constexpr int kSampleWindows = 4;
+
+bool IsContinuationByte(char c) { return (static_cast<unsigned char>(c) & 0xC0) == 0x80; }
 
 int TotalPercent(const Cld2Result& r) { return std::max(1, r.percent[0] + r.percent[1] + r.percent[2]); }
 
@@ -139,6 +142,27 @@ std::string LanguageFromScript(std::string_view text) {
   return "";
 }
 
+std::string SampleForIdentification(std::string_view text, size_t sample_bytes) {
+  if (sample_bytes == 0 || text.size() <= sample_bytes) return std::string(text);
+  // Windows start at the beginning, end at the end and spread evenly between, so a system
+  // prompt in one language does not decide an example written in another. Each starts after
+  // a space when one is near (no half word for CLD2 to score) and on a UTF-8 boundary.
+  const size_t window = sample_bytes / kSampleWindows;
+  std::string out;
+  out.reserve(sample_bytes + kSampleWindows);
+  for (int k = 0; k < kSampleWindows; ++k) {
+    size_t b = (text.size() - window) * k / (kSampleWindows - 1);
+    const size_t space = text.substr(b, 16).find_first_of(" \n");
+    if (b > 0 && space != std::string_view::npos) b += space + 1;
+    size_t e = std::min(text.size(), b + window);
+    while (b < e && IsContinuationByte(text[b])) ++b;
+    while (e < text.size() && IsContinuationByte(text[e])) ++e;
+    if (!out.empty()) out.push_back('\n');
+    out.append(text.substr(b, e - b));
+  }
+  return out;
+}
+
 LanguageIdentifier::LanguageIdentifier(spec::LanguageConfig config) : config_(std::move(config)) {}
 
 bool LanguageIdentifier::Allowed(const std::string& code) const {
@@ -156,7 +180,9 @@ LanguageGuess LanguageIdentifier::Cld2Only(std::string_view text) {
   return g;
 }
 
-LanguageGuess LanguageIdentifier::Identify(std::string_view text) const {
+LanguageGuess LanguageIdentifier::Identify(std::string_view full_text) const {
+  const std::string sample = SampleForIdentification(full_text, static_cast<size_t>(config_.sample_bytes));
+  const std::string_view text = sample;
   LanguageGuess g;
   const std::string by_script = LanguageFromScript(text);
   if (!by_script.empty()) {

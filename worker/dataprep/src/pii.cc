@@ -4,6 +4,7 @@
 #include <phonenumbers/phonenumbermatcher.h>
 #include <phonenumbers/phonenumberutil.h>
 #include <re2/re2.h>
+#include <re2/set.h>
 
 #include <algorithm>
 #include <climits>
@@ -11,6 +12,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "polytune/common/check.h"
 #include "polytune/dataprep/pii_checks.h"
 
 namespace polytune::dataprep {
@@ -132,6 +134,19 @@ size_t CountDigits(std::string_view text) {
 
 }  // namespace
 
+// The number patterns as one RE2::Set: a single pass over the text says which of them match
+// anywhere, and only those are scanned for their spans. Exact: a pattern the set does not
+// report cannot match. When the set's DFA runs out of memory, every pattern is scanned.
+struct PiiScrubber::NumberPrefilter {
+  re2::RE2::Set set{RE2::Options(), RE2::UNANCHORED};
+  std::map<const re2::RE2*, int> index;  // pattern -> its index in `set`
+
+  // Whether `re` (one of the set's) can match somewhere in the text `hits` came from.
+  static bool Possible(const std::vector<int>* hits, int i) {
+    return hits == nullptr || std::find(hits->begin(), hits->end(), i) != hits->end();
+  }
+};
+
 PiiScrubber::PiiScrubber(spec::PiiConfig config) : config_(std::move(config)) {}
 PiiScrubber::~PiiScrubber() = default;
 
@@ -151,14 +166,23 @@ absl::StatusOr<std::unique_ptr<PiiScrubber>> PiiScrubber::Create(const spec::Pii
   // an address with no space before it); the top-level domain in Latin or Cyrillic letters.
   s->email_ =
       Compile(R"([\p{Latin}0-9._%+\-]+@[\p{L}\p{N}\-]+(?:\.[\p{L}\p{N}\-]+)*\.(?:\p{Latin}{2,}|\p{Cyrillic}{2,}))");
-  s->iban_ = Compile(R"(\b[A-Za-z]{2}[0-9]{2}(?:[ ]?[A-Za-z0-9]){11,30})");
-  s->card_ = Compile(R"(\b[0-9](?:[ \-]?[0-9]){12,18}\b)");
-  s->ipv4_ = Compile(R"(\b[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\b)");
   s->ipv6_ = Compile(R"((?i)(?:\b[0-9a-f]{1,4}|:)(?::[0-9a-f]{0,4}){2,7}(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3})?)");
-  s->dni_ = Compile(R"(\b[XYZxyz]?[0-9]{7,8}[ \-]?[A-Za-z]\b)");
-  s->cpf_ = Compile(R"(\b[0-9]{3}\.?[0-9]{3}\.?[0-9]{3}\-?[0-9]{2}\b)");
-  s->cn_id_ = Compile(R"(\b[0-9]{17}[0-9Xx]\b)");
-  s->aadhaar_ = Compile(R"(\b[2-9][0-9]{3}[ \-]?[0-9]{4}[ \-]?[0-9]{4}\b)");
+  s->numbers_ = std::make_unique<NumberPrefilter>();
+  for (const auto& [pattern, re] : std::initializer_list<std::pair<const char*, std::unique_ptr<re2::RE2>*>>{
+           {R"(\b[A-Za-z]{2}[0-9]{2}(?:[ ]?[A-Za-z0-9]){11,30})", &s->iban_},
+           {R"(\b[0-9](?:[ \-]?[0-9]){12,18}\b)", &s->card_},
+           {R"(\b[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\b)", &s->ipv4_},
+           {R"(\b[XYZxyz]?[0-9]{7,8}[ \-]?[A-Za-z]\b)", &s->dni_},
+           {R"(\b[0-9]{3}\.?[0-9]{3}\.?[0-9]{3}\-?[0-9]{2}\b)", &s->cpf_},
+           {R"(\b[0-9]{17}[0-9Xx]\b)", &s->cn_id_},
+           {R"(\b[2-9][0-9]{3}[ \-]?[0-9]{4}[ \-]?[0-9]{4}\b)", &s->aadhaar_}}) {
+    *re = Compile(pattern);
+    std::string error;
+    const int index = s->numbers_->set.Add(pattern, &error);
+    POLYTUNE_CHECK(index >= 0) << "built-in PII pattern " << pattern << ": " << error;
+    s->numbers_->index[re->get()] = index;
+  }
+  POLYTUNE_CHECK(s->numbers_->set.Compile()) << "the built-in PII patterns do not fit RE2's memory budget";
   return s;
 }
 
@@ -230,9 +254,14 @@ void PiiScrubber::FindPhones(std::string_view text, const std::string& lang, std
     const std::string s(text.substr(wb, we - wb));
     // The window's runs not yet inside a found number: once there are none, the remaining
     // regions cannot add anything.
+    // Runs overlapping a span already found (an IBAN, card, ID...) are not open either: a phone
+    // number there would lose to that span, phone being the weakest type.
     std::vector<std::pair<size_t, size_t>> open;
-    for (const auto& run : candidates.runs)
-      if (run.first >= wb && run.second <= we) open.push_back(run);
+    for (const auto& run : candidates.runs) {
+      bool taken = false;
+      for (const auto& span : *out) taken |= span.begin < run.second && run.first < span.end;
+      if (run.first >= wb && run.second <= we && !taken) open.push_back(run);
+    }
     for (const auto& region : regions) {
       if (open.empty()) break;
       PhoneNumberMatcher matcher(util, s, region, PhoneNumberMatcher::STRICT_GROUPING, INT_MAX);
@@ -268,8 +297,19 @@ std::vector<PiiSpan> PiiScrubber::Find(std::string_view text, const std::string&
   }
   if (Enabled("email") && text.find('@') != std::string_view::npos)
     Scan(*email_, text, [&](size_t b, size_t e) { found.push_back({b, e, "email"}); });
-  const bool digits = CountDigits(text) >= 4;
-  if (Enabled("iban") && digits) {
+  const size_t digit_count = CountDigits(text);
+  const bool digits = digit_count >= 4;
+  std::vector<int> number_hits;
+  const std::vector<int>* hits = &number_hits;
+  if (digits) {
+    re2::RE2::Set::ErrorInfo error{};
+    if (!numbers_->set.Match(text, &number_hits, &error) && error.kind != re2::RE2::Set::kNoError) hits = nullptr;
+  }
+  // Whether the number pattern `re` matches somewhere, as far as the set's pass knows.
+  auto may = [&](const std::unique_ptr<re2::RE2>& re) {
+    return digits && NumberPrefilter::Possible(hits, numbers_->index.at(re.get()));
+  };
+  if (Enabled("iban") && may(iban_)) {
     Scan(*iban_, text, [&](size_t b, size_t e) {
       // The pattern is greedy; the registered length says where this IBAN ends.
       for (size_t end = e; end > b; --end) {
@@ -282,12 +322,12 @@ std::vector<PiiSpan> PiiScrubber::Find(std::string_view text, const std::string&
       }
     });
   }
-  if (Enabled("card") && digits)
+  if (Enabled("card") && may(card_))
     Scan(*card_, text, [&](size_t b, size_t e) {
       if (Standalone(text, b, e) && PaymentCardValid(Compact(text.substr(b, e - b), false)))
         found.push_back({b, e, "card"});
     });
-  if (Enabled("ip") && digits) {
+  if (Enabled("ip") && may(ipv4_)) {
     Scan(*ipv4_, text, [&](size_t b, size_t e) {
       if (Standalone(text, b, e) && Ipv4Valid(text.substr(b, e - b))) found.push_back({b, e, "ip"});
     });
@@ -307,23 +347,28 @@ std::vector<PiiSpan> PiiScrubber::Find(std::string_view text, const std::string&
     });
   }
   if (Enabled("id") && digits) {
-    Scan(*dni_, text, [&](size_t b, size_t e) {
-      if (Standalone(text, b, e) && SpanishDniNieValid(Compact(text.substr(b, e - b), true)))
-        found.push_back({b, e, "id"});
-    });
-    Scan(*cpf_, text, [&](size_t b, size_t e) {
-      if (Standalone(text, b, e) && BrazilCpfValid(Compact(text.substr(b, e - b), false)))
-        found.push_back({b, e, "id"});
-    });
-    Scan(*cn_id_, text, [&](size_t b, size_t e) {
-      if (Standalone(text, b, e) && ChinaResidentIdValid(Compact(text.substr(b, e - b), true)))
-        found.push_back({b, e, "id"});
-    });
-    Scan(*aadhaar_, text, [&](size_t b, size_t e) {
-      if (Standalone(text, b, e) && AadhaarValid(Compact(text.substr(b, e - b), false))) found.push_back({b, e, "id"});
-    });
+    if (may(dni_))
+      Scan(*dni_, text, [&](size_t b, size_t e) {
+        if (Standalone(text, b, e) && SpanishDniNieValid(Compact(text.substr(b, e - b), true)))
+          found.push_back({b, e, "id"});
+      });
+    if (may(cpf_))
+      Scan(*cpf_, text, [&](size_t b, size_t e) {
+        if (Standalone(text, b, e) && BrazilCpfValid(Compact(text.substr(b, e - b), false)))
+          found.push_back({b, e, "id"});
+      });
+    if (may(cn_id_))
+      Scan(*cn_id_, text, [&](size_t b, size_t e) {
+        if (Standalone(text, b, e) && ChinaResidentIdValid(Compact(text.substr(b, e - b), true)))
+          found.push_back({b, e, "id"});
+      });
+    if (may(aadhaar_))
+      Scan(*aadhaar_, text, [&](size_t b, size_t e) {
+        if (Standalone(text, b, e) && AadhaarValid(Compact(text.substr(b, e - b), false)))
+          found.push_back({b, e, "id"});
+      });
   }
-  if (Enabled("phone")) FindPhones(text, lang, &found);
+  if (Enabled("phone") && digit_count >= 6) FindPhones(text, lang, &found);  // a candidate run has 6 or more
 
   // Overlaps: the stronger type wins, then the earlier and longer span.
   std::sort(found.begin(), found.end(), [](const PiiSpan& a, const PiiSpan& b) {

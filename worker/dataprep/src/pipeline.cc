@@ -29,8 +29,9 @@ using Json = nlohmann::ordered_json;  // keeps the input's key order
 using Clock = std::chrono::steady_clock;
 
 constexpr size_t kBatchLines = 4096;
-const char* const kStages[] = {"parse", "standardize", "language", "quality", "pii", "dedup_hash", "dedup"};
-enum Stage { kParse, kStandardize, kLanguage, kQuality, kPii, kDedupHash, kDedup, kNumStages };
+const char* const kStages[] = {"parse", "standardize", "language",  "quality",
+                               "pii",   "dedup_hash",  "serialize", "dedup"};
+enum Stage { kParse, kStandardize, kLanguage, kQuality, kPii, kDedupHash, kSerialize, kDedup, kNumStages };
 
 struct Line {
   uint32_t file = 0;
@@ -203,13 +204,14 @@ class Pipeline {
       r.normalized = MatchNormalize(joined);
       r.hash = HashText(r.normalized);
       if (config_.dedup.near) {
-        r.signature = hasher_.Signature(Shingles(r.normalized, IsSpacelessLanguage(r.lang), ShingleSize(r.lang)));
+        r.signature = hasher_.Signature(ShingleHashes(r.normalized, IsSpacelessLanguage(r.lang), ShingleSize(r.lang)));
       }
       watch.Lap(kDedupHash);
     }
     // Last: adding a key to an ordered_json object may move its values, and `fields` points into them.
     if (config_.language.enabled && !r.lang.empty()) j["lang"] = r.lang;
     r.output = j.dump(-1, ' ', false, Json::error_handler_t::replace);
+    watch.Lap(kSerialize);
     return r;
   }
 

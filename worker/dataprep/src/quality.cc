@@ -4,14 +4,14 @@
 #include <unicode/utf8.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
-#include <unordered_map>
+#include <string_view>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
-#include "absl/hash/hash.h"
 #include "polytune/common/check.h"
+#include "text_hash.h"
 #include "utf8_cursor.h"
 
 namespace polytune::dataprep {
@@ -48,6 +48,14 @@ void Set(QualityRules& r, const std::string& name, double v) {
     POLYTUNE_CHECK(false) << "quality rule '" << name << "' passed the config parser but is not handled";
 }
 
+// ASCII characters the symbol ratio counts: Unicode's math, currency and modifier symbols
+// ($ + < = > ^ ` | ~) and the punctuation used as decoration or markup (# @ % & * \ _).
+constexpr std::array<bool, 128> kAsciiSymbol = [] {
+  std::array<bool, 128> t{};
+  for (char c : std::string_view("$+<=>^`|~#@%&*\\_")) t[static_cast<unsigned char>(c)] = true;
+  return t;
+}();
+
 // Words (spaced scripts) or characters (space-less), as byte ranges, plus the counts the
 // ratio rules need.
 struct Units {
@@ -58,6 +66,7 @@ struct Units {
 
 Units Split(std::string_view text, bool spaceless) {
   Units u;
+  u.units.reserve(spaceless ? text.size() / 3 + 1 : text.size() / 5 + 1);
   const auto* s = reinterpret_cast<const uint8_t*>(text.data());
   const int32_t n = static_cast<int32_t>(text.size());
   int32_t word_start = -1;
@@ -80,8 +89,7 @@ Units Split(std::string_view text, bool spaceless) {
       }
       ++u.non_space;
       u.digits += ch >= '0' && ch <= '9';
-      u.symbols += ch == '$' || ch == '+' || ch == '<' || ch == '=' || ch == '>' || ch == '`' ||
-                   (ch != 0 && std::strchr("#@%&*\\|~^_", ch) != nullptr);
+      u.symbols += kAsciiSymbol[static_cast<unsigned char>(ch)];
       if (word_start < 0) word_start = start;
       ++word_chars;
       continue;
@@ -96,8 +104,7 @@ Units Split(std::string_view text, bool spaceless) {
     const int8_t type = u_charType(c);
     if (type == U_DECIMAL_DIGIT_NUMBER) ++u.digits;
     if (type == U_MATH_SYMBOL || type == U_CURRENCY_SYMBOL || type == U_MODIFIER_SYMBOL || type == U_OTHER_SYMBOL ||
-        (c > 0 && c < 0x80 && std::strchr("#@%&*\\|~^_", static_cast<char>(c)) != nullptr) || c == 0x2022 ||
-        c == 0x00A7)
+        (c < 0x80 && kAsciiSymbol[c]) || c == 0x2022 || c == 0x00A7)
       ++u.symbols;
     if (spaceless) {
       // Each letter or digit is a unit; punctuation and symbols are not.
@@ -121,7 +128,10 @@ size_t Chars(std::string_view s) {
 }
 
 double DuplicateLineFraction(std::string_view text) {
-  absl::flat_hash_set<std::string_view> seen;
+  struct LineHash {
+    size_t operator()(std::string_view line) const { return HashBytes(line, 0); }
+  };
+  absl::flat_hash_set<std::string_view, LineHash> seen;
   size_t lines = 0, dup = 0, pos = 0;
   while (pos <= text.size()) {
     size_t nl = text.find('\n', pos);
@@ -141,31 +151,97 @@ double DuplicateLineFraction(std::string_view text) {
 std::vector<uint64_t> UnitHashes(const Units& u) {
   std::vector<uint64_t> h;
   h.reserve(u.units.size());
-  for (const auto& unit : u.units) h.push_back(absl::HashOf(unit));
+  for (const auto& unit : u.units) h.push_back(HashBytes(unit, 0));
   return h;
 }
 
-uint64_t NgramHash(const std::vector<uint64_t>& unit_hashes, size_t i, size_t n) {
-  uint64_t h = 0x9E3779B97F4A7C15ULL;
-  for (size_t k = 0; k < n; ++k) h = (h ^ unit_hashes[i + k]) * 0x100000001B3ULL + k;
-  return h;
+// The hash of every n-gram, in order: sum of unit_hash[i + k] * P^(n-1-k) (mod 2^64), rolled
+// from one position to the next in O(1) instead of O(n). The unit hashes are random 64-bit
+// values, so two different n-grams share a hash with probability about 2^-64.
+const std::vector<uint64_t>& NgramHashes(const std::vector<uint64_t>& unit_hashes, size_t n) {
+  constexpr uint64_t kP = 0x100000001B3ULL;
+  thread_local std::vector<uint64_t> out;
+  out.clear();
+  if (unit_hashes.size() < n) return out;
+  uint64_t top = 1;  // P^(n-1)
+  for (size_t k = 1; k < n; ++k) top *= kP;
+  uint64_t h = 0;
+  for (size_t k = 0; k < n; ++k) h = h * kP + unit_hashes[k];
+  out.push_back(h);
+  for (size_t i = 1; i + n <= unit_hashes.size(); ++i) {
+    h = (h - unit_hashes[i - 1] * top) * kP + unit_hashes[i + n - 1];
+    out.push_back(h);
+  }
+  return out;
+}
+
+// N-gram hash -> (count, first index), for one text at a time: open addressing over a
+// thread-local slot array that a generation stamp empties in O(1). The n-gram rules look up
+// every position of up to 9 n-gram lengths per example; absl's map, built and freed for each,
+// was most of the quality stage's time.
+class NgramTable {
+ public:
+  struct Entry {
+    uint64_t hash;
+    uint32_t count, first;
+  };
+  // Empties the table, sized for `items` keys.
+  void Reset(size_t items) {
+    size_t capacity = 16;
+    while (capacity < 2 * items) capacity *= 2;
+    if (slots_.size() < capacity) {
+      slots_.assign(capacity, Slot{});
+      generation_ = 0;
+    }
+    mask_ = capacity - 1;
+    if (++generation_ == 0) {  // wrapped: stale stamps could read as current
+      slots_.assign(slots_.size(), Slot{});
+      generation_ = 1;
+    }
+  }
+  // The entry for `hash`, inserted with count 0 and `index` as its first position if new.
+  Entry& Find(uint64_t hash, uint32_t index) {
+    for (size_t i = (hash ^ (hash >> 29)) & mask_;; i = (i + 1) & mask_) {
+      Slot& s = slots_[i];
+      if (s.generation != generation_) {
+        s = Slot{generation_, {hash, 0, index}};
+        return s.entry;
+      }
+      if (s.entry.hash == hash) return s.entry;
+    }
+  }
+
+ private:
+  struct Slot {
+    uint32_t generation = 0;
+    Entry entry{};
+  };
+  std::vector<Slot> slots_;
+  size_t mask_ = 0;
+  uint32_t generation_ = 0;
+};
+
+NgramTable& ThreadTable() {
+  thread_local NgramTable table;
+  return table;
 }
 
 // Gopher: characters in the most frequent n-gram (times its count) over all unit characters.
 double TopNgramFraction(const Units& u, const std::vector<uint64_t>& hashes, size_t n) {
   if (u.units.size() < n || u.unit_chars == 0) return 0.0;
-  absl::flat_hash_map<uint64_t, std::pair<size_t, size_t>> counts;  // hash -> (count, first index)
-  counts.reserve(u.units.size());
-  for (size_t i = 0; i + n <= u.units.size(); ++i) {
-    auto [it, inserted] = counts.try_emplace(NgramHash(hashes, i, n), 0, i);
-    ++it->second.first;
-  }
-  size_t best_count = 0, best_index = 0;
-  for (const auto& [h, v] : counts)
-    if (v.first > best_count || (v.first == best_count && v.second < best_index)) {
-      best_count = v.first;
-      best_index = v.second;
+  NgramTable& table = ThreadTable();
+  table.Reset(u.units.size());
+  // The most frequent, the earliest among equals: an entry is compared each time its count grows.
+  uint32_t best_count = 0, best_index = 0;
+  const std::vector<uint64_t>& ngrams = NgramHashes(hashes, n);
+  for (size_t i = 0; i < ngrams.size(); ++i) {
+    NgramTable::Entry& e = table.Find(ngrams[i], static_cast<uint32_t>(i));
+    ++e.count;
+    if (e.count > best_count || (e.count == best_count && e.first < best_index)) {
+      best_count = e.count;
+      best_index = e.first;
     }
+  }
   if (best_count < 2) return 0.0;
   size_t chars = 0;
   for (size_t k = 0; k < n; ++k) chars += Chars(u.units[best_index + k]);
@@ -175,14 +251,18 @@ double TopNgramFraction(const Units& u, const std::vector<uint64_t>& hashes, siz
 // Gopher: characters of the units covered by n-grams that occur more than once, over all.
 double DuplicateNgramFraction(const Units& u, const std::vector<uint64_t>& hashes, size_t n) {
   if (u.units.size() < n || u.unit_chars == 0) return 0.0;
-  absl::flat_hash_map<uint64_t, size_t> first;
-  first.reserve(u.units.size());
+  NgramTable& table = ThreadTable();
+  table.Reset(u.units.size());
   std::vector<bool> covered(u.units.size(), false);
-  for (size_t i = 0; i + n <= u.units.size(); ++i) {
-    auto [it, inserted] = first.try_emplace(NgramHash(hashes, i, n), i);
-    if (inserted) continue;
-    for (size_t k = 0; k < n; ++k) covered[i + k] = covered[it->second + k] = true;
+  bool any = false;
+  const std::vector<uint64_t>& ngrams = NgramHashes(hashes, n);
+  for (size_t i = 0; i < ngrams.size(); ++i) {
+    const NgramTable::Entry& e = table.Find(ngrams[i], static_cast<uint32_t>(i));
+    if (e.first == i) continue;
+    any = true;
+    for (size_t k = 0; k < n; ++k) covered[i + k] = covered[e.first + k] = true;
   }
+  if (!any) return 0.0;
   size_t chars = 0;
   for (size_t i = 0; i < covered.size(); ++i)
     if (covered[i]) chars += Chars(u.units[i]);
@@ -235,14 +315,21 @@ std::string FailedQualityRule(std::string_view text, const QualityRules& r, bool
   if (units < r.repetition_min_units) return "";
   if (DuplicateLineFraction(text) > r.max_duplicate_line_fraction) return "max_duplicate_line_fraction";
   const std::vector<uint64_t> hashes = UnitHashes(u);
-  if (TopNgramFraction(u, hashes, 2) > r.max_top_2gram_fraction) return "max_top_2gram_fraction";
-  if (TopNgramFraction(u, hashes, 3) > r.max_top_3gram_fraction) return "max_top_3gram_fraction";
-  if (TopNgramFraction(u, hashes, 4) > r.max_top_4gram_fraction) return "max_top_4gram_fraction";
+  // A repeated n-gram starts with a repeated (n-1)-gram, so once no n-gram repeats, no longer
+  // one does and its fraction is 0: the rest are skipped (most text repeats no 5-gram).
+  const double top2 = TopNgramFraction(u, hashes, 2);
+  if (top2 > r.max_top_2gram_fraction) return "max_top_2gram_fraction";
+  if (top2 > 0) {
+    const double top3 = TopNgramFraction(u, hashes, 3);
+    if (top3 > r.max_top_3gram_fraction) return "max_top_3gram_fraction";
+    if (top3 > 0 && TopNgramFraction(u, hashes, 4) > r.max_top_4gram_fraction) return "max_top_4gram_fraction";
+  }
   for (size_t n = 5; n <= 10; ++n) {
     const double limit = r.max_duplicate_5gram_fraction +
                          (r.max_duplicate_10gram_fraction - r.max_duplicate_5gram_fraction) * (n - 5) / 5.0;
-    if (DuplicateNgramFraction(u, hashes, n) > limit)
-      return n == 10 ? "max_duplicate_10gram_fraction" : "max_duplicate_5gram_fraction";
+    const double duplicated = DuplicateNgramFraction(u, hashes, n);
+    if (duplicated > limit) return n == 10 ? "max_duplicate_10gram_fraction" : "max_duplicate_5gram_fraction";
+    if (duplicated == 0) break;
   }
   return "";
 }

@@ -55,7 +55,14 @@ void StandardizeProse(std::string_view piece, const spec::StandardizeConfig& c, 
   const auto* s = reinterpret_cast<const uint8_t*>(piece.data());
   const int32_t n = static_cast<int32_t>(piece.size());
   for (int32_t i = 0; i < n;) {
-    if (s[i] < 0x80) {  // ASCII fast path
+    if (s[i] < 0x80) {  // ASCII fast path: printable runs copied whole
+      int32_t j = i;
+      while (j < n && s[j] >= 0x20 && s[j] < 0x7F) ++j;
+      if (j > i) {
+        out->append(piece.data() + i, j - i);
+        i = j;
+        continue;
+      }
       const char ch = static_cast<char>(s[i++]);
       if (ch == '\r' && c.whitespace) {
         out->push_back(' ');
@@ -102,18 +109,18 @@ std::string StandardizeLine(std::string_view line, const spec::StandardizeConfig
   }
   if (!c.whitespace) return out;
   // Runs of spaces after the indentation become one; trailing spaces and tabs go.
-  std::string tidy;
-  tidy.reserve(out.size());
-  size_t i = 0;
-  while (i < out.size() && (out[i] == ' ' || out[i] == '\t')) tidy.push_back(out[i++]);
+  std::string tidy(out.size(), '\0');  // written in place, never longer than `out`
+  size_t w = 0, i = 0;
+  while (i < out.size() && (out[i] == ' ' || out[i] == '\t')) tidy[w++] = out[i++];
   bool in_code = false;
   for (; i < out.size(); ++i) {
     const char ch = out[i];
     if (ch == '`') in_code = !in_code;
-    if (ch == ' ' && !in_code && !tidy.empty() && tidy.back() == ' ') continue;
-    tidy.push_back(ch);
+    if (ch == ' ' && !in_code && w > 0 && tidy[w - 1] == ' ') continue;
+    tidy[w++] = ch;
   }
-  while (!tidy.empty() && (tidy.back() == ' ' || tidy.back() == '\t' || tidy.back() == '\r')) tidy.pop_back();
+  while (w > 0 && (tidy[w - 1] == ' ' || tidy[w - 1] == '\t' || tidy[w - 1] == '\r')) --w;
+  tidy.resize(w);
   return tidy;
 }
 

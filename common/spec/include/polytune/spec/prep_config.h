@@ -31,6 +31,9 @@ struct LanguageConfig {
   std::vector<std::string> languages;  // allowed ISO 639-1 codes; empty: any language
   double min_confidence = 0.5;         // in [0, 1]; below it the example is dropped (`language`)
   DeclaredLanguage declared = DeclaredLanguage::kRelabel;
+  // Longer text is identified from this many bytes of it, taken as evenly spaced windows so
+  // every part of the example still counts; 0: all of it.
+  int64_t sample_bytes = 1024;
 };
 
 // Thresholds by rule name (QualityRuleNames()); built-in defaults per language, then

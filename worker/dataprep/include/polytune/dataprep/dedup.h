@@ -33,6 +33,9 @@ Hash128 HashText(std::string_view text);
 // Sorted, distinct 64-bit hashes of the text's shingles. A text shorter than one shingle is
 // one shingle of itself (so two identical short texts still match).
 std::vector<uint64_t> Shingles(std::string_view normalized, bool char_shingles, int n);
+// The same hashes in text order, repeats kept: enough for a MinHash signature (a minimum does
+// not care about order or repeats) without Shingles' sort.
+std::vector<uint64_t> ShingleHashes(std::string_view normalized, bool char_shingles, int n);
 double Jaccard(const std::vector<uint64_t>& a, const std::vector<uint64_t>& b);
 
 // bands x rows <= max_permutations minimising the weighted area of false negatives above the
@@ -50,6 +53,7 @@ double CandidateProbability(double similarity, const LshParams& p);
 class MinHasher {
  public:
   MinHasher(int num_permutations, uint64_t seed);
+  // Shingle hashes in any order, repeats allowed.
   std::vector<uint32_t> Signature(const std::vector<uint64_t>& shingles) const;
 
  private:

@@ -43,12 +43,16 @@ class PiiScrubber {
  private:
   explicit PiiScrubber(spec::PiiConfig config);
   bool Enabled(const std::string& type) const;
+  // Appends phone numbers to `out`, which holds the stronger types' spans found so far.
   void FindPhones(std::string_view text, const std::string& lang, std::vector<PiiSpan>* out) const;
 
   spec::PiiConfig config_;
   std::map<std::string, std::string> placeholders_;
   std::vector<std::pair<std::string, std::unique_ptr<re2::RE2>>> patterns_;
   std::unique_ptr<re2::RE2> email_, iban_, card_, ipv4_, ipv6_, dni_, cpf_, cn_id_, aadhaar_;
+  // One pass that says which of the number patterns occur at all (most text has none).
+  struct NumberPrefilter;
+  std::unique_ptr<NumberPrefilter> numbers_;
 };
 
 }  // namespace polytune::dataprep
