@@ -85,6 +85,19 @@ TEST(PiiScrubber, LeavesDecoysAlone) {
   }
 }
 
+TEST(PiiScrubber, DatesAreNeverPhoneCandidatesButNumbersBesideThemAre) {
+  // Every date shape the phone search sets aside, alone and in one run with a phone number.
+  for (const std::string date : {"2024-05-12", "12.05.2024", "1. 1. 1970", "12/05/2024", "05/12/2024", "12-05-2024"}) {
+    std::map<std::string, int64_t> counts;
+    EXPECT_EQ(ScrubOnce("Cita el " + date + " a las 10.", "es", &counts), "Cita el " + date + " a las 10.");
+    EXPECT_EQ(ScrubOnce("El " + date + " llamó al 612 345 678.", "es", &counts), "El " + date + " llamó al <PHONE>.");
+    EXPECT_EQ(counts["phone"], 1) << date;
+  }
+  // Not a date (month 13), so still asked: and a valid Spanish number grouped as one.
+  std::map<std::string, int64_t> counts;
+  EXPECT_EQ(ScrubOnce("Llame al 612-345-678 hoy.", "es", &counts), "Llame al <PHONE> hoy.");
+}
+
 TEST(PiiScrubber, UserPatternsAndPlaceholdersAndTypes) {
   spec::PiiConfig config;
   config.types = {"email"};

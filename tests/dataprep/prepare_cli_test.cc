@@ -118,6 +118,11 @@ TEST_F(PrepareCli, WritesKeptDroppedAndReport) {
   EXPECT_EQ(dropped["duplicate"]["example"]["messages"][1]["content"],
             "Está en la calle Mayor; llame al 612 345 678 o escriba a farmacia@ejemplo.es!")
       << "dropped.jsonl keeps the input as it was";
+  EXPECT_EQ(dropped["duplicate"]["example"],
+            json::parse(R"({"id":"b1","messages":[{"role":"user","content":"¿DÓNDE está la farmacia más cercana?"},)"
+                        R"({"role":"assistant","content":"Está en la calle Mayor; llame al 612 345 678 o escriba a )"
+                        R"(farmacia@ejemplo.es!"}]})"))
+      << "the whole example as given: not standardised, not scrubbed, no lang added";
   EXPECT_EQ(dropped["language"]["source"], (dir_ / "b.jsonl").string() + ":2");
 
   const json report = json::parse(Slurp(dir_ / "out" / "report.json"));

@@ -213,6 +213,29 @@ struct PhoneCandidates {
   std::vector<std::pair<size_t, size_t>> runs, windows;
 };
 
+// Digits of a run that are not part of a calendar date (yyyy-mm-dd; dd.mm.yyyy, dd/mm/yyyy,
+// dd-mm-yyyy and mm/dd/yyyy with a valid day and month and a year 1900-2099; "1. 1. 1970").
+// Dates are to be left alone, and they were most of what libphonenumber was asked about (and
+// turned down) in ordinary text.
+size_t DigitsOutsideDates(std::string_view run) {
+  static const re2::RE2* const kDate =
+      new re2::RE2(R"((?:^|[^0-9])((?:19|20)[0-9]{2}-(?:0?[1-9]|1[0-2])-(?:0?[1-9]|[12][0-9]|3[01])|)"
+                   R"((?:0?[1-9]|[12][0-9]|3[01])\. ?(?:0?[1-9]|1[0-2])\. ?(?:19|20)[0-9]{2}|)"
+                   R"((?:0?[1-9]|[12][0-9]|3[01])/(?:0?[1-9]|1[0-2])/(?:19|20)[0-9]{2}|)"
+                   R"((?:0?[1-9]|[12][0-9]|3[01])-(?:0?[1-9]|1[0-2])-(?:19|20)[0-9]{2}|)"
+                   R"((?:0?[1-9]|1[0-2])/(?:0?[1-9]|[12][0-9]|3[01])/(?:19|20)[0-9]{2})(?:$|[^0-9]))");
+  size_t digits = CountDigits(run);
+  re2::StringPiece input(run.data(), run.size());
+  re2::StringPiece date;
+  while (digits > 0 && RE2::FindAndConsume(&input, *kDate, &date)) {
+    digits -= CountDigits(std::string_view(date.data(), date.size()));
+    // The character after the date was consumed too; the next search starts right after the date.
+    const char* date_end = date.data() + date.size();
+    input = re2::StringPiece(date_end, run.data() + run.size() - date_end);
+  }
+  return digits;
+}
+
 PhoneCandidates FindPhoneCandidates(std::string_view text) {
   constexpr size_t kMargin = 8;
   PhoneCandidates c;
@@ -227,7 +250,7 @@ PhoneCandidates FindPhoneCandidates(std::string_view text) {
     }
     size_t j = i, digits = 0;
     while (j < text.size() && part(text[j])) digits += IsDigit(text[j++]);
-    if (digits >= 6 && digits <= 20) {
+    if (digits >= 6 && digits <= 20 && DigitsOutsideDates(text.substr(i, j - i)) >= 6) {
       c.runs.emplace_back(i, j);
       size_t b = i > kMargin ? i - kMargin : 0, e = std::min(text.size(), j + kMargin);
       while (b > 0 && (static_cast<unsigned char>(text[b]) & 0xC0) == 0x80) --b;  // UTF-8 boundaries

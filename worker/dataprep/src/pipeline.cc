@@ -14,6 +14,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "polytune/common/check.h"
 #include "polytune/common/file_util.h"
 #include "polytune/common/status_macros.h"
 #include "polytune/dataprep/language_id.h"
@@ -45,7 +46,8 @@ struct LineResult {
   std::string reason;  // "" when kept so far
   std::string detail;
   std::string lang;
-  std::optional<Json> example;  // parsed (and, when kept, rewritten) object
+  std::optional<Json> example;              // parsed (and, when kept, rewritten) object
+  std::vector<std::string> original_texts;  // its text fields as they came in, to show a dropped one
   std::map<std::string, int64_t> pii;
   Hash128 hash;
   std::string normalized;  // match-normalised text (near-dup verification reads it back)
@@ -148,7 +150,11 @@ class Pipeline {
     }
     watch.Lap(kParse);
 
-    for (Json* f : fields) *f = Standardize(f->get_ref<const std::string&>(), config_.standardize);
+    r.original_texts.reserve(fields.size());
+    for (Json* f : fields) {
+      r.original_texts.push_back(std::move(f->get_ref<std::string&>()));
+      *f = Standardize(r.original_texts.back(), config_.standardize);
+    }
     std::string joined;
     for (Json* f : fields) absl::StrAppend(&joined, joined.empty() ? "" : "\n", f->get_ref<const std::string&>());
     watch.Lap(kStandardize);
@@ -209,8 +215,20 @@ class Pipeline {
       watch.Lap(kDedupHash);
     }
     // Last: adding a key to an ordered_json object may move its values, and `fields` points into them.
-    if (config_.language.enabled && !r.lang.empty()) j["lang"] = r.lang;
+    const bool set_lang = config_.language.enabled && !r.lang.empty();
+    std::optional<Json> given_lang;
+    if (set_lang) {
+      if (j.contains("lang")) given_lang = j["lang"];
+      j["lang"] = r.lang;
+    }
     r.output = j.dump(-1, ' ', false, Json::error_handler_t::replace);
+    if (set_lang) {  // as it came in again: an exact or near duplicate is shown as given
+      if (given_lang.has_value()) {
+        j["lang"] = std::move(*given_lang);
+      } else {
+        j.erase("lang");
+      }
+    }
     watch.Lap(kSerialize);
     return r;
   }
@@ -393,15 +411,21 @@ absl::StatusOr<PrepReport> PrepareData(const spec::PrepConfig& config, const Pre
       d["reason"] = r.reason;
       if (!r.detail.empty()) d["detail"] = r.detail;
       if (!duplicate_of.empty()) d["duplicate_of"] = duplicate_of;
-      // The example as it came in (not standardised or scrubbed), for auditing what was removed.
-      std::string repaired;
-      const std::string* raw = &line.raw;
-      if (!IsValidUtf8(line.raw)) {
-        RepairUtf8(line.raw, &repaired);
-        raw = &repaired;
+      // The example as it came in (its text fields put back as they were before standardising
+      // and scrubbing), for auditing what was removed; a line that is no JSON object, as text.
+      if (r.example.has_value() && r.original_texts.size() > 0) {
+        std::string unused;
+        std::vector<Json*> fields = TextFields(*r.example, &unused);
+        POLYTUNE_CHECK(fields.size() == r.original_texts.size()) << "text fields changed while processing";
+        for (size_t i = 0; i < fields.size(); ++i) *fields[i] = std::move(r.original_texts[i]);
+        d["example"] = std::move(*r.example);
+      } else if (r.example.has_value()) {
+        d["example"] = std::move(*r.example);
+      } else {
+        std::string repaired;
+        if (!IsValidUtf8(line.raw)) RepairUtf8(line.raw, &repaired);
+        d["example"] = repaired.empty() ? line.raw : repaired;
       }
-      Json original = r.example.has_value() ? Json::parse(*raw, nullptr, false) : Json(Json::value_t::discarded);
-      d["example"] = original.is_discarded() ? Json(*raw) : std::move(original);
       dropped_out.Write(d.dump(-1, ' ', false, Json::error_handler_t::replace));
       return absl::OkStatus();
     }
