@@ -126,6 +126,17 @@ std::unique_ptr<re2::RE2> Compile(const std::string& pattern) {
   return std::make_unique<re2::RE2>("(" + pattern + ")", options);
 }
 
+// Whether the IPv6 pattern can match at all: it needs two colons with at most four hex digits
+// between them ("::" or ":1ff:"). Prose has colons, rarely like that; this skips the scan.
+bool MayHoldIpv6(std::string_view text) {
+  for (size_t colon = text.find(':'); colon != std::string_view::npos; colon = text.find(':', colon + 1)) {
+    size_t j = colon + 1;
+    while (j < text.size() && j - colon <= 4 && absl::ascii_isxdigit(static_cast<unsigned char>(text[j]))) ++j;
+    if (j < text.size() && text[j] == ':') return true;
+  }
+  return false;
+}
+
 size_t CountDigits(std::string_view text) {
   size_t n = 0;
   for (char c : text) n += IsDigit(c);
@@ -355,7 +366,7 @@ std::vector<PiiSpan> PiiScrubber::Find(std::string_view text, const std::string&
       if (Standalone(text, b, e) && Ipv4Valid(text.substr(b, e - b))) found.push_back({b, e, "ip"});
     });
   }
-  if (Enabled("ip") && text.find(':') != std::string_view::npos) {
+  if (Enabled("ip") && MayHoldIpv6(text)) {
     Scan(*ipv6_, text, [&](size_t b, size_t e) {
       std::string_view cand = text.substr(b, e - b);
       while (!cand.empty() && cand.back() == ':' && cand.substr(cand.size() >= 2 ? cand.size() - 2 : 0) != "::") {
