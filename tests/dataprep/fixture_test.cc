@@ -175,5 +175,45 @@ TEST(DataprepFixtures, NearDuplicatesFoundWithHighPairPrecision) {
   fs::remove_all(out);
 }
 
+// The near-dup spool buffers kept texts in memory up to 1 MiB before writing them out; the
+// candidates it verifies must read the same from the file, from the buffer, and for a text
+// longer than the buffer (written straight through).
+TEST(DataprepNearDup, CandidatesAreVerifiedFromTheFileTheBufferAndOversizedTexts) {
+  const fs::path dir = fs::temp_directory_path() / ("polytune_spool_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  auto words = [](int first, int count, const std::string& prefix) {
+    std::string text;
+    for (int i = first; i < first + count; ++i) text += prefix + std::to_string(i) + " ";
+    return text;
+  };
+  auto near = [](std::string text) { return text.replace(text.find("10 "), 3, "changed "); };
+  const std::string early = words(0, 200, "early"), big = words(0, 150000, "big");  // big: ~1.4 MB
+  std::ofstream in(dir / "in.jsonl");
+  in << json({{"text", early}}).dump() << "\n";  // line 1
+  for (int d = 0; d < 3000; ++d) in << json({{"text", words(d * 100, 100, "f")}}).dump() << "\n";
+  in << json({{"text", near(words(2999 * 100, 100, "f"))}}).dump() << "\n";  // 3002: 3001 is in the buffer
+  in << json({{"text", big}}).dump() << "\n";                                // 3003
+  in << json({{"text", near(early)}}).dump() << "\n";                        // 3004: early is on disk
+  in << json({{"text", near(big)}}).dump() << "\n";                          // 3005: big went straight out
+  in.close();
+  spec::PrepConfig config;
+  config.language.enabled = false;
+  config.quality.enabled = false;
+  config.pii.enabled = false;
+  PrepOptions options;
+  options.inputs = {(dir / "in.jsonl").string()};
+  options.out_dir = (dir / "out").string();
+  auto report = PrepareData(config, options);
+  ASSERT_TRUE(report.ok()) << report.status();
+  std::map<std::string, std::string> duplicate_of;  // dropped line -> kept line
+  for (const auto& d : ReadJsonl((dir / "out" / "dropped.jsonl").string())) {
+    EXPECT_EQ(d["reason"], "near_duplicate") << d.dump();
+    const std::string source = d["source"], of = d["duplicate_of"];
+    duplicate_of[source.substr(source.rfind(':') + 1)] = of.substr(of.rfind(':') + 1);
+  }
+  EXPECT_EQ(duplicate_of, (std::map<std::string, std::string>{{"3002", "3001"}, {"3004", "1"}, {"3005", "3003"}}));
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace polytune::dataprep

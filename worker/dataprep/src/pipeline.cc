@@ -246,7 +246,8 @@ class Pipeline {
 };
 
 // Kept examples' match-normalised text, on disk, so near-duplicate candidates are verified by
-// their real Jaccard without holding texts in memory.
+// their real Jaccard without holding texts in memory. Appends gather in a 1 MiB buffer (one
+// write per MiB, not one per example); a read of what is still buffered is served from it.
 class Spool {
  public:
   ~Spool() {
@@ -257,21 +258,19 @@ class Spool {
     path_ = path;
     fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd_ < 0) return absl::InternalError(absl::StrCat("cannot create ", path, ": ", std::strerror(errno)));
+    buffer_.reserve(kBufferBytes);
     return absl::OkStatus();
   }
   absl::Status Append(const std::string& text) {
-    offsets_.push_back({end_, static_cast<uint32_t>(text.size())});
-    size_t done = 0;
-    while (done < text.size()) {
-      const ssize_t n = ::pwrite(fd_, text.data() + done, text.size() - done, end_ + done);
-      if (n < 0) return absl::InternalError(absl::StrCat("writing ", path_, ": ", std::strerror(errno)));
-      done += n;
-    }
-    end_ += text.size();
+    offsets_.push_back({flushed_ + buffer_.size(), static_cast<uint32_t>(text.size())});
+    if (buffer_.size() + text.size() > kBufferBytes) RETURN_IF_ERROR(Flush());
+    if (text.size() > kBufferBytes) return WriteAt(text, offsets_.back().first);
+    buffer_.append(text);
     return absl::OkStatus();
   }
   absl::StatusOr<std::string> Read(uint32_t id) const {
     const auto [offset, size] = offsets_[id];
+    if (offset >= flushed_) return buffer_.substr(offset - flushed_, size);
     std::string text(size, '\0');
     size_t done = 0;
     while (done < size) {
@@ -281,12 +280,32 @@ class Spool {
     }
     return text;
   }
-  size_t MemoryBytes() const { return offsets_.capacity() * sizeof(offsets_[0]); }
+  size_t MemoryBytes() const { return offsets_.capacity() * sizeof(offsets_[0]) + buffer_.capacity(); }
 
  private:
+  static constexpr size_t kBufferBytes = 1 << 20;
+
+  absl::Status Flush() {
+    RETURN_IF_ERROR(WriteAt(buffer_, flushed_));
+    buffer_.clear();
+    return absl::OkStatus();
+  }
+  // Writes `bytes` at `offset` (= flushed_, the end of the file) and moves flushed_ past them.
+  absl::Status WriteAt(std::string_view bytes, uint64_t offset) {
+    size_t done = 0;
+    while (done < bytes.size()) {
+      const ssize_t n = ::pwrite(fd_, bytes.data() + done, bytes.size() - done, offset + done);
+      if (n < 0) return absl::InternalError(absl::StrCat("writing ", path_, ": ", std::strerror(errno)));
+      done += n;
+    }
+    flushed_ = offset + bytes.size();
+    return absl::OkStatus();
+  }
+
   std::string path_;
   int fd_ = -1;
-  uint64_t end_ = 0;
+  uint64_t flushed_ = 0;  // bytes in the file; buffer_ holds what follows
+  std::string buffer_;
   std::vector<std::pair<uint64_t, uint32_t>> offsets_;
 };
 
