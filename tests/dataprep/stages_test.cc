@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 
 #include "polytune/dataprep/dedup.h"
 #include "polytune/dataprep/language_id.h"
@@ -149,6 +150,41 @@ TEST(Dedup, ShinglesJaccardAndLshParameters) {
   EXPECT_GT(CandidateProbability(0.9, p), 0.99);
   EXPECT_GT(CandidateProbability(0.8, p), 0.85);
   EXPECT_LT(CandidateProbability(0.5, p), 0.05);
+}
+
+// The plain definition ChooseLshParams is computed faster than: every bands x rows, each area
+// by the midpoint rule (200 steps) over CandidateProbability.
+LshParams ChooseLshParamsByDefinition(double threshold, int max_permutations) {
+  auto area = [](double a, double b, const std::function<double(double)>& f) {
+    double sum = 0;
+    for (int i = 0; i < 200; ++i) sum += f(a + (i + 0.5) * (b - a) / 200) * (b - a) / 200;
+    return sum;
+  };
+  LshParams best;
+  double best_error = 1e300;
+  for (int bands = 1; bands <= max_permutations; ++bands) {
+    for (int rows = 1; bands * rows <= max_permutations; ++rows) {
+      const LshParams p{bands, rows};
+      const double error = 0.1 * area(0, threshold, [&](double s) { return CandidateProbability(s, p); }) +
+                           0.9 * area(threshold, 1, [&](double s) { return 1 - CandidateProbability(s, p); });
+      if (error < best_error) {
+        best_error = error;
+        best = p;
+      }
+    }
+  }
+  return best;
+}
+
+TEST(Dedup, LshParametersMatchTheirDefinition) {
+  for (const double threshold : {0.5, 0.7, 0.8, 0.9, 0.95}) {
+    for (const int permutations : {16, 64, 128, 256}) {
+      const LshParams fast = ChooseLshParams(threshold, permutations);
+      const LshParams slow = ChooseLshParamsByDefinition(threshold, permutations);
+      EXPECT_EQ(fast.bands, slow.bands) << threshold << " " << permutations;
+      EXPECT_EQ(fast.rows, slow.rows) << threshold << " " << permutations;
+    }
+  }
 }
 
 TEST(Dedup, MinHashEstimatesJaccardAndLshFindsCandidates) {
