@@ -5,6 +5,7 @@
 #include <cmath>
 #include <functional>
 
+#include "char_props.h"
 #include "polytune/dataprep/dedup.h"
 #include "polytune/dataprep/language_id.h"
 #include "polytune/dataprep/quality.h"
@@ -47,6 +48,22 @@ TEST(Standardize, NormalisesProseAndKeepsCode) {
   EXPECT_EQ(Standardize("\xEF\xBC\x91\xEF\xBC\x92 y \xD9\xA3", c), "12 y 3");  // fullwidth (NFKC), Arabic-Indic
   c.enabled = false;
   EXPECT_EQ(Standardize(in, c), in);
+}
+
+TEST(CharProps, TheTableGivesIcusAnswersForEveryCodePoint) {
+  int checked = 0;
+  for (UChar32 c = 0; c <= 0x10FFFF; c += c < 0x10000 ? 1 : 97) {
+    const CharProps p = PropsOf(c);
+    UErrorCode status = U_ZERO_ERROR;
+    const UScriptCode script = uscript_getScript(c, &status);
+    ASSERT_EQ(p.white_space, static_cast<bool>(u_isUWhiteSpace(c))) << std::hex << c;
+    ASSERT_EQ(p.alpha, static_cast<bool>(u_isalpha(c))) << std::hex << c;
+    ASSERT_EQ(p.alnum, static_cast<bool>(u_isalnum(c))) << std::hex << c;
+    ASSERT_EQ(p.char_type, u_charType(c)) << std::hex << c;
+    ASSERT_EQ(static_cast<int>(p.script), static_cast<int>(script)) << std::hex << c;
+    ++checked;
+  }
+  EXPECT_GT(checked, 70000);
 }
 
 TEST(LanguageId, ScriptShortcutsAndCodes) {

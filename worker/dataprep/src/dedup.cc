@@ -11,6 +11,7 @@
 #include <cstring>
 #include <limits>
 
+#include "char_props.h"
 #include "polytune/common/check.h"
 #include "text_hash.h"
 #include "utf8_cursor.h"
@@ -46,7 +47,7 @@ std::vector<double> MidpointGrid(double a, double b) {
 
 namespace {
 // Whitespace and punctuation: where match-normalised text has (at most) one space.
-bool IsBreak(UChar32 c) { return u_isUWhiteSpace(c) || (U_GET_GC_MASK(c) & U_GC_P_MASK) != 0; }
+bool IsBreak(UChar32 c) { return IsSpaceOrPunct(PropsOf(c)); }
 }  // namespace
 
 std::string MatchNormalize(std::string_view text) {

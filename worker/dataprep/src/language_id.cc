@@ -10,6 +10,8 @@
 #include <array>
 #include <map>
 
+#include "char_props.h"
+
 namespace polytune::dataprep {
 namespace {
 
@@ -121,10 +123,11 @@ std::string LanguageFromScript(std::string_view text) {
     }
     UChar32 c;
     U8_NEXT(s, i, n, c);
-    if (c < 0 || !u_isalpha(c)) continue;
+    if (c < 0) continue;
+    const CharProps props = PropsOf(c);
+    if (!props.alpha) continue;
     ++letters;
-    UErrorCode status = U_ZERO_ERROR;
-    const UScriptCode script = uscript_getScript(c, &status);
+    const auto script = static_cast<UScriptCode>(props.script);
     if (script == USCRIPT_HAN) {
       ++han;
     } else if (script == USCRIPT_HIRAGANA || script == USCRIPT_KATAKANA) {

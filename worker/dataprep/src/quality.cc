@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "char_props.h"
 #include "polytune/common/check.h"
 #include "text_hash.h"
 #include "utf8_cursor.h"
@@ -96,19 +97,20 @@ Units Split(std::string_view text, bool spaceless) {
     }
     UChar32 c = NextCodePoint(s, i, n);
     if (c < 0) c = 0xFFFD;
-    if (u_isUWhiteSpace(c)) {
+    const CharProps props = PropsOf(c);
+    if (props.white_space) {
       end_word(start);
       continue;
     }
     ++u.non_space;
-    const int8_t type = u_charType(c);
+    const int8_t type = props.char_type;
     if (type == U_DECIMAL_DIGIT_NUMBER) ++u.digits;
     if (type == U_MATH_SYMBOL || type == U_CURRENCY_SYMBOL || type == U_MODIFIER_SYMBOL || type == U_OTHER_SYMBOL ||
         (c < 0x80 && kAsciiSymbol[c]) || c == 0x2022 || c == 0x00A7)
       ++u.symbols;
     if (spaceless) {
       // Each letter or digit is a unit; punctuation and symbols are not.
-      if (u_isalnum(c)) {
+      if (props.alnum) {
         u.units.push_back(text.substr(start, i - start));
         ++u.unit_chars;
       }
