@@ -32,9 +32,10 @@ absl::Status TooMany(const char* what, int got, int most) {
 
 grpc::Status StreamArtifact(ArtifactStore* artifacts, const std::string& sha,
                             grpc::ServerWriter<v1::DownloadChunk>* w) {
-  auto data = artifacts->Get(sha);
-  if (!data.ok()) return ToGrpc(data.status());
-  return rpc::StreamChunks(w, *data);
+  if (!IsSha256Hex(sha))
+    return ToGrpc(absl::InvalidArgumentError(absl::StrCat("'", sha, "' is not a sha256 hex digest")));
+  if (!artifacts->Has(sha)) return ToGrpc(absl::NotFoundError(absl::StrCat("no artifact ", sha)));
+  return rpc::StreamFile(w, artifacts->PathOf(sha));
 }
 
 }  // namespace

@@ -1,5 +1,12 @@
 #include "polytune/rpc/transfer.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 
 #include "polytune/common/bundle.h"
@@ -8,20 +15,46 @@
 namespace polytune::rpc {
 namespace fs = std::filesystem;
 
-absl::Status VerifySha256(const std::string& data, const std::string& expected, const std::string& what) {
-  const std::string actual = Sha256Hex(data);
+absl::Status Sha256Mismatch(const std::string& expected, const std::string& actual, const std::string& what) {
   if (actual == expected) return absl::OkStatus();
   return absl::DataLossError(absl::StrCat(what, " does not match its sha256 (expected ", expected, ", got ", actual,
                                           "); it was corrupted in transit or at rest; try again"));
 }
 
-grpc::Status StreamChunks(grpc::ServerWriterInterface<v1::DownloadChunk>* writer, const std::string& data) {
-  for (size_t pos = 0; pos < data.size() || pos == 0; pos += kMaxChunkBytes) {
+absl::Status VerifySha256(const std::string& data, const std::string& expected, const std::string& what) {
+  return Sha256Mismatch(expected, Sha256Hex(data), what);
+}
+
+grpc::Status StreamFile(grpc::ServerWriterInterface<v1::DownloadChunk>* writer, const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
+  struct FdCloser {
+    int fd;
+    ~FdCloser() { ::close(fd); }
+  } closer{fd};
+  struct stat st;
+  if (::fstat(fd, &st) != 0)
+    return grpc::Status(grpc::StatusCode::INTERNAL, absl::StrCat("cannot stat ", path, ": ", std::strerror(errno)));
+  const int64_t size = st.st_size;
+  int64_t pos = 0;
+  do {
     v1::DownloadChunk c;
-    c.mutable_data()->assign(data, pos, kMaxChunkBytes);
+    if (pos == 0) c.set_total_bytes(size);
+    const int64_t n = std::min<int64_t>(kMaxChunkBytes, size - pos);
+    std::string* buffer = c.mutable_data();
+    buffer->resize(n);  // read straight into the message: no copy of the whole file
+    for (int64_t done = 0; done < n;) {
+      const ssize_t got = ::pread(fd, buffer->data() + done, n - done, pos + done);
+      if (got <= 0)
+        return grpc::Status(grpc::StatusCode::INTERNAL,
+                            absl::StrCat("reading ", path, " at byte ", pos + done, ": ",
+                                         got == 0 ? "the file ended early" : std::strerror(errno)));
+      done += got;
+    }
     if (!writer->Write(c)) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
-    if (data.empty()) break;
-  }
+    pos += n;
+  } while (pos < size);
   return grpc::Status::OK;
 }
 

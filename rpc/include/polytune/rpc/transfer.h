@@ -62,8 +62,13 @@ absl::Status ReadChunks(grpc::ServerReaderInterface<Chunk>* reader,
   return absl::OkStatus();
 }
 
-// Server side of a download: streams `data` as DownloadChunks.
-grpc::Status StreamChunks(grpc::ServerWriterInterface<v1::DownloadChunk>* writer, const std::string& data);
+// Server side of a download: streams the file at `path` as DownloadChunks of at most
+// kMaxChunkBytes, each read straight into its message (the file is never held whole); the
+// first carries the file's size. One empty chunk for an empty file.
+grpc::Status StreamFile(grpc::ServerWriterInterface<v1::DownloadChunk>* writer, const std::string& path);
+
+// DATA_LOSS naming `what` unless `actual` equals `expected`.
+absl::Status Sha256Mismatch(const std::string& expected, const std::string& actual, const std::string& what);
 
 // Client side of a download: the artifact `sha256`, verified before it is returned. Works with
 // both services' Download (JobService and WorkerService share the messages).
@@ -74,11 +79,18 @@ absl::StatusOr<std::string> DownloadVerified(Stub& stub, const std::string& sha2
   auto ctx = ContextWithDeadline(kTransferDeadlineSeconds);
   auto reader = stub.Download(ctx.get(), req);
   std::string data;
+  Sha256 hash;  // while receiving: no second pass over the whole artifact
   v1::DownloadChunk chunk;
-  while (reader->Read(&chunk)) data += chunk.data();
+  for (bool first = true; reader->Read(&chunk); first = false) {
+    // Room for all of it at once (no regrowth copies), up to a sane size for one message stream.
+    if (first && chunk.total_bytes() > 0 && chunk.total_bytes() <= (int64_t{1} << 32))
+      data.reserve(static_cast<size_t>(chunk.total_bytes()));
+    hash.Update(chunk.data());
+    data += chunk.data();
+  }
   absl::Status st = FromGrpc(reader->Finish());
   if (!st.ok()) return st;
-  st = VerifySha256(data, sha256, absl::StrCat("artifact ", sha256));
+  st = Sha256Mismatch(sha256, hash.HexDigest(), absl::StrCat("artifact ", sha256));
   if (!st.ok()) return st;
   return data;
 }
