@@ -66,7 +66,9 @@ absl::StatusOr<std::optional<PreparedTrainingData>> PrepareTrainingData(const sp
   if (!config.data.train.is_path())
     return absl::FailedPreconditionError("data.prepare needs data.train as a local file on the worker");
   ASSIGN_OR_RETURN(std::string input, ReadFileToString(config.data.train.path()));
-  const std::string key = Sha256Hex(absl::StrCat(Sha256Hex(input), "\n", spec::ToCanonicalYaml(*config.data.prepare)));
+  // Cached by input, config and the preparation's algorithm version.
+  const std::string key = Sha256Hex(absl::StrCat(Sha256Hex(input), "\n", spec::ToCanonicalYaml(*config.data.prepare),
+                                                 "\n", dataprep::kPrepAlgorithmVersion));
   input.clear();
   const fs::path dir = fs::path(config.output_dir) / "prepared" / key;
 

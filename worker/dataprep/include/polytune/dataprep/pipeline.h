@@ -49,13 +49,19 @@ struct PrepReport {
   double seconds = 0;
   int threads = 1;
   // CPU seconds per stage summed over threads: utf8+parse, standardize, language, quality, pii,
-  // dedup_hash (normalise, hash, shingle, sign) and dedup (the in-order lookups and verification).
+  // dedup_hash (normalise, hash, shingle, sign), serialize (the kept line) and dedup (the
+  // in-order lookups and verification).
   std::map<std::string, double> stage_seconds;
   LshParams lsh;
   int64_t near_duplicate_candidates = 0;  // LSH candidates verified by real Jaccard
   int64_t dedup_index_bytes = 0;          // LSH tables + exact-hash table at the end
   nlohmann::json ToJson() const;
 };
+
+// Names what PrepareData writes for a given input and config: raise it with every change that
+// alters a kept or dropped line, so caches keyed on input and config (a job's `data.prepare`)
+// are not reused across such a change.
+inline constexpr char kPrepAlgorithmVersion[] = "2026-11-27";
 
 absl::StatusOr<PrepReport> PrepareData(const spec::PrepConfig& config, const PrepOptions& options);
 // The per-language table `polytune data prepare` prints.
