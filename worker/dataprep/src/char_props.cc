@@ -1,6 +1,5 @@
 #include "char_props.h"
 
-#include <vector>
 
 namespace polytune::dataprep {
 
@@ -18,11 +17,12 @@ CharProps LookUpCharProps(UChar32 c) {
   return p;
 }
 
-// Built when the library loads (a few milliseconds), so lookups need no guard.
+// Built when the library loads (a few milliseconds), so lookups need no guard; never freed
+// (threads may still read it while the process exits).
 const CharProps* const kBmpCharProps = [] {
-  auto* table = new std::vector<CharProps>(0x10000);
-  for (UChar32 c = 0; c < 0x10000; ++c) (*table)[c] = LookUpCharProps(c);
-  return table->data();
+  auto* table = new CharProps[0x10000];
+  for (UChar32 c = 0; c < 0x10000; ++c) table[c] = LookUpCharProps(c);
+  return table;
 }();
 
 }  // namespace polytune::dataprep
