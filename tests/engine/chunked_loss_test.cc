@@ -1,8 +1,11 @@
 // The fused, chunked lm_head + cross-entropy against the unchunked path (full logits, then
 // at::cross_entropy_loss): loss and gradients within 1e-6 relative, for chunk sizes that do and
-// do not divide the rows, with ignored targets; through a real model's LoRA gradients; and the
-// evaluation statistics.
+// do not divide the rows, with ignored targets; through a real model's LoRA gradients (5e-6:
+// fp32 backward through the layers); and the evaluation statistics.
 #include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdio>
 
 #include "polytune/engine/chunked_loss.h"
 #include "polytune/engine/loss.h"
@@ -65,7 +68,17 @@ TEST(ChunkedLoss, LoraGradientsThroughAModelEqualTheUnchunkedPath) {
   };
   auto a = grads(false), b = grads(true);
   ASSERT_EQ(a.size(), b.size());
-  for (const auto& [name, t] : a) EXPECT_LT(testing::RelativeMaxError(b.at(name), t), 1e-6) << name;
+  // The head's own loss and gradient agree within 1e-6 (the test above). Carried back through
+  // every layer's backward in fp32, their rounding differences grow: the worst LoRA gradient
+  // here measured 1.06e-6 in one CI run and under 1e-6 in others, so 5e-6 (still ~40 fp32
+  // epsilons) is the bound; a wrong chunked gradient is off by orders of magnitude more.
+  double worst = 0;
+  for (const auto& [name, t] : a) {
+    const double error = testing::RelativeMaxError(b.at(name), t);
+    worst = std::max(worst, error);
+    EXPECT_LT(error, name == "loss" ? 1e-6 : 5e-6) << name;
+  }
+  std::printf("chunked vs unchunked, through the model: worst relative error %.3g\n", worst);
 }
 
 TEST(ChunkedLoss, RowStatsEqualTheFullLogitsPath) {
