@@ -381,26 +381,19 @@ std::vector<PiiSpan> PiiScrubber::Find(std::string_view text, const std::string&
     });
   }
   if (Enabled("id") && digits) {
-    if (may(dni_))
-      Scan(*dni_, text, [&](size_t b, size_t e) {
-        if (Standalone(text, b, e) && SpanishDniNieValid(Compact(text.substr(b, e - b), true)))
-          found.push_back({b, e, "id"});
+    // Each national ID: its candidate pattern, its checksum, and whether letters are upper-cased first.
+    struct IdKind {
+      const std::unique_ptr<re2::RE2>* pattern;
+      bool (*valid)(std::string_view);
+      bool upper;
+    };
+    for (const IdKind& id : {IdKind{&dni_, SpanishDniNieValid, true}, IdKind{&cpf_, BrazilCpfValid, false},
+                             IdKind{&cn_id_, ChinaResidentIdValid, true}, IdKind{&aadhaar_, AadhaarValid, false}}) {
+      if (!may(*id.pattern)) continue;
+      Scan(**id.pattern, text, [&](size_t b, size_t e) {
+        if (Standalone(text, b, e) && id.valid(Compact(text.substr(b, e - b), id.upper))) found.push_back({b, e, "id"});
       });
-    if (may(cpf_))
-      Scan(*cpf_, text, [&](size_t b, size_t e) {
-        if (Standalone(text, b, e) && BrazilCpfValid(Compact(text.substr(b, e - b), false)))
-          found.push_back({b, e, "id"});
-      });
-    if (may(cn_id_))
-      Scan(*cn_id_, text, [&](size_t b, size_t e) {
-        if (Standalone(text, b, e) && ChinaResidentIdValid(Compact(text.substr(b, e - b), true)))
-          found.push_back({b, e, "id"});
-      });
-    if (may(aadhaar_))
-      Scan(*aadhaar_, text, [&](size_t b, size_t e) {
-        if (Standalone(text, b, e) && AadhaarValid(Compact(text.substr(b, e - b), false)))
-          found.push_back({b, e, "id"});
-      });
+    }
   }
   if (Enabled("phone") && digit_count >= 6) FindPhones(text, lang, &found);  // a candidate run has 6 or more
 
