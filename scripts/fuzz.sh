@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 SECS=${1:-60}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(job_spec safetensors examples tokenizer_json tokenizer_encode jinja rpc_requests)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(job_spec safetensors examples tokenizer_json tokenizer_encode jinja json_line rpc_requests)
 command -v clang++ >/dev/null || { echo "fuzz.sh: clang++ is needed (apt-get install clang libclang-rt-14-dev)" >&2; exit 2; }
 GEN=()
 command -v ninja >/dev/null && GEN=(-G Ninja)

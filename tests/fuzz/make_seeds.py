@@ -89,6 +89,14 @@ def main():
         json.dumps({"input_ids": [1, 2, 3, 4], "labels": [-100, 2, 3, 4]}),
         json.dumps({"input_ids": [128000, 5]}),
     ]) + "\n")
+    # JSONL lines for data preparation's fast reader: single lines from the data fixtures, and
+    # the corners of the grammar (escapes, surrogate pairs, integers at the fast range's edges).
+    for f in ["tests/fixtures/dataprep/pii.jsonl", "tests/fixtures/dataprep/lid.jsonl", "examples/data/train.jsonl",
+              "examples/data/instructions_train.jsonl"]:
+        for i, line in enumerate((ROOT / f).read_text().splitlines()[:3]):
+            write("json_line", f"{pathlib.Path(f).stem}_{i}.json", line)
+    write("json_line", "corners.json", '{"a":[1,-0,999999999999999999,18446744073709551615,-1.5e3,true,false,null,'
+          '"\\u00e9\\ud83d\\ude00\\n\\"\\\\\\/"],"b":{},"c":[[]],"a2":"\x7f caf\u00e9"}')
     # Tokenizers: shrunken copies of the fixtures, with and without their configs.
     for name, keep in [("gpt2", 400), ("llama2", 600), ("llama3", 400), ("qwen2_5", 400)]:
         d = ROOT / "tests/fixtures/tokenizers" / name

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <map>
 
 #include "char_props.h"
@@ -110,13 +111,51 @@ bool IsSpacelessLanguage(std::string_view code) {
   return code == "zh" || code == "ja" || code == "th" || code == "lo" || code == "km" || code == "my";
 }
 
+namespace {
+
+// Per script, its slot in the counts below: a kScriptLanguages index, then Han and kana.
+constexpr int kHanSlot = kScriptLanguages.size(), kKanaSlot = kHanSlot + 1, kNoSlot = -1;
+constexpr std::array<int8_t, 256> kScriptSlot = [] {
+  std::array<int8_t, 256> t{};
+  for (auto& slot : t) slot = kNoSlot;
+  for (size_t k = 0; k < kScriptLanguages.size(); ++k) t[kScriptLanguages[k].script] = static_cast<int8_t>(k);
+  t[USCRIPT_HAN] = kHanSlot;
+  t[USCRIPT_HIRAGANA] = t[USCRIPT_KATAKANA] = kKanaSlot;
+  return t;
+}();
+
+// ASCII letters among 8 ASCII bytes (high bits clear): after folding case, x >= 'a' and x <= 'z'
+// per byte, as the carry into each byte's high bit (no byte overflows into the next).
+inline int AsciiLetters8(uint64_t w) {
+  constexpr uint64_t kOnes = 0x0101010101010101ULL;
+  const uint64_t x = w | (0x20 * kOnes);
+  const uint64_t ge_a = x + (0x80 - 'a') * kOnes, gt_z = x + (0x80 - 'z' - 1) * kOnes;
+  return __builtin_popcountll(ge_a & ~gt_z & (0x80 * kOnes));
+}
+
+}  // namespace
+
 std::string LanguageFromScript(std::string_view text) {
   const auto* s = reinterpret_cast<const uint8_t*>(text.data());
   const int32_t n = static_cast<int32_t>(text.size());
-  int letters = 0, han = 0, kana = 0;
-  std::array<int, kScriptLanguages.size()> counts{};
+  int letters = 0;
+  std::array<int, kScriptLanguages.size() + 2> counts{};
+  int lead = 0;  // the largest count, Han and kana together
+  int32_t next_check = 256;
   for (int32_t i = 0; i < n;) {
+    if (i >= next_check) {
+      // Stop once no script can reach half the letters: each letter still to come takes 2 or
+      // more bytes, and the leader would need twice its count to be more than half.
+      if (2 * lead + (n - i) / 2 <= letters) return "";
+      next_check = i + 256;
+    }
     if (s[i] < 0x80) {
+      uint64_t w;
+      if (i + 8 <= n && (std::memcpy(&w, s + i, 8), (w & 0x8080808080808080ULL) == 0)) {
+        letters += AsciiLetters8(w);
+        i += 8;
+        continue;
+      }
       letters += (s[i] | 0x20) >= 'a' && (s[i] | 0x20) <= 'z';
       ++i;
       continue;
@@ -127,18 +166,14 @@ std::string LanguageFromScript(std::string_view text) {
     const CharProps props = PropsOf(c);
     if (!props.alpha) continue;
     ++letters;
-    const auto script = static_cast<UScriptCode>(props.script);
-    if (script == USCRIPT_HAN) {
-      ++han;
-    } else if (script == USCRIPT_HIRAGANA || script == USCRIPT_KATAKANA) {
-      ++kana;
-    } else {
-      for (size_t k = 0; k < kScriptLanguages.size(); ++k)
-        if (kScriptLanguages[k].script == script) ++counts[k];
-    }
+    const int slot = kScriptSlot[props.script];
+    if (slot == kNoSlot) continue;
+    ++counts[slot];
+    lead = std::max(lead, slot >= kHanSlot ? counts[kHanSlot] + counts[kKanaSlot] : counts[slot]);
   }
   if (letters == 0) return "";
   // Japanese mixes kanji and kana; any kana among mostly-CJK letters says Japanese.
+  const int han = counts[kHanSlot], kana = counts[kKanaSlot];
   if (2 * (han + kana) > letters) return kana > 0 ? "ja" : "zh";
   for (size_t k = 0; k < kScriptLanguages.size(); ++k)
     if (2 * counts[k] > letters) return kScriptLanguages[k].code;

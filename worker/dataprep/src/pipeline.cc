@@ -14,6 +14,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "json_line.h"
 #include "polytune/common/check.h"
 #include "polytune/common/file_util.h"
 #include "polytune/common/status_macros.h"
@@ -125,13 +126,17 @@ class Pipeline {
       raw = &repaired;
       r.detail = absl::StrCat(bad, " invalid UTF-8 bytes replaced by U+FFFD");
     }
-    try {
-      r.example = Json::parse(*raw);
-    } catch (const Json::parse_error& e) {
-      r.reason = "malformed";
-      r.detail = absl::StrCat("not valid JSON: ", e.what());
-      return r;
+    Json parsed;
+    if (!ParseJsonLine(*raw, &parsed)) {  // what the fast reader declines, nlohmann decides
+      try {
+        parsed = Json::parse(*raw);
+      } catch (const Json::parse_error& e) {
+        r.reason = "malformed";
+        r.detail = absl::StrCat("not valid JSON: ", e.what());
+        return r;
+      }
     }
+    r.example = std::move(parsed);
     Json& j = *r.example;
     if (!j.is_object()) {
       r.reason = "malformed";
@@ -221,7 +226,8 @@ class Pipeline {
       if (j.contains("lang")) given_lang = j["lang"];
       j["lang"] = r.lang;
     }
-    r.output = j.dump(-1, ' ', false, Json::error_handler_t::replace);
+    r.output.reserve(raw->size() + 16);
+    AppendJson(j, &r.output);
     if (set_lang) {  // as it came in again: an exact or near duplicate is shown as given
       if (given_lang.has_value()) {
         j["lang"] = std::move(*given_lang);
@@ -445,7 +451,9 @@ absl::StatusOr<PrepReport> PrepareData(const spec::PrepConfig& config, const Pre
         if (!IsValidUtf8(line.raw)) RepairUtf8(line.raw, &repaired);
         d["example"] = repaired.empty() ? line.raw : repaired;
       }
-      dropped_out.Write(d.dump(-1, ' ', false, Json::error_handler_t::replace));
+      std::string dropped_line;
+      AppendJson(d, &dropped_line);
+      dropped_out.Write(dropped_line);
       return absl::OkStatus();
     }
     const uint32_t id = static_cast<uint32_t>(kept_origin.size());

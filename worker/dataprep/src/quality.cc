@@ -149,38 +149,9 @@ double DuplicateLineFraction(std::string_view text) {
   return lines == 0 ? 0.0 : static_cast<double>(dup) / lines;
 }
 
-// Hashes of each unit, once; n-gram hashes combine n of them.
-std::vector<uint64_t> UnitHashes(const Units& u) {
-  std::vector<uint64_t> h;
-  h.reserve(u.units.size());
-  for (const auto& unit : u.units) h.push_back(HashBytes(unit, 0));
-  return h;
-}
-
-// The hash of every n-gram, in order: sum of unit_hash[i + k] * P^(n-1-k) (mod 2^64), rolled
-// from one position to the next in O(1) instead of O(n). The unit hashes are random 64-bit
-// values, so two different n-grams share a hash with probability about 2^-64.
-const std::vector<uint64_t>& NgramHashes(const std::vector<uint64_t>& unit_hashes, size_t n) {
-  constexpr uint64_t kP = 0x100000001B3ULL;
-  thread_local std::vector<uint64_t> out;
-  out.clear();
-  if (unit_hashes.size() < n) return out;
-  uint64_t top = 1;  // P^(n-1)
-  for (size_t k = 1; k < n; ++k) top *= kP;
-  uint64_t h = 0;
-  for (size_t k = 0; k < n; ++k) h = h * kP + unit_hashes[k];
-  out.push_back(h);
-  for (size_t i = 1; i + n <= unit_hashes.size(); ++i) {
-    h = (h - unit_hashes[i - 1] * top) * kP + unit_hashes[i + n - 1];
-    out.push_back(h);
-  }
-  return out;
-}
-
 // N-gram hash -> (count, first index), for one text at a time: open addressing over a
-// thread-local slot array that a generation stamp empties in O(1). The n-gram rules look up
-// every position of up to 9 n-gram lengths per example; absl's map, built and freed for each,
-// was most of the quality stage's time.
+// thread-local slot array that a generation stamp empties in O(1). absl's map, built and freed
+// for each of up to 9 n-gram lengths per example, was most of the quality stage's time.
 class NgramTable {
  public:
   struct Entry {
@@ -201,7 +172,8 @@ class NgramTable {
       generation_ = 1;
     }
   }
-  // The entry for `hash`, inserted with count 0 and `index` as its first position if new.
+  // The entry for `hash`, inserted with count 0 and `index` as its first position if new. It
+  // stays where it is until the next Reset.
   Entry& Find(uint64_t hash, uint32_t index) {
     for (size_t i = (hash ^ (hash >> 29)) & mask_;; i = (i + 1) & mask_) {
       Slot& s = slots_[i];
@@ -223,53 +195,100 @@ class NgramTable {
   uint32_t generation_ = 0;
 };
 
-NgramTable& ThreadTable() {
-  thread_local NgramTable table;
-  return table;
-}
+// The Gopher repetition fractions for n = 2, 3, ... in turn. An n-gram that occurs twice starts
+// with an (n-1)-gram that occurs twice, so each length looks only at the positions whose
+// previous n-gram repeated: after the bigrams, ordinary prose leaves few. Hashes roll forward
+// in place: hash_n(i) = hash_{n-1}(i) * P + unit_hash[i + n - 1] (mod 2^64), with random
+// 64-bit unit hashes, so two different n-grams share a hash with probability about 2^-64.
+class RepetitionScan {
+ public:
+  explicit RepetitionScan(const Units& u) : u_(u) {
+    const size_t count = u.units.size();
+    unit_hashes_.reserve(count);
+    for (const auto& unit : u.units) unit_hashes_.push_back(HashBytes(unit, 0));
+    hashes_ = unit_hashes_;
+    positions_.resize(count);
+    for (size_t i = 0; i < count; ++i) positions_[i] = static_cast<uint32_t>(i);
+  }
 
-// Gopher: characters in the most frequent n-gram (times its count) over all unit characters.
-double TopNgramFraction(const Units& u, const std::vector<uint64_t>& hashes, size_t n) {
-  if (u.units.size() < n || u.unit_chars == 0) return 0.0;
-  NgramTable& table = ThreadTable();
-  table.Reset(u.units.size());
-  // The most frequent, the earliest among equals: an entry is compared each time its count grows.
-  uint32_t best_count = 0, best_index = 0;
-  const std::vector<uint64_t>& ngrams = NgramHashes(hashes, n);
-  for (size_t i = 0; i < ngrams.size(); ++i) {
-    NgramTable::Entry& e = table.Find(ngrams[i], static_cast<uint32_t>(i));
-    ++e.count;
-    if (e.count > best_count || (e.count == best_count && e.first < best_index)) {
-      best_count = e.count;
-      best_index = e.first;
+  // Gopher: characters in the most frequent n-gram (times its count, the earliest among
+  // equals) over all unit characters. Call with n = 2, 3, ... in order.
+  double TopFraction(size_t n) {
+    if (!Advance(n)) return 0.0;
+    uint32_t best_count = 0, best_index = 0;
+    for (size_t k = 0; k < positions_.size(); ++k) {
+      NgramTable::Entry& e = *entries_[k];
+      if (e.count > best_count || (e.count == best_count && e.first < best_index)) {
+        best_count = e.count;
+        best_index = e.first;
+      }
     }
+    KeepRepeated();
+    if (best_count < 2) return 0.0;
+    size_t chars = 0;
+    for (size_t k = 0; k < n; ++k) chars += Chars(u_.units[best_index + k]);
+    return static_cast<double>(chars * best_count) / u_.unit_chars;
   }
-  if (best_count < 2) return 0.0;
-  size_t chars = 0;
-  for (size_t k = 0; k < n; ++k) chars += Chars(u.units[best_index + k]);
-  return static_cast<double>(chars * best_count) / u.unit_chars;
-}
 
-// Gopher: characters of the units covered by n-grams that occur more than once, over all.
-double DuplicateNgramFraction(const Units& u, const std::vector<uint64_t>& hashes, size_t n) {
-  if (u.units.size() < n || u.unit_chars == 0) return 0.0;
-  NgramTable& table = ThreadTable();
-  table.Reset(u.units.size());
-  std::vector<bool> covered(u.units.size(), false);
-  bool any = false;
-  const std::vector<uint64_t>& ngrams = NgramHashes(hashes, n);
-  for (size_t i = 0; i < ngrams.size(); ++i) {
-    const NgramTable::Entry& e = table.Find(ngrams[i], static_cast<uint32_t>(i));
-    if (e.first == i) continue;
-    any = true;
-    for (size_t k = 0; k < n; ++k) covered[i + k] = covered[e.first + k] = true;
+  // Gopher: characters of the units covered by n-grams that occur more than once, over all.
+  double DuplicateFraction(size_t n) {
+    if (!Advance(n)) return 0.0;
+    KeepRepeated();
+    if (positions_.empty()) return 0.0;
+    covered_.assign(u_.units.size(), false);
+    for (uint32_t i : positions_)
+      for (size_t k = 0; k < n; ++k) covered_[i + k] = true;
+    size_t chars = 0;
+    for (size_t i = 0; i < covered_.size(); ++i)
+      if (covered_[i]) chars += Chars(u_.units[i]);
+    return static_cast<double>(chars) / u_.unit_chars;
   }
-  if (!any) return 0.0;
-  size_t chars = 0;
-  for (size_t i = 0; i < covered.size(); ++i)
-    if (covered[i]) chars += Chars(u.units[i]);
-  return static_cast<double>(chars) / u.unit_chars;
-}
+
+ private:
+  // Rolls the surviving positions' hashes from length n - 1 to n and counts them; false when
+  // none is left (no n-gram can repeat).
+  bool Advance(size_t n) {
+    POLYTUNE_CHECK(n == n_ + 1) << "n-gram lengths must be visited in order";
+    n_ = n;
+    if (u_.unit_chars == 0) positions_.clear();
+    size_t kept = 0;
+    for (uint32_t i : positions_)
+      if (i + n <= unit_hashes_.size()) {
+        hashes_[i] = hashes_[i] * kP + unit_hashes_[i + n - 1];
+        positions_[kept++] = i;
+      }
+    positions_.resize(kept);
+    if (positions_.empty()) return false;
+    NgramTable& table = ThreadTable();
+    table.Reset(positions_.size());
+    entries_.resize(positions_.size());
+    for (size_t k = 0; k < positions_.size(); ++k) {
+      NgramTable::Entry& e = table.Find(hashes_[positions_[k]], positions_[k]);
+      ++e.count;
+      entries_[k] = &e;
+    }
+    return true;
+  }
+  // Narrows the positions to those whose n-gram occurs more than once.
+  void KeepRepeated() {
+    size_t kept = 0;
+    for (size_t k = 0; k < positions_.size(); ++k)
+      if (entries_[k]->count >= 2) positions_[kept++] = positions_[k];
+    positions_.resize(kept);
+  }
+  static NgramTable& ThreadTable() {
+    thread_local NgramTable table;
+    return table;
+  }
+
+  static constexpr uint64_t kP = 0x100000001B3ULL;
+  const Units& u_;
+  std::vector<uint64_t> unit_hashes_, hashes_;
+  std::vector<uint32_t> positions_;          // ascending: the earliest occurrence is met first
+  std::vector<NgramTable::Entry*> entries_;  // each position's entry in the current table
+  std::vector<bool> covered_;
+  size_t n_ = 1;
+};
 
 }  // namespace
 
@@ -316,20 +335,15 @@ std::string FailedQualityRule(std::string_view text, const QualityRules& r, bool
   }
   if (units < r.repetition_min_units) return "";
   if (DuplicateLineFraction(text) > r.max_duplicate_line_fraction) return "max_duplicate_line_fraction";
-  const std::vector<uint64_t> hashes = UnitHashes(u);
-  // A repeated n-gram starts with a repeated (n-1)-gram, so once no n-gram repeats, no longer
-  // one does and its fraction is 0: the rest are skipped (most text repeats no 5-gram).
-  const double top2 = TopNgramFraction(u, hashes, 2);
-  if (top2 > r.max_top_2gram_fraction) return "max_top_2gram_fraction";
-  if (top2 > 0) {
-    const double top3 = TopNgramFraction(u, hashes, 3);
-    if (top3 > r.max_top_3gram_fraction) return "max_top_3gram_fraction";
-    if (top3 > 0 && TopNgramFraction(u, hashes, 4) > r.max_top_4gram_fraction) return "max_top_4gram_fraction";
-  }
+  // Once no n-gram repeats, no longer one does: every later fraction is 0.
+  RepetitionScan scan(u);
+  if (scan.TopFraction(2) > r.max_top_2gram_fraction) return "max_top_2gram_fraction";
+  if (scan.TopFraction(3) > r.max_top_3gram_fraction) return "max_top_3gram_fraction";
+  if (scan.TopFraction(4) > r.max_top_4gram_fraction) return "max_top_4gram_fraction";
   for (size_t n = 5; n <= 10; ++n) {
     const double limit = r.max_duplicate_5gram_fraction +
                          (r.max_duplicate_10gram_fraction - r.max_duplicate_5gram_fraction) * (n - 5) / 5.0;
-    const double duplicated = DuplicateNgramFraction(u, hashes, n);
+    const double duplicated = scan.DuplicateFraction(n);
     if (duplicated > limit) return n == 10 ? "max_duplicate_10gram_fraction" : "max_duplicate_5gram_fraction";
     if (duplicated == 0) break;
   }
