@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <random>
 #include <set>
 #include <string>
 #include <vector>
@@ -65,6 +66,42 @@ TEST(DataprepFixtures, LanguageIdBeatsCld2AloneOnShortLines) {
   EXPECT_GT(accuracy["short"][0], accuracy["short"][1] + 0.10);
   for (const auto& [bucket, a] : accuracy) EXPECT_GE(a[0], a[1]) << bucket;
   EXPECT_GT(accuracy["long"][0], 0.95);
+}
+
+// Longer examples (the fixture's lines of one language, joined into 0.6-3 KB) are identified
+// from sample windows as well as from the whole text, for a fraction of CLD2's work. Half of
+// them open with an English line (a system prompt) that must not decide, and a quarter mix in
+// lines of another language.
+TEST(DataprepFixtures, LanguageIdOnLongTextFromSampleWindowsEqualsTheWholeText) {
+  const auto rows = ReadJsonl(Fixture("lid.jsonl"));
+  std::map<std::string, std::vector<std::string>> by_lang;
+  for (const auto& r : rows) by_lang[r["lang"].get<std::string>()].push_back(r["text"].get<std::string>());
+  spec::LanguageConfig config;
+  for (const auto& [lang, texts] : by_lang) config.languages.push_back(lang);
+  std::mt19937 gen(5);
+  std::map<int64_t, int> correct;
+  int total = 0;
+  for (const auto& [lang, texts] : by_lang) {
+    for (int k = 0; k < 40; ++k) {
+      std::string text;
+      if (k % 2 == 1) text = "You are a helpful assistant.\n";
+      const size_t target = 600 + gen() % 2400;
+      // One text in four mixes in a fifth of its lines from one other language: the majority decides.
+      const auto& other = std::next(by_lang.begin(), gen() % by_lang.size())->second;
+      while (text.size() < target)
+        text += (k % 4 == 2 && gen() % 5 == 0 ? other[gen() % other.size()] : texts[gen() % texts.size()]) + "\n";
+      ++total;
+      for (int64_t sample : {int64_t{0}, int64_t{512}, int64_t{1024}}) {
+        config.sample_bytes = sample;
+        correct[sample] += LanguageIdentifier(config).Identify(text).code == lang;
+      }
+    }
+  }
+  for (const auto& [sample, n] : correct)
+    std::printf("sample_bytes %4lld: %.4f of %d long texts\n", static_cast<long long>(sample), double(n) / total, total);
+  EXPECT_GE(double(correct[0]) / total, 0.98);
+  for (int64_t sample : {512, 1024})
+    EXPECT_GE(correct[sample], correct[0] - total / 100) << sample << "-byte windows lose more than 1% to the whole text";
 }
 
 TEST(DataprepFixtures, PiiRecallAndPrecisionPerType) {

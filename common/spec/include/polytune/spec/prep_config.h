@@ -33,7 +33,7 @@ struct LanguageConfig {
   DeclaredLanguage declared = DeclaredLanguage::kRelabel;
   // Longer text is identified from this many bytes of it, taken as evenly spaced windows so
   // every part of the example still counts; 0: all of it.
-  int64_t sample_bytes = 1024;
+  int64_t sample_bytes = 512;
 };
 
 // Thresholds by rule name (QualityRuleNames()); built-in defaults per language, then
