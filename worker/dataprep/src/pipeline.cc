@@ -315,24 +315,34 @@ class Spool {
   std::vector<std::pair<uint64_t, uint32_t>> offsets_;
 };
 
-// A file written in full under a temporary name, then fsynced and renamed.
+// A file written in full under a temporary name, then fsynced and renamed. Lines gather in a
+// 1 MiB buffer; every 8 MiB written, the kernel is asked to start writing them back
+// (sync_file_range, which does not wait), so the fsync at the end has little left to wait for
+// instead of the whole file: that wait was 5 % of a run, and twice that on two threads.
 class OutputFile {
  public:
+  ~OutputFile() {
+    if (fd_ >= 0) ::close(fd_);
+  }
   absl::Status Open(const std::string& path) {
     path_ = path;
     tmp_ = path + ".tmp";
-    out_.open(tmp_, std::ios::binary | std::ios::trunc);
-    if (!out_) return absl::InternalError(absl::StrCat("cannot write ", tmp_, ": ", std::strerror(errno)));
+    fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd_ < 0) return absl::InternalError(absl::StrCat("cannot write ", tmp_, ": ", std::strerror(errno)));
+    buffer_.reserve(kBufferBytes + 4096);
     return absl::OkStatus();
   }
-  void Write(const std::string& line) {
-    out_ << line << '\n';
-    bytes_ += static_cast<int64_t>(line.size()) + 1;
+  absl::Status Write(std::string_view line) {
+    buffer_.append(line);
+    buffer_.push_back('\n');
+    return buffer_.size() >= kBufferBytes ? Flush() : absl::OkStatus();
   }
   absl::Status Commit() {
-    out_.close();
-    if (!out_) return absl::InternalError(absl::StrCat("writing ", tmp_, " failed (disk full?)"));
-    RETURN_IF_ERROR(FsyncPath(tmp_));
+    RETURN_IF_ERROR(Flush());
+    if (::fsync(fd_) != 0)
+      return absl::InternalError(absl::StrCat("fsync failed on ", tmp_, ": ", std::strerror(errno)));
+    ::close(fd_);
+    fd_ = -1;
     std::error_code ec;
     fs::rename(tmp_, path_, ec);
     if (ec) return absl::InternalError(absl::StrCat("cannot rename ", tmp_, " to ", path_, ": ", ec.message()));
@@ -340,9 +350,34 @@ class OutputFile {
   }
 
  private:
+  static constexpr size_t kBufferBytes = 1 << 20;
+  static constexpr uint64_t kWritebackBytes = 8 << 20;
+
+  absl::Status Flush() {
+    size_t done = 0;
+    while (done < buffer_.size()) {
+      const ssize_t n = ::write(fd_, buffer_.data() + done, buffer_.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0)
+        return absl::InternalError(absl::StrCat("writing ", tmp_, " failed (disk full?): ", std::strerror(errno)));
+      done += static_cast<size_t>(n);
+    }
+    written_ += buffer_.size();
+    buffer_.clear();
+#ifdef __linux__
+    if (written_ - started_ >= kWritebackBytes) {
+      ::sync_file_range(fd_, static_cast<off_t>(started_), static_cast<off_t>(written_ - started_),
+                        SYNC_FILE_RANGE_WRITE);  // a hint: an error here resurfaces at fsync
+      started_ = written_;
+    }
+#endif
+    return absl::OkStatus();
+  }
+
   std::string path_, tmp_;
-  std::ofstream out_;
-  int64_t bytes_ = 0;
+  int fd_ = -1;
+  std::string buffer_;
+  uint64_t written_ = 0, started_ = 0;  // bytes in the file; bytes whose writeback was started
 };
 
 }  // namespace
@@ -453,8 +488,7 @@ absl::StatusOr<PrepReport> PrepareData(const spec::PrepConfig& config, const Pre
       }
       std::string dropped_line;
       AppendJson(d, &dropped_line);
-      dropped_out.Write(dropped_line);
-      return absl::OkStatus();
+      return dropped_out.Write(dropped_line);
     }
     const uint32_t id = static_cast<uint32_t>(kept_origin.size());
     kept_origin.emplace_back(line.file, line.number);
@@ -466,8 +500,7 @@ absl::StatusOr<PrepReport> PrepareData(const spec::PrepConfig& config, const Pre
     ++stats.kept;
     for (const auto& [type, n] : r.pii) stats.pii[type] += n;
     stats.bytes_out += static_cast<int64_t>(r.output.size()) + 1;
-    data_out.Write(r.output);
-    return absl::OkStatus();
+    return data_out.Write(r.output);
   };
 
   // Two batches in flight: while threads - 1 helpers process one, this thread runs the
@@ -482,7 +515,9 @@ absl::StatusOr<PrepReport> PrepareData(const spec::PrepConfig& config, const Pre
       RETURN_IF_ERROR(finish(pending[i], pending_results[i]));
     }
     if (!pending.empty() && options.progress) options.progress(bytes_read, total_bytes);
+    // Freed here, while the helpers process the next batch, rather than later on this thread alone.
     pending.clear();
+    pending_results.clear();
     return absl::OkStatus();
   };
   auto run_batch = [&]() -> absl::Status {
