@@ -2,6 +2,8 @@
 // filters, and the dedup building blocks.
 #include <gtest/gtest.h>
 
+#include <unicode/bytestream.h>
+#include <unicode/normalizer2.h>
 #include <unicode/uchar.h>
 #include <unicode/uscript.h>
 #include <unicode/utf8.h>
@@ -56,6 +58,59 @@ TEST(Standardize, NormalisesProseAndKeepsCode) {
   EXPECT_EQ(Standardize("\xEF\xBC\x91\xEF\xBC\x92 y \xD9\xA3", c), "12 y 3");  // fullwidth (NFKC), Arabic-Indic
   c.enabled = false;
   EXPECT_EQ(Standardize(in, c), in);
+}
+
+// Standardisation's normal forms equal ICU's normalisation of the whole text, on random mixes
+// of text already normalised and of what is not: combining marks in and out of canonical order,
+// Hangul jamo, compatibility characters, singletons. (It checks each piece of prose with ICU
+// first and normalises only what is not; a faster check of our own from the character table
+// was slower than ICU's, which skips everything below U+0300 without a lookup.)
+TEST(Standardize, NormalFormsEqualIcusOnRandomText) {
+  const std::vector<std::string> pieces = {"a",
+                                           "e",
+                                           " ",
+                                           "\n",
+                                           "\xC3\xA9" /* é */,
+                                           "e\xCC\x81" /* e + acute */,
+                                           "\xCC\x81",
+                                           "\xCC\xA3" /* dot below */,
+                                           "\xCC\x95" /* ccc 232 */,
+                                           "\xE1\x84\x80" /* jamo L */,
+                                           "\xE1\x85\xA1" /* jamo V */,
+                                           "\xEA\xB0\x80" /* 가 */,
+                                           "\xEF\xAC\x81" /* ﬁ */,
+                                           "\xE2\x84\xA6" /* Ohm */,
+                                           "\xC2\xB2" /* ² */,
+                                           "\xEF\xBC\xA1" /* Ａ */,
+                                           "\xD0\xB8\xCC\x86" /* и + breve */,
+                                           "\xD0\xB9",
+                                           "\xE0\xA4\x95\xE0\xA4\xBC" /* क + nukta */,
+                                           "\xE6\x9D\xB1",
+                                           "\xF0\x9F\x98\x80",
+                                           "\xCD\x84" /* U+0344 */,
+                                           "\xE0\xBD\xB3" /* U+0F73 */};
+  spec::StandardizeConfig config;
+  config.remove_control_chars = false;
+  config.whitespace = false;
+  config.ascii_digits = false;
+  std::mt19937 gen(3);
+  UErrorCode status = U_ZERO_ERROR;
+  const icu::Normalizer2* nfc = icu::Normalizer2::getNFCInstance(status);
+  const icu::Normalizer2* nfkc = icu::Normalizer2::getNFKCInstance(status);
+  ASSERT_TRUE(U_SUCCESS(status));
+  for (int trial = 0; trial < 3000; ++trial) {
+    std::string text;
+    for (size_t k = 0, n = 1 + gen() % 40; k < n; ++k) text += pieces[gen() % (trial % 2 ? 8 : pieces.size())];
+    for (const bool compat : {false, true}) {
+      config.unicode = compat ? spec::UnicodeForm::kNfkc : spec::UnicodeForm::kNfc;
+      std::string expected;
+      icu::StringByteSink<std::string> sink(&expected);
+      status = U_ZERO_ERROR;
+      (compat ? nfkc : nfc)->normalizeUTF8(0, icu::StringPiece(text.data(), text.size()), sink, nullptr, status);
+      ASSERT_TRUE(U_SUCCESS(status));
+      ASSERT_EQ(Standardize(text, config), expected) << (compat ? "NFKC of " : "NFC of ") << text;
+    }
+  }
 }
 
 TEST(CharProps, TheTableGivesIcusAnswersForEveryCodePoint) {

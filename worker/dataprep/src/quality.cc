@@ -9,7 +9,6 @@
 #include <string_view>
 #include <vector>
 
-#include "absl/container/flat_hash_set.h"
 #include "char_props.h"
 #include "polytune/common/check.h"
 #include "text_hash.h"
@@ -63,10 +62,14 @@ struct Units {
   std::vector<std::string_view> units;
   size_t non_space = 0, symbols = 0, digits = 0;
   size_t unit_chars = 0;  // characters inside units
+  const char* text_end = nullptr;
 };
 
-Units Split(std::string_view text, bool spaceless) {
-  Units u;
+// Fills `u` (a thread's reused buffers: no allocation per example once warm).
+void Split(std::string_view text, bool spaceless, Units& u) {
+  u.units.clear();
+  u.non_space = u.symbols = u.digits = u.unit_chars = 0;
+  u.text_end = text.data() + text.size();
   u.units.reserve(spaceless ? text.size() / 3 + 1 : text.size() / 5 + 1);
   const auto* s = reinterpret_cast<const uint8_t*>(text.data());
   const int32_t n = static_cast<int32_t>(text.size());
@@ -120,33 +123,12 @@ Units Split(std::string_view text, bool spaceless) {
     }
   }
   end_word(n);
-  return u;
 }
 
 size_t Chars(std::string_view s) {
   size_t n = 0;
   for (unsigned char c : s) n += (c & 0xC0) != 0x80;
   return n;
-}
-
-double DuplicateLineFraction(std::string_view text) {
-  struct LineHash {
-    size_t operator()(std::string_view line) const { return HashBytes(line, 0); }
-  };
-  absl::flat_hash_set<std::string_view, LineHash> seen;
-  size_t lines = 0, dup = 0, pos = 0;
-  while (pos <= text.size()) {
-    size_t nl = text.find('\n', pos);
-    if (nl == std::string_view::npos) nl = text.size();
-    std::string_view line = text.substr(pos, nl - pos);
-    while (!line.empty() && (line.back() == ' ' || line.back() == '\t')) line.remove_suffix(1);
-    if (!line.empty()) {
-      ++lines;
-      dup += !seen.insert(line).second;
-    }
-    pos = nl + 1;
-  }
-  return lines == 0 ? 0.0 : static_cast<double>(dup) / lines;
 }
 
 // N-gram hash -> (count, first index), for one text at a time: open addressing over a
@@ -195,6 +177,27 @@ class NgramTable {
   uint32_t generation_ = 0;
 };
 
+// Lines (trailing spaces and tabs aside) that repeat an earlier line, over all non-empty
+// lines. Lines are compared by 64-bit hash, as the n-grams are.
+double DuplicateLineFraction(std::string_view text) {
+  thread_local NgramTable seen;
+  seen.Reset(static_cast<size_t>(std::count(text.begin(), text.end(), '\n')) + 1);
+  size_t lines = 0, dup = 0, pos = 0;
+  while (pos <= text.size()) {
+    size_t nl = text.find('\n', pos);
+    if (nl == std::string_view::npos) nl = text.size();
+    std::string_view line = text.substr(pos, nl - pos);
+    while (!line.empty() && (line.back() == ' ' || line.back() == '\t')) line.remove_suffix(1);
+    if (!line.empty()) {
+      NgramTable::Entry& e = seen.Find(HashBytes(line, 0), static_cast<uint32_t>(lines));
+      dup += e.count++ > 0;
+      ++lines;
+    }
+    pos = nl + 1;
+  }
+  return lines == 0 ? 0.0 : static_cast<double>(dup) / lines;
+}
+
 // The Gopher repetition fractions for n = 2, 3, ... in turn. An n-gram that occurs twice starts
 // with an (n-1)-gram that occurs twice, so each length looks only at the positions whose
 // previous n-gram repeated: after the bigrams, ordinary prose leaves few. Hashes roll forward
@@ -202,13 +205,13 @@ class NgramTable {
 // 64-bit unit hashes, so two different n-grams share a hash with probability about 2^-64.
 class RepetitionScan {
  public:
-  explicit RepetitionScan(const Units& u) : u_(u) {
+  explicit RepetitionScan(const Units& u) : u_(u), b_(ThreadBuffers()) {
     const size_t count = u.units.size();
-    unit_hashes_.reserve(count);
-    for (const auto& unit : u.units) unit_hashes_.push_back(HashBytes(unit, 0));
-    hashes_ = unit_hashes_;
-    positions_.resize(count);
-    for (size_t i = 0; i < count; ++i) positions_[i] = static_cast<uint32_t>(i);
+    b_.unit_hashes.resize(count);
+    for (size_t i = 0; i < count; ++i) b_.unit_hashes[i] = UnitHash(u.units[i], u.text_end);
+    b_.hashes = b_.unit_hashes;
+    b_.positions.resize(count);
+    for (size_t i = 0; i < count; ++i) b_.positions[i] = static_cast<uint32_t>(i);
   }
 
   // Gopher: characters in the most frequent n-gram (times its count, the earliest among
@@ -216,8 +219,8 @@ class RepetitionScan {
   double TopFraction(size_t n) {
     if (!Advance(n)) return 0.0;
     uint32_t best_count = 0, best_index = 0;
-    for (size_t k = 0; k < positions_.size(); ++k) {
-      NgramTable::Entry& e = *entries_[k];
+    for (size_t k = 0; k < b_.positions.size(); ++k) {
+      NgramTable::Entry& e = *b_.entries[k];
       if (e.count > best_count || (e.count == best_count && e.first < best_index)) {
         best_count = e.count;
         best_index = e.first;
@@ -234,13 +237,13 @@ class RepetitionScan {
   double DuplicateFraction(size_t n) {
     if (!Advance(n)) return 0.0;
     KeepRepeated();
-    if (positions_.empty()) return 0.0;
-    covered_.assign(u_.units.size(), false);
-    for (uint32_t i : positions_)
-      for (size_t k = 0; k < n; ++k) covered_[i + k] = true;
+    if (b_.positions.empty()) return 0.0;
+    b_.covered.assign(u_.units.size(), false);
+    for (uint32_t i : b_.positions)
+      for (size_t k = 0; k < n; ++k) b_.covered[i + k] = true;
     size_t chars = 0;
-    for (size_t i = 0; i < covered_.size(); ++i)
-      if (covered_[i]) chars += Chars(u_.units[i]);
+    for (size_t i = 0; i < b_.covered.size(); ++i)
+      if (b_.covered[i]) chars += Chars(u_.units[i]);
     return static_cast<double>(chars) / u_.unit_chars;
   }
 
@@ -250,43 +253,66 @@ class RepetitionScan {
   bool Advance(size_t n) {
     POLYTUNE_CHECK(n == n_ + 1) << "n-gram lengths must be visited in order";
     n_ = n;
-    if (u_.unit_chars == 0) positions_.clear();
+    if (u_.unit_chars == 0) b_.positions.clear();
     size_t kept = 0;
-    for (uint32_t i : positions_)
-      if (i + n <= unit_hashes_.size()) {
-        hashes_[i] = hashes_[i] * kP + unit_hashes_[i + n - 1];
-        positions_[kept++] = i;
+    for (uint32_t i : b_.positions)
+      if (i + n <= b_.unit_hashes.size()) {
+        b_.hashes[i] = b_.hashes[i] * kP + b_.unit_hashes[i + n - 1];
+        b_.positions[kept++] = i;
       }
-    positions_.resize(kept);
-    if (positions_.empty()) return false;
-    NgramTable& table = ThreadTable();
-    table.Reset(positions_.size());
-    entries_.resize(positions_.size());
-    for (size_t k = 0; k < positions_.size(); ++k) {
-      NgramTable::Entry& e = table.Find(hashes_[positions_[k]], positions_[k]);
+    b_.positions.resize(kept);
+    if (b_.positions.empty()) return false;
+    NgramTable& table = b_.table;
+    table.Reset(b_.positions.size());
+    b_.entries.resize(b_.positions.size());
+    for (size_t k = 0; k < b_.positions.size(); ++k) {
+      NgramTable::Entry& e = table.Find(b_.hashes[b_.positions[k]], b_.positions[k]);
       ++e.count;
-      entries_[k] = &e;
+      b_.entries[k] = &e;
     }
     return true;
   }
   // Narrows the positions to those whose n-gram occurs more than once.
   void KeepRepeated() {
     size_t kept = 0;
-    for (size_t k = 0; k < positions_.size(); ++k)
-      if (entries_[k]->count >= 2) positions_[kept++] = positions_[k];
-    positions_.resize(kept);
+    for (size_t k = 0; k < b_.positions.size(); ++k)
+      if (b_.entries[k]->count >= 2) b_.positions[kept++] = b_.positions[k];
+    b_.positions.resize(kept);
   }
-  static NgramTable& ThreadTable() {
-    thread_local NgramTable table;
-    return table;
+  // A unit's hash. Up to 7 bytes, with the length in the top byte, go through one mix (a
+  // bijection, so distinct short units never collide), read as one load where the text goes on
+  // far enough; longer units through HashBytes.
+  static uint64_t UnitHash(std::string_view unit, const char* text_end) {
+    const size_t len = unit.size();
+    if (len > 7) return HashBytes(unit, 0);
+    uint64_t w = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (text_end - unit.data() >= 8) {
+      std::memcpy(&w, unit.data(), 8);
+      w &= (uint64_t{1} << (8 * len)) - 1;  // the unit's bytes are the low ones
+      return Mix64(w | (static_cast<uint64_t>(len) << 56));
+    }
+#endif
+    for (size_t k = 0; k < len; ++k) w |= static_cast<uint64_t>(static_cast<uint8_t>(unit[k])) << (8 * k);
+    return Mix64(w | (static_cast<uint64_t>(len) << 56));
+  }
+
+  // Per thread, reused from one example to the next.
+  struct Buffers {
+    NgramTable table;
+    std::vector<uint64_t> unit_hashes, hashes;
+    std::vector<uint32_t> positions;          // ascending: the earliest occurrence is met first
+    std::vector<NgramTable::Entry*> entries;  // each position's entry in the current table
+    std::vector<bool> covered;
+  };
+  static Buffers& ThreadBuffers() {
+    thread_local Buffers buffers;
+    return buffers;
   }
 
   static constexpr uint64_t kP = 0x100000001B3ULL;
   const Units& u_;
-  std::vector<uint64_t> unit_hashes_, hashes_;
-  std::vector<uint32_t> positions_;          // ascending: the earliest occurrence is met first
-  std::vector<NgramTable::Entry*> entries_;  // each position's entry in the current table
-  std::vector<bool> covered_;
+  Buffers& b_;
   size_t n_ = 1;
 };
 
@@ -320,7 +346,8 @@ QualityRules ResolveQualityRules(const spec::QualityConfig& config, const std::s
 }
 
 std::string FailedQualityRule(std::string_view text, const QualityRules& r, bool spaceless) {
-  const Units u = Split(text, spaceless);
+  thread_local Units u;
+  Split(text, spaceless, u);
   const double units = static_cast<double>(u.units.size());
   if (units < r.min_units) return "min_units";
   if (units > r.max_units) return "max_units";
