@@ -61,9 +61,20 @@ std::string MatchNormalize(std::string_view text) {
   std::string folded;
   bool ascii = true;
   for (unsigned char c : text) ascii &= c < 0x80;
-  if (ascii) {
-    folded.reserve(text.size());
-    for (char c : text) folded.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c);
+  if (ascii) {  // fold and collapse in one pass: the loop below, for ASCII
+    std::string out;
+    out.reserve(text.size());
+    bool pending_space = false;
+    for (char c : text) {
+      if (ascii_break[static_cast<unsigned char>(c)]) {
+        pending_space = !out.empty();
+        continue;
+      }
+      if (pending_space) out.push_back(' ');
+      pending_space = false;
+      out.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c);
+    }
+    return out;
   } else {
     icu::StringByteSink<std::string> sink(&folded);
     nfkc_cf->normalizeUTF8(0, icu::StringPiece(text.data(), text.size()), sink, nullptr, status);

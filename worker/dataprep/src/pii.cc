@@ -236,7 +236,11 @@ size_t DigitsOutsideDates(std::string_view run) {
                    R"((?:0?[1-9]|[12][0-9]|3[01])-(?:0?[1-9]|1[0-2])-(?:19|20)[0-9]{2}|)"
                    R"((?:0?[1-9]|1[0-2])/(?:0?[1-9]|[12][0-9]|3[01])/(?:19|20)[0-9]{2})(?:$|[^0-9]))");
   size_t digits = CountDigits(run);
+  // Every date form has a '-', '.' or '/' between its numbers; runs of digits, spaces and
+  // brackets (most phone numbers and cards) need no search.
+  if (run.find_first_of("-./") == std::string_view::npos) return digits;
   re2::StringPiece input(run.data(), run.size());
+  if (!RE2::PartialMatch(input, *kDate)) return digits;  // no capture asked: RE2's DFA alone
   re2::StringPiece date;
   while (digits > 0 && RE2::FindAndConsume(&input, *kDate, &date)) {
     digits -= CountDigits(std::string_view(date.data(), date.size()));
