@@ -326,6 +326,36 @@ TEST(Dedup, LshParametersMatchTheirDefinition) {
   }
 }
 
+// One permutation hashing with densification is an unbiased estimate of Jaccard similarity at
+// every size, from texts with fewer shingles than bins (most bins densified) to texts with many
+// more: averaged over many pairs, the share of equal positions is the true similarity.
+TEST(Dedup, OnePermutationSignaturesAreUnbiasedAtEverySize) {
+  std::mt19937_64 gen(17);
+  const MinHasher hasher(126, 3);
+  for (const size_t n : {5, 20, 60, 200, 1000}) {
+    for (const double target : {0.3, 0.6, 0.8, 0.95}) {
+      double agreement = 0, truth = 0;
+      const int pairs = 300;
+      for (int p = 0; p < pairs; ++p) {
+        std::vector<uint64_t> a(n);
+        for (auto& x : a) x = gen();
+        // Replace m of b's shingles: J = (n - m) / (n + m).
+        const size_t m = static_cast<size_t>(std::lround(n * (1 - target) / (1 + target)));
+        std::vector<uint64_t> b = a;
+        for (size_t i = 0; i < m; ++i) b[i] = gen();
+        const auto sa = hasher.Signature(a), sb = hasher.Signature(b);
+        int equal = 0;
+        for (size_t i = 0; i < sa.size(); ++i) equal += sa[i] == sb[i];
+        agreement += equal / 126.0;
+        truth += static_cast<double>(n - m) / static_cast<double>(n + m);
+      }
+      // 300 pairs x 126 positions: the standard error of the mean is below 0.01.
+      EXPECT_NEAR(agreement / pairs, truth / pairs, 0.03) << n << " shingles, Jaccard " << truth / pairs;
+    }
+  }
+  EXPECT_EQ(hasher.Signature({}), std::vector<uint32_t>(126, 0xFFFFFFFFu));
+}
+
 TEST(Dedup, MinHashEstimatesJaccardAndLshFindsCandidates) {
   std::string base;
   for (int i = 0; i < 200; ++i) base += "w" + std::to_string(i) + " ";

@@ -19,22 +19,6 @@
 namespace polytune::dataprep {
 namespace {
 
-// The min-hash kernel: for each of `k` permutations, the least (a*x + b) >> 32 over the
-// shingles. GCC compiles an AVX2 copy as well, chosen at load time where the CPU has it
-// (about twice as fast: 4 lanes of the 64-bit multiply-add).
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-__attribute__((target_clones("avx2", "default")))
-#endif
-void MinHashKernel(const uint64_t* a, const uint64_t* b, size_t k, const uint64_t* shingles, size_t n, uint32_t* sig) {
-  for (size_t s = 0; s < n; ++s) {
-    const uint64_t x = shingles[s];
-    for (size_t i = 0; i < k; ++i) {
-      const uint32_t h = static_cast<uint32_t>((a[i] * x + b[i]) >> 32);
-      sig[i] = h < sig[i] ? h : sig[i];
-    }
-  }
-}
-
 // Midpoint rule, 200 steps: the sample points of [a, b].
 std::vector<double> MidpointGrid(double a, double b) {
   constexpr int kSteps = 200;
@@ -207,17 +191,43 @@ LshParams ChooseLshParams(double threshold, int max_permutations) {
   return best;
 }
 
-MinHasher::MinHasher(int num_permutations, uint64_t seed) {
-  uint64_t state = seed;
-  for (int i = 0; i < num_permutations; ++i) {
-    a_.push_back(Mix64(state += 0x9E3779B97F4A7C15ULL) | 1);  // odd multipliers are bijections
-    b_.push_back(Mix64(state += 0x9E3779B97F4A7C15ULL));
-  }
+MinHasher::MinHasher(int num_permutations, uint64_t seed)
+    : bins_(num_permutations),
+      hash_seed_(Mix64(seed ^ 0x243F6A8885A308D3ULL)),
+      probe_seed_(Mix64(seed ^ 0x13198A2E03707344ULL)) {
+  POLYTUNE_CHECK(num_permutations > 0) << "a signature needs at least one value";
 }
 
 std::vector<uint32_t> MinHasher::Signature(const std::vector<uint64_t>& shingles) const {
-  std::vector<uint32_t> sig(a_.size(), 0xFFFFFFFFu);
-  MinHashKernel(a_.data(), b_.data(), a_.size(), shingles.data(), shingles.size(), sig.data());
+  const uint64_t k = static_cast<uint64_t>(bins_);
+  std::vector<uint32_t> sig(bins_, 0xFFFFFFFFu);
+  std::vector<uint8_t> filled(bins_, 0);
+  // One permutation: the high half of each shingle's hash picks its bin, the low half competes
+  // for that bin's minimum.
+  for (const uint64_t x : shingles) {
+    const uint64_t h = Mix64(x ^ hash_seed_);
+    const size_t bin = static_cast<size_t>(((h >> 32) * k) >> 32);
+    const uint32_t v = static_cast<uint32_t>(h);
+    sig[bin] = v < sig[bin] ? v : sig[bin];
+    filled[bin] = 1;
+  }
+  if (shingles.empty()) return sig;
+  // Optimal densification (Shrivastava, ICML 2017): an empty bin copies the first filled bin
+  // of a probe sequence that depends only on the bin, the same for every text, so two texts
+  // agree on a position with probability equal to their Jaccard similarity, as with k
+  // independent permutations. After 8k probes (the filled bins are very few), the next filled
+  // bin to the right, which is deterministic as well.
+  for (uint64_t i = 0; i < k; ++i) {
+    if (filled[i]) continue;
+    uint64_t j = k;
+    for (uint64_t attempt = 1; attempt <= 8 * k && j == k; ++attempt) {
+      const uint64_t probe = ((Mix64(probe_seed_ ^ (i << 32) ^ attempt) >> 32) * k) >> 32;
+      if (filled[probe]) j = probe;
+    }
+    for (uint64_t step = 1; j == k; ++step)
+      if (filled[(i + step) % k]) j = (i + step) % k;
+    sig[i] = sig[j];
+  }
   return sig;
 }
 

@@ -50,14 +50,20 @@ struct LshParams {
 LshParams ChooseLshParams(double threshold, int max_permutations);
 double CandidateProbability(double similarity, const LshParams& p);
 
+// MinHash signatures by one permutation hashing: each shingle is hashed once into one of
+// `num_permutations` bins, and empty bins are filled by optimal densification. Each position
+// agrees between two texts with probability equal to their Jaccard similarity, as with
+// `num_permutations` independent permutations, at the cost of one hash per shingle instead of
+// one per shingle and permutation.
 class MinHasher {
  public:
   MinHasher(int num_permutations, uint64_t seed);
-  // Shingle hashes in any order, repeats allowed.
+  // Shingle hashes in any order, repeats allowed. No shingles: every value 0xFFFFFFFF.
   std::vector<uint32_t> Signature(const std::vector<uint64_t>& shingles) const;
 
  private:
-  std::vector<uint64_t> a_, b_;
+  int bins_;
+  uint64_t hash_seed_, probe_seed_;
 };
 
 // The LSH index over the signatures of kept examples: per band, a table from the band's hash

@@ -61,7 +61,7 @@ struct PrepReport {
 // Names what PrepareData writes for a given input and config: raise it with every change that
 // alters a kept or dropped line, so caches keyed on input and config (a job's `data.prepare`)
 // are not reused across such a change.
-inline constexpr char kPrepAlgorithmVersion[] = "2026-11-27";
+inline constexpr char kPrepAlgorithmVersion[] = "2026-11-27b";  // b: one-permutation MinHash
 
 absl::StatusOr<PrepReport> PrepareData(const spec::PrepConfig& config, const PrepOptions& options);
 // The per-language table `polytune data prepare` prints.
