@@ -1,6 +1,5 @@
 #include "char_props.h"
 
-
 namespace polytune::dataprep {
 
 static_assert(USCRIPT_CODE_LIMIT <= 256, "script codes no longer fit CharProps::script");
@@ -19,9 +18,10 @@ CharProps LookUpCharProps(UChar32 c) {
 
 // Built when the library loads (a few milliseconds), so lookups need no guard; never freed
 // (threads may still read it while the process exits).
-const CharProps* const kBmpCharProps = [] {
-  auto* table = new CharProps[0x10000];
-  for (UChar32 c = 0; c < 0x10000; ++c) table[c] = LookUpCharProps(c);
+const uint16_t* const kBmpCharProps = [] {
+  static_assert(U_CHAR_CATEGORY_COUNT <= 32, "general categories no longer fit 5 bits");
+  auto* table = new uint16_t[0x10000];
+  for (UChar32 c = 0; c < 0x10000; ++c) table[c] = PackCharProps(LookUpCharProps(c));
   return table;
 }();
 
