@@ -92,37 +92,37 @@ void StandardizeProse(std::string_view piece, const spec::StandardizeConfig& c, 
   }
 }
 
-// One line outside fenced code: prose standardised, `inline code` kept as is.
-std::string StandardizeLine(std::string_view line, const spec::StandardizeConfig& c) {
-  std::string out;
-  out.reserve(line.size());
+// One line outside fenced code, appended to `out`: prose standardised, `inline code` kept as
+// is. Whitespace is tidied in place over what was appended (it only ever removes characters).
+void AppendStandardizedLine(std::string_view line, const spec::StandardizeConfig& c, std::string* out) {
+  const size_t start = out->size();
   size_t pos = 0;
   while (pos < line.size()) {
     const size_t open = line.find('`', pos);
     const size_t close = open == std::string_view::npos ? open : line.find('`', open + 1);
     if (close == std::string_view::npos) {
-      StandardizeProse(line.substr(pos), c, &out);
+      StandardizeProse(line.substr(pos), c, out);
       break;
     }
-    StandardizeProse(line.substr(pos, open - pos), c, &out);
-    out.append(line.substr(open, close + 1 - open));
+    StandardizeProse(line.substr(pos, open - pos), c, out);
+    out->append(line.substr(open, close + 1 - open));
     pos = close + 1;
   }
-  if (!c.whitespace) return out;
+  if (!c.whitespace) return;
   // Runs of spaces after the indentation become one; trailing spaces and tabs go.
-  std::string tidy(out.size(), '\0');  // written in place, never longer than `out`
+  char* t = out->data() + start;
+  const size_t n = out->size() - start;
   size_t w = 0, i = 0;
-  while (i < out.size() && (out[i] == ' ' || out[i] == '\t')) tidy[w++] = out[i++];
+  while (i < n && (t[i] == ' ' || t[i] == '\t')) t[w++] = t[i++];
   bool in_code = false;
-  for (; i < out.size(); ++i) {
-    const char ch = out[i];
+  for (; i < n; ++i) {
+    const char ch = t[i];
     if (ch == '`') in_code = !in_code;
-    if (ch == ' ' && !in_code && w > 0 && tidy[w - 1] == ' ') continue;
-    tidy[w++] = ch;
+    if (ch == ' ' && !in_code && w > 0 && t[w - 1] == ' ') continue;
+    t[w++] = ch;
   }
-  while (w > 0 && (tidy[w - 1] == ' ' || tidy[w - 1] == '\t' || tidy[w - 1] == '\r')) --w;
-  tidy.resize(w);
-  return tidy;
+  while (w > 0 && (t[w - 1] == ' ' || t[w - 1] == '\t' || t[w - 1] == '\r')) --w;
+  out->resize(start + w);
 }
 
 bool IsFence(std::string_view line) {
@@ -187,20 +187,20 @@ std::string Standardize(std::string_view text, const spec::StandardizeConfig& c)
     if (nl == std::string_view::npos) nl = text.size();
     const std::string_view line = text.substr(pos, nl - pos);
     const bool fence = IsFence(line);
-    std::string piece;
+    const size_t start = out.size();
+    bool empty = false;
     if (in_fence || fence) {
-      piece = std::string(line);  // code: byte for byte
+      out.append(line);  // code: byte for byte
       blank_run = 0;
     } else {
-      piece = StandardizeLine(line, c);
-      blank_run = piece.empty() ? blank_run + 1 : 0;
+      AppendStandardizedLine(line, c, &out);
+      empty = out.size() == start;
+      blank_run = empty ? blank_run + 1 : 0;
     }
     if (fence) in_fence = !in_fence;
-    const bool skip = c.whitespace && !in_fence && !fence && piece.empty() && (blank_run > 1 || out.empty());
-    if (!skip) {
-      out += piece;
-      if (nl < text.size()) out.push_back('\n');
-    }
+    // An empty line adds nothing, so only its newline is left out when it is skipped.
+    const bool skip = c.whitespace && !in_fence && !fence && empty && (blank_run > 1 || start == 0);
+    if (!skip && nl < text.size()) out.push_back('\n');
     pos = nl + 1;
   }
   if (c.whitespace) {
