@@ -102,7 +102,11 @@ std::string MatchNormalize(std::string_view text) {
 Hash128 HashText(std::string_view text) { return {HashBytes(text, 0x5151), HashBytes(text, 0xA3A3)}; }
 
 std::vector<uint64_t> ShingleHashes(std::string_view normalized, bool char_shingles, int n) {
-  std::vector<std::string_view> units;
+  // The units and their hashes in a thread's reused buffers (views into `normalized`, cleared
+  // before each use).
+  thread_local std::vector<std::string_view> units;
+  thread_local std::vector<uint64_t> unit_hashes;
+  units.clear();
   if (char_shingles) {
     // Characters other than spaces (CJK and Thai text has few, and they carry no meaning).
     const auto* s = reinterpret_cast<const uint8_t*>(normalized.data());
@@ -125,7 +129,7 @@ std::vector<uint64_t> ShingleHashes(std::string_view normalized, bool char_shing
   const size_t k = std::min<size_t>(n, units.size());
   // Each unit hashed once; a shingle combines k of them in order (multiplying by an odd
   // constant between them makes the combination order-sensitive), then mixes the result.
-  std::vector<uint64_t> unit_hashes(units.size());
+  unit_hashes.resize(units.size());
   for (size_t i = 0; i < units.size(); ++i) unit_hashes[i] = HashBytes(units[i], 0);
   out.reserve(units.size() - k + 1);
   for (size_t i = 0; i + k <= units.size(); ++i) {

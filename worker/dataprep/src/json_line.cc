@@ -68,6 +68,9 @@ class Reader {
     ++p_;  // '{'
     *out = Json::object();
     auto& object = out->get_ref<Json::object_t&>();
+    // Room for a chat message's keys at once: ordered_map is a vector whose keys are const, so
+    // each regrowth copies them.
+    object.reserve(4);
     SkipSpace();
     if (p_ < end_ && *p_ == '}') {
       ++p_;
