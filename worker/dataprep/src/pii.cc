@@ -420,8 +420,15 @@ std::vector<PiiSpan> PiiScrubber::Find(std::string_view text, const std::string&
 
 std::string PiiScrubber::Scrub(std::string_view text, const std::string& lang,
                                std::map<std::string, int64_t>* counts) const {
+  std::string out(text);
+  ScrubInPlace(&out, lang, counts);
+  return out;
+}
+
+bool PiiScrubber::ScrubInPlace(std::string* io, const std::string& lang, std::map<std::string, int64_t>* counts) const {
+  const std::string_view text = *io;
   const std::vector<PiiSpan> spans = Find(text, lang);
-  if (spans.empty()) return std::string(text);
+  if (spans.empty()) return false;
   std::string out;
   out.reserve(text.size());
   size_t pos = 0;
@@ -432,7 +439,8 @@ std::string PiiScrubber::Scrub(std::string_view text, const std::string& lang,
     pos = s.end;
   }
   out.append(text.substr(pos));
-  return out;
+  *io = std::move(out);
+  return true;
 }
 
 }  // namespace polytune::dataprep

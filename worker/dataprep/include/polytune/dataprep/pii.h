@@ -37,6 +37,8 @@ class PiiScrubber {
   // The text with each span replaced by its placeholder; counts[type] grows by the spans of
   // that type.
   std::string Scrub(std::string_view text, const std::string& lang, std::map<std::string, int64_t>* counts) const;
+  // Scrub, in place: false (and the text untouched, no copy made) when nothing was found.
+  bool ScrubInPlace(std::string* text, const std::string& lang, std::map<std::string, int64_t>* counts) const;
   std::vector<std::string> PhoneRegions(const std::string& lang) const;
   const std::string& Placeholder(const std::string& type) const;
 
