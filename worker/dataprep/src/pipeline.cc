@@ -508,7 +508,7 @@ absl::StatusOr<PrepReport> PrepareData(const spec::PrepConfig& config, const Pre
   // in-order part (dedup, output) of the one before, then helps with what is left. The
   // in-order part sees batches in input order either way, so the output never depends on the
   // thread count.
-  std::vector<Line> batch, pending;
+  std::vector<Line> batch, next_batch, pending;
   std::vector<LineResult> pending_results;
   auto finish_pending = [&]() -> absl::Status {
     for (size_t i = 0; i < pending.size(); ++i) {
@@ -521,7 +521,37 @@ absl::StatusOr<PrepReport> PrepareData(const spec::PrepConfig& config, const Pre
     pending_results.clear();
     return absl::OkStatus();
   };
-  auto run_batch = [&]() -> absl::Status {
+  // The inputs' lines in order, up to a batch at a time.
+  uint32_t file = 0, number = 0;
+  std::ifstream in;
+  auto read_batch = [&](std::vector<Line>* out) -> absl::Status {
+    out->clear();
+    while (out->size() < kBatchLines && file < options.inputs.size()) {
+      if (!in.is_open()) {
+        in.open(options.inputs[file], std::ios::binary);
+        if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", options.inputs[file]));
+        number = 0;
+      }
+      std::string raw;
+      if (std::getline(in, raw)) {
+        ++number;
+        bytes_read += static_cast<int64_t>(raw.size()) + 1;
+        if (!raw.empty() && raw.back() == '\r') raw.pop_back();
+        out->push_back({file, number, std::move(raw)});
+        continue;
+      }
+      if (in.bad()) return absl::InternalError(absl::StrCat("reading ", options.inputs[file], " failed"));
+      in.close();
+      in.clear();
+      ++file;
+    }
+    return absl::OkStatus();
+  };
+
+  // Per batch: the helpers process it while this thread finishes the batch before and reads
+  // the next (so no core waits for the reading), then helps with what is left.
+  RETURN_IF_ERROR(read_batch(&batch));
+  while (!batch.empty()) {
     std::vector<LineResult> results(batch.size());
     std::atomic<size_t> next{0};
     auto work = [&]() {
@@ -529,31 +559,15 @@ absl::StatusOr<PrepReport> PrepareData(const spec::PrepConfig& config, const Pre
     };
     std::vector<std::thread> pool;
     for (int t = 1; t < threads && static_cast<size_t>(t) < batch.size(); ++t) pool.emplace_back(work);
-    const absl::Status finished = finish_pending();
+    absl::Status status = finish_pending();
+    if (status.ok()) status = read_batch(&next_batch);
     work();
     for (auto& t : pool) t.join();
-    RETURN_IF_ERROR(finished);
+    RETURN_IF_ERROR(status);
     pending = std::move(batch);
     pending_results = std::move(results);
-    batch.clear();
-    return absl::OkStatus();
-  };
-
-  for (uint32_t f = 0; f < options.inputs.size(); ++f) {
-    std::ifstream in(options.inputs[f], std::ios::binary);
-    if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", options.inputs[f]));
-    std::string raw;
-    uint32_t number = 0;
-    while (std::getline(in, raw)) {
-      ++number;
-      bytes_read += static_cast<int64_t>(raw.size()) + 1;
-      if (!raw.empty() && raw.back() == '\r') raw.pop_back();
-      batch.push_back({f, number, std::move(raw)});
-      if (batch.size() == kBatchLines) RETURN_IF_ERROR(run_batch());
-    }
-    if (in.bad()) return absl::InternalError(absl::StrCat("reading ", options.inputs[f], " failed"));
+    batch = std::move(next_batch);
   }
-  if (!batch.empty()) RETURN_IF_ERROR(run_batch());
   RETURN_IF_ERROR(finish_pending());
 
   RETURN_IF_ERROR(data_out.Commit());
