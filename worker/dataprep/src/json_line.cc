@@ -13,6 +13,23 @@ using Json = nlohmann::ordered_json;
 
 constexpr int kMaxDepth = 256;
 
+// JSON's two-character escapes, both ways: the letter after the backslash for each byte that
+// has one ('"', '\\', and the five C0 controls nlohmann writes this way), and the byte for each
+// letter. '/' is read as itself but never written escaped.
+constexpr char kEscapes[][2] = {{'"', '"'},  {'\\', '\\'}, {'\b', 'b'}, {'\f', 'f'},
+                                {'\n', 'n'}, {'\r', 'r'},  {'\t', 't'}};
+constexpr std::array<char, 256> kEscapeLetter = [] {  // byte -> letter, 0 for none
+  std::array<char, 256> t{};
+  for (const auto& e : kEscapes) t[static_cast<unsigned char>(e[0])] = e[1];
+  return t;
+}();
+constexpr std::array<char, 256> kUnescaped = [] {  // letter -> byte, 0 for none
+  std::array<char, 256> t{};
+  for (const auto& e : kEscapes) t[static_cast<unsigned char>(e[1])] = e[0];
+  t['/'] = '/';
+  return t;
+}();
+
 // A recursive-descent reader over one line. Every method returns false to decline.
 class Reader {
  public:
@@ -178,44 +195,22 @@ class Reader {
       }
       if (++p_ == end_) return false;  // after the backslash
       const char e = *p_++;
-      switch (e) {
-        case '"':
-        case '\\':
-        case '/':
-          s->push_back(e);
-          break;
-        case 'b':
-          s->push_back('\b');
-          break;
-        case 'f':
-          s->push_back('\f');
-          break;
-        case 'n':
-          s->push_back('\n');
-          break;
-        case 'r':
-          s->push_back('\r');
-          break;
-        case 't':
-          s->push_back('\t');
-          break;
-        case 'u': {
-          uint32_t cp;
-          if (!Hex4(&cp)) return false;
-          if (cp >= 0xDC00 && cp <= 0xDFFF) return false;  // a low surrogate first
-          if (cp >= 0xD800 && cp <= 0xDBFF) {
-            uint32_t low;
-            if (end_ - p_ < 2 || p_[0] != '\\' || p_[1] != 'u') return false;
-            p_ += 2;
-            if (!Hex4(&low) || low < 0xDC00 || low > 0xDFFF) return false;
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
-          }
-          AppendUtf8(cp, s);
-          break;
-        }
-        default:
-          return false;
+      if (const char byte = kUnescaped[static_cast<unsigned char>(e)]; byte != 0) {
+        s->push_back(byte);
+        continue;
       }
+      if (e != 'u') return false;
+      uint32_t cp;
+      if (!Hex4(&cp)) return false;
+      if (cp >= 0xDC00 && cp <= 0xDFFF) return false;  // a low surrogate first
+      if (cp >= 0xD800 && cp <= 0xDBFF) {
+        uint32_t low;
+        if (end_ - p_ < 2 || p_[0] != '\\' || p_[1] != 'u') return false;
+        p_ += 2;
+        if (!Hex4(&low) || low < 0xDC00 || low > 0xDFFF) return false;
+        cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+      }
+      AppendUtf8(cp, s);
     }
   }
 
@@ -273,34 +268,14 @@ void AppendString(const std::string& s, std::string* out) {
     out->append(run, static_cast<size_t>(p - run));
     if (p == end) break;
     const unsigned char c = static_cast<unsigned char>(*p++);
-    switch (c) {
-      case '"':
-        out->append("\\\"");
-        break;
-      case '\\':
-        out->append("\\\\");
-        break;
-      case '\b':
-        out->append("\\b");
-        break;
-      case '\f':
-        out->append("\\f");
-        break;
-      case '\n':
-        out->append("\\n");
-        break;
-      case '\r':
-        out->append("\\r");
-        break;
-      case '\t':
-        out->append("\\t");
-        break;
-      default: {
-        static constexpr char kHex[] = "0123456789abcdef";
-        const char u[] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]};
-        out->append(u, sizeof(u));
-      }
+    if (const char letter = kEscapeLetter[c]; letter != 0) {
+      const char e[] = {'\\', letter};
+      out->append(e, 2);
+      continue;
     }
+    static constexpr char kHex[] = "0123456789abcdef";  // other C0 controls: \u00xx, lower case
+    const char u[] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]};
+    out->append(u, sizeof(u));
   }
   out->push_back('"');
   // Invalid UTF-8 is nlohmann's to replace, byte for byte as it does it.
