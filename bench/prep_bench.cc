@@ -3,7 +3,7 @@
 // memory per million documents. Prints one JSON object.
 //
 //   prep_bench [--mb 16] [--threads N] [--dedup-docs 200000] [--rounds 3]
-//   prep_bench --only quality [--repeat 5]   one stage alone (or `pipeline`: all, one thread),
+//   prep_bench --only quality [--repeat 5]   one stage alone (or `pipeline`: all, one thread or --threads N),
 //                                            for a profiler
 //
 // The corpus is built from the committed fixtures (human-written catalog strings in 20
@@ -128,9 +128,10 @@ int main(int argc, char** argv) {
   std::string only;  // --only STAGE: that stage alone, --repeat times, for profiling
   int repeat = 1;
   int rounds = 3;  // whole-pipeline runs per thread count
+  int only_pipeline_threads = 1;  // --only pipeline runs one thread unless --threads says otherwise
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--mb")) mb = std::atof(argv[i + 1]);
-    if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--threads")) only_pipeline_threads = threads = std::max(1, std::atoi(argv[i + 1]));
     if (!std::strcmp(argv[i], "--dedup-docs")) dedup_docs = std::atoll(argv[i + 1]);
     if (!std::strcmp(argv[i], "--pii-fraction")) pii_fraction = std::atof(argv[i + 1]);
     if (!std::strcmp(argv[i], "--only")) only = argv[i + 1];
@@ -226,12 +227,13 @@ int main(int argc, char** argv) {
        }},
   };
   nlohmann::json stages;
-  if (only == "pipeline") {  // the whole pipeline, one thread, `repeat` times (for a profiler)
+  if (only == "pipeline") {  // the whole pipeline, `repeat` times (for a profiler or an A/B)
     double mbps = 0;
     for (int r = 0; r < repeat; ++r) {
       dataprep::PrepOptions options;
       options.inputs = {corpus.path};
       options.out_dir = (dir / "out_only").string();
+      options.threads = only_pipeline_threads;
       auto report = dataprep::PrepareData(config, options);
       if (!report.ok()) return std::fprintf(stderr, "%s\n", std::string(report.status().message()).c_str()), 1;
       mbps = std::max(mbps, corpus.bytes / 1e6 / report->seconds);
