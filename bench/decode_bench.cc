@@ -120,6 +120,7 @@ bool Parse(int argc, char** argv, Args* a) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  ReexecWithTunedCpuEnvironment(argc, argv);
   Args a;
   if (!Parse(argc, argv, &a)) {
     std::fprintf(stderr,

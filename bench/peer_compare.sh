@@ -33,7 +33,11 @@ done
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 run_ours() { OMP_NUM_THREADS=$threads "$BUILD/bench/train_bench" "${ARGS[@]}" --threads "$threads" --skip-sgemm 1 >>"$tmp/ours.jsonl"; }
-run_peer() { OMP_NUM_THREADS=$threads $PY bench/peer/lora_peer.py --impl eager "${PEER_ARGS[@]}" --threads "$threads" >>"$tmp/peer.jsonl"; }
+# The peer's torch uses the same OpenBLAS: it gets the GEMM kernels ours chose (train_bench
+# reports them; see ReexecWithTunedCpuEnvironment), so the two differ only in their own code.
+core=""
+peer_core() { [[ -n $core ]] || core=$($PY -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline()).get("openblas_core", ""))' "$tmp/ours.jsonl"); }
+run_peer() { peer_core; OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-$core} OMP_NUM_THREADS=$threads $PY bench/peer/lora_peer.py --impl eager "${PEER_ARGS[@]}" --threads "$threads" >>"$tmp/peer.jsonl"; }
 for ((r = 0; r < ROUNDS; r++)); do
   if ((r % 2 == 0)); then run_ours; run_peer; else run_peer; run_ours; fi
   echo "peer_compare: round $((r + 1))/$ROUNDS done" >&2

@@ -127,7 +127,7 @@ int main(int argc, char** argv) {
   int64_t dedup_docs = 200000;
   std::string only;  // --only STAGE: that stage alone, --repeat times, for profiling
   int repeat = 1;
-  int rounds = 3;  // whole-pipeline runs per thread count
+  int rounds = 3;                 // whole-pipeline runs per thread count
   int only_pipeline_threads = 1;  // --only pipeline runs one thread unless --threads says otherwise
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--mb")) mb = std::atof(argv[i + 1]);

@@ -125,7 +125,7 @@ std::string ArgString(int argc, char** argv, const char* name, const std::string
 }  // namespace
 
 int main(int argc, char** argv) {
-  ReexecWithPassiveOpenMpWait(argc, argv);
+  ReexecWithTunedCpuEnvironment(argc, argv);
   Args a;
   a.hidden = ArgValue(argc, argv, "--hidden", a.hidden);
   a.layers = ArgValue(argc, argv, "--layers", a.layers);
@@ -250,6 +250,7 @@ int main(int argc, char** argv) {
                         {"peak_rss_bytes", static_cast<int64_t>(ru.ru_maxrss) * 1024},
                         {"bytes_per_quantized_param", bytes_per_qparam}};
   out["device"] = a.device;
+  out["openblas_core"] = OpenBlasCoreName();  // the GEMM kernels (OPENBLAS_CORETYPE), "" without OpenBLAS
   out["lora_r"] = a.lora_r;
   out["quantization"] = ArgValue(argc, argv, "--no-quant", 0) ? "none" : "nf4";
   out["checkpointing"] = cfg.training.gradient_checkpointing;

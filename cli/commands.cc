@@ -402,7 +402,7 @@ std::function<int()> RegisterCommands(CLI::App& app) {
 void SetTrainingStepHook(std::function<void(int rank, int64_t step)> hook) { StepHook() = std::move(hook); }
 
 int Main(int argc, char** argv) {
-  engine::ReexecWithPassiveOpenMpWait(argc, argv);
+  engine::ReexecWithTunedCpuEnvironment(argc, argv);
   CLI::App app{"polytune: multilingual QLoRA fine-tuning"};
   app.set_version_flag("--version", std::string("polytune ") + BuildDescription());
   auto run = RegisterCommands(app);

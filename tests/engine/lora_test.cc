@@ -166,6 +166,23 @@ TEST(Lora, DropoutMaskCpuLoopEqualsTensorOps) {
   EXPECT_TRUE(v.grad().equal(g * mask));
 }
 
+// Many rows, so the CPU loop splits across threads, and a row length that is no multiple of a
+// vector width: the mask is still the tensor-op version's bit for bit.
+TEST(Lora, DropoutMaskCpuLoopEqualsTensorOpsOnALargeBatch) {
+  std::vector<int64_t> keys;
+  for (int64_t k = 0; k < 4 * 301; ++k) keys.push_back(DropoutTokenKey(7, 3, k / 301, k % 301));
+  DropoutKey key{5, 1, &keys};
+  at::Tensor x = at::ones({4, 301, 701});
+  for (double p : {0.05, 0.1, 0.5}) {
+    at::Tensor mask = LoraDropoutMask(x, p, key);
+    EXPECT_TRUE(mask.equal(LoraDropoutMaskTensorOps(x, p, key))) << "p " << p;
+    const double kept = mask.ne(0).to(at::kDouble).mean().item<double>();
+    EXPECT_NEAR(kept, 1.0 - p, 0.01) << "p " << p;
+  }
+  at::Tensor v = at::randn({4, 301, 701});
+  EXPECT_TRUE(ApplyLoraDropout(v, 0.1, key).equal(v * LoraDropoutMask(v, 0.1, key)));
+}
+
 TEST(Lora, DropoutMaskDependsOnTokenKeyNotBatchPosition) {
   // Example 41 as row 1 of a padded batch, and alone in a shorter batch.
   std::vector<int64_t> keys;

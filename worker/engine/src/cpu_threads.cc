@@ -9,6 +9,33 @@
 #include <ATen/Parallel.h>
 
 namespace polytune::engine {
+namespace {
+
+// Whether the core's GEMM kernels use AVX2 + FMA or wider (not SSE-era, AVX1 or unknown ones).
+bool WideKernels(std::string_view core) {
+  for (std::string_view wide : {"SkylakeX", "Cooperlake", "SapphireRapids", "Haswell", "Zen", "Excavator"})
+    if (core == wide) return true;
+  return false;
+}
+
+}  // namespace
+
+bool CpuHasAvx2Fma() {
+#if defined(__x86_64__) || defined(__i386__)
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  return false;
+#endif
+}
+
+bool CpuHasAvx512() {
+#if defined(__x86_64__) || defined(__i386__)
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512cd");
+#else
+  return false;
+#endif
+}
 
 void ConfigureCpuThreads(int threads) {
   if (threads < 1) threads = 1;
@@ -17,13 +44,38 @@ void ConfigureCpuThreads(int threads) {
   if (auto fn = reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) fn(threads);
 }
 
-void ReexecWithPassiveOpenMpWait(int argc, char** argv) {
-  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
-  ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+std::string OpenBlasCoreName() {
+  using CoreName = char* (*)();
+  auto fn = reinterpret_cast<CoreName>(::dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  const char* name = fn != nullptr ? fn() : nullptr;
+  return name != nullptr ? std::string(name) : std::string();
+}
+
+std::string OpenBlasCoreTypeToForce(std::string_view detected, bool avx2_fma, bool avx512) {
+  if (detected.empty() || WideKernels(detected)) return "";
+  if (avx512) return "SkylakeX";
+  if (avx2_fma) return "Haswell";
+  return "";
+}
+
+void ReexecWithTunedCpuEnvironment(int argc, char** argv) {
+  bool changed = false;
+  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
+    ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    changed = true;
+  }
+  if (std::getenv("OPENBLAS_CORETYPE") == nullptr) {
+    const std::string core = OpenBlasCoreTypeToForce(OpenBlasCoreName(), CpuHasAvx2Fma(), CpuHasAvx512());
+    if (!core.empty()) {
+      ::setenv("OPENBLAS_CORETYPE", core.c_str(), 1);
+      changed = true;
+    }
+  }
+  if (!changed) return;
   std::vector<char*> args(argv, argv + argc);
   args.push_back(nullptr);
   ::execv("/proc/self/exe", args.data());
-  // exec failed: carry on with active waiting; correctness is unaffected.
+  // exec failed: carry on as we are; only speed is affected, never results' correctness.
 }
 
 }  // namespace polytune::engine

@@ -1,5 +1,6 @@
 #include "polytune/engine/lora.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -76,19 +77,42 @@ std::vector<int32_t> RowKeys(int64_t rows, const DropoutKey& key) {
   return row_keys;
 }
 
-// CPU: the same hash as the tensor-op version, in one parallel loop. dst[i] = src[i] * keep
-// where the mask keeps element i, else 0; a null src stands for ones (the mask itself).
+// One row of ApplyHashDropout. Columns are the inner loop, with no division by the row length
+// per element (which had made the dropout 8 % of a training step's CPU time), so it vectorises.
+// Built for AVX-512 and AVX2 as well (the engine is compiled for baseline x86-64, whose SSE2
+// has no 32-bit vector multiply); the loader picks the widest the CPU runs.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+void HashDropoutRow(const float* src, float* dst, int64_t per_row, uint32_t row_key, uint32_t threshold, float keep) {
+  if (src != nullptr) {
+    for (int64_t c = 0; c < per_row; ++c) {
+      const uint32_t z = Fmix32(static_cast<uint32_t>(c) * 0x9e3779b9u + row_key);
+      dst[c] = (z >> 8) >= threshold ? src[c] * keep : 0.0f;
+    }
+  } else {
+    for (int64_t c = 0; c < per_row; ++c) {
+      const uint32_t z = Fmix32(static_cast<uint32_t>(c) * 0x9e3779b9u + row_key);
+      dst[c] = (z >> 8) >= threshold ? keep : 0.0f;
+    }
+  }
+}
+
+// CPU: the same hash as the tensor-op version, in one parallel loop over rows. dst[i] =
+// src[i] * keep where the mask keeps element i, else 0; a null src stands for ones (the mask
+// itself).
 void ApplyHashDropout(const float* src, float* dst, int64_t rows, int64_t per_row, double p,
                       const std::vector<int32_t>& row_keys) {
-  const uint32_t threshold = static_cast<uint32_t>(p * 16777216.0);
+  // Keep u (24 bits) where float(u) >= float(p * 2^24), as the tensor-op version compares:
+  // every u is exact in float, so that is u >= ceil(float(p * 2^24)). (Truncating p * 2^24
+  // instead had kept u = floor(p * 2^24) too: the CPU and CUDA masks differed there.)
+  const uint32_t threshold = static_cast<uint32_t>(std::ceil(static_cast<double>(static_cast<float>(p * 16777216.0))));
   const float keep = static_cast<float>(1.0 / (1.0 - p));
-  at::parallel_for(0, rows * per_row, 1 << 16, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t r = i / per_row;
-      const uint32_t counter = static_cast<uint32_t>(i - r * per_row) * 0x9e3779b9u;
-      const uint32_t z = Fmix32(counter + static_cast<uint32_t>(row_keys[r]));
-      dst[i] = (z >> 8) >= threshold ? (src ? src[i] * keep : keep) : 0.0f;
-    }
+  const int64_t grain_rows = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, per_row));
+  at::parallel_for(0, rows, grain_rows, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r)
+      HashDropoutRow(src != nullptr ? src + r * per_row : nullptr, dst + r * per_row, per_row,
+                     static_cast<uint32_t>(row_keys[r]), threshold, keep);
   });
 }
 

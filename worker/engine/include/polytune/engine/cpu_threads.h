@@ -1,6 +1,9 @@
-// CPU threading for the engine's two thread pools: torch's OpenMP pool (elementwise ops)
-// and OpenBLAS's pthread pool (GEMMs).
+// CPU threading and BLAS kernels for the engine's two thread pools: torch's OpenMP pool
+// (elementwise ops) and OpenBLAS's pthread pool (GEMMs).
 #pragma once
+
+#include <string>
+#include <string_view>
 
 namespace polytune::engine {
 
@@ -8,10 +11,28 @@ namespace polytune::engine {
 // process links OpenBLAS).
 void ConfigureCpuThreads(int threads);
 
-// OpenMP threads spinning after a parallel region steal the cores OpenBLAS's threads need:
-// on 2 cores a training step runs 1.7x slower. libgomp reads OMP_WAIT_POLICY only at
-// start-up, so when it is unset this sets it to PASSIVE and re-executes the program with
-// the same arguments (returns only if that is not possible). Call first thing in main().
-void ReexecWithPassiveOpenMpWait(int argc, char** argv);
+// What the CPU (and the OS, which must save the wider registers) runs: AVX2 + FMA; the
+// AVX-512 subsets (F, BW, VL, DQ, CD) OpenBLAS's SkylakeX kernels are built for.
+bool CpuHasAvx2Fma();
+bool CpuHasAvx512();
+
+// The GEMM kernel set OpenBLAS chose ("Haswell", "SkylakeX", "Prescott", ...); empty when the
+// process does not link OpenBLAS.
+std::string OpenBlasCoreName();
+
+// The OPENBLAS_CORETYPE to force, or "" to leave OpenBLAS's choice alone. A dynamic-arch
+// OpenBLAS that does not know the CPU's model falls back to SSE-era kernels (Debian 12's
+// 0.3.21 picks "Prescott" on Emerald Rapids, model 207): sgemm at 45-51 GFLOP/s on 2 cores
+// where its SkylakeX kernels reach 210. Only such a fallback on a CPU with AVX2 + FMA
+// (or AVX-512) is overridden; a modern choice is kept.
+std::string OpenBlasCoreTypeToForce(std::string_view detected, bool avx2_fma, bool avx512);
+
+// Call first thing in main(): sets, where unset, what the OpenMP runtime and OpenBLAS read
+// only at start-up, and re-executes the program with the same arguments (returns at once when
+// nothing needed setting, or if the exec fails):
+//  - OMP_WAIT_POLICY=PASSIVE: OpenMP threads spinning after a parallel region steal the
+//    cores OpenBLAS's threads need (on 2 cores a training step ran 1.7x slower);
+//  - OPENBLAS_CORETYPE, per OpenBlasCoreTypeToForce. A value the user set is never changed.
+void ReexecWithTunedCpuEnvironment(int argc, char** argv);
 
 }  // namespace polytune::engine
