@@ -24,6 +24,7 @@ done
 threads=$(nproc)
 for ((i = 0; i < ${#ARGS[@]}; i++)); do [[ ${ARGS[i]} == --threads ]] && threads=${ARGS[i + 1]}; done
 PY=/usr/bin/python3
+$PY -c 'import torch' 2>/dev/null || { echo "peer_compare: the peer needs Debian's PyTorch: apt-get install python3-torch" >&2; exit 1; }
 PEER_ARGS=()
 for ((i = 0; i < ${#ARGS[@]}; i += 2)); do
   case ${ARGS[i]} in --no-quant | --rank | --world | --port | --profile | --skip-sgemm | --work | --peak-tflops) ;;
