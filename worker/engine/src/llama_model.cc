@@ -13,6 +13,7 @@
 #include <torch/version.h>
 
 #include "absl/strings/str_cat.h"
+#include "polytune/engine/blocked_attention.h"
 #include "polytune/engine/rope.h"
 
 namespace polytune::engine {
@@ -85,9 +86,10 @@ at::Tensor Attention(const LayerRun& run, const at::Tensor& q, const at::Tensor&
 #endif
   // scores = mask + scale * q @ k^T in one batched GEMM (no separate scale or mask passes).
   const double scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
-  at::Tensor mask = CausalMask(seq, windowed ? c.sliding_window : 0, q.scalar_type(), q.device())
-                        .unsqueeze(0)
-                        .expand({batch * heads, seq, seq});
+  const at::Tensor& full_mask = CausalMask(seq, windowed ? c.sliding_window : 0, q.scalar_type(), q.device());
+  if (!q.is_cuda() && !windowed && seq >= 2 * kAttentionBlock)
+    return BlockedCausalAttention(q, kk, vv, full_mask, scale).view({batch, heads, seq, dim});
+  at::Tensor mask = full_mask.unsqueeze(0).expand({batch * heads, seq, seq});
   at::Tensor scores = at::baddbmm(mask, q.reshape({batch * heads, seq, dim}),
                                   kk.reshape({batch * heads, seq, dim}).transpose(1, 2), /*beta=*/1.0, /*alpha=*/scale);
   at::Tensor probs = at::softmax(scores, -1, at::promote_types(q.scalar_type(), at::kFloat)).to(q.scalar_type());
