@@ -58,11 +58,11 @@ struct Args {
 // FLOPs of the matmuls in one optimizer step with activation checkpointing: projections run
 // forward, again in the recompute, and once more for the input gradient (3P); attention's
 // two products run forward and recomputed, and four run in backward (4A); lm_head runs
-// forward, again in backward (the fused chunked cross-entropy recomputes each chunk's logits
-// instead of keeping them) and for its input gradient (3H). LoRA's rank-r products are left out (<2%).
+// forward and for its input gradient, both in the forward pass of the fused chunked
+// cross-entropy (2H). LoRA's rank-r products are left out (<2%).
 struct StepFlops {
   double projections = 0, attention = 0, head = 0;
-  double Total() const { return 3 * projections + 4 * attention + 3 * head; }
+  double Total() const { return 3 * projections + 4 * attention + 2 * head; }
 };
 
 StepFlops CountFlops(const ModelConfig& c, int64_t batch, int64_t seq) {

@@ -39,6 +39,29 @@ TEST(ChunkedLoss, LossAndHiddenGradientEqualTheFullLogitsPath) {
   }
 }
 
+// Forward computes the hidden gradient while the logits are at hand, and backward scales it by
+// whatever reaches the loss: a loss used twice, and a loss on a hidden that needs no gradient.
+TEST(ChunkedLoss, GradientComputedInForwardScalesByEveryUseOfTheLoss) {
+  at::manual_seed(4);
+  const int64_t n = 19, h = 16, v = 53;
+  at::Tensor head = at::randn({v, h}) * 0.3;
+  at::Tensor targets = at::randint(0, v, {n}, at::kLong);
+  targets[3] = kIgnoreIndex;
+  at::Tensor base = at::randn({n, h});
+  at::Tensor ref_hidden = base.clone().requires_grad_(true);
+  at::Tensor ref =
+      at::cross_entropy_loss(at::matmul(ref_hidden, head.t()), targets, {}, at::Reduction::Sum, kIgnoreIndex);
+  (ref * 0.25 + ref.pow(2) * 0.5).backward();
+  at::Tensor hidden = base.clone().requires_grad_(true);
+  at::Tensor loss = ChunkedLinearCrossEntropySum(hidden, head, targets, 4);
+  (loss * 0.25 + loss.pow(2) * 0.5).backward();
+  EXPECT_LT(testing::RelativeMaxError(hidden.grad(), ref_hidden.grad()), 1e-6);
+  // No gradient wanted: the same loss, and nothing to differentiate.
+  at::Tensor frozen = ChunkedLinearCrossEntropySum(base, head, targets, 4);
+  EXPECT_FALSE(frozen.requires_grad());
+  EXPECT_LT(std::abs(frozen.item<double>() - ref.item<double>()) / ref.item<double>(), 1e-6);
+}
+
 TEST(ChunkedLoss, LoraGradientsThroughAModelEqualTheUnchunkedPath) {
   auto loaded = LoadModel(std::string(POLYTUNE_FIXTURES) + "/models/qwen2_tied_f16", LoadOptions{});
   ASSERT_TRUE(loaded.ok()) << loaded.status();

@@ -17,49 +17,55 @@ at::Tensor ChunkLogits(const at::Tensor& hidden, const at::Tensor& head, int64_t
   return at::matmul(hidden.slice(0, begin, end), head.t()).to(at::kFloat);
 }
 
+// Gradient of one chunk's summed, weighted cross-entropy with respect to its logits, in place:
+// softmax - onehot(target), times the row's weight (0 on ignored rows).
+void LogitsToGradient(const at::Tensor& logits, const at::Tensor& lse, const at::Tensor& targets,
+                      const at::Tensor& valid) {
+  logits.sub_(lse.unsqueeze(1)).exp_();
+  logits.scatter_add_(1, targets.unsqueeze(1), at::full({logits.size(0), 1}, -1.0f, logits.options()));
+  logits.mul_(valid.unsqueeze(1));
+}
+
+// When hidden needs a gradient, forward computes it too, chunk by chunk, while each chunk's
+// logits are at hand (as Liger's fused linear cross-entropy does): the loss is a sum, so
+// d loss / d hidden does not depend on anything after it but the scalar that backward brings.
+// That saves recomputing the [tokens x vocab] logits in backward, a third of the head's
+// matmul work (the head is frozen, so it needs no gradient of its own); backward only scales
+// the stored [tokens x hidden] gradient.
 class ChunkedLinearCrossEntropy : public torch::autograd::Function<ChunkedLinearCrossEntropy> {
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& hidden, const at::Tensor& head,
                             const at::Tensor& targets, const at::Tensor& row_weights, int64_t chunk_rows) {
     const int64_t n = hidden.size(0);
+    const bool needs_grad = hidden.requires_grad();
     at::Tensor w = head.to(hidden.scalar_type());
-    at::Tensor lse = at::empty({n}, hidden.options().dtype(at::kFloat));
     // Per-row weight: 0 on ignored rows, the given weight (or 1) elsewhere.
     at::Tensor valid = targets.ne(kIgnoreIndex).to(at::kFloat) * row_weights;
     at::Tensor safe_targets = targets.clamp_min(0);
     at::Tensor total = at::zeros({}, hidden.options().dtype(at::kFloat));
+    at::Tensor grad_hidden = needs_grad ? at::empty_like(hidden) : at::Tensor();
     for (int64_t b = 0; b < n; b += chunk_rows) {
       const int64_t e = std::min(n, b + chunk_rows);
       at::Tensor logits = ChunkLogits(hidden, w, b, e);
       at::Tensor chunk_lse = at::logsumexp(logits, -1);
-      lse.slice(0, b, e).copy_(chunk_lse);
-      at::Tensor target_logit = logits.gather(1, safe_targets.slice(0, b, e).unsqueeze(1)).squeeze(1);
+      at::Tensor chunk_targets = safe_targets.slice(0, b, e);
+      at::Tensor target_logit = logits.gather(1, chunk_targets.unsqueeze(1)).squeeze(1);
       total += ((chunk_lse - target_logit) * valid.slice(0, b, e)).sum();
+      if (needs_grad) {
+        LogitsToGradient(logits, chunk_lse, chunk_targets, valid.slice(0, b, e));
+        at::Tensor rows = grad_hidden.slice(0, b, e);
+        at::matmul_out(rows, logits.to(hidden.scalar_type()), w);
+      }
     }
-    ctx->save_for_backward({hidden, head, targets, lse, valid});
-    ctx->saved_data["chunk_rows"] = chunk_rows;
+    ctx->save_for_backward({grad_hidden});
     return total;
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grad_outputs) {
-    auto saved = ctx->get_saved_variables();
-    const at::Tensor &hidden = saved[0], &targets = saved[2], &lse = saved[3], &valid = saved[4];
-    const at::Tensor w = saved[1].to(hidden.scalar_type());
-    const int64_t chunk_rows = ctx->saved_data["chunk_rows"].toInt();
-    const int64_t n = hidden.size(0);
-    at::Tensor grad_hidden = at::empty_like(hidden);
-    at::Tensor scale = grad_outputs[0].to(at::kFloat);
-    at::Tensor safe_targets = targets.clamp_min(0);
-    for (int64_t b = 0; b < n; b += chunk_rows) {
-      const int64_t e = std::min(n, b + chunk_rows);
-      // d(lse - logit_t)/d logits = softmax - onehot(t), zero on ignored rows.
-      at::Tensor g = ChunkLogits(hidden, w, b, e).sub_(lse.slice(0, b, e).unsqueeze(1)).exp_();
-      g.scatter_add_(1, safe_targets.slice(0, b, e).unsqueeze(1), at::full({e - b, 1}, -1.0f, g.options()));
-      g.mul_((valid.slice(0, b, e) * scale).unsqueeze(1));
-      grad_hidden.slice(0, b, e).copy_(at::matmul(g.to(hidden.scalar_type()), w));
-    }
-    return {grad_hidden, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    const at::Tensor grad_hidden = ctx->get_saved_variables()[0];
+    at::Tensor scaled = grad_hidden.mul(grad_outputs[0].to(grad_hidden.scalar_type()));
+    return {scaled, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 

@@ -1,7 +1,8 @@
 // Fused lm_head + cross-entropy, chunk by chunk: the [tokens x vocab] logits are never held
-// whole. Forward keeps one logsumexp per token; backward recomputes each chunk's logits and
-// turns them into the hidden states' gradient at once (the head is frozen, so it needs none).
-// This is what Liger's and Unsloth's fused linear cross-entropy do on GPU; on CPU it takes the
+// whole. When hidden requires grad, forward also turns each chunk's logits into the hidden
+// states' gradient while they are at hand (the head is frozen, so it needs none) and backward
+// only scales it: the logits are computed once per step, not again in backward. This is what
+// Liger's and Unsloth's fused linear cross-entropy do on GPU; on CPU it takes the
 // full-vocabulary fp32 logits (and their gradient) out of peak memory.
 #pragma once
 
