@@ -18,10 +18,13 @@ RUN rm -rf build && cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
       build/worker/daemon/polytune-worker /out/bin/ \
  && cp -r examples /out/share/polytune/examples \
  && strip --strip-debug /out/bin/*
-# The runtime packages are exactly those owning the shared libraries the binaries load.
+# The runtime packages are those owning the shared libraries the binaries load, plus OpenBLAS's
+# OpenMP build, which the engine loads in place of the pthread one when it is there
+# (ReexecWithTunedCpuEnvironment).
 RUN for lib in $(ldd /out/bin/* | awk '/=> \//{print $3}' | sort -u); do \
       dpkg -S "$lib" 2>/dev/null || dpkg -S "$(readlink -f "$lib")" 2>/dev/null || dpkg -S "${lib#/usr}" 2>/dev/null || true; \
     done | cut -d: -f1 | sort -u >/out/runtime-packages.txt \
+ && echo libopenblas0-openmp >>/out/runtime-packages.txt \
  && test -s /out/runtime-packages.txt && cat /out/runtime-packages.txt
 
 # Runtime stage: the shared libraries, tini as PID 1 (SIGTERM reaches the daemons, zombies are

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <string>
 
@@ -42,6 +44,37 @@ TEST(CpuThreads, ThisProcessRunsWideGemmKernelsWhereTheCpuHasThem) {
   // After the re-exec, OpenBLAS's choice is one that nothing would override.
   EXPECT_EQ(OpenBlasCoreTypeToForce(core, true, true), "") << "OpenBLAS runs '" << core << "' kernels";
   EXPECT_EQ(OpenBlasCoreTypeToForce(core, true, false), "") << "OpenBLAS runs '" << core << "' kernels";
+}
+
+TEST(CpuThreads, PrefersTheOpenMpBuildOfOpenBlasBesideThePthreadOne) {
+  auto present = [](const std::string&) { return true; };
+  auto absent = [](const std::string&) { return false; };
+  EXPECT_EQ(OpenMpOpenBlasDirectory("/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0", present),
+            "/usr/lib/x86_64-linux-gnu/openblas-openmp");
+  EXPECT_EQ(OpenMpOpenBlasDirectory("/usr/lib/aarch64-linux-gnu/openblas-pthread/libblas.so.3", present),
+            "/usr/lib/aarch64-linux-gnu/openblas-openmp");
+  // Not installed, already the OpenMP build, or not a Debian side-by-side layout: left alone.
+  EXPECT_EQ(OpenMpOpenBlasDirectory("/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0", absent), "");
+  EXPECT_EQ(OpenMpOpenBlasDirectory("/usr/lib/x86_64-linux-gnu/openblas-openmp/libopenblas.so.0", present), "");
+  EXPECT_EQ(OpenMpOpenBlasDirectory("/opt/OpenBLAS/lib/libopenblas.so.0", present), "");
+  EXPECT_EQ(OpenMpOpenBlasDirectory("", present), "");
+}
+
+TEST(CpuThreads, ThisProcessRunsOpenBlasInTorchsOpenMpPoolWhereItCan) {
+  at::mm(at::ones({8, 8}), at::ones({8, 8}));
+  const int threading = OpenBlasThreading();
+  if (threading < 0) GTEST_SKIP() << "this process does not link OpenBLAS (no openblas_get_parallel)";
+  if (threading != 1) {
+    EXPECT_EQ(threading, 2) << "a sequential OpenBLAS (" << LoadedOpenBlasPath() << ") runs GEMMs on one core";
+    return;
+  }
+  if (std::getenv("POLYTUNE_OPENBLAS_PTHREADS") != nullptr) GTEST_SKIP() << "POLYTUNE_OPENBLAS_PTHREADS is set";
+  // The pthread build is loaded: only acceptable where no OpenMP build sits beside it.
+  const std::string loaded = LoadedOpenBlasPath();
+  const std::string openmp =
+      OpenMpOpenBlasDirectory(loaded, [](const std::string& path) { return ::access(path.c_str(), R_OK) == 0; });
+  EXPECT_EQ(openmp, "") << "the re-exec should have loaded " << openmp << " instead of " << loaded;
+  if (openmp.empty()) GTEST_SKIP() << "no OpenMP build of OpenBLAS beside " << loaded << " (libopenblas0-openmp)";
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <string>
 #include <vector>
 
 #include <ATen/Parallel.h>
@@ -58,7 +59,38 @@ std::string OpenBlasCoreTypeToForce(std::string_view detected, bool avx2_fma, bo
   return "";
 }
 
+int OpenBlasThreading() {
+  using GetParallel = int (*)();
+  auto fn = reinterpret_cast<GetParallel>(::dlsym(RTLD_DEFAULT, "openblas_get_parallel"));
+  return fn != nullptr ? fn() : -1;
+}
+
+std::string LoadedOpenBlasPath() {
+  void* fn = ::dlsym(RTLD_DEFAULT, "openblas_get_parallel");
+  Dl_info info{};
+  if (fn == nullptr || ::dladdr(fn, &info) == 0 || info.dli_fname == nullptr) return "";
+  // Loaded through symlinks (/lib/<triplet>/libopenblas.so.0 -> /etc/alternatives/...): the
+  // real file says which build it is.
+  char* real = ::realpath(info.dli_fname, nullptr);
+  if (real == nullptr) return info.dli_fname;
+  std::string path(real);
+  std::free(real);
+  return path;
+}
+
+std::string OpenMpOpenBlasDirectory(std::string_view loaded_library, bool (*exists)(const std::string&)) {
+  constexpr std::string_view kPthreadDir = "/openblas-pthread/";
+  const size_t at = loaded_library.rfind(kPthreadDir);
+  if (at == std::string_view::npos) return "";
+  const std::string dir = std::string(loaded_library.substr(0, at)) + "/openblas-openmp";
+  return exists(dir + "/libopenblas.so.0") ? dir : "";
+}
+
 void ReexecWithTunedCpuEnvironment(int argc, char** argv) {
+  // Set by the re-executed process's parent: never exec twice (if a change did not take, say
+  // LD_LIBRARY_PATH overridden by an RPATH, carry on rather than loop).
+  constexpr const char* kTunedMarker = "POLYTUNE_CPU_ENVIRONMENT_TUNED";
+  if (std::getenv(kTunedMarker) != nullptr) return;
   bool changed = false;
   if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
     ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
@@ -71,7 +103,18 @@ void ReexecWithTunedCpuEnvironment(int argc, char** argv) {
       changed = true;
     }
   }
+  if (OpenBlasThreading() == 1 && std::getenv("POLYTUNE_OPENBLAS_PTHREADS") == nullptr) {
+    const std::string dir = OpenMpOpenBlasDirectory(
+        LoadedOpenBlasPath(), [](const std::string& path) { return ::access(path.c_str(), R_OK) == 0; });
+    if (!dir.empty()) {
+      const char* old = std::getenv("LD_LIBRARY_PATH");
+      const std::string value = old != nullptr && *old != '\0' ? dir + ":" + old : dir;
+      ::setenv("LD_LIBRARY_PATH", value.c_str(), 1);
+      changed = true;
+    }
+  }
   if (!changed) return;
+  ::setenv(kTunedMarker, "1", 1);
   std::vector<char*> args(argv, argv + argc);
   args.push_back(nullptr);
   ::execv("/proc/self/exe", args.data());

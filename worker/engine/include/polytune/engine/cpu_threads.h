@@ -1,5 +1,5 @@
-// CPU threading and BLAS kernels for the engine's two thread pools: torch's OpenMP pool
-// (elementwise ops) and OpenBLAS's pthread pool (GEMMs).
+// CPU threading and BLAS kernels: torch's OpenMP pool (elementwise ops) and OpenBLAS's
+// threads (GEMMs), one pool where the OpenMP build of OpenBLAS is installed.
 #pragma once
 
 #include <string>
@@ -27,12 +27,31 @@ std::string OpenBlasCoreName();
 // (or AVX-512) is overridden; a modern choice is kept.
 std::string OpenBlasCoreTypeToForce(std::string_view detected, bool avx2_fma, bool avx512);
 
+// How the loaded OpenBLAS runs its threads: 0 sequential, 1 its own pthreads, 2 OpenMP; -1
+// when the process does not link OpenBLAS.
+int OpenBlasThreading();
+
+// The file the loaded OpenBLAS came from, symlinks resolved ("" when none is loaded).
+std::string LoadedOpenBlasPath();
+
+// Debian installs OpenBLAS's builds side by side (<libdir>/openblas-pthread/, -openmp/,
+// -serial/) and picks one through update-alternatives. Given the loaded library's path, the
+// OpenMP build's directory when the loaded one is the pthread build and the OpenMP build is
+// there (`exists` tells, for tests); "" otherwise.
+std::string OpenMpOpenBlasDirectory(std::string_view loaded_library, bool (*exists)(const std::string&));
+
 // Call first thing in main(): sets, where unset, what the OpenMP runtime and OpenBLAS read
 // only at start-up, and re-executes the program with the same arguments (returns at once when
 // nothing needed setting, or if the exec fails):
 //  - OMP_WAIT_POLICY=PASSIVE: OpenMP threads spinning after a parallel region steal the
 //    cores OpenBLAS's threads need (on 2 cores a training step ran 1.7x slower);
-//  - OPENBLAS_CORETYPE, per OpenBlasCoreTypeToForce. A value the user set is never changed.
+//  - OPENBLAS_CORETYPE, per OpenBlasCoreTypeToForce. A value the user set is never changed;
+//  - LD_LIBRARY_PATH with OpenBLAS's OpenMP build first (OpenMpOpenBlasDirectory; Debian's
+//    libopenblas0-openmp), unless POLYTUNE_OPENBLAS_PTHREADS is set. The pthread build keeps
+//    its own threads besides torch's OpenMP pool, and they spin in sched_yield between GEMMs
+//    while torch's threads run the elementwise ops: on 2 cores 3 threads compete, and a fifth
+//    of a training step's CPU time went to yielding. With the OpenMP build both use one pool.
+// The re-executed process gets POLYTUNE_CPU_ENVIRONMENT_TUNED=1 and never re-executes again.
 void ReexecWithTunedCpuEnvironment(int argc, char** argv);
 
 }  // namespace polytune::engine
