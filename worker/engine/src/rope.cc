@@ -1,6 +1,10 @@
 #include "polytune/engine/rope.h"
 
+#include <algorithm>
 #include <cmath>
+
+#include <ATen/Parallel.h>
+#include <torch/csrc/autograd/custom_function.h>
 
 namespace polytune::engine {
 
@@ -31,7 +35,7 @@ std::pair<at::Tensor, at::Tensor> RopeCosSin(const at::Tensor& inv_freq, const a
   return {emb.cos(), emb.sin()};
 }
 
-at::Tensor ApplyRope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+at::Tensor ApplyRopeTensorOps(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
   const int64_t half = x.size(-1) / 2;
   at::Tensor x1 = x.slice(-1, 0, half);
   at::Tensor x2 = x.slice(-1, half);
@@ -39,6 +43,86 @@ at::Tensor ApplyRope(const at::Tensor& x, const at::Tensor& cos, const at::Tenso
   at::Tensor c = cos.unsqueeze(1).to(x.scalar_type());
   at::Tensor s = sin.unsqueeze(1).to(x.scalar_type());
   return x * c + rotated * s;
+}
+
+namespace {
+
+// One pass over x [batch, heads, seq, dim] (any strides with a unit last stride) into a
+// contiguous out, with cos/sin [batch, seq, dim] (unit last stride). Forward:
+//   out[i]     = x[i] c[i] - x[i + h] s[i]
+//   out[i + h] = x[i + h] c[i + h] + x[i] s[i + h]
+// which is x * c + cat(-x2, x1) * s rounded the same way ((-a) b = -(a b) and p + (-q) = p - q
+// exactly; rope.cc is built without FMA contraction). The gradient (`inverse`) is the
+// transpose of that map:
+//   dx[i]     = dy[i] c[i] + dy[i + h] s[i + h]
+//   dx[i + h] = dy[i + h] c[i + h] - dy[i] s[i]
+void RotateRows(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, bool inverse, at::Tensor& out) {
+  const int64_t batch = x.size(0), heads = x.size(1), seq = x.size(2), dim = x.size(3), half = dim / 2;
+  const float* xp = x.data_ptr<float>();
+  const float* cp = cos.data_ptr<float>();
+  const float* sp = sin.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  const int64_t xs0 = x.stride(0), xs1 = x.stride(1), xs2 = x.stride(2);
+  const int64_t cs0 = cos.stride(0), cs1 = cos.stride(1), ss0 = sin.stride(0), ss1 = sin.stride(1);
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 14) / std::max<int64_t>(1, dim));
+  at::parallel_for(0, batch * heads * seq, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t t = row % seq, bh = row / seq, h = bh % heads, b = bh / heads;
+      const float* xr = xp + b * xs0 + h * xs1 + t * xs2;
+      const float* c = cp + b * cs0 + t * cs1;
+      const float* s = sp + b * ss0 + t * ss1;
+      float* o = op + row * dim;
+      if (!inverse) {
+        for (int64_t i = 0; i < half; ++i) {
+          o[i] = xr[i] * c[i] - xr[i + half] * s[i];
+          o[i + half] = xr[i + half] * c[i + half] + xr[i] * s[i + half];
+        }
+      } else {
+        for (int64_t i = 0; i < half; ++i) {
+          o[i] = xr[i] * c[i] + xr[i + half] * s[i + half];
+          o[i + half] = xr[i + half] * c[i + half] - xr[i] * s[i];
+        }
+      }
+    }
+  });
+}
+
+// cos/sin as [batch, seq, dim] fp32 views with a unit last stride, broadcast over x's batch.
+at::Tensor RopeTable(const at::Tensor& t, const at::Tensor& x) {
+  return t.to(at::kFloat).contiguous().expand({x.size(0), x.size(2), x.size(3)});
+}
+
+at::Tensor Rotate(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, bool inverse) {
+  const at::Tensor xs = x.stride(3) == 1 ? x : x.contiguous();
+  at::Tensor out = at::empty(x.sizes(), x.options());
+  RotateRows(xs, RopeTable(cos, x), RopeTable(sin, x), inverse, out);
+  return out;
+}
+
+class RopeFunction : public torch::autograd::Function<RopeFunction> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& cos,
+                            const at::Tensor& sin) {
+    ctx->save_for_backward({cos, sin});
+    return Rotate(x, cos, sin, /*inverse=*/false);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    return {Rotate(grads[0], saved[0], saved[1], /*inverse=*/true), at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+at::Tensor ApplyRope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  // The fused pass on CPU in fp32: one read and one contiguous write instead of a slice, a
+  // negation, a concatenation, two products and a sum each way (and the copy attention's
+  // reshape made of the transposed result).
+  if (x.device().is_cpu() && x.scalar_type() == at::kFloat && x.dim() == 4 && x.size(3) % 2 == 0 &&
+      !cos.requires_grad() && !sin.requires_grad())
+    return RopeFunction::apply(x, cos, sin);
+  return ApplyRopeTensorOps(x, cos, sin);
 }
 
 }  // namespace polytune::engine
