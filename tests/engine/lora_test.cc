@@ -150,6 +150,37 @@ TEST(Lora, CheckpointingGivesSameGradientsAsPlainBackward) {
   for (auto& [n, g] : grads[0]) EXPECT_TRUE(g.allclose(grads[1][n], 1e-5, 1e-7)) << n;
 }
 
+// A 2-D base output is accumulated into in place (no copy first); a 3-D one gets a new
+// tensor. Same bits either way, forward and backward, with dropout.
+TEST(Lora, AddToInPlaceEqualsTheOutOfPlaceGemm) {
+  at::manual_seed(12);
+  LoraSettings settings;
+  settings.r = 4;
+  settings.dropout = 0.1;
+  LoraAdapter lora = LoraAdapter::Create(8, 6, settings, 5, at::kCPU);
+  {
+    at::NoGradGuard no_grad;
+    lora.b.normal_(0, 0.5);
+  }
+  std::vector<int64_t> keys(12);
+  for (size_t i = 0; i < keys.size(); ++i) keys[i] = static_cast<int64_t>(i * 77 + 1);
+  const DropoutKey key{1, 2, &keys};
+  at::Tensor x0 = at::randn({3, 4, 8}), w = at::randn({6, 8}), upstream = at::randn({12, 6});
+  auto run = [&](bool rows_2d) {
+    lora.a.mutable_grad() = at::Tensor();
+    lora.b.mutable_grad() = at::Tensor();
+    at::Tensor x = x0.clone().requires_grad_(true);
+    at::Tensor base = at::matmul(x, w.t());  // a fresh non-leaf, as FrozenLinear's output
+    at::Tensor y = rows_2d ? lora.AddTo(base.reshape({12, 6}).clone(), x.reshape({12, 8}), true, key)
+                           : lora.AddTo(base, x, true, key).reshape({12, 6});
+    y.backward(upstream);
+    return std::vector<at::Tensor>{y.detach(), x.grad(), lora.a.grad().clone(), lora.b.grad().clone()};
+  };
+  const auto in_place = run(true), out_of_place = run(false);
+  for (size_t i = 0; i < in_place.size(); ++i) EXPECT_TRUE(at::equal(in_place[i], out_of_place[i])) << "tensor " << i;
+  EXPECT_GT(in_place[2].abs().max().item<float>(), 0.0f);
+}
+
 TEST(Lora, DropoutMaskCpuLoopEqualsTensorOps) {
   std::vector<int64_t> keys;
   for (int64_t k = 0; k < 3 * 17; ++k) keys.push_back(DropoutTokenKey(42, 9, k / 17 + 1000, k % 17));

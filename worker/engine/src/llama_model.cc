@@ -34,14 +34,19 @@ struct LayerRun {
   at::Tensor cache_mask;
 };
 
+// On rows [tokens, features]: the base output is then a fresh 2-D tensor (not a view), which
+// LoRA's AddTo accumulates into in place.
 at::Tensor RunProjection(const LayerRun& run, ProjKind kind, const at::Tensor& x) {
   const Projection& p = run.layer->proj[static_cast<int>(kind)];
-  at::Tensor y = FrozenLinear(x, p.weight, p.bias);
+  std::vector<int64_t> out_shape = x.sizes().vec();
+  out_shape.back() = p.weight.out_features();
+  const at::Tensor rows = x.reshape({-1, x.size(-1)});
+  at::Tensor y = FrozenLinear(rows, p.weight, p.bias);
   if (p.lora) {
     DropoutKey key{run.layer_index, static_cast<int>(kind), &run.options->token_keys};
-    y = p.lora->AddTo(y, x, run.options->training, key);
+    y = p.lora->AddTo(y, rows, run.options->training, key);
   }
-  return y;
+  return y.view(out_shape);
 }
 
 // Additive causal mask (0 on and below the diagonal, -inf above; also -inf beyond the

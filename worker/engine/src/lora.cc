@@ -212,6 +212,9 @@ at::Tensor LoraAdapter::AddTo(const at::Tensor& base_out, const at::Tensor& x, b
   const int64_t in = x.size(-1);
   at::Tensor h = at::matmul(input.reshape({-1, in}), a.to(dtype).t());  // [rows, r]
   // base + scaling * h @ B^T as one GEMM with accumulation.
+  if (base_out.dim() == 2 && base_out.is_contiguous() && !base_out.is_view() &&
+      !(base_out.is_leaf() && base_out.requires_grad()))
+    return base_out.addmm_(h, b.to(dtype).t(), /*beta=*/1.0, /*alpha=*/scaling);
   std::vector<int64_t> out_shape = x.sizes().vec();
   out_shape.back() = b.size(0);
   at::Tensor base2d = base_out.dim() == 0 ? base_out.expand({h.size(0), b.size(0)}) : base_out.reshape({-1, b.size(0)});

@@ -51,7 +51,10 @@ struct LoraAdapter {
                             const at::Device& device);
   // The adapter's delta for input x [batch, seq, in]; `key` is only read when dropout applies.
   at::Tensor Forward(const at::Tensor& x, bool training, const DropoutKey& key) const;
-  // base_out + delta(x), fused into one GEMM with accumulation.
+  // base_out + delta(x), fused into one GEMM with accumulation. A 2-D contiguous base_out
+  // [rows, out] is consumed: the delta is accumulated into it in place and it is returned
+  // (no copy of the base output first, which out-of-place addmm makes); pass a tensor nothing
+  // else reads, and not a view. Other shapes get a new tensor.
   at::Tensor AddTo(const at::Tensor& base_out, const at::Tensor& x, bool training, const DropoutKey& key) const;
 };
 
