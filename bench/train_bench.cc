@@ -250,7 +250,8 @@ int main(int argc, char** argv) {
                         {"peak_rss_bytes", static_cast<int64_t>(ru.ru_maxrss) * 1024},
                         {"bytes_per_quantized_param", bytes_per_qparam}};
   out["device"] = a.device;
-  out["openblas_core"] = OpenBlasCoreName();  // the GEMM kernels (OPENBLAS_CORETYPE), "" without OpenBLAS
+  out["openblas_core"] = OpenBlasCoreName();       // the GEMM kernels (OPENBLAS_CORETYPE), "" without OpenBLAS
+  out["openblas_library"] = LoadedOpenBlasPath();  // which build: openblas-openmp/ or openblas-pthread/
   out["lora_r"] = a.lora_r;
   out["quantization"] = ArgValue(argc, argv, "--no-quant", 0) ? "none" : "nf4";
   out["checkpointing"] = cfg.training.gradient_checkpointing;
