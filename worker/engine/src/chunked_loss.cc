@@ -4,6 +4,7 @@
 #include <ATen/core/grad_mode.h>
 
 #include <algorithm>
+#include <limits>
 
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -17,13 +18,27 @@ at::Tensor ChunkLogits(const at::Tensor& hidden, const at::Tensor& head, int64_t
   return at::matmul(hidden.slice(0, begin, end), head.t()).to(at::kFloat);
 }
 
-// Gradient of one chunk's summed, weighted cross-entropy with respect to its logits, in place:
-// softmax - onehot(target), times the row's weight (0 on ignored rows).
-void LogitsToGradient(const at::Tensor& logits, const at::Tensor& lse, const at::Tensor& targets,
-                      const at::Tensor& valid) {
-  logits.sub_(lse.unsqueeze(1)).exp_();
-  logits.scatter_add_(1, targets.unsqueeze(1), at::full({logits.size(0), 1}, -1.0f, logits.options()));
-  logits.mul_(valid.unsqueeze(1));
+// Rows [begin, end) of the fp32 logits into `buffer` (reused across chunks: a fresh 33 MB
+// tensor per chunk had cost page faults on every one).
+at::Tensor FillLogits(const at::Tensor& hidden, const at::Tensor& head, int64_t begin, int64_t end,
+                      at::Tensor& buffer) {
+  at::Tensor logits = buffer.narrow(0, 0, end - begin);
+  if (hidden.scalar_type() == at::kFloat)
+    at::mm_out(logits, hidden.slice(0, begin, end), head.t());
+  else
+    logits.copy_(ChunkLogits(hidden, head, begin, end));
+  return logits;
+}
+
+// In place: logits -> exp(logits - rowmax); returns the rows' log-sum-exp and (through `sums`)
+// the sums of those exponentials. The same steps as at::logsumexp (a non-finite row maximum
+// taken as 0), without its [rows x vocab] temporary.
+at::Tensor ExpInPlaceAndLogSumExp(at::Tensor& logits, at::Tensor* sums) {
+  at::Tensor maxes = at::amax(logits, {1}, /*keepdim=*/true);
+  maxes.masked_fill_(maxes.abs() == std::numeric_limits<float>::infinity(), 0);
+  logits.sub_(maxes).exp_();
+  *sums = logits.sum({1}, /*keepdim=*/true);
+  return sums->log().add_(maxes).squeeze(1);
 }
 
 // When hidden needs a gradient, forward computes it too, chunk by chunk, while each chunk's
@@ -44,15 +59,22 @@ class ChunkedLinearCrossEntropy : public torch::autograd::Function<ChunkedLinear
     at::Tensor safe_targets = targets.clamp_min(0);
     at::Tensor total = at::zeros({}, hidden.options().dtype(at::kFloat));
     at::Tensor grad_hidden = needs_grad ? at::empty_like(hidden) : at::Tensor();
+    at::Tensor buffer = at::empty({std::min(n, chunk_rows), w.size(0)}, hidden.options().dtype(at::kFloat));
     for (int64_t b = 0; b < n; b += chunk_rows) {
       const int64_t e = std::min(n, b + chunk_rows);
-      at::Tensor logits = ChunkLogits(hidden, w, b, e);
-      at::Tensor chunk_lse = at::logsumexp(logits, -1);
+      at::Tensor logits = FillLogits(hidden, w, b, e, buffer);
       at::Tensor chunk_targets = safe_targets.slice(0, b, e);
+      at::Tensor chunk_valid = valid.slice(0, b, e);
       at::Tensor target_logit = logits.gather(1, chunk_targets.unsqueeze(1)).squeeze(1);
-      total += ((chunk_lse - target_logit) * valid.slice(0, b, e)).sum();
+      at::Tensor sums;
+      at::Tensor chunk_lse = ExpInPlaceAndLogSumExp(logits, &sums);
+      total += ((chunk_lse - target_logit) * chunk_valid).sum();
       if (needs_grad) {
-        LogitsToGradient(logits, chunk_lse, chunk_targets, valid.slice(0, b, e));
+        // d(lse - logit_t)/d logits = softmax - onehot(t), times the row's weight (0 on ignored
+        // rows); logits holds exp(logits - max) now, so softmax is one division away.
+        logits.div_(sums);
+        logits.scatter_add_(1, chunk_targets.unsqueeze(1), at::full({e - b, 1}, -1.0f, logits.options()));
+        logits.mul_(chunk_valid.unsqueeze(1));
         at::Tensor rows = grad_hidden.slice(0, b, e);
         at::matmul_out(rows, logits.to(hidden.scalar_type()), w);
       }
