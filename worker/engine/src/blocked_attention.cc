@@ -2,6 +2,8 @@
 
 #include <vector>
 
+#include "polytune/engine/batched_matmul.h"
+
 namespace polytune::engine {
 
 at::Tensor BlockedCausalAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
@@ -13,10 +15,13 @@ at::Tensor BlockedCausalAttention(const at::Tensor& q, const at::Tensor& k, cons
   for (const at::Tensor& qb : q3.split(kAttentionBlock, 1)) {
     const int64_t rows = qb.size(1), end = start + rows;
     at::Tensor block_mask = mask.narrow(0, start, rows).narrow(1, 0, end).unsqueeze(0).expand({bh, rows, end});
-    at::Tensor scores =
-        at::baddbmm(block_mask, qb, k3.narrow(1, 0, end).transpose(1, 2), /*beta=*/1.0, /*alpha=*/scale);
+    const at::Tensor keys_t = k3.narrow(1, 0, end).transpose(1, 2);
+    // scale * q @ k^T + mask: in one baddbmm, or after the batch-split GEMM where it applies.
+    at::Tensor scores = BatchedMatmulSplitsBatches(qb, keys_t)
+                            ? BatchedMatmul(qb, keys_t).mul_(scale).add_(block_mask)
+                            : at::baddbmm(block_mask, qb, keys_t, /*beta=*/1.0, /*alpha=*/scale);
     at::Tensor probs = at::softmax(scores, -1, at::promote_types(q.scalar_type(), at::kFloat)).to(q.scalar_type());
-    outs.push_back(at::bmm(probs, v3.narrow(1, 0, end)));
+    outs.push_back(BatchedMatmul(probs, v3.narrow(1, 0, end)));
     start = end;
   }
   return at::cat(outs, 1);
