@@ -8,6 +8,7 @@
 //                           [--vocab 32000] [--threads N] [--rank R --world W --port P]
 //                           [--head-dim 64] [--kv-heads H] [--intermediate I] [--lora-r 16]
 //                           [--no-quant 1] [--checkpointing 0|1] [--device cuda --peak-tflops T]
+//                           [--grad-bucket-kb K]  (data parallel; 0: one all-reduce after backward)
 // On CUDA (bf16 compute) it reports the allocator's peak and the matmul TFLOP/s as a fraction
 // of --peak-tflops (MFU) instead of the sgemm comparison.
 #include <sys/resource.h>
@@ -193,6 +194,9 @@ int main(int argc, char** argv) {
   cfg.lora.r = a.lora_r;
   cfg.lora.alpha = 2.0 * a.lora_r;
   cfg.training.device = a.device;
+  // --grad-bucket-kb K: data-parallel all-reduce buckets (0: one all-reduce after backward).
+  if (const int64_t kb = ArgValue(argc, argv, "--grad-bucket-kb", -1); kb >= 0)
+    cfg.training.grad_bucket_mb = static_cast<double>(kb) / 1024.0;
   cfg.output_dir = a.work + "/run-" + std::to_string(a.world) + "-" + std::to_string(std::max(0, a.rank));
 
   std::unique_ptr<Communicator> comm;
@@ -249,6 +253,7 @@ int main(int argc, char** argv) {
                         {"global_batch", a.batch},
                         {"world_size", a.world},
                         {"threads_per_rank", threads},
+                        {"grad_bucket_mb", cfg.training.grad_bucket_mb},
                         {"tokens_per_second", tokens_per_second},
                         {"peak_rss_bytes", static_cast<int64_t>(ru.ru_maxrss) * 1024},
                         {"bytes_per_quantized_param", bytes_per_qparam}};

@@ -261,6 +261,7 @@ absl::Status ParseTraining(const Parser& p, const YAML::Node& t, JobSpec& s) {
                           "checkpoint_every",
                           "device",
                           "num_threads",
+                          "grad_bucket_mb",
                           "on_nonfinite",
                           "eval_generate",
                           "early_stopping",
@@ -315,6 +316,10 @@ absl::Status ParseTraining(const Parser& p, const YAML::Node& t, JobSpec& s) {
     return p.Error(t["device"], "training.device", "must be auto, cpu, cuda or cuda:N");
   RETURN_IF_ERROR(p.Get(t, k, "num_threads", &tr.num_threads, "an integer"));
   RETURN_IF_ERROR(p.AtLeast(t, k, "num_threads", tr.num_threads, 0));
+  RETURN_IF_ERROR(p.Number(t, k, "grad_bucket_mb", &tr.grad_bucket_mb));
+  if (!(tr.grad_bucket_mb >= 0))
+    return p.Error(t["grad_bucket_mb"], "training.grad_bucket_mb",
+                   "must not be negative (0: one all-reduce after backward)");
   std::string on_nonfinite = "fail";
   RETURN_IF_ERROR(p.Get(t, k, "on_nonfinite", &on_nonfinite, "fail or skip_step"));
   if (on_nonfinite == "fail") {

@@ -106,6 +106,7 @@ std::string ToCanonicalYaml(const JobSpec& s) {
   Val(e, "checkpoint_every", t.checkpoint_every);
   Val(e, "device", t.device);
   Val(e, "num_threads", t.num_threads);
+  Val(e, "grad_bucket_mb", t.grad_bucket_mb);
   Val(e, "on_nonfinite", std::string(t.on_nonfinite == OnNonFinite::kFail ? "fail" : "skip_step"));
   if (t.eval_generate) {
     e << YAML::Key << "eval_generate" << YAML::Value << YAML::BeginMap;
@@ -174,8 +175,9 @@ std::map<std::string, std::string> RunDefiningKeys(const JobSpec& spec) {
     const std::string& k = it->first;
     const bool excluded = k == "output_dir" || k.rfind("resources.", 0) == 0 || k.rfind("data.train", 0) == 0 ||
                           k.rfind("data.eval", 0) == 0 || k == "training.device" || k == "training.num_threads" ||
-                          k == "training.eval_every" || k == "training.checkpoint_every" ||
-                          k == "training.on_nonfinite" || k.rfind("training.eval_generate.", 0) == 0;
+                          k == "training.grad_bucket_mb" || k == "training.eval_every" ||
+                          k == "training.checkpoint_every" || k == "training.on_nonfinite" ||
+                          k.rfind("training.eval_generate.", 0) == 0;
     it = excluded ? keys.erase(it) : std::next(it);
   }
   return keys;

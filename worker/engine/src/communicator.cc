@@ -23,12 +23,49 @@ using GroupPtr = c10::intrusive_ptr<c10d::Backend>;
 using GroupPtr = c10::intrusive_ptr<c10d::ProcessGroup>;
 #endif
 
+// A collective that finished (or failed) before it was returned.
+class CompletedCollective : public PendingCollective {
+ public:
+  explicit CompletedCollective(absl::Status status) : status_(std::move(status)) {}
+  absl::Status Wait() override { return status_; }
+
+ private:
+  absl::Status status_;
+};
+
 class SingleProcessCommunicator : public Communicator {
  public:
   int rank() const override { return 0; }
   int world_size() const override { return 1; }
-  absl::Status AllReduceSum(at::Tensor&) override { return absl::OkStatus(); }
+  std::unique_ptr<PendingCollective> StartAllReduceSum(const at::Tensor&) override {
+    return std::make_unique<CompletedCollective>(absl::OkStatus());
+  }
   absl::Status Barrier() override { return absl::OkStatus(); }
+};
+
+absl::Status Failed(int rank, const std::exception& e) {
+  return absl::UnavailableError(
+      absl::StrCat("rank ", rank, ": all-reduce failed (a peer rank probably exited): ", e.what()));
+}
+
+// A c10d work item: Gloo runs it on its own threads, NCCL on its stream.
+class PendingWork : public PendingCollective {
+ public:
+  PendingWork(c10::intrusive_ptr<c10d::Work> work, int rank, std::chrono::milliseconds timeout)
+      : work_(std::move(work)), rank_(rank), timeout_(timeout) {}
+  absl::Status Wait() override {
+    try {
+      if (!work_->wait(timeout_)) return absl::DeadlineExceededError("all-reduce did not complete in time");
+    } catch (const std::exception& e) {
+      return Failed(rank_, e);
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  c10::intrusive_ptr<c10d::Work> work_;
+  int rank_;
+  std::chrono::milliseconds timeout_;
 };
 
 class ProcessGroupCommunicator : public Communicator {
@@ -45,25 +82,23 @@ class ProcessGroupCommunicator : public Communicator {
   int rank() const override { return rank_; }
   int world_size() const override { return world_; }
 
-  absl::Status AllReduceSum(at::Tensor& tensor) override {
-    // NCCL reduces device tensors only: CPU statistics travel through the rank's GPU.
+  std::unique_ptr<PendingCollective> StartAllReduceSum(const at::Tensor& tensor) override {
+    // NCCL reduces device tensors only: CPU statistics travel through the rank's GPU (and
+    // synchronously: they are a few scalars).
     if (collective_device_ && tensor.device() != *collective_device_) {
       at::Tensor staged = tensor.to(*collective_device_);
-      absl::Status st = AllReduceSum(staged);
+      absl::Status st = StartAllReduceSum(staged)->Wait();
       if (st.ok()) tensor.copy_(staged.to(tensor.device()));
-      return st;
+      return std::make_unique<CompletedCollective>(std::move(st));
     }
     try {
       std::vector<at::Tensor> tensors = {tensor};
       c10d::AllreduceOptions opts;
       opts.reduceOp = c10d::ReduceOp::SUM;
-      auto work = group_->allreduce(tensors, opts);
-      if (!work->wait(timeout_)) return absl::DeadlineExceededError("all-reduce did not complete in time");
+      return std::make_unique<PendingWork>(group_->allreduce(tensors, opts), rank_, timeout_);
     } catch (const std::exception& e) {
-      return absl::UnavailableError(
-          absl::StrCat("rank ", rank_, ": all-reduce failed (a peer rank probably exited): ", e.what()));
+      return std::make_unique<CompletedCollective>(Failed(rank_, e));
     }
-    return absl::OkStatus();
   }
 
   absl::Status Barrier() override {

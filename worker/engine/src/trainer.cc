@@ -19,6 +19,7 @@
 #include "polytune/engine/checkpoint.h"
 #include "polytune/engine/data_preparation.h"
 #include "polytune/engine/evaluator.h"
+#include "polytune/engine/gradient_buckets.h"
 #include "polytune/engine/lr_schedule.h"
 #include "polytune/engine/metrics_log.h"
 #include "polytune/engine/model_loader.h"
@@ -220,6 +221,13 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainConfig& config, Communicator
   for (auto& [name, p] : named) params.push_back(p);
   AdamW optimizer(params, AdamWOptions{tc.adam_beta1, tc.adam_beta2, tc.adam_epsilon, tc.weight_decay});
   FlatGradients flat(params);
+  // Data parallel: buckets all-reduced while backward still runs (one all-reduce after it
+  // when training.grad_bucket_mb is 0).
+  std::unique_ptr<OverlappedGradientReducer> overlapped;
+  if (world > 1 && tc.grad_bucket_mb > 0)
+    overlapped = std::make_unique<OverlappedGradientReducer>(
+        std::vector<std::pair<std::string, at::Tensor>>(named.begin(), named.end()), comm,
+        static_cast<int64_t>(tc.grad_bucket_mb * 1024 * 1024));
 
   std::error_code ec;
   fs::create_directories(config.output_dir, ec);
@@ -307,11 +315,14 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainConfig& config, Communicator
     const StepPlan plan =
         PlanStep(train, schedule, step, tc.micro_batch_size, tc.grad_accum_steps, world, language_weights);
     double local_loss = 0;
-    for (int64_t m = 0; m < tc.grad_accum_steps; ++m)
+    for (int64_t m = 0; m < tc.grad_accum_steps; ++m) {
+      if (overlapped && m + 1 == tc.grad_accum_steps) overlapped->Arm();
       local_loss +=
           ForwardBackward(*model, train, schedule, plan, MicroBatchPositions(plan, comm.rank(), m), micro_options);
+    }
     const bool stop_here = options.stop_requested && options.stop_requested();
-    ASSIGN_OR_RETURN(const ReducedStep reduced, ReduceGradients(flat, comm, local_loss, stop_here));
+    ASSIGN_OR_RETURN(const ReducedStep reduced, overlapped ? overlapped->Finish(local_loss, stop_here)
+                                                           : ReduceGradients(flat, comm, local_loss, stop_here));
     const double step_loss = reduced.loss_sum / plan.Normaliser();
     const double grad_norm = ClipGradNorm(params, tc.max_grad_norm);
     const double lr = LearningRateAt(tc.lr_schedule, tc.lr, step, tc.warmup_steps, total_steps);

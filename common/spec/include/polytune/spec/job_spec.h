@@ -174,6 +174,9 @@ struct JobSpec {
     int64_t checkpoint_every = 0;  // 0: only at the end
     std::string device = "auto";   // auto | cpu | cuda | cuda:N
     int64_t num_threads = 0;       // 0: all cores divided among local ranks
+    // Data parallel: gradients are all-reduced in buckets of about this size while backward
+    // still runs (as DDP's bucket_cap_mb); 0: one all-reduce after backward.
+    double grad_bucket_mb = 4.0;
     OnNonFinite on_nonfinite = OnNonFinite::kFail;
     std::optional<EvalGenerate> eval_generate;
     std::optional<EarlyStopping> early_stopping;
@@ -203,7 +206,7 @@ absl::StatusOr<JobSpec> LoadJobSpec(const std::string& path, SpecUse use);
 
 // The keys that decide what a training run computes, flattened ("training.lr" -> "0.002"),
 // for telling whether a checkpoint belongs to this spec: everything except where it runs and
-// writes (output_dir, resources, training.device/num_threads), how often it evaluates or
+// writes (output_dir, resources, training.device/num_threads/grad_bucket_mb), how often it evaluates or
 // checkpoints, and the dataset paths (a run records the datasets' content hashes instead).
 std::map<std::string, std::string> RunDefiningKeys(const JobSpec& spec);
 

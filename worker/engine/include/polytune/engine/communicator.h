@@ -16,6 +16,15 @@
 
 namespace polytune::engine {
 
+// A collective in flight.
+class PendingCollective {
+ public:
+  virtual ~PendingCollective() = default;
+  // Blocks until the collective completes; fails (rather than hanging) when a peer is gone or
+  // it exceeds the communicator's timeout.
+  virtual absl::Status Wait() = 0;
+};
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -23,7 +32,11 @@ class Communicator {
   virtual int world_size() const = 0;
   // In-place sum across ranks. Fails (rather than hanging) when a peer is gone or the
   // collective exceeds the timeout.
-  virtual absl::Status AllReduceSum(at::Tensor& tensor) = 0;
+  absl::Status AllReduceSum(at::Tensor& tensor) { return StartAllReduceSum(tensor)->Wait(); }
+  // Starts an in-place sum and returns at once, so work can go on while it travels. `tensor`
+  // (contiguous) must stay alive and untouched until Wait() returns. Every rank must start the
+  // same collectives, with the same sizes, in the same order.
+  virtual std::unique_ptr<PendingCollective> StartAllReduceSum(const at::Tensor& tensor) = 0;
   virtual absl::Status Barrier() = 0;
 };
 
