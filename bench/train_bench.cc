@@ -57,14 +57,18 @@ struct Args {
   std::string work = "/tmp/polytune-bench";
 };
 
-// FLOPs of the matmuls in one optimizer step with activation checkpointing: projections run
-// forward, again in the recompute, and once more for the input gradient (3P); attention's
-// two products run forward and recomputed, and four run in backward (4A); lm_head runs
-// forward and for its input gradient, both in the forward pass of the fused chunked
-// cross-entropy (2H). LoRA's rank-r products are left out (<2%).
+// FLOPs of the matmuls one optimizer step executes. Projections run forward and once more
+// for the input gradient (2P); with activation checkpointing also in the recompute, except
+// down_proj, whose product the recompute skips (P - D). Attention's two products run forward
+// and four in backward (3A), plus the two again in the recompute (4A). lm_head runs forward
+// and for its input gradient, both in the forward pass of the fused chunked cross-entropy
+// (2H). LoRA's rank-r products are left out (<2%).
 struct StepFlops {
-  double projections = 0, attention = 0, head = 0;
-  double Total() const { return 3 * projections + 4 * attention + 2 * head; }
+  double projections = 0, down = 0, attention = 0, head = 0;
+  double Total(bool checkpointing) const {
+    return checkpointing ? 3 * projections - down + 4 * attention + 2 * head
+                         : 2 * projections + 3 * attention + 2 * head;
+  }
 };
 
 StepFlops CountFlops(const ModelConfig& c, int64_t batch, int64_t seq) {
@@ -73,13 +77,14 @@ StepFlops CountFlops(const ModelConfig& c, int64_t batch, int64_t seq) {
                inter = c.intermediate_size;
   StepFlops f;
   f.projections = c.num_hidden_layers * 2.0 * rows * (h * q + 2 * h * kv + q * h + 3 * h * inter);
+  f.down = c.num_hidden_layers * 2.0 * rows * inter * h;
   f.attention = c.num_hidden_layers * 2.0 * (2.0 * batch * c.num_attention_heads * seq * seq * c.head_dim);
   f.head = 2.0 * rows * h * c.vocab_size;
   return f;
 }
 
 // Seconds for exactly those matmuls as plain fp32 GEMMs on pre-made inputs, best of 3.
-double SgemmSeconds(const ModelConfig& c, int64_t batch, int64_t seq) {
+double SgemmSeconds(const ModelConfig& c, int64_t batch, int64_t seq, bool checkpointing) {
   const int64_t rows = batch * seq;
   const int64_t h = c.hidden_size, q = c.num_attention_heads * c.head_dim, kv = c.num_key_value_heads * c.head_dim,
                 inter = c.intermediate_size;
@@ -98,12 +103,13 @@ double SgemmSeconds(const ModelConfig& c, int64_t batch, int64_t seq) {
   auto run_once = [&] {
     auto t0 = std::chrono::steady_clock::now();
     for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-      for (const auto& s : proj) {
-        at::matmul(s.x, s.w.t());  // forward
-        at::matmul(s.x, s.w.t());  // recompute
-        at::matmul(s.g, s.w);      // input gradient
+      for (size_t p = 0; p < proj.size(); ++p) {
+        const Shape& s = proj[p];
+        at::matmul(s.x, s.w.t());                                            // forward
+        if (checkpointing && p + 1 < proj.size()) at::matmul(s.x, s.w.t());  // recompute (not down_proj)
+        at::matmul(s.g, s.w);                                                // input gradient
       }
-      for (int i = 0; i < 8; ++i) BatchedMatmul(qa, kb);  // 2 fwd + 2 recompute + 4 backward products
+      for (int i = 0; i < (checkpointing ? 8 : 6); ++i) BatchedMatmul(qa, kb);  // 2 fwd (+2 recompute) + 4 bwd
     }
     at::matmul(hx, hw.t());
     at::matmul(hg, hw);
@@ -265,7 +271,7 @@ int main(int argc, char** argv) {
   out["checkpointing"] = cfg.training.gradient_checkpointing;
   if (cuda) {
     const double step_seconds = static_cast<double>(a.batch * a.seq) / tokens_per_second;
-    const double flops = CountFlops(mc, a.batch, a.seq).Total();
+    const double flops = CountFlops(mc, a.batch, a.seq).Total(cfg.training.gradient_checkpointing);
     const double peak_tflops = static_cast<double>(ArgValue(argc, argv, "--peak-tflops", 0));
     out["matmul_tflop_per_step"] = flops / 1e12;
     out["matmul_tflop_per_s"] = flops / step_seconds / 1e12;
@@ -277,8 +283,8 @@ int main(int argc, char** argv) {
 #endif
   } else if (a.world == 1 && !skip_sgemm) {
     const double step_seconds = static_cast<double>(a.batch * a.seq) / tokens_per_second;
-    const double flops = CountFlops(mc, a.batch, a.seq).Total();
-    const double sgemm = SgemmSeconds(mc, a.batch, a.seq);
+    const double flops = CountFlops(mc, a.batch, a.seq).Total(cfg.training.gradient_checkpointing);
+    const double sgemm = SgemmSeconds(mc, a.batch, a.seq, cfg.training.gradient_checkpointing);
     out["matmul_gflop_per_step"] = flops / 1e9;
     out["step_seconds"] = step_seconds;
     out["step_matmul_gflop_per_s"] = flops / step_seconds / 1e9;

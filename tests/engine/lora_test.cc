@@ -147,7 +147,9 @@ TEST(Lora, CheckpointingGivesSameGradientsAsPlainBackward) {
     SumTokenCrossEntropy(model->Forward(ids, fwd), ids).backward();
     for (auto& [n, p] : model->LoraParameters()) grads[mode][n] = p.grad().clone();
   }
-  for (auto& [n, g] : grads[0]) EXPECT_TRUE(g.allclose(grads[1][n], 1e-5, 1e-7)) << n;
+  // The same operations in the same order, so the same bits, although the recompute skips
+  // down_proj's product (only its graph is needed).
+  for (auto& [n, g] : grads[0]) EXPECT_TRUE(g.equal(grads[1][n])) << n;
 }
 
 // A 2-D base output is accumulated into in place (no copy first); a 3-D one gets a new

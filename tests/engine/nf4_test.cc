@@ -130,5 +130,21 @@ TEST(Nf4, FrozenLinearGradientIsDequantisedWeight) {
   EXPECT_TRUE(x.grad().allclose(at::matmul(g, deq), 1e-5, 1e-6));
 }
 
+// The graph-only projection (a checkpointed layer's recomputed down_proj) gives zeros plus
+// bias and exactly FrozenLinear's gradient; without gradients it is FrozenLinear.
+TEST(Nf4, GraphOnlyFrozenLinearSkipsTheProductButNotTheGradient) {
+  at::Tensor w = at::randn({12, 64}), bias = at::randn({12}), g = at::randn({3, 12});
+  FrozenWeight fw = FrozenWeight::Quantized(QuantizeNf4(w, true));
+  at::Tensor x0 = at::randn({3, 64});
+  at::Tensor x = x0.clone().set_requires_grad(true), xg = x0.clone().set_requires_grad(true);
+  at::Tensor y = FrozenLinear(x, fw, bias), yg = FrozenLinearGraphOnly(xg, fw, bias);
+  EXPECT_TRUE(yg.equal(bias.expand({3, 12})));
+  y.backward(g);
+  yg.backward(g);
+  EXPECT_TRUE(xg.grad().equal(x.grad()));
+  at::NoGradGuard no_grad;
+  EXPECT_TRUE(FrozenLinearGraphOnly(x0, fw, bias).equal(FrozenLinear(x0, fw, bias)));
+}
+
 }  // namespace
 }  // namespace polytune::engine

@@ -45,9 +45,15 @@ at::Tensor WeightForMatmul(const FrozenWeight& weight, at::ScalarType dtype) {
 
 class FrozenLinearFunction : public torch::autograd::Function<FrozenLinearFunction> {
  public:
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const FrozenWeight* weight) {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const FrozenWeight* weight,
+                            bool values) {
     ctx->saved_data["weight"] = reinterpret_cast<int64_t>(weight);
     ctx->saved_data["dtype"] = static_cast<int64_t>(x.scalar_type());
+    if (!values) {
+      std::vector<int64_t> shape = x.sizes().vec();
+      shape.back() = weight->out_features();
+      return at::zeros(shape, x.options());
+    }
     return at::matmul(x, WeightForMatmul(*weight, x.scalar_type()).t());
   }
 
@@ -55,15 +61,22 @@ class FrozenLinearFunction : public torch::autograd::Function<FrozenLinearFuncti
                                                  torch::autograd::variable_list grad_outputs) {
     const auto* weight = reinterpret_cast<const FrozenWeight*>(ctx->saved_data["weight"].toInt());
     const auto dtype = static_cast<at::ScalarType>(ctx->saved_data["dtype"].toInt());
-    return {at::matmul(grad_outputs[0].to(dtype), WeightForMatmul(*weight, dtype)), at::Tensor()};
+    return {at::matmul(grad_outputs[0].to(dtype), WeightForMatmul(*weight, dtype)), at::Tensor(), at::Tensor()};
   }
 };
 
 }  // namespace
 
 at::Tensor FrozenLinear(const at::Tensor& x, const FrozenWeight& weight, const at::Tensor& bias) {
-  at::Tensor y = x.requires_grad() ? FrozenLinearFunction::apply(x, &weight)
+  at::Tensor y = x.requires_grad() ? FrozenLinearFunction::apply(x, &weight, true)
                                    : at::matmul(x, WeightForMatmul(weight, x.scalar_type()).t());
+  if (bias.defined()) y = y + bias;
+  return y;
+}
+
+at::Tensor FrozenLinearGraphOnly(const at::Tensor& x, const FrozenWeight& weight, const at::Tensor& bias) {
+  if (!x.requires_grad() || !at::GradMode::is_enabled()) return FrozenLinear(x, weight, bias);
+  at::Tensor y = FrozenLinearFunction::apply(x, &weight, false);
   if (bias.defined()) y = y + bias;
   return y;
 }

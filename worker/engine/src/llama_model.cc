@@ -32,16 +32,20 @@ struct LayerRun {
   // (additive, [batch, 1, n, cached + n]).
   KvCache* cache = nullptr;
   at::Tensor cache_mask;
+  // Activation checkpointing's recompute: the layer's output is only differentiated, never
+  // read, so the last projection (down_proj, whose backward needs no output values) records
+  // its graph without computing its product.
+  bool output_only_differentiated = false;
 };
 
 // On rows [tokens, features]: the base output is then a fresh 2-D tensor (not a view), which
 // LoRA's AddTo accumulates into in place.
-at::Tensor RunProjection(const LayerRun& run, ProjKind kind, const at::Tensor& x) {
+at::Tensor RunProjection(const LayerRun& run, ProjKind kind, const at::Tensor& x, bool values_read = true) {
   const Projection& p = run.layer->proj[static_cast<int>(kind)];
   std::vector<int64_t> out_shape = x.sizes().vec();
   out_shape.back() = p.weight.out_features();
   const at::Tensor rows = x.reshape({-1, x.size(-1)});
-  at::Tensor y = FrozenLinear(rows, p.weight, p.bias);
+  at::Tensor y = values_read ? FrozenLinear(rows, p.weight, p.bias) : FrozenLinearGraphOnly(rows, p.weight, p.bias);
   if (p.lora) {
     DropoutKey key{run.layer_index, static_cast<int>(kind), &run.options->token_keys};
     y = p.lora->AddTo(y, rows, run.options->training, key);
@@ -175,7 +179,8 @@ at::Tensor DecoderForward(const LayerRun& run, const at::Tensor& x) {
   at::Tensor out = x + RunProjection(run, ProjKind::kO, attn);
   at::Tensor h2 = RmsNorm(out, run.layer->post_attention_layernorm, c.rms_norm_eps);
   at::Tensor mlp = RunProjection(
-      run, ProjKind::kDown, at::silu(RunProjection(run, ProjKind::kGate, h2)) * RunProjection(run, ProjKind::kUp, h2));
+      run, ProjKind::kDown, at::silu(RunProjection(run, ProjKind::kGate, h2)) * RunProjection(run, ProjKind::kUp, h2),
+      /*values_read=*/!run.output_only_differentiated);
   return out + mlp;
 }
 
@@ -221,6 +226,7 @@ class CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
                  saved[2],
                  &options,
                  ctx->saved_data["spans"].toIntVector()};
+    run.output_only_differentiated = true;  // `out` below only roots autograd::grad
     std::vector<at::Tensor> params = LayerLoraTensors(*run.layer);
     at::Tensor x = saved[0].detach().requires_grad_(saved[0].requires_grad());
     at::Tensor out;

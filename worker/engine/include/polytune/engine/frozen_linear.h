@@ -38,4 +38,10 @@ class FrozenWeight {
 // y = x @ W^T (+ bias). Differentiable in x only; `weight` must outlive the autograd graph.
 at::Tensor FrozenLinear(const at::Tensor& x, const FrozenWeight& weight, const at::Tensor& bias);
 
+// The same node in the autograd graph as FrozenLinear (its backward gives the same gradient
+// for x), but the forward values are not computed: the result holds zeros (plus bias). For a
+// recomputed layer whose output is only differentiated, never read, where the product (and
+// the NF4 dequantisation) would be thrown away. Without gradients it is FrozenLinear.
+at::Tensor FrozenLinearGraphOnly(const at::Tensor& x, const FrozenWeight& weight, const at::Tensor& bias);
+
 }  // namespace polytune::engine
