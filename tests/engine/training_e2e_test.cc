@@ -136,9 +136,12 @@ TEST_F(TrainingE2E, TwoRanksWithAccumulationEqualOneRankFullBatch) {
 
 TEST_F(TrainingE2E, TwoRanksOverlappedBucketsEqualOneAllReduceBitForBit) {
   // Real Gloo between two processes: 2 KB buckets (many, started during backward) against one
-  // all-reduce after backward. Two-rank sums are a + b either way, so the adapters are equal.
-  const std::string training = "max_steps: 4, micro_batch_size: 1, grad_accum_steps: 2, grad_bucket_mb: ";
-  Result a = Shell(kBin + " train " + Config("buckets", training + "0.002") + " --nproc 2");
+  // all-reduce after backward. Two-rank sums are a + b either way, so the adapters are equal;
+  // a run resumed from a checkpoint (new processes, hooks registered afresh) ends equal too.
+  const std::string training =
+      "max_steps: 4, micro_batch_size: 1, grad_accum_steps: 2, checkpoint_every: 2, grad_bucket_mb: ";
+  const std::string buckets = Config("buckets", training + "0.002");
+  Result a = Shell(kBin + " train " + buckets + " --nproc 2");
   ASSERT_EQ(a.code, 0) << a.output;
   Result b = Shell(kBin + " train " + Config("single", training + "0") + " --nproc 2");
   ASSERT_EQ(b.code, 0) << b.output;
@@ -149,6 +152,12 @@ TEST_F(TrainingE2E, TwoRanksOverlappedBucketsEqualOneAllReduceBitForBit) {
   for (const auto& [n, t] : x)
     if (n.find("lora_B") != std::string::npos) moved = std::max(moved, t.abs().max().item<double>());
   EXPECT_GT(moved, 1e-3);
+
+  fs::remove_all(dir_ / "out-buckets/checkpoints/step-4");
+  fs::remove_all(dir_ / "out-buckets/adapter");
+  Result resumed = Shell(kBin + " train " + buckets + " --nproc 2 --resume");
+  ASSERT_EQ(resumed.code, 0) << resumed.output;
+  for (const auto& [n, t] : Adapter(dir_ / "out-buckets/adapter")) EXPECT_TRUE(t.equal(y.at(n))) << n;
 }
 
 TEST_F(TrainingE2E, ResumeReproducesTheUninterruptedRun) {

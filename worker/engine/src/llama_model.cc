@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "polytune/engine/blocked_attention.h"
 #include "polytune/engine/rope.h"
+#include "polytune/engine/swiglu.h"
 
 namespace polytune::engine {
 namespace {
@@ -178,9 +179,9 @@ at::Tensor DecoderForward(const LayerRun& run, const at::Tensor& x) {
   at::Tensor attn = attended.transpose(1, 2).reshape({batch, seq, c.num_attention_heads * c.head_dim});
   at::Tensor out = x + RunProjection(run, ProjKind::kO, attn);
   at::Tensor h2 = RmsNorm(out, run.layer->post_attention_layernorm, c.rms_norm_eps);
-  at::Tensor mlp = RunProjection(
-      run, ProjKind::kDown, at::silu(RunProjection(run, ProjKind::kGate, h2)) * RunProjection(run, ProjKind::kUp, h2),
-      /*values_read=*/!run.output_only_differentiated);
+  at::Tensor mlp = RunProjection(run, ProjKind::kDown,
+                                 SwiGlu(RunProjection(run, ProjKind::kGate, h2), RunProjection(run, ProjKind::kUp, h2)),
+                                 /*values_read=*/!run.output_only_differentiated);
   return out + mlp;
 }
 
