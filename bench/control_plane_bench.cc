@@ -12,8 +12,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -59,8 +61,15 @@ double ProcessCpuSeconds(pid_t pid) {
 int main(int argc, char** argv) {
   std::string coordinator_bin =
       (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "../coordinator/polytune-coordinator").string();
-  for (int i = 1; i + 1 < argc; ++i)
+  // --data-root: where the coordinator's data folder (and so the artifact store) lives; a tmpfs
+  // such as /dev/shm separates the transfer path's speed from the disk's durable-write speed.
+  std::string data_root = "/tmp";
+  int transfer_rounds = 3;
+  for (int i = 1; i + 1 < argc; ++i) {
     if (std::strcmp(argv[i], "--coordinator-bin") == 0) coordinator_bin = argv[i + 1];
+    if (std::strcmp(argv[i], "--data-root") == 0) data_root = argv[i + 1];
+    if (std::strcmp(argv[i], "--transfer-rounds") == 0) transfer_rounds = std::max(1, std::atoi(argv[i + 1]));
+  }
   nlohmann::json out;
 
   // 1. Scheduling policy.
@@ -92,8 +101,12 @@ int main(int argc, char** argv) {
   }
 
   // A real coordinator process.
-  char tmpl[] = "/tmp/polytune-cpbench-XXXXXX";
-  const std::string dir = ::mkdtemp(tmpl);
+  std::string tmpl = data_root + "/polytune-cpbench-XXXXXX";
+  if (::mkdtemp(tmpl.data()) == nullptr) {
+    std::fprintf(stderr, "cannot create a folder under --data-root %s: %s\n", data_root.c_str(), std::strerror(errno));
+    return 1;
+  }
+  const std::string dir = tmpl;
   const int port = 20000 + static_cast<int>(::getpid() % 20000);
   const std::string target = "127.0.0.1:" + std::to_string(port);
   pid_t coord = ::fork();
@@ -189,39 +202,54 @@ int main(int argc, char** argv) {
       uint64_t v = gen();
       std::memcpy(&payload[i], &v, 8);
     }
-    const std::string sha = Sha256Hex(payload);
-    auto t0 = Clock::now();
-    auto ctx = ContextWithDeadline(120);
-    v1::UploadCheckpointResponse resp;
-    auto writer = workers->UploadCheckpoint(ctx.get(), &resp);
-    for (size_t pos = 0; pos < payload.size(); pos += kMaxChunkBytes) {
-      v1::UploadCheckpointChunk c;
-      if (pos == 0) {
-        c.set_job_id(sresp.job().id());
-        c.set_step(1);
-        c.set_sha256(sha);
+    out["checkpoint_transfer_mb"] = payload.size() / 1e6;
+    out["checkpoint_transfer_data_root"] = data_root;
+    // Each round uploads a distinct archive (first 8 bytes = the round), so none is deduplicated
+    // against an earlier one, then downloads it back.
+    std::vector<double> up_mbps, down_mbps;
+    bool all_verified = true;
+    for (int round = 0; round < transfer_rounds; ++round) {
+      const uint64_t tag = 0x5eed0000u + static_cast<uint64_t>(round);
+      std::memcpy(&payload[0], &tag, 8);
+      const std::string sha = Sha256Hex(payload);
+      auto t0 = Clock::now();
+      auto ctx = ContextWithDeadline(120);
+      v1::UploadCheckpointResponse resp;
+      auto writer = workers->UploadCheckpoint(ctx.get(), &resp);
+      for (size_t pos = 0; pos < payload.size(); pos += kMaxChunkBytes) {
+        v1::UploadCheckpointChunk c;
+        if (pos == 0) {
+          c.set_job_id(sresp.job().id());
+          c.set_step(1 + round);
+          c.set_sha256(sha);
+        }
+        c.mutable_data()->assign(payload, pos, kMaxChunkBytes);
+        writer->Write(c);
       }
-      c.mutable_data()->assign(payload, pos, kMaxChunkBytes);
-      writer->Write(c);
+      writer->WritesDone();
+      grpc::Status st = writer->Finish();
+      const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+      // The bench job is never placed, so the coordinator verifies the archive's sha256 and
+      // stores it, then declines to record a checkpoint for a placement that never ran
+      // (FAILED_PRECONDITION): that still is a complete, verified transfer.
+      const bool verified = st.ok() || st.error_code() == grpc::StatusCode::FAILED_PRECONDITION;
+      if (!verified) out["checkpoint_upload_error"] = st.error_message();
+      up_mbps.push_back(payload.size() / 1e6 / secs);
+      // The same bytes back, sha256-verified by the client.
+      const auto d0 = Clock::now();
+      auto back = polytune::rpc::DownloadVerified(*jobs, sha);
+      const double dsecs = std::chrono::duration<double>(Clock::now() - d0).count();
+      const bool back_ok = back.ok() && *back == payload;
+      if (!back.ok()) out["checkpoint_download_error"] = std::string(back.status().message());
+      down_mbps.push_back(payload.size() / 1e6 / dsecs);
+      all_verified = all_verified && verified && back_ok;
     }
-    writer->WritesDone();
-    grpc::Status st = writer->Finish();
-    const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-    // The bench job is never placed, so the coordinator verifies the archive's sha256 and
-    // stores it, then declines to record a checkpoint for a placement that never ran
-    // (FAILED_PRECONDITION): that still is a complete, verified transfer.
-    const bool verified = st.ok() || st.error_code() == grpc::StatusCode::FAILED_PRECONDITION;
-    out["checkpoint_upload_verified"] = verified;
-    if (!verified) out["checkpoint_upload_error"] = st.error_message();
     if (sresp.job().id().empty()) out["checkpoint_upload_error_submit"] = "the bench job was not accepted";
-    out["checkpoint_upload_mb_per_s"] = payload.size() / 1e6 / secs;
-    // The same bytes back, sha256-verified by the client.
-    const auto d0 = Clock::now();
-    auto back = polytune::rpc::DownloadVerified(*jobs, sha);
-    const double dsecs = std::chrono::duration<double>(Clock::now() - d0).count();
-    out["checkpoint_download_verified"] = back.ok() && *back == payload;
-    if (!back.ok()) out["checkpoint_download_error"] = std::string(back.status().message());
-    out["checkpoint_download_mb_per_s"] = payload.size() / 1e6 / dsecs;
+    out["checkpoint_transfers_verified"] = all_verified;
+    out["checkpoint_upload_mb_per_s_runs"] = up_mbps;
+    out["checkpoint_upload_mb_per_s"] = Percentile(up_mbps, 0.5);
+    out["checkpoint_download_mb_per_s_runs"] = down_mbps;
+    out["checkpoint_download_mb_per_s"] = Percentile(down_mbps, 0.5);
   }
   ::kill(coord, SIGTERM);
   ::waitpid(coord, nullptr, 0);

@@ -2,7 +2,7 @@
 // vocab 32000), trains it with the real trainer (NF4 + LoRA r16 on all seven projections,
 // activation checkpointing) on random sequences of --seq tokens, and prints one JSON object:
 // tokens/s, peak RSS, bytes per quantised parameter, and the step's matmul FLOP rate relative
-// to plain sgemm on the same shapes measured in the same process.
+// to plain sgemm on the same shapes, timed right after each step in the same process.
 //
 //   build/bench/train_bench [--hidden 512] [--layers 8] [--seq 512] [--batch 4] [--steps 6]
 //                           [--vocab 32000] [--threads N] [--rank R --world W --port P]
@@ -37,6 +37,7 @@
 #include "bench_model.h"
 #include "nlohmann/json.hpp"
 #include "polytune/engine/batched_matmul.h"
+#include "polytune/engine/chunked_loss.h"
 #include "polytune/engine/communicator.h"
 #include "polytune/engine/cpu_threads.h"
 #include "polytune/engine/model_io.h"
@@ -83,41 +84,63 @@ StepFlops CountFlops(const ModelConfig& c, int64_t batch, int64_t seq) {
   return f;
 }
 
-// Seconds for exactly those matmuls as plain fp32 GEMMs on pre-made inputs, best of 3.
-double SgemmSeconds(const ModelConfig& c, int64_t batch, int64_t seq, bool checkpointing) {
-  const int64_t rows = batch * seq;
-  const int64_t h = c.hidden_size, q = c.num_attention_heads * c.head_dim, kv = c.num_key_value_heads * c.head_dim,
-                inter = c.intermediate_size;
-  struct Shape {
-    at::Tensor x, w, g;
-  };
-  std::vector<Shape> proj;
-  for (auto [in, out] :
-       std::vector<std::pair<int64_t, int64_t>>{{h, q}, {h, kv}, {h, kv}, {q, h}, {h, inter}, {h, inter}, {inter, h}})
-    proj.push_back({at::randn({rows, in}), at::randn({out, in}), at::randn({rows, out})});
-  // Attention's products as the fastest batched GEMM the engine has (one GEMM per head, heads
-  // split across threads where that applies), not libtorch 1.13's CPU bmm, which is slower.
-  at::Tensor qa = at::randn({batch * c.num_attention_heads, seq, c.head_dim});
-  at::Tensor kb = at::randn({batch * c.num_attention_heads, c.head_dim, seq});
-  at::Tensor hx = at::randn({rows, h}), hw = at::randn({c.vocab_size, h}), hg = at::randn({rows, c.vocab_size});
-  auto run_once = [&] {
+// Seconds for exactly those matmuls as plain fp32 GEMMs, run once after every training step
+// so that each step is compared with a reference timed seconds later, on the same VM state:
+// this machine's speed drifts by 2x over minutes, which made a reference timed once, before
+// or after training, meaningless as a ratio. Inputs are made before the clock starts and freed
+// after each run (so they never add to the training's peak RSS); their values do not affect
+// GEMM speed, so they are constants. lm_head runs in the row chunks the fused cross-entropy uses.
+class SgemmReference {
+ public:
+  SgemmReference(const ModelConfig& c, int64_t batch, int64_t seq, bool checkpointing)
+      : c_(c), batch_(batch), seq_(seq), checkpointing_(checkpointing) {}
+
+  double RunOnce() const {
+    const int64_t rows = batch_ * seq_;
+    const int64_t h = c_.hidden_size, q = c_.num_attention_heads * c_.head_dim,
+                  kv = c_.num_key_value_heads * c_.head_dim, inter = c_.intermediate_size;
+    auto make = [](std::initializer_list<int64_t> shape) { return at::full(shape, 0.01f); };
+    struct Shape {
+      at::Tensor x, w, g;
+    };
+    std::vector<Shape> proj;
+    for (auto [in, out] :
+         std::vector<std::pair<int64_t, int64_t>>{{h, q}, {h, kv}, {h, kv}, {q, h}, {h, inter}, {h, inter}, {inter, h}})
+      proj.push_back({make({rows, in}), make({out, in}), make({rows, out})});
+    // Attention's products as the fastest batched GEMM the engine has (one GEMM per head, heads
+    // split across threads where that applies), not libtorch 1.13's CPU bmm, which is slower.
+    at::Tensor qa = make({batch_ * c_.num_attention_heads, seq_, c_.head_dim});
+    at::Tensor kb = make({batch_ * c_.num_attention_heads, c_.head_dim, seq_});
+    const int64_t chunk = std::min(rows, LossChunkRows(c_.vocab_size));
+    at::Tensor hx = make({chunk, h}), hw = make({c_.vocab_size, h}), hg = make({chunk, c_.vocab_size});
     auto t0 = std::chrono::steady_clock::now();
-    for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    for (int64_t l = 0; l < c_.num_hidden_layers; ++l) {
       for (size_t p = 0; p < proj.size(); ++p) {
         const Shape& s = proj[p];
-        at::matmul(s.x, s.w.t());                                            // forward
-        if (checkpointing && p + 1 < proj.size()) at::matmul(s.x, s.w.t());  // recompute (not down_proj)
-        at::matmul(s.g, s.w);                                                // input gradient
+        at::matmul(s.x, s.w.t());                                             // forward
+        if (checkpointing_ && p + 1 < proj.size()) at::matmul(s.x, s.w.t());  // recompute (not down_proj)
+        at::matmul(s.g, s.w);                                                 // input gradient
       }
-      for (int i = 0; i < (checkpointing ? 8 : 6); ++i) BatchedMatmul(qa, kb);  // 2 fwd (+2 recompute) + 4 bwd
+      for (int i = 0; i < (checkpointing_ ? 8 : 6); ++i) BatchedMatmul(qa, kb);  // 2 fwd (+2 recompute) + 4 bwd
     }
-    at::matmul(hx, hw.t());
-    at::matmul(hg, hw);
+    for (int64_t b = 0; b < rows; b += chunk) {
+      const int64_t n = std::min(chunk, rows - b);
+      at::matmul(hx.narrow(0, 0, n), hw.t());  // logits
+      at::matmul(hg.narrow(0, 0, n), hw);      // hidden gradient
+    }
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  };
-  double best = 1e30;
-  for (int i = 0; i < 3; ++i) best = std::min(best, run_once());
-  return best;
+  }
+
+ private:
+  ModelConfig c_;
+  int64_t batch_, seq_;
+  bool checkpointing_;
+};
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
 }
 
 int64_t ArgValue(int argc, char** argv, const char* name, int64_t fallback) {
@@ -221,11 +244,17 @@ int main(int argc, char** argv) {
   } else {
     comm = MakeSingleProcessCommunicator();
   }
-  std::vector<double> step_tps;
+  std::vector<double> step_tps, sgemm_seconds;
+  const bool compare_with_sgemm = !cuda && a.world == 1 && !skip_sgemm;
+  SgemmReference reference(mc, a.batch, a.seq, cfg.training.gradient_checkpointing);
   TrainRunOptions opts;
   opts.progress = false;
   opts.on_record = [&](const polytune::MetricsRecord& r) {
-    if (const auto* s = std::get_if<polytune::StepMetrics>(&r.value)) step_tps.push_back(s->tokens_per_second);
+    const auto* s = std::get_if<polytune::StepMetrics>(&r.value);
+    if (s == nullptr) return;
+    step_tps.push_back(s->tokens_per_second);
+    // The trainer times each step itself, so the reference run here is outside every step.
+    if (compare_with_sgemm) sgemm_seconds.push_back(reference.RunOnce());
   };
   // --profile FILE: chrome trace of the whole run (torch's legacy profiler), for finding
   // where non-matmul time goes.
@@ -240,10 +269,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (comm->rank() != 0) return 0;
-  // Median over steps after the first (warm-up).
-  std::vector<double> tps(step_tps.begin() + std::min<size_t>(1, step_tps.size()), step_tps.end());
-  std::sort(tps.begin(), tps.end());
-  const double tokens_per_second = tps.empty() ? 0 : tps[tps.size() / 2];
+  // Medians over steps after the first (warm-up).
+  const size_t warm = std::min<size_t>(1, step_tps.size());
+  const double tokens_per_second = Median(std::vector<double>(step_tps.begin() + warm, step_tps.end()));
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
 
@@ -281,15 +309,22 @@ int main(int argc, char** argv) {
     out["cuda_peak_allocated_bytes"] = stats.allocated_bytes[0].peak;  // index 0: all pools
     out["cuda_peak_reserved_bytes"] = stats.reserved_bytes[0].peak;
 #endif
-  } else if (a.world == 1 && !skip_sgemm) {
-    const double step_seconds = static_cast<double>(a.batch * a.seq) / tokens_per_second;
+  } else if (compare_with_sgemm) {
+    // Each step against the reference run right after it; the ratio's median and every ratio.
     const double flops = CountFlops(mc, a.batch, a.seq).Total(cfg.training.gradient_checkpointing);
-    const double sgemm = SgemmSeconds(mc, a.batch, a.seq, cfg.training.gradient_checkpointing);
+    std::vector<double> ratios, sgemm_rates;
+    for (size_t i = warm; i < step_tps.size() && i < sgemm_seconds.size(); ++i) {
+      const double step_seconds = static_cast<double>(a.batch * a.seq) / step_tps[i];
+      ratios.push_back(sgemm_seconds[i] / step_seconds);
+      sgemm_rates.push_back(flops / sgemm_seconds[i] / 1e9);
+    }
+    const double step_seconds = static_cast<double>(a.batch * a.seq) / tokens_per_second;
     out["matmul_gflop_per_step"] = flops / 1e9;
     out["step_seconds"] = step_seconds;
     out["step_matmul_gflop_per_s"] = flops / step_seconds / 1e9;
-    out["sgemm_gflop_per_s_same_shapes"] = flops / sgemm / 1e9;
-    out["matmul_efficiency_vs_sgemm"] = sgemm / step_seconds;
+    out["sgemm_gflop_per_s_same_shapes"] = Median(sgemm_rates);
+    out["matmul_efficiency_vs_sgemm"] = Median(ratios);
+    out["matmul_efficiency_vs_sgemm_per_step"] = ratios;
   }
   std::printf("%s\n", out.dump().c_str());
   return 0;
