@@ -65,10 +65,12 @@ int main(int argc, char** argv) {
   // such as /dev/shm separates the transfer path's speed from the disk's durable-write speed.
   std::string data_root = "/tmp";
   int transfer_rounds = 3;
+  bool heartbeats = true;  // --heartbeats 0: only the scheduler and the transfers (15 s shorter)
   for (int i = 1; i + 1 < argc; ++i) {
     if (std::strcmp(argv[i], "--coordinator-bin") == 0) coordinator_bin = argv[i + 1];
     if (std::strcmp(argv[i], "--data-root") == 0) data_root = argv[i + 1];
     if (std::strcmp(argv[i], "--transfer-rounds") == 0) transfer_rounds = std::max(1, std::atoi(argv[i + 1]));
+    if (std::strcmp(argv[i], "--heartbeats") == 0) heartbeats = std::atoi(argv[i + 1]) != 0;
   }
   nlohmann::json out;
 
@@ -150,7 +152,7 @@ int main(int argc, char** argv) {
   };
 
   // 2a. Throughput: 8 client threads as fast as they can for 5 s.
-  {
+  if (heartbeats) {
     std::atomic<int64_t> done{0};
     std::atomic<bool> stop{false};
     std::vector<std::thread> threads;
@@ -166,7 +168,7 @@ int main(int argc, char** argv) {
     out["heartbeats_per_second_max"] = done / std::chrono::duration<double>(Clock::now() - t0).count();
   }
   // 2b. 1,000 workers at 1 Hz for 10 s: the coordinator's CPU.
-  {
+  if (heartbeats) {
     const double cpu0 = ProcessCpuSeconds(coord);
     auto t0 = Clock::now();
     int64_t sent = 0;
@@ -207,11 +209,15 @@ int main(int argc, char** argv) {
     // Each round uploads a distinct archive (first 8 bytes = the round), so none is deduplicated
     // against an earlier one, then downloads it back.
     std::vector<double> up_mbps, down_mbps;
+    // CPU cores each side kept busy during a transfer ({client, coordinator}): a receiver at
+    // one core is CPU-bound, both well under one are waiting on each other.
+    std::vector<std::pair<double, double>> up_cores, down_cores;
     bool all_verified = true;
     for (int round = 0; round < transfer_rounds; ++round) {
       const uint64_t tag = 0x5eed0000u + static_cast<uint64_t>(round);
       std::memcpy(&payload[0], &tag, 8);
       const std::string sha = Sha256Hex(payload);
+      const double ccpu0 = ProcessCpuSeconds(::getpid()), scpu0 = ProcessCpuSeconds(coord);
       auto t0 = Clock::now();
       auto ctx = ContextWithDeadline(120);
       v1::UploadCheckpointResponse resp;
@@ -235,10 +241,14 @@ int main(int argc, char** argv) {
       const bool verified = st.ok() || st.error_code() == grpc::StatusCode::FAILED_PRECONDITION;
       if (!verified) out["checkpoint_upload_error"] = st.error_message();
       up_mbps.push_back(payload.size() / 1e6 / secs);
+      const double ccpu1 = ProcessCpuSeconds(::getpid()), scpu1 = ProcessCpuSeconds(coord);
+      up_cores.push_back({(ccpu1 - ccpu0) / secs, (scpu1 - scpu0) / secs});
       // The same bytes back, sha256-verified by the client.
       const auto d0 = Clock::now();
       auto back = polytune::rpc::DownloadVerified(*jobs, sha);
       const double dsecs = std::chrono::duration<double>(Clock::now() - d0).count();
+      const double ccpu2 = ProcessCpuSeconds(::getpid()), scpu2 = ProcessCpuSeconds(coord);
+      down_cores.push_back({(ccpu2 - ccpu1) / dsecs, (scpu2 - scpu1) / dsecs});
       const bool back_ok = back.ok() && *back == payload;
       if (!back.ok()) out["checkpoint_download_error"] = std::string(back.status().message());
       down_mbps.push_back(payload.size() / 1e6 / dsecs);
@@ -250,6 +260,8 @@ int main(int argc, char** argv) {
     out["checkpoint_upload_mb_per_s"] = Percentile(up_mbps, 0.5);
     out["checkpoint_download_mb_per_s_runs"] = down_mbps;
     out["checkpoint_download_mb_per_s"] = Percentile(down_mbps, 0.5);
+    out["checkpoint_upload_cores_client_coordinator_runs"] = up_cores;
+    out["checkpoint_download_cores_client_coordinator_runs"] = down_cores;
   }
   ::kill(coord, SIGTERM);
   ::waitpid(coord, nullptr, 0);
