@@ -33,7 +33,7 @@ PY=/usr/bin/python3
 $PY -c 'import torch' 2>/dev/null || { echo "peer_compare: the peer needs Debian's PyTorch: apt-get install python3-torch" >&2; exit 1; }
 PEER_ARGS=()
 for ((i = 0; i < ${#ARGS[@]}; i += 2)); do
-  case ${ARGS[i]} in --no-quant | --rank | --world | --port | --profile | --skip-sgemm | --work | --peak-tflops) ;;
+  case ${ARGS[i]} in --no-quant | --rank | --world | --port | --profile | --skip-sgemm | --work | --peak-tflops | --keep-projections) ;;
     *) PEER_ARGS+=("${ARGS[i]}" "${ARGS[i + 1]}") ;;
   esac
 done

@@ -9,6 +9,7 @@
 //                           [--head-dim 64] [--kv-heads H] [--intermediate I] [--lora-r 16]
 //                           [--no-quant 1] [--checkpointing 0|1] [--device cuda --peak-tflops T]
 //                           [--grad-bucket-kb K]  (data parallel; 0: one all-reduce after backward)
+//                           [--keep-projections 1]  (checkpointing keeps the projection products)
 // On CUDA (bf16 compute) it reports the allocator's peak and the matmul TFLOP/s as a fraction
 // of --peak-tflops (MFU) instead of the sgemm comparison.
 #include <sys/resource.h>
@@ -63,10 +64,12 @@ struct Args {
 // down_proj, whose product the recompute skips (P - D). Attention's two products run forward
 // and four in backward (3A), plus the two again in the recompute (4A). lm_head runs forward
 // and for its input gradient, both in the forward pass of the fused chunked cross-entropy
-// (2H). LoRA's rank-r products are left out (<2%).
+// (2H). With checkpointing that keeps the projections' products, the recompute runs no
+// projection (2P + 4A + 2H). LoRA's rank-r products are left out.
 struct StepFlops {
   double projections = 0, down = 0, attention = 0, head = 0;
-  double Total(bool checkpointing) const {
+  double Total(bool checkpointing, bool keeps_projections = false) const {
+    if (checkpointing && keeps_projections) return 2 * projections + 4 * attention + 2 * head;
     return checkpointing ? 3 * projections - down + 4 * attention + 2 * head
                          : 2 * projections + 3 * attention + 2 * head;
   }
@@ -92,8 +95,8 @@ StepFlops CountFlops(const ModelConfig& c, int64_t batch, int64_t seq) {
 // GEMM speed, so they are constants. lm_head runs in the row chunks the fused cross-entropy uses.
 class SgemmReference {
  public:
-  SgemmReference(const ModelConfig& c, int64_t batch, int64_t seq, bool checkpointing)
-      : c_(c), batch_(batch), seq_(seq), checkpointing_(checkpointing) {}
+  SgemmReference(const ModelConfig& c, int64_t batch, int64_t seq, bool checkpointing, bool keeps_projections)
+      : c_(c), batch_(batch), seq_(seq), checkpointing_(checkpointing), keeps_projections_(keeps_projections) {}
 
   double RunOnce() const {
     const int64_t rows = batch_ * seq_;
@@ -117,9 +120,10 @@ class SgemmReference {
     for (int64_t l = 0; l < c_.num_hidden_layers; ++l) {
       for (size_t p = 0; p < proj.size(); ++p) {
         const Shape& s = proj[p];
-        at::matmul(s.x, s.w.t());                                             // forward
-        if (checkpointing_ && p + 1 < proj.size()) at::matmul(s.x, s.w.t());  // recompute (not down_proj)
-        at::matmul(s.g, s.w);                                                 // input gradient
+        at::matmul(s.x, s.w.t());  // forward
+        if (checkpointing_ && !keeps_projections_ && p + 1 < proj.size())
+          at::matmul(s.x, s.w.t());  // recompute (not down_proj)
+        at::matmul(s.g, s.w);        // input gradient
       }
       for (int i = 0; i < (checkpointing_ ? 8 : 6); ++i) BatchedMatmul(qa, kb);  // 2 fwd (+2 recompute) + 4 bwd
     }
@@ -134,7 +138,7 @@ class SgemmReference {
  private:
   ModelConfig c_;
   int64_t batch_, seq_;
-  bool checkpointing_;
+  bool checkpointing_, keeps_projections_;
 };
 
 double Median(std::vector<double> v) {
@@ -219,6 +223,8 @@ int main(int argc, char** argv) {
   cfg.training.lr = 1e-4;
   if (ArgValue(argc, argv, "--no-quant", 0)) cfg.model.quantization = Quantization::kNone;
   cfg.training.gradient_checkpointing = ArgValue(argc, argv, "--checkpointing", 1) != 0;
+  // --keep-projections 1: checkpointing keeps the projections' products (no GEMMs recomputed).
+  cfg.training.checkpoint_keeps_projections = ArgValue(argc, argv, "--keep-projections", 0) != 0;
   cfg.lora.dropout = static_cast<double>(ArgValue(argc, argv, "--dropout-percent", 5)) / 100.0;
   cfg.lora.r = a.lora_r;
   cfg.lora.alpha = 2.0 * a.lora_r;
@@ -246,7 +252,8 @@ int main(int argc, char** argv) {
   }
   std::vector<double> step_tps, sgemm_seconds;
   const bool compare_with_sgemm = !cuda && a.world == 1 && !skip_sgemm;
-  SgemmReference reference(mc, a.batch, a.seq, cfg.training.gradient_checkpointing);
+  const bool keeps = cfg.training.checkpoint_keeps_projections;
+  SgemmReference reference(mc, a.batch, a.seq, cfg.training.gradient_checkpointing, keeps);
   TrainRunOptions opts;
   opts.progress = false;
   opts.on_record = [&](const polytune::MetricsRecord& r) {
@@ -297,9 +304,10 @@ int main(int argc, char** argv) {
   out["lora_r"] = a.lora_r;
   out["quantization"] = ArgValue(argc, argv, "--no-quant", 0) ? "none" : "nf4";
   out["checkpointing"] = cfg.training.gradient_checkpointing;
+  out["checkpoint_keeps_projections"] = keeps;
   if (cuda) {
     const double step_seconds = static_cast<double>(a.batch * a.seq) / tokens_per_second;
-    const double flops = CountFlops(mc, a.batch, a.seq).Total(cfg.training.gradient_checkpointing);
+    const double flops = CountFlops(mc, a.batch, a.seq).Total(cfg.training.gradient_checkpointing, keeps);
     const double peak_tflops = static_cast<double>(ArgValue(argc, argv, "--peak-tflops", 0));
     out["matmul_tflop_per_step"] = flops / 1e12;
     out["matmul_tflop_per_s"] = flops / step_seconds / 1e12;
@@ -311,7 +319,7 @@ int main(int argc, char** argv) {
 #endif
   } else if (compare_with_sgemm) {
     // Each step against the reference run right after it; the ratio's median and every ratio.
-    const double flops = CountFlops(mc, a.batch, a.seq).Total(cfg.training.gradient_checkpointing);
+    const double flops = CountFlops(mc, a.batch, a.seq).Total(cfg.training.gradient_checkpointing, keeps);
     std::vector<double> ratios, sgemm_rates;
     for (size_t i = warm; i < step_tps.size() && i < sgemm_seconds.size(); ++i) {
       const double step_seconds = static_cast<double>(a.batch * a.seq) / step_tps[i];

@@ -129,6 +129,27 @@ training: {language_weights: {es: 2.0, id: 3}}
             std::string::npos);
 }
 
+// A speed/memory knob: read, written back, validated, and not part of what a run computes
+// (a checkpoint of a run without it resumes with it).
+TEST(JobSpec, CheckpointKeepsProjectionsIsReadAndLeftOutOfTheRunIdentity) {
+  const std::string base = "model: {path: /m}\nresources: {world_size: 1}\ndata: {train: /t}\n";
+  auto off = ParseJobSpec(base, "job.yaml", "", SpecUse::kSubmission);
+  auto on =
+      ParseJobSpec(base + "training: {checkpoint_keeps_projections: true}\n", "job.yaml", "", SpecUse::kSubmission);
+  ASSERT_TRUE(off.ok() && on.ok());
+  EXPECT_FALSE(off->training.checkpoint_keeps_projections);
+  EXPECT_TRUE(on->training.checkpoint_keeps_projections);
+  auto again = ParseJobSpec(ToCanonicalYaml(*on), "canonical", "", SpecUse::kSubmission);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->training.checkpoint_keeps_projections);
+  EXPECT_EQ(RunDefiningKeys(*off), RunDefiningKeys(*on));
+  EXPECT_EQ(RunDefiningKeys(*on).count("training.checkpoint_keeps_projections"), 0u);
+  EXPECT_NE(ErrorOf(base + "training: {checkpoint_keeps_projections: maybe}\n")
+                .find("'training.checkpoint_keeps_projections' must be true or false"),
+            std::string::npos)
+      << ErrorOf(base + "training: {checkpoint_keeps_projections: maybe}\n");
+}
+
 TEST(JobSpec, RefusesBadInputNamingTheKeyAndLine) {
   const std::string base = "model: {path: /m}\ndata: {train: /t}\nresources: {world_size: 1}\n";
   std::string err = ErrorOf(base + "training:\n  lr: 0.1\n  learning_rate: 2\n");

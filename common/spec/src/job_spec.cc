@@ -257,6 +257,7 @@ absl::Status ParseTraining(const Parser& p, const YAML::Node& t, JobSpec& s) {
                           "adam_epsilon",
                           "seed",
                           "gradient_checkpointing",
+                          "checkpoint_keeps_projections",
                           "eval_every",
                           "checkpoint_every",
                           "device",
@@ -307,6 +308,7 @@ absl::Status ParseTraining(const Parser& p, const YAML::Node& t, JobSpec& s) {
   if (tr.adam_epsilon <= 0) return p.Error(t["adam_epsilon"], "training.adam_epsilon", "must be positive");
   RETURN_IF_ERROR(p.Get(t, k, "seed", &tr.seed, "a non-negative integer"));
   RETURN_IF_ERROR(p.Get(t, k, "gradient_checkpointing", &tr.gradient_checkpointing, "true or false"));
+  RETURN_IF_ERROR(p.Get(t, k, "checkpoint_keeps_projections", &tr.checkpoint_keeps_projections, "true or false"));
   RETURN_IF_ERROR(p.Get(t, k, "eval_every", &tr.eval_every, "an integer"));
   RETURN_IF_ERROR(p.AtLeast(t, k, "eval_every", tr.eval_every, 0));
   RETURN_IF_ERROR(p.Get(t, k, "checkpoint_every", &tr.checkpoint_every, "an integer"));

@@ -102,6 +102,7 @@ std::string ToCanonicalYaml(const JobSpec& s) {
   Val(e, "adam_epsilon", t.adam_epsilon);
   Val(e, "seed", t.seed);
   Val(e, "gradient_checkpointing", t.gradient_checkpointing);
+  Val(e, "checkpoint_keeps_projections", t.checkpoint_keeps_projections);
   Val(e, "eval_every", t.eval_every);
   Val(e, "checkpoint_every", t.checkpoint_every);
   Val(e, "device", t.device);
@@ -175,9 +176,9 @@ std::map<std::string, std::string> RunDefiningKeys(const JobSpec& spec) {
     const std::string& k = it->first;
     const bool excluded = k == "output_dir" || k.rfind("resources.", 0) == 0 || k.rfind("data.train", 0) == 0 ||
                           k.rfind("data.eval", 0) == 0 || k == "training.device" || k == "training.num_threads" ||
-                          k == "training.grad_bucket_mb" || k == "training.eval_every" ||
-                          k == "training.checkpoint_every" || k == "training.on_nonfinite" ||
-                          k.rfind("training.eval_generate.", 0) == 0;
+                          k == "training.grad_bucket_mb" || k == "training.checkpoint_keeps_projections" ||
+                          k == "training.eval_every" || k == "training.checkpoint_every" ||
+                          k == "training.on_nonfinite" || k.rfind("training.eval_generate.", 0) == 0;
     it = excluded ? keys.erase(it) : std::next(it);
   }
   return keys;

@@ -45,10 +45,14 @@ at::Tensor WeightForMatmul(const FrozenWeight& weight, at::ScalarType dtype) {
 
 class FrozenLinearFunction : public torch::autograd::Function<FrozenLinearFunction> {
  public:
+  // `given`: the product, already computed (returned as the output; it is not an input of
+  // the node, so autograd does not turn it into a view). Null: compute it when `values`,
+  // else zeros.
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const FrozenWeight* weight,
-                            bool values) {
+                            bool values, at::Tensor* given) {
     ctx->saved_data["weight"] = reinterpret_cast<int64_t>(weight);
     ctx->saved_data["dtype"] = static_cast<int64_t>(x.scalar_type());
+    if (given != nullptr) return std::move(*given);
     if (!values) {
       std::vector<int64_t> shape = x.sizes().vec();
       shape.back() = weight->out_features();
@@ -61,14 +65,15 @@ class FrozenLinearFunction : public torch::autograd::Function<FrozenLinearFuncti
                                                  torch::autograd::variable_list grad_outputs) {
     const auto* weight = reinterpret_cast<const FrozenWeight*>(ctx->saved_data["weight"].toInt());
     const auto dtype = static_cast<at::ScalarType>(ctx->saved_data["dtype"].toInt());
-    return {at::matmul(grad_outputs[0].to(dtype), WeightForMatmul(*weight, dtype)), at::Tensor(), at::Tensor()};
+    return {at::matmul(grad_outputs[0].to(dtype), WeightForMatmul(*weight, dtype)), at::Tensor(), at::Tensor(),
+            at::Tensor()};
   }
 };
 
 }  // namespace
 
 at::Tensor FrozenLinear(const at::Tensor& x, const FrozenWeight& weight, const at::Tensor& bias) {
-  at::Tensor y = x.requires_grad() ? FrozenLinearFunction::apply(x, &weight, true)
+  at::Tensor y = x.requires_grad() ? FrozenLinearFunction::apply(x, &weight, true, nullptr)
                                    : at::matmul(x, WeightForMatmul(weight, x.scalar_type()).t());
   if (bias.defined()) y = y + bias;
   return y;
@@ -76,9 +81,16 @@ at::Tensor FrozenLinear(const at::Tensor& x, const FrozenWeight& weight, const a
 
 at::Tensor FrozenLinearGraphOnly(const at::Tensor& x, const FrozenWeight& weight, const at::Tensor& bias) {
   if (!x.requires_grad() || !at::GradMode::is_enabled()) return FrozenLinear(x, weight, bias);
-  at::Tensor y = FrozenLinearFunction::apply(x, &weight, false);
+  at::Tensor y = FrozenLinearFunction::apply(x, &weight, false, nullptr);
   if (bias.defined()) y = y + bias;
   return y;
+}
+
+at::Tensor FrozenLinearWithProduct(const at::Tensor& x, const FrozenWeight& weight, at::Tensor product) {
+  TORCH_CHECK(product.dim() >= 1 && product.size(-1) == weight.out_features(),
+              "FrozenLinearWithProduct: the product does not have the weight's output features");
+  if (!x.requires_grad() || !at::GradMode::is_enabled()) return product;
+  return FrozenLinearFunction::apply(x, &weight, true, &product);
 }
 
 }  // namespace polytune::engine

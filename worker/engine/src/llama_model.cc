@@ -37,6 +37,17 @@ struct LayerRun {
   // read, so the last projection (down_proj, whose backward needs no output values) records
   // its graph without computing its product.
   bool output_only_differentiated = false;
+  // Checkpointing that keeps the projections' products (ForwardOptions::
+  // checkpoint_keeps_projections): the forward pass records them here by kind, and the
+  // recompute takes them back instead of running those GEMMs again.
+  struct ProjectionProducts* products = nullptr;
+};
+
+// Frozen products of one layer's projections, before LoRA, by ProjKind. down_proj's is never
+// kept: the recompute does not need its values (output_only_differentiated).
+struct ProjectionProducts {
+  std::array<at::Tensor, kNumProjKinds> by_kind;
+  bool replay = false;  // false: forward, recording; true: the recompute, taking them back
 };
 
 // On rows [tokens, features]: the base output is then a fresh 2-D tensor (not a view), which
@@ -46,7 +57,18 @@ at::Tensor RunProjection(const LayerRun& run, ProjKind kind, const at::Tensor& x
   std::vector<int64_t> out_shape = x.sizes().vec();
   out_shape.back() = p.weight.out_features();
   const at::Tensor rows = x.reshape({-1, x.size(-1)});
-  at::Tensor y = values_read ? FrozenLinear(rows, p.weight, p.bias) : FrozenLinearGraphOnly(rows, p.weight, p.bias);
+  ProjectionProducts* kept = run.products;
+  at::Tensor* slot = kept != nullptr ? &kept->by_kind[static_cast<int>(kind)] : nullptr;
+  at::Tensor y;
+  if (slot != nullptr && kept->replay && slot->defined()) {
+    y = FrozenLinearWithProduct(rows, p.weight, std::move(*slot));  // the same values, no GEMM
+    *slot = at::Tensor();
+  } else {
+    y = values_read ? FrozenLinear(rows, p.weight, p.bias) : FrozenLinearGraphOnly(rows, p.weight, p.bias);
+    // LoRA below adds into y in place, so what is kept is a copy (a pass over the output,
+    // against the GEMM it saves in the recompute).
+    if (slot != nullptr && !kept->replay && kind != ProjKind::kDown) *slot = y.clone();
+  }
   if (p.lora) {
     DropoutKey key{run.layer_index, static_cast<int>(kind), &run.options->token_keys};
     y = p.lora->AddTo(y, rows, run.options->training, key);
@@ -204,14 +226,36 @@ class CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, at::TensorList params,
                             const LayerRun* run) {
     ctx->save_for_backward({x, run->cos, run->sin});
-    ctx->saved_data["spans"] = run->spans;
-    ctx->saved_data["config"] = reinterpret_cast<int64_t>(run->config);
-    ctx->saved_data["layer"] = reinterpret_cast<int64_t>(run->layer);
-    ctx->saved_data["layer_index"] = run->layer_index;
-    ctx->saved_data["training"] = run->options->training;
-    ctx->saved_data["token_keys"] = run->options->token_keys;
-    ctx->saved_data["num_params"] = static_cast<int64_t>(params.size());
+    if (run->options->checkpoint_keeps_projections) {
+      ProjectionProducts products;
+      LayerRun recording = *run;
+      recording.products = &products;
+      at::Tensor out = DecoderForward(recording, x);
+      // Kept outside the saved variables: they are fresh copies nothing modifies.
+      std::vector<at::Tensor> kept;
+      std::vector<int64_t> kinds;
+      for (int i = 0; i < kNumProjKinds; ++i) {
+        if (!products.by_kind[i].defined()) continue;
+        kept.push_back(std::move(products.by_kind[i]));
+        kinds.push_back(i);
+      }
+      ctx->saved_data["kept_products"] = kept;
+      ctx->saved_data["kept_kinds"] = kinds;
+      SaveRun(ctx, *run, params.size());
+      return out;
+    }
+    SaveRun(ctx, *run, params.size());
     return DecoderForward(*run, x);
+  }
+
+  static void SaveRun(torch::autograd::AutogradContext* ctx, const LayerRun& run, size_t num_params) {
+    ctx->saved_data["spans"] = run.spans;
+    ctx->saved_data["config"] = reinterpret_cast<int64_t>(run.config);
+    ctx->saved_data["layer"] = reinterpret_cast<int64_t>(run.layer);
+    ctx->saved_data["layer_index"] = run.layer_index;
+    ctx->saved_data["training"] = run.options->training;
+    ctx->saved_data["token_keys"] = run.options->token_keys;
+    ctx->saved_data["num_params"] = static_cast<int64_t>(num_params);
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -228,6 +272,16 @@ class CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
                  &options,
                  ctx->saved_data["spans"].toIntVector()};
     run.output_only_differentiated = true;  // `out` below only roots autograd::grad
+    ProjectionProducts products;
+    if (ctx->saved_data.count("kept_products")) {
+      // Moved out of the context, so each is freed as soon as the recompute has used it.
+      std::vector<at::Tensor> kept = ctx->saved_data["kept_products"].toTensorVector();
+      std::vector<int64_t> kinds = ctx->saved_data["kept_kinds"].toIntVector();
+      ctx->saved_data.erase("kept_products");
+      for (size_t i = 0; i < kept.size(); ++i) products.by_kind[kinds[i]] = std::move(kept[i]);
+      products.replay = true;
+      run.products = &products;
+    }
     std::vector<at::Tensor> params = LayerLoraTensors(*run.layer);
     at::Tensor x = saved[0].detach().requires_grad_(saved[0].requires_grad());
     at::Tensor out;

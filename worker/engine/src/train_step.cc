@@ -73,6 +73,7 @@ double ForwardBackward(LlamaModel& model, const TokenDataset& train, const Batch
   ForwardOptions fwd;
   fwd.training = true;
   fwd.gradient_checkpointing = options.gradient_checkpointing;
+  fwd.checkpoint_keeps_projections = options.checkpoint_keeps_projections;
   fwd.token_keys.resize(b.token_examples.size());
   for (size_t k = 0; k < b.token_examples.size(); ++k)
     fwd.token_keys[k] = DropoutTokenKey(options.seed, plan.step, b.token_examples[k], b.token_positions[k]);

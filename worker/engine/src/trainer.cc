@@ -307,6 +307,7 @@ absl::StatusOr<TrainSummary> RunTraining(const TrainConfig& config, Communicator
   MicroBatchOptions micro_options;
   micro_options.seed = tc.seed;
   micro_options.gradient_checkpointing = tc.gradient_checkpointing;
+  micro_options.checkpoint_keeps_projections = tc.checkpoint_keeps_projections;
   micro_options.pack_len = config.data.packing ? config.data.max_seq_len : 0;
   for (int64_t step = start_step; step < total_steps; ++step) {
     if (options.before_step) options.before_step(step);

@@ -170,6 +170,9 @@ struct JobSpec {
     double adam_epsilon = 1e-8;
     uint64_t seed = 42;
     bool gradient_checkpointing = true;
+    // With checkpointing: keep the layers' frozen projection products for backward, so the
+    // recompute skips those GEMMs (faster, more memory; identical results).
+    bool checkpoint_keeps_projections = false;
     int64_t eval_every = 0;        // 0: only at the start and the end
     int64_t checkpoint_every = 0;  // 0: only at the end
     std::string device = "auto";   // auto | cpu | cuda | cuda:N
@@ -206,7 +209,8 @@ absl::StatusOr<JobSpec> LoadJobSpec(const std::string& path, SpecUse use);
 
 // The keys that decide what a training run computes, flattened ("training.lr" -> "0.002"),
 // for telling whether a checkpoint belongs to this spec: everything except where it runs and
-// writes (output_dir, resources, training.device/num_threads/grad_bucket_mb), how often it evaluates or
+// writes (output_dir, resources, training.device/num_threads/grad_bucket_mb/
+// checkpoint_keeps_projections: speed and memory only), how often it evaluates or
 // checkpoints, and the dataset paths (a run records the datasets' content hashes instead).
 std::map<std::string, std::string> RunDefiningKeys(const JobSpec& spec);
 

@@ -44,4 +44,9 @@ at::Tensor FrozenLinear(const at::Tensor& x, const FrozenWeight& weight, const a
 // the NF4 dequantisation) would be thrown away. Without gradients it is FrozenLinear.
 at::Tensor FrozenLinearGraphOnly(const at::Tensor& x, const FrozenWeight& weight, const at::Tensor& bias);
 
+// The same node again, with the forward values already known: `product` must be exactly what
+// FrozenLinear(x, weight, bias) returned for these x (kept from an earlier pass). Returns it
+// (no copy, no GEMM, no dequantisation) as FrozenLinear's output; without gradients, as is.
+at::Tensor FrozenLinearWithProduct(const at::Tensor& x, const FrozenWeight& weight, at::Tensor product);
+
 }  // namespace polytune::engine

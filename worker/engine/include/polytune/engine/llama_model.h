@@ -34,6 +34,11 @@ struct DecoderLayer {
 struct ForwardOptions {
   bool training = false;
   bool gradient_checkpointing = false;
+  // With gradient_checkpointing: keep each layer's frozen projection products (all but
+  // down_proj's) from forward, so the recompute in backward runs only attention and the
+  // elementwise ops, not those GEMMs again. Same values and gradients, bit for bit; costs
+  // rows x (q + 2 kv + hidden + 2 intermediate) x 4 bytes per layer until its backward.
+  bool checkpoint_keeps_projections = false;
   // One DropoutTokenKey per token (batch x seq, row-major); needed when LoRA dropout applies.
   std::vector<int64_t> token_keys;
   // Packed rows: segment id per token [batch, seq]; attention stays within a segment

@@ -111,7 +111,7 @@ class BatchSchedule {
   int64_t global_batch_;
   uint64_t seed_;
   bool sampled_ = false;
-  std::vector<int64_t> counts_, offsets_;           // per language: slots per round, first slot
+  std::vector<int64_t> counts_, offsets_;            // per language: slots per round, first slot
   std::vector<std::vector<int64_t>> lang_examples_;  // per language: its dataset indices
   mutable std::map<int64_t, std::vector<int64_t>> permutations_;
   mutable std::map<std::pair<int64_t, int64_t>, std::vector<int64_t>> keyed_permutations_;

@@ -54,7 +54,8 @@ std::vector<int64_t> MicroBatchPositions(const StepPlan& plan, int64_t rank, int
 struct MicroBatchOptions {
   uint64_t seed = 0;  // dropout keys
   bool gradient_checkpointing = true;
-  int64_t pack_len = 0;  // 0: no packing
+  bool checkpoint_keeps_projections = false;  // ForwardOptions::checkpoint_keeps_projections
+  int64_t pack_len = 0;                       // 0: no packing
 };
 
 // Forward and backward of one micro-batch, gradients accumulated into the LoRA parameters
