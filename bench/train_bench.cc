@@ -38,6 +38,7 @@
 #include "bench_model.h"
 #include "nlohmann/json.hpp"
 #include "polytune/engine/batched_matmul.h"
+#include "polytune/engine/blocked_attention.h"
 #include "polytune/engine/chunked_loss.h"
 #include "polytune/engine/communicator.h"
 #include "polytune/engine/cpu_threads.h"
@@ -75,14 +76,29 @@ struct StepFlops {
   }
 };
 
-StepFlops CountFlops(const ModelConfig& c, int64_t batch, int64_t seq) {
+// (query, key) pairs attention computes per head: on CPU, sequences of two blocks or more run
+// blocked causal attention, whose query block i only meets keys [0, end of block i) (at seq
+// 512, 5/8 of seq^2); shorter ones compute all seq^2.
+double AttentionPairs(int64_t seq) {
+  if (seq < 2 * kAttentionBlock) return static_cast<double>(seq) * seq;
+  double pairs = 0;
+  for (int64_t start = 0; start < seq; start += kAttentionBlock) {
+    const int64_t rows = std::min(kAttentionBlock, seq - start);
+    pairs += static_cast<double>(rows) * (start + rows);
+  }
+  return pairs;
+}
+
+StepFlops CountFlops(const ModelConfig& c, int64_t batch, int64_t seq, bool cuda = false) {
   const double rows = static_cast<double>(batch * seq);
   const double h = c.hidden_size, q = c.num_attention_heads * c.head_dim, kv = c.num_key_value_heads * c.head_dim,
                inter = c.intermediate_size;
   StepFlops f;
   f.projections = c.num_hidden_layers * 2.0 * rows * (h * q + 2 * h * kv + q * h + 3 * h * inter);
   f.down = c.num_hidden_layers * 2.0 * rows * inter * h;
-  f.attention = c.num_hidden_layers * 2.0 * (2.0 * batch * c.num_attention_heads * seq * seq * c.head_dim);
+  // On CUDA, SDPA's causal kernels skip the masked half in their own way; counted whole there.
+  const double pairs = cuda ? static_cast<double>(seq) * seq : AttentionPairs(seq);
+  f.attention = c.num_hidden_layers * 2.0 * (2.0 * batch * c.num_attention_heads * pairs * c.head_dim);
   f.head = 2.0 * rows * h * c.vocab_size;
   return f;
 }
@@ -110,10 +126,17 @@ class SgemmReference {
     for (auto [in, out] :
          std::vector<std::pair<int64_t, int64_t>>{{h, q}, {h, kv}, {h, kv}, {q, h}, {h, inter}, {h, inter}, {inter, h}})
       proj.push_back({make({rows, in}), make({out, in}), make({rows, out})});
-    // Attention's products as the fastest batched GEMM the engine has (one GEMM per head, heads
-    // split across threads where that applies), not libtorch 1.13's CPU bmm, which is slower.
-    at::Tensor qa = make({batch_ * c_.num_attention_heads, seq_, c_.head_dim});
-    at::Tensor kb = make({batch_ * c_.num_attention_heads, c_.head_dim, seq_});
+    // Attention's products in the blocks the step runs (a block of queries against the keys
+    // so far; see AttentionPairs), as the fastest batched GEMM the engine has (one GEMM per
+    // head, heads split across threads where that applies), not libtorch 1.13's CPU bmm.
+    const int64_t bh = batch_ * c_.num_attention_heads;
+    std::vector<std::pair<at::Tensor, at::Tensor>> attention;  // (queries, keys^T) per block
+    const int64_t block = seq_ < 2 * kAttentionBlock ? seq_ : kAttentionBlock;
+    for (int64_t start = 0; start < seq_; start += block) {
+      const int64_t rows = std::min(block, seq_ - start);
+      attention.emplace_back(make({bh, rows, c_.head_dim}),
+                             make({bh, c_.head_dim, block == seq_ ? seq_ : start + rows}));
+    }
     const int64_t chunk = std::min(rows, LossChunkRows(c_.vocab_size));
     at::Tensor hx = make({chunk, h}), hw = make({c_.vocab_size, h}), hg = make({chunk, c_.vocab_size});
     auto t0 = std::chrono::steady_clock::now();
@@ -125,7 +148,9 @@ class SgemmReference {
           at::matmul(s.x, s.w.t());  // recompute (not down_proj)
         at::matmul(s.g, s.w);        // input gradient
       }
-      for (int i = 0; i < (checkpointing_ ? 8 : 6); ++i) BatchedMatmul(qa, kb);  // 2 fwd (+2 recompute) + 4 bwd
+      // Scores and probs @ V have the same FLOPs: 2 fwd (+2 recompute) + 4 bwd products.
+      for (int i = 0; i < (checkpointing_ ? 8 : 6); ++i)
+        for (const auto& [qb, kb] : attention) BatchedMatmul(qb, kb);
     }
     for (int64_t b = 0; b < rows; b += chunk) {
       const int64_t n = std::min(chunk, rows - b);
@@ -307,7 +332,7 @@ int main(int argc, char** argv) {
   out["checkpoint_keeps_projections"] = keeps;
   if (cuda) {
     const double step_seconds = static_cast<double>(a.batch * a.seq) / tokens_per_second;
-    const double flops = CountFlops(mc, a.batch, a.seq).Total(cfg.training.gradient_checkpointing, keeps);
+    const double flops = CountFlops(mc, a.batch, a.seq, cuda).Total(cfg.training.gradient_checkpointing, keeps);
     const double peak_tflops = static_cast<double>(ArgValue(argc, argv, "--peak-tflops", 0));
     out["matmul_tflop_per_step"] = flops / 1e12;
     out["matmul_tflop_per_s"] = flops / step_seconds / 1e12;
@@ -319,7 +344,7 @@ int main(int argc, char** argv) {
 #endif
   } else if (compare_with_sgemm) {
     // Each step against the reference run right after it; the ratio's median and every ratio.
-    const double flops = CountFlops(mc, a.batch, a.seq).Total(cfg.training.gradient_checkpointing, keeps);
+    const double flops = CountFlops(mc, a.batch, a.seq, cuda).Total(cfg.training.gradient_checkpointing, keeps);
     std::vector<double> ratios, sgemm_rates;
     for (size_t i = warm; i < step_tps.size() && i < sgemm_seconds.size(); ++i) {
       const double step_seconds = static_cast<double>(a.batch * a.seq) / step_tps[i];
