@@ -11,7 +11,8 @@
 #                                            # with the CUDA tests skipping and tiny shapes
 #
 # Environment: OUT (default build-gpu/out), GPU_CHECK_SHAPES (default "1b 8b-layers"),
-# GPU_CHECK_STEPS (default 8), PEAK_TFLOPS (default 989, H100 SXM dense bf16).
+# GPU_CHECK_STEPS (default 8), GPU_CHECK_BASES (default "nf4 bf16 nf4keep"), PEAK_TFLOPS (default 989,
+# H100 SXM dense bf16).
 # Every step runs even when an earlier one fails; the summary says which failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -88,9 +89,12 @@ for shape in $SHAPE_LIST; do
   common=(--hidden "$hidden" --layers "$layers" --head-dim "$head_dim" --kv-heads "$kv" --intermediate "$inter"
     --vocab "$vocab" --seq "$seq" --batch "$batch" --steps "$STEPS" --lora-r 16 --checkpointing 1)
   if [[ ${RESULT[build]} == ok ]]; then
-    for base in nf4 bf16; do
+    # nf4keep: NF4 with checkpointing that keeps the projection products (no GEMM recomputed);
+    # GPU_CHECK_BASES="nf4 bf16" leaves it out where the run must be shorter.
+    for base in ${GPU_CHECK_BASES:-nf4 bf16 nf4keep}; do
       extra=()
       [[ $base == bf16 ]] && extra=(--no-quant 1)
+      [[ $base == nf4keep ]] && extra=(--keep-projections 1)
       step "bench_${shape}_${base}" bash -c '"$@" > "'"$OUT/polytune_${shape}_${base}.json"'"' _ \
         "$BUILD/bench/train_bench" "${common[@]}" "${extra[@]}" --device "$DEVICE" --peak-tflops "$PEAK_TFLOPS" \
         --work "$BENCH_WORK" --skip-sgemm 1
@@ -130,7 +134,7 @@ for path in sorted(glob.glob(os.path.join(out, "*_*.json"))):
         summary["bench"][name] = {"error": "no JSON (see gpu-check.log)"}
 for shape in {k.split("_")[1] for k in summary["bench"] if k.startswith("peer_")}:
     peer = summary["bench"].get("peer_" + shape, {})
-    for base in ("nf4", "bf16"):
+    for base in ("nf4", "bf16", "nf4keep"):
         ours = summary["bench"].get("polytune_%s_%s" % (shape, base), {})
         if ours.get("tokens_per_second") and peer.get("tokens_per_second"):
             mem_key = "cuda_peak_allocated_bytes" if mode == "gpu" else "peak_rss_bytes"

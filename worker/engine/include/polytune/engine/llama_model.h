@@ -37,7 +37,7 @@ struct ForwardOptions {
   // With gradient_checkpointing: keep each layer's frozen projection products (all but
   // down_proj's) from forward, so the recompute in backward runs only attention and the
   // elementwise ops, not those GEMMs again. Same values and gradients, bit for bit; costs
-  // rows x (q + 2 kv + hidden + 2 intermediate) x 4 bytes per layer until its backward.
+  // rows x (q + 2 kv + hidden + 2 intermediate) values per layer until its backward.
   bool checkpoint_keeps_projections = false;
   // One DropoutTokenKey per token (batch x seq, row-major); needed when LoRA dropout applies.
   std::vector<int64_t> token_keys;
