@@ -129,38 +129,45 @@ void CheckGradients(bool checkpointing, double dropout) {
 TEST(Lora, GradientsMatchFiniteDifferences) { CheckGradients(false, 0.0); }
 TEST(Lora, GradientsMatchFiniteDifferencesWithCheckpointingAndDropout) { CheckGradients(true, 0.2); }
 
-// Modes: plain backward, checkpointing, checkpointing that keeps the projection products.
+// Modes: plain backward, checkpointing, checkpointing that keeps the projection products;
+// also with packed rows (attention per segment).
 TEST(Lora, CheckpointingGivesSameGradientsAsPlainBackward) {
-  std::map<std::string, at::Tensor> grads[3];
-  at::Tensor loss[3];
-  for (int mode = 0; mode < 3; ++mode) {
-    at::manual_seed(5);
-    auto model = Load(at::kFloat, Quantization::kNf4);
-    LoraSettings s;
-    s.dropout = 0.1;
-    model->AttachLora(s, 3);
-    for (auto& layer : model->layers)
-      for (auto& p : layer.proj) p.lora->b.detach().normal_(0, 0.02);
-    at::Tensor ids = Ids();
-    ForwardOptions fwd;
-    fwd.training = true;
-    fwd.gradient_checkpointing = mode >= 1;
-    fwd.checkpoint_keeps_projections = mode == 2;
-    for (int64_t k = 0; k < 20; ++k) fwd.token_keys.push_back(DropoutTokenKey(1, 0, k / 10, k % 10));
-    loss[mode] = SumTokenCrossEntropy(model->Forward(ids, fwd), ids);
-    loss[mode].backward();
-    for (auto& [n, p] : model->LoraParameters()) grads[mode][n] = p.grad().clone();
+  for (bool packed : {false, true}) {
+    std::map<std::string, at::Tensor> grads[3];
+    at::Tensor loss[3];
+    for (int mode = 0; mode < 3; ++mode) {
+      at::manual_seed(5);
+      auto model = Load(at::kFloat, Quantization::kNf4);
+      LoraSettings s;
+      s.dropout = 0.1;
+      model->AttachLora(s, 3);
+      for (auto& layer : model->layers)
+        for (auto& p : layer.proj) p.lora->b.detach().normal_(0, 0.02);
+      at::Tensor ids = Ids();
+      ForwardOptions fwd;
+      fwd.training = true;
+      fwd.gradient_checkpointing = mode >= 1;
+      fwd.checkpoint_keeps_projections = mode == 2;
+      for (int64_t k = 0; k < 20; ++k) fwd.token_keys.push_back(DropoutTokenKey(1, 0, k / 10, k % 10));
+      if (packed)
+        fwd.segment_ids =
+            at::tensor({0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2}, at::kLong).view({2, 10});
+      loss[mode] = SumTokenCrossEntropy(model->Forward(ids, fwd), ids);
+      loss[mode].backward();
+      for (auto& [n, p] : model->LoraParameters()) grads[mode][n] = p.grad().clone();
+    }
+    // The same operations in the same order, so the same bits, although the recompute skips
+    // down_proj's product (only its graph is needed) and, keeping the products, every other
+    // projection's too.
+    ASSERT_EQ(grads[0].size(), 2u * 7 * 2) << "a and b of seven projections in two layers";
+    for (int mode = 1; mode < 3; ++mode) {
+      EXPECT_TRUE(loss[0].equal(loss[mode])) << "packed " << packed << " mode " << mode;
+      for (auto& [n, g] : grads[0])
+        EXPECT_TRUE(g.equal(grads[mode][n])) << "packed " << packed << " mode " << mode << ": " << n;
+    }
+    // Not vacuous: the gradients are there and not all zero.
+    EXPECT_GT(grads[2].begin()->second.abs().sum().item<double>(), 0);
   }
-  // The same operations in the same order, so the same bits, although the recompute skips
-  // down_proj's product (only its graph is needed) and, keeping the products, every other
-  // projection's too.
-  ASSERT_EQ(grads[0].size(), 2u * 7 * 2) << "a and b of seven projections in two layers";
-  for (int mode = 1; mode < 3; ++mode) {
-    EXPECT_TRUE(loss[0].equal(loss[mode])) << "mode " << mode;
-    for (auto& [n, g] : grads[0]) EXPECT_TRUE(g.equal(grads[mode][n])) << "mode " << mode << ": " << n;
-  }
-  // Not vacuous: the gradients are there and not all zero.
-  EXPECT_GT(grads[2].begin()->second.abs().sum().item<double>(), 0);
 }
 
 // A 2-D base output is accumulated into in place (no copy first); a 3-D one gets a new
