@@ -31,8 +31,9 @@ class CapturingWriter : public grpc::ServerWriterInterface<v1::DownloadChunk> {
 
 class ReplayReader : public grpc::ClientReaderInterface<v1::DownloadChunk> {
  public:
-  explicit ReplayReader(std::vector<v1::DownloadChunk> chunks) : chunks_(std::move(chunks)) {}
-  grpc::Status Finish() override { return grpc::Status::OK; }
+  ReplayReader(std::vector<v1::DownloadChunk> chunks, grpc::Status end)
+      : chunks_(std::move(chunks)), end_(std::move(end)) {}
+  grpc::Status Finish() override { return end_; }
   bool NextMessageSize(uint32_t* sz) override {
     *sz = next_ < chunks_.size() ? static_cast<uint32_t>(chunks_[next_].ByteSizeLong()) : 0;
     return next_ < chunks_.size();
@@ -46,6 +47,7 @@ class ReplayReader : public grpc::ClientReaderInterface<v1::DownloadChunk> {
 
  private:
   std::vector<v1::DownloadChunk> chunks_;
+  grpc::Status end_;
   size_t next_ = 0;
 };
 
@@ -53,10 +55,11 @@ class ReplayReader : public grpc::ClientReaderInterface<v1::DownloadChunk> {
 struct ReplayStub {
   std::vector<v1::DownloadChunk> chunks;
   std::string asked;
+  grpc::Status end = grpc::Status::OK;  // how the stream ends after the chunks
   std::unique_ptr<grpc::ClientReaderInterface<v1::DownloadChunk>> Download(grpc::ClientContext*,
                                                                            const v1::DownloadRequest& req) {
     asked = req.sha256();
-    return std::make_unique<ReplayReader>(chunks);
+    return std::make_unique<ReplayReader>(chunks, end);
   }
 };
 
@@ -121,6 +124,40 @@ TEST_F(Transfer, StreamFileEdges) {
   gone.AcceptOnly(1);
   EXPECT_EQ(StreamFile(&gone, WriteFile("big", std::string(2 * kMaxChunkBytes, 'x'))).error_code(),
             grpc::StatusCode::CANCELLED);
+}
+
+// The assembler is then dropped with chunks it never finished: its thread must stop (a hang
+// here is a ctest timeout).
+TEST_F(Transfer, DownloadThatFailsMidStreamReturnsTheErrorAndNothingElse) {
+  std::vector<v1::DownloadChunk> chunks(3 * ChunkAssembler::kMaxQueuedChunks);
+  for (auto& c : chunks) c.set_data(std::string(1000, 'a'));
+  ReplayStub stub{chunks, ""};
+  stub.end = grpc::Status(grpc::StatusCode::UNAVAILABLE, "connection reset");
+  auto back = DownloadVerified(stub, Sha256Hex(std::string(chunks.size() * 1000, 'a')));
+  EXPECT_EQ(back.status().code(), absl::StatusCode::kUnavailable);
+}
+
+// Chunks of uneven sizes, many more than the queue holds (so Add() waits for the helper
+// thread at times): the whole and its hash equal the single-threaded result.
+TEST(ChunkAssembler, JoinsAndHashesLikeOnePass) {
+  std::mt19937 rng(11);
+  for (size_t reserve : {size_t{0}, size_t{1} << 20}) {
+    std::string whole;
+    ChunkAssembler assembler(reserve);
+    for (int i = 0; i < 200; ++i) {
+      std::string chunk(rng() % 20000, '\0');
+      for (char& c : chunk) c = static_cast<char>(rng());
+      whole += chunk;
+      assembler.Add(std::move(chunk));
+    }
+    ChunkAssembler::Result result = assembler.Finish();
+    EXPECT_EQ(result.data, whole);
+    EXPECT_EQ(result.sha256_hex, Sha256Hex(whole));
+  }
+  ChunkAssembler nothing;
+  ChunkAssembler::Result empty = nothing.Finish();
+  EXPECT_EQ(empty.data, "");
+  EXPECT_EQ(empty.sha256_hex, Sha256Hex(""));
 }
 
 }  // namespace

@@ -6,11 +6,13 @@
 #include <grpcpp/grpcpp.h>
 
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "polytune/common/sha256.h"
+#include "polytune/rpc/chunk_assembler.h"
 #include "polytune/rpc/grpc_config.h"
 #include "polytune/rpc/status.h"
 #include "polytune/v1/polytune.grpc.pb.h"
@@ -78,21 +80,24 @@ absl::StatusOr<std::string> DownloadVerified(Stub& stub, const std::string& sha2
   req.set_sha256(sha256);
   auto ctx = ContextWithDeadline(kTransferDeadlineSeconds);
   auto reader = stub.Download(ctx.get(), req);
-  std::string data;
-  Sha256 hash;  // while receiving: no second pass over the whole artifact
+  // Hashing and joining the chunks run on a helper thread while this one receives.
+  std::unique_ptr<ChunkAssembler> assembler;
   v1::DownloadChunk chunk;
   for (bool first = true; reader->Read(&chunk); first = false) {
-    // Room for all of it at once (no regrowth copies), up to a sane size for one message stream.
-    if (first && chunk.total_bytes() > 0 && chunk.total_bytes() <= (int64_t{1} << 32))
-      data.reserve(static_cast<size_t>(chunk.total_bytes()));
-    hash.Update(chunk.data());
-    data += chunk.data();
+    if (first) {
+      // Room for all of it at once (no regrowth copies), up to a sane size for one stream.
+      const int64_t total = chunk.total_bytes();
+      assembler = std::make_unique<ChunkAssembler>(total > 0 && total <= (int64_t{1} << 32) ? total : 0);
+    }
+    assembler->Add(std::move(*chunk.mutable_data()));
   }
   absl::Status st = FromGrpc(reader->Finish());
   if (!st.ok()) return st;
-  st = Sha256Mismatch(sha256, hash.HexDigest(), absl::StrCat("artifact ", sha256));
+  if (!assembler) assembler = std::make_unique<ChunkAssembler>();
+  ChunkAssembler::Result whole = assembler->Finish();
+  st = Sha256Mismatch(sha256, whole.sha256_hex, absl::StrCat("artifact ", sha256));
   if (!st.ok()) return st;
-  return data;
+  return std::move(whole.data);
 }
 
 // Writes a verified download to `path` atomically (temp file, fsync, rename).
