@@ -11,8 +11,10 @@
 # policy Polytune runs with; `installed` runs it as the machine's defaults leave it (what a user
 # who tuned nothing gets: on Debian 12 the pthread OpenBLAS, its own kernel choice, OpenMP's
 # spinning wait policy).
-# Polytune runs NF4 (double quant) unless --no-quant 1 is passed; the peer's base is fp32 (NF4
-# needs bitsandbytes' CUDA kernels).
+# Polytune runs NF4 (double quant) unless --no-quant 1 is passed; the peer's base is unquantised
+# (NF4 needs bitsandbytes' CUDA kernels). --compute-dtype float32|bfloat16 goes to both sides:
+# the peer's frozen base and activations in that dtype (as Hugging Face loads a bf16 model), its
+# LoRA weights fp32 cast to it, as PEFT does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=3
@@ -74,7 +76,7 @@ def side(runs):
             "peak_rss_bytes": statistics.median(r["peak_rss_bytes"] for r in runs),
             "runs_tokens_per_second": [round(r["tokens_per_second"], 1) for r in runs]}
 o, p = side(ours), side(peer)
-shape = {k: ours[0][k] for k in ("hidden", "layers", "vocab", "seq", "global_batch", "lora_r", "checkpointing", "quantization")
+shape = {k: ours[0][k] for k in ("hidden", "layers", "vocab", "seq", "global_batch", "lora_r", "checkpointing", "quantization", "compute_dtype")
          if k in ours[0]}
 shape["threads"] = ours[0].get("threads_per_rank")
 shape["peer_env"] = sys.argv[3]

@@ -10,8 +10,10 @@
 //                           [--no-quant 1] [--checkpointing 0|1] [--device cuda --peak-tflops T]
 //                           [--grad-bucket-kb K]  (data parallel; 0: one all-reduce after backward)
 //                           [--keep-projections 1]  (checkpointing keeps the projection products)
+//                           [--compute-dtype auto|float32|bfloat16]  (training.compute_dtype)
 // On CUDA (bf16 compute) it reports the allocator's peak and the matmul TFLOP/s as a fraction
-// of --peak-tflops (MFU) instead of the sgemm comparison.
+// of --peak-tflops (MFU) instead of the sgemm comparison. With bf16 compute on CPU the
+// reference GEMMs run in bf16 too (oneDNN's, as the step's), so the ratio stays like for like.
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -103,7 +105,7 @@ StepFlops CountFlops(const ModelConfig& c, int64_t batch, int64_t seq, bool cuda
   return f;
 }
 
-// Seconds for exactly those matmuls as plain fp32 GEMMs, run once after every training step
+// Seconds for exactly those matmuls as plain GEMMs in the compute dtype, run once after every training step
 // so that each step is compared with a reference timed seconds later, on the same VM state:
 // this machine's speed drifts by 2x over minutes, which made a reference timed once, before
 // or after training, meaningless as a ratio. Inputs are made before the clock starts and freed
@@ -111,14 +113,20 @@ StepFlops CountFlops(const ModelConfig& c, int64_t batch, int64_t seq, bool cuda
 // GEMM speed, so they are constants. lm_head runs in the row chunks the fused cross-entropy uses.
 class SgemmReference {
  public:
-  SgemmReference(const ModelConfig& c, int64_t batch, int64_t seq, bool checkpointing, bool keeps_projections)
-      : c_(c), batch_(batch), seq_(seq), checkpointing_(checkpointing), keeps_projections_(keeps_projections) {}
+  SgemmReference(const ModelConfig& c, int64_t batch, int64_t seq, bool checkpointing, bool keeps_projections,
+                 at::ScalarType dtype)
+      : c_(c),
+        batch_(batch),
+        seq_(seq),
+        checkpointing_(checkpointing),
+        keeps_projections_(keeps_projections),
+        dtype_(dtype) {}
 
   double RunOnce() const {
     const int64_t rows = batch_ * seq_;
     const int64_t h = c_.hidden_size, q = c_.num_attention_heads * c_.head_dim,
                   kv = c_.num_key_value_heads * c_.head_dim, inter = c_.intermediate_size;
-    auto make = [](std::initializer_list<int64_t> shape) { return at::full(shape, 0.01f); };
+    auto make = [this](std::initializer_list<int64_t> shape) { return at::full(shape, 0.01f, at::dtype(dtype_)); };
     struct Shape {
       at::Tensor x, w, g;
     };
@@ -164,6 +172,7 @@ class SgemmReference {
   ModelConfig c_;
   int64_t batch_, seq_;
   bool checkpointing_, keeps_projections_;
+  at::ScalarType dtype_;
 };
 
 double Median(std::vector<double> v) {
@@ -254,6 +263,13 @@ int main(int argc, char** argv) {
   cfg.lora.r = a.lora_r;
   cfg.lora.alpha = 2.0 * a.lora_r;
   cfg.training.device = a.device;
+  cfg.training.compute_dtype = ArgString(argc, argv, "--compute-dtype", "auto");
+  auto parsed_dtype = ParseComputeDtype(cfg.training.compute_dtype);
+  if (!parsed_dtype.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(parsed_dtype.status().message()).c_str());
+    return 1;
+  }
+  const at::ScalarType compute_dtype = parsed_dtype->value_or(DefaultComputeDtype(cuda ? at::kCUDA : at::kCPU));
   // --grad-bucket-kb K: data-parallel all-reduce buckets (0: one all-reduce after backward).
   if (const int64_t kb = ArgValue(argc, argv, "--grad-bucket-kb", -1); kb >= 0)
     cfg.training.grad_bucket_mb = static_cast<double>(kb) / 1024.0;
@@ -278,7 +294,7 @@ int main(int argc, char** argv) {
   std::vector<double> step_tps, sgemm_seconds;
   const bool compare_with_sgemm = !cuda && a.world == 1 && !skip_sgemm;
   const bool keeps = cfg.training.checkpoint_keeps_projections;
-  SgemmReference reference(mc, a.batch, a.seq, cfg.training.gradient_checkpointing, keeps);
+  SgemmReference reference(mc, a.batch, a.seq, cfg.training.gradient_checkpointing, keeps, compute_dtype);
   TrainRunOptions opts;
   opts.progress = false;
   opts.on_record = [&](const polytune::MetricsRecord& r) {
@@ -330,6 +346,8 @@ int main(int argc, char** argv) {
   out["quantization"] = ArgValue(argc, argv, "--no-quant", 0) ? "none" : "nf4";
   out["checkpointing"] = cfg.training.gradient_checkpointing;
   out["checkpoint_keeps_projections"] = keeps;
+  out["compute_dtype"] = compute_dtype == at::kBFloat16 ? "bfloat16" : "float32";
+  if (!cuda) out["cpu_native_bf16_matmul"] = CpuHasNativeBf16Matmul();
   if (cuda) {
     const double step_seconds = static_cast<double>(a.batch * a.seq) / tokens_per_second;
     const double flops = CountFlops(mc, a.batch, a.seq, cuda).Total(cfg.training.gradient_checkpointing, keeps);
@@ -355,7 +373,7 @@ int main(int argc, char** argv) {
     out["matmul_gflop_per_step"] = flops / 1e9;
     out["step_seconds"] = step_seconds;
     out["step_matmul_gflop_per_s"] = flops / step_seconds / 1e9;
-    out["sgemm_gflop_per_s_same_shapes"] = Median(sgemm_rates);
+    out["sgemm_gflop_per_s_same_shapes"] = Median(sgemm_rates);  // GEMMs in the compute dtype
     out["matmul_efficiency_vs_sgemm"] = Median(ratios);
     out["matmul_efficiency_vs_sgemm_per_step"] = ratios;
   }

@@ -43,6 +43,8 @@ def parse_args():
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--peak-tflops", type=float, default=0)
+    p.add_argument("--compute-dtype", choices=["auto", "float32", "bfloat16"], default="auto",
+                   help="the frozen base and activations: auto is bfloat16 on CUDA, float32 on CPU")
     return p.parse_args()
 
 
@@ -166,7 +168,10 @@ def main():
     if a.threads:
         torch.set_num_threads(a.threads)
     device = torch.device(a.device)
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    if a.compute_dtype == "auto":
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    else:
+        dtype = getattr(torch, a.compute_dtype)
     torch.manual_seed(0)
     if a.impl == "hf":
         model, loss_fn = build_hf(a, dtype, device)

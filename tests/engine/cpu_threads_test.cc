@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <fstream>
 #include <string>
 
 #include <ATen/ATen.h>
@@ -44,6 +45,21 @@ TEST(CpuThreads, ThisProcessRunsWideGemmKernelsWhereTheCpuHasThem) {
   // After the re-exec, OpenBLAS's choice is one that nothing would override.
   EXPECT_EQ(OpenBlasCoreTypeToForce(core, true, true), "") << "OpenBLAS runs '" << core << "' kernels";
   EXPECT_EQ(OpenBlasCoreTypeToForce(core, true, false), "") << "OpenBLAS runs '" << core << "' kernels";
+}
+
+// CPUID against the kernel's own reading of the CPU's features.
+TEST(CpuThreads, NativeBf16MatmulAgreesWithProcCpuinfo) {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line, flags;
+  while (std::getline(in, line))
+    if (line.rfind("flags", 0) == 0) {
+      flags = " " + line.substr(line.find(':') + 1) + " ";
+      break;
+    }
+  if (flags.empty()) GTEST_SKIP() << "no flags line in /proc/cpuinfo to compare with";
+  auto has = [&](const std::string& f) { return flags.find(" " + f + " ") != std::string::npos; };
+  const bool expected = CpuHasAvx512() && (has("avx512_bf16") || has("amx_bf16"));
+  EXPECT_EQ(CpuHasNativeBf16Matmul(), expected) << flags;
 }
 
 TEST(CpuThreads, PrefersTheOpenMpBuildOfOpenBlasBesideThePthreadOne) {

@@ -234,6 +234,27 @@ TEST(Lora, DropoutMaskCpuLoopEqualsTensorOpsOnALargeBatch) {
   EXPECT_TRUE(ApplyLoraDropout(v, 0.1, key).equal(v * LoraDropoutMask(v, 0.1, key)));
 }
 
+// bf16 activations (training.compute_dtype: bfloat16) take the fused CPU loop too: the same
+// bits as libtorch's bf16 x * mask with the tensor-op mask (whose scale 1/(1-p) is rounded to
+// bf16), forward and backward, including odd row lengths and a row split across threads.
+TEST(Lora, DropoutInBf16EqualsTheTensorOpsProduct) {
+  std::vector<int64_t> keys;
+  for (int64_t k = 0; k < 4 * 301; ++k) keys.push_back(DropoutTokenKey(7, 3, k / 301, k % 301));
+  DropoutKey key{5, 1, &keys};
+  for (double p : {0.05, 0.1, 0.5}) {
+    at::Tensor v = (at::randn({4, 301, 701}) * 3).to(at::kBFloat16).set_requires_grad(true);
+    at::Tensor mask = LoraDropoutMaskTensorOps(v, p, key);
+    ASSERT_EQ(mask.scalar_type(), at::kBFloat16);
+    at::Tensor y = ApplyLoraDropout(v, p, key);
+    ASSERT_EQ(y.scalar_type(), at::kBFloat16);
+    EXPECT_TRUE(y.equal(v.detach() * mask)) << "p " << p;
+    at::Tensor g = at::randn({4, 301, 701}).to(at::kBFloat16);
+    y.backward(g);
+    EXPECT_TRUE(v.grad().equal(g * mask)) << "p " << p;
+    EXPECT_NEAR(y.ne(0).to(at::kDouble).mean().item<double>(), 1.0 - p, 0.01) << "p " << p;
+  }
+}
+
 TEST(Lora, DropoutMaskDependsOnTokenKeyNotBatchPosition) {
   // Example 41 as row 1 of a padded batch, and alone in a shorter batch.
   std::vector<int64_t> keys;

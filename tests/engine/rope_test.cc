@@ -34,7 +34,7 @@ void ExpectSameAsTensorOps(const Case& c) {
   EXPECT_TRUE(fused.is_contiguous());
   ASSERT_EQ(fused.sizes(), reference.sizes());
   EXPECT_TRUE(at::equal(fused, reference)) << "max difference " << (fused - reference).abs().max().item<float>();
-  at::Tensor upstream = at::randn(fused.sizes());
+  at::Tensor upstream = at::randn(fused.sizes()).to(fused.scalar_type());
   fused.backward(upstream);
   reference.backward(upstream);
   EXPECT_TRUE(at::equal(x1.grad(), x2.grad()))
@@ -49,6 +49,20 @@ TEST(Rope, FusedCpuPassIsBitIdenticalToTheTensorOpsWithGradients) {
   ExpectSameAsTensorOps(MakeCase(2, 3, 11, 16, /*transposed=*/false, /*table_batch=*/2));
   ExpectSameAsTensorOps(MakeCase(3, 4, 9, 64, /*transposed=*/true, /*table_batch=*/1));  // table broadcast
   ExpectSameAsTensorOps(MakeCase(1, 2, 130, 128, /*transposed=*/true, /*table_batch=*/1));
+}
+
+// bf16 activations (training.compute_dtype: bfloat16): the fused pass rounds where the bf16
+// tensor ops store, so it is still their bits exactly, both ways.
+TEST(Rope, FusedCpuPassInBf16IsBitIdenticalToTheBf16TensorOps) {
+  at::manual_seed(9);
+  for (bool transposed : {true, false}) {
+    Case c = MakeCase(2, 3, 37, 64, transposed, /*table_batch=*/2);
+    c.x = c.x.to(at::kBFloat16);
+    ExpectSameAsTensorOps(c);
+  }
+  Case c = MakeCase(3, 4, 9, 64, /*transposed=*/true, /*table_batch=*/1);
+  c.x = (c.x * 100).to(at::kBFloat16);  // large values: every rounding step matters
+  ExpectSameAsTensorOps(c);
 }
 
 TEST(Rope, WithoutGradientTheFusedPassStillRotates) {

@@ -150,6 +150,25 @@ TEST(JobSpec, CheckpointKeepsProjectionsIsReadAndLeftOutOfTheRunIdentity) {
       << ErrorOf(base + "training: {checkpoint_keeps_projections: maybe}\n");
 }
 
+// The compute dtype changes what a run computes: read, written back, validated, and part of
+// the run identity (a bf16 checkpoint does not resume an fp32 run).
+TEST(JobSpec, ComputeDtypeIsReadValidatedAndPartOfTheRunIdentity) {
+  const std::string base = "model: {path: /m}\nresources: {world_size: 1}\ndata: {train: /t}\n";
+  auto def = ParseJobSpec(base, "job.yaml", "", SpecUse::kSubmission);
+  auto bf16 = ParseJobSpec(base + "training: {compute_dtype: bfloat16}\n", "job.yaml", "", SpecUse::kSubmission);
+  ASSERT_TRUE(def.ok() && bf16.ok());
+  EXPECT_EQ(def->training.compute_dtype, "auto");
+  EXPECT_EQ(bf16->training.compute_dtype, "bfloat16");
+  auto again = ParseJobSpec(ToCanonicalYaml(*bf16), "canonical", "", SpecUse::kSubmission);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->training.compute_dtype, "bfloat16");
+  EXPECT_NE(RunDefiningKeys(*def), RunDefiningKeys(*bf16));
+  EXPECT_EQ(RunDefiningKeys(*bf16).at("training.compute_dtype"), "bfloat16");
+  const std::string err = ErrorOf(base + "training:\n  compute_dtype: fp16\n");
+  EXPECT_NE(err.find("'training.compute_dtype' must be auto, float32 or bfloat16"), std::string::npos) << err;
+  EXPECT_NE(err.find("job.yaml:5:"), std::string::npos) << err;
+}
+
 TEST(JobSpec, RefusesBadInputNamingTheKeyAndLine) {
   const std::string base = "model: {path: /m}\ndata: {train: /t}\nresources: {world_size: 1}\n";
   std::string err = ErrorOf(base + "training:\n  lr: 0.1\n  learning_rate: 2\n");

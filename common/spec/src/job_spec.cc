@@ -261,6 +261,7 @@ absl::Status ParseTraining(const Parser& p, const YAML::Node& t, JobSpec& s) {
                           "eval_every",
                           "checkpoint_every",
                           "device",
+                          "compute_dtype",
                           "num_threads",
                           "grad_bucket_mb",
                           "on_nonfinite",
@@ -316,6 +317,9 @@ absl::Status ParseTraining(const Parser& p, const YAML::Node& t, JobSpec& s) {
   RETURN_IF_ERROR(p.Get(t, k, "device", &tr.device, "auto, cpu, cuda or cuda:N"));
   if (tr.device != "auto" && tr.device != "cpu" && tr.device.rfind("cuda", 0) != 0)
     return p.Error(t["device"], "training.device", "must be auto, cpu, cuda or cuda:N");
+  RETURN_IF_ERROR(p.Get(t, k, "compute_dtype", &tr.compute_dtype, "auto, float32 or bfloat16"));
+  if (tr.compute_dtype != "auto" && tr.compute_dtype != "float32" && tr.compute_dtype != "bfloat16")
+    return p.Error(t["compute_dtype"], "training.compute_dtype", "must be auto, float32 or bfloat16");
   RETURN_IF_ERROR(p.Get(t, k, "num_threads", &tr.num_threads, "an integer"));
   RETURN_IF_ERROR(p.AtLeast(t, k, "num_threads", tr.num_threads, 0));
   RETURN_IF_ERROR(p.Number(t, k, "grad_bucket_mb", &tr.grad_bucket_mb));

@@ -106,6 +106,7 @@ std::string ToCanonicalYaml(const JobSpec& s) {
   Val(e, "eval_every", t.eval_every);
   Val(e, "checkpoint_every", t.checkpoint_every);
   Val(e, "device", t.device);
+  Val(e, "compute_dtype", t.compute_dtype);
   Val(e, "num_threads", t.num_threads);
   Val(e, "grad_bucket_mb", t.grad_bucket_mb);
   Val(e, "on_nonfinite", std::string(t.on_nonfinite == OnNonFinite::kFail ? "fail" : "skip_step"));

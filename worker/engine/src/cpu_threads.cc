@@ -2,6 +2,9 @@
 
 #include <dlfcn.h>
 #include <unistd.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 
 #include <cstdlib>
 #include <string>
@@ -33,6 +36,19 @@ bool CpuHasAvx512() {
 #if defined(__x86_64__) || defined(__i386__)
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512cd");
+#else
+  return false;
+#endif
+}
+
+bool CpuHasNativeBf16Matmul() {
+#if defined(__x86_64__)
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (!CpuHasAvx512() || !__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+  const bool amx_bf16 = (edx >> 22) & 1u;
+  if (!__get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx)) return amx_bf16;
+  const bool avx512_bf16 = (eax >> 5) & 1u;
+  return amx_bf16 || avx512_bf16;
 #else
   return false;
 #endif

@@ -3,11 +3,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Generator.h>
 #include <torch/csrc/autograd/custom_function.h>
+
+#include "bf16_bits.h"
 
 namespace polytune::engine {
 namespace {
@@ -57,7 +60,7 @@ LoraAdapter LoraAdapter::Create(int64_t in_features, int64_t out_features, const
 
 namespace {
 
-inline uint32_t Fmix32(uint32_t z) {
+POLYTUNE_ALWAYS_INLINE uint32_t Fmix32(uint32_t z) {
   z ^= z >> 16;
   z *= 0x85ebca6bu;
   z ^= z >> 13;
@@ -79,35 +82,45 @@ std::vector<int32_t> RowKeys(int64_t rows, const DropoutKey& key) {
 
 // One row of ApplyHashDropout. Columns are the inner loop, with no division by the row length
 // per element (which had made the dropout 8 % of a training step's CPU time), so it vectorises.
-// Built for AVX-512 and AVX2 as well (the engine is compiled for baseline x86-64, whose SSE2
-// has no 32-bit vector multiply); the loader picks the widest the CPU runs.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-__attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
-void HashDropoutRow(const float* src, float* dst, int64_t per_row, uint32_t row_key, uint32_t threshold, float keep) {
+// T is float or bf16 bits; the product is computed in float and stored once, as libtorch's
+// x * mask does in either dtype.
+template <typename T>
+POLYTUNE_ALWAYS_INLINE void HashDropoutRowImpl(const T* src, T* dst, int64_t per_row, uint32_t row_key,
+                                               uint32_t threshold, float keep) {
   if (src != nullptr) {
     for (int64_t c = 0; c < per_row; ++c) {
       const uint32_t z = Fmix32(static_cast<uint32_t>(c) * 0x9e3779b9u + row_key);
-      dst[c] = (z >> 8) >= threshold ? src[c] * keep : 0.0f;
+      StoreFromFloat(dst, c, (z >> 8) >= threshold ? LoadAsFloat(src, c) * keep : 0.0f);
     }
   } else {
     for (int64_t c = 0; c < per_row; ++c) {
       const uint32_t z = Fmix32(static_cast<uint32_t>(c) * 0x9e3779b9u + row_key);
-      dst[c] = (z >> 8) >= threshold ? keep : 0.0f;
+      StoreFromFloat(dst, c, (z >> 8) >= threshold ? keep : 0.0f);
     }
   }
 }
 
+POLYTUNE_VECTOR_KERNEL(HashDropoutRow,
+                       (const float* src, float* dst, int64_t per_row, uint32_t row_key, uint32_t threshold,
+                        float keep),
+                       (src, dst, per_row, row_key, threshold, keep))
+POLYTUNE_VECTOR_KERNEL(HashDropoutRow,
+                       (const uint16_t* src, uint16_t* dst, int64_t per_row, uint32_t row_key, uint32_t threshold,
+                        float keep),
+                       (src, dst, per_row, row_key, threshold, keep))
+
 // CPU: the same hash as the tensor-op version, in one parallel loop over rows. dst[i] =
 // src[i] * keep where the mask keeps element i, else 0; a null src stands for ones (the mask
-// itself).
-void ApplyHashDropout(const float* src, float* dst, int64_t rows, int64_t per_row, double p,
+// itself). T is float or bf16 bits; in bf16 the scale is the bf16 mask value, as in x * mask.
+template <typename T>
+void ApplyHashDropout(const T* src, T* dst, int64_t rows, int64_t per_row, double p,
                       const std::vector<int32_t>& row_keys) {
   // Keep u (24 bits) where float(u) >= float(p * 2^24), as the tensor-op version compares:
   // every u is exact in float, so that is u >= ceil(float(p * 2^24)). (Truncating p * 2^24
   // instead had kept u = floor(p * 2^24) too: the CPU and CUDA masks differed there.)
   const uint32_t threshold = static_cast<uint32_t>(std::ceil(static_cast<double>(static_cast<float>(p * 16777216.0))));
-  const float keep = static_cast<float>(1.0 / (1.0 - p));
+  float keep = static_cast<float>(1.0 / (1.0 - p));
+  if (std::is_same_v<T, uint16_t>) keep = RoundToBf16(keep);
   const int64_t grain_rows = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, per_row));
   at::parallel_for(0, rows, grain_rows, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r)
@@ -119,31 +132,37 @@ void ApplyHashDropout(const float* src, float* dst, int64_t rows, int64_t per_ro
 at::Tensor DropoutMaskCpu(const at::Tensor& x, double p, const std::vector<int32_t>& row_keys) {
   const int64_t per_row = x.size(-1);
   at::Tensor mask = at::empty(x.sizes(), x.options().dtype(at::kFloat));
-  ApplyHashDropout(nullptr, mask.data_ptr<float>(), x.numel() / per_row, per_row, p, row_keys);
+  ApplyHashDropout<float>(nullptr, mask.data_ptr<float>(), x.numel() / per_row, per_row, p, row_keys);
   return x.scalar_type() == at::kFloat ? mask : mask.to(x.scalar_type());
 }
 
 std::vector<int32_t> Narrow(const std::vector<int64_t>& keys) { return std::vector<int32_t>(keys.begin(), keys.end()); }
 
+// out = x masked and scaled, for a contiguous fp32 or bf16 x.
+at::Tensor HashDropoutCpu(const at::Tensor& x, double p, const std::vector<int32_t>& row_keys) {
+  at::Tensor xc = x.contiguous();
+  at::Tensor out = at::empty_like(xc);
+  const int64_t per_row = x.size(-1), rows = x.numel() / per_row;
+  if (xc.scalar_type() == at::kFloat)
+    ApplyHashDropout(xc.data_ptr<float>(), out.data_ptr<float>(), rows, per_row, p, row_keys);
+  else
+    ApplyHashDropout(Bf16Bits(xc.data_ptr<at::BFloat16>()), Bf16Bits(out.data_ptr<at::BFloat16>()), rows, per_row, p,
+                     row_keys);
+  return out;
+}
+
 class HashDropoutFunction : public torch::autograd::Function<HashDropoutFunction> {
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, double p,
                             std::vector<int64_t> row_keys) {
-    at::Tensor xc = x.contiguous();
-    at::Tensor out = at::empty_like(xc);
-    ApplyHashDropout(xc.data_ptr<float>(), out.data_ptr<float>(), x.numel() / x.size(-1), x.size(-1), p,
-                     Narrow(row_keys));
     ctx->saved_data["p"] = p;
     ctx->saved_data["keys"] = row_keys;
-    return out;
+    return HashDropoutCpu(x, p, Narrow(row_keys));
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
-    at::Tensor g = grads[0].contiguous();
-    at::Tensor out = at::empty_like(g);
-    ApplyHashDropout(g.data_ptr<float>(), out.data_ptr<float>(), g.numel() / g.size(-1), g.size(-1),
-                     ctx->saved_data["p"].toDouble(), Narrow(ctx->saved_data["keys"].toIntVector()));
-    return {out, at::Tensor(), at::Tensor()};
+    return {HashDropoutCpu(grads[0], ctx->saved_data["p"].toDouble(), Narrow(ctx->saved_data["keys"].toIntVector())),
+            at::Tensor(), at::Tensor()};
   }
 };
 
@@ -159,7 +178,7 @@ int64_t DropoutTokenKey(uint64_t seed, int64_t step, int64_t example, int64_t po
 
 // Masks treat x as [tokens, features]: one row per token.
 at::Tensor ApplyLoraDropout(const at::Tensor& x, double p, const DropoutKey& key) {
-  if (x.device().is_cpu() && x.scalar_type() == at::kFloat) {
+  if (x.device().is_cpu() && (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16)) {
     std::vector<int32_t> keys32 = RowKeys(x.numel() / x.size(-1), key);
     std::vector<int64_t> keys(keys32.begin(), keys32.end());
     return HashDropoutFunction::apply(x, p, keys);

@@ -118,6 +118,14 @@ class Loader {
 
 at::ScalarType DefaultComputeDtype(const at::Device& device) { return device.is_cuda() ? at::kBFloat16 : at::kFloat; }
 
+absl::StatusOr<std::optional<at::ScalarType>> ParseComputeDtype(const std::string& name) {
+  if (name == "auto") return std::optional<at::ScalarType>();
+  if (name == "float32") return std::optional<at::ScalarType>(at::kFloat);
+  if (name == "bfloat16") return std::optional<at::ScalarType>(at::kBFloat16);
+  return absl::InvalidArgumentError(
+      absl::StrCat("training.compute_dtype is '", name, "': use auto, float32 or bfloat16"));
+}
+
 absl::StatusOr<std::unique_ptr<LlamaModel>> LoadModel(const std::string& model_dir, const LoadOptions& options) {
   ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(model_dir));
   ASSIGN_OR_RETURN(TensorIndex index, OpenCheckpoint(model_dir));

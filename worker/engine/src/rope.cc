@@ -2,9 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
+
+#include "bf16_bits.h"
 
 namespace polytune::engine {
 
@@ -56,33 +59,57 @@ namespace {
 // transpose of that map:
 //   dx[i]     = dy[i] c[i] + dy[i + h] s[i + h]
 //   dx[i + h] = dy[i + h] c[i + h] - dy[i] s[i]
+// T is float or bf16 bits. In bf16, R() rounds to bf16 wherever libtorch's bf16 tensor ops
+// store (cos and sin cast to bf16, each product, the sum), so the result is theirs bit for bit
+// (a product of two bf16 values is exact in float); in float R() is the identity.
+template <typename T>
+POLYTUNE_ALWAYS_INLINE float R(float v) {
+  return std::is_same_v<T, uint16_t> ? RoundToBf16(v) : v;
+}
+
+template <typename T>
+POLYTUNE_ALWAYS_INLINE void RotateRowImpl(const T* xr, const float* c, const float* s, T* o, int64_t half,
+                                          bool inverse) {
+  if (!inverse) {
+    for (int64_t i = 0; i < half; ++i) {
+      const float x1 = LoadAsFloat(xr, i), x2 = LoadAsFloat(xr, i + half);
+      StoreFromFloat(o, i, R<T>(x1 * R<T>(c[i])) - R<T>(x2 * R<T>(s[i])));
+      StoreFromFloat(o, i + half, R<T>(x2 * R<T>(c[i + half])) + R<T>(x1 * R<T>(s[i + half])));
+    }
+  } else {
+    for (int64_t i = 0; i < half; ++i) {
+      const float x1 = LoadAsFloat(xr, i), x2 = LoadAsFloat(xr, i + half);
+      StoreFromFloat(o, i, R<T>(x1 * R<T>(c[i])) + R<T>(x2 * R<T>(s[i + half])));
+      StoreFromFloat(o, i + half, R<T>(x2 * R<T>(c[i + half])) - R<T>(x1 * R<T>(s[i])));
+    }
+  }
+}
+
+// -ffp-contract=off (CMakeLists.txt) holds in every variant.
+POLYTUNE_VECTOR_KERNEL(RotateRow,
+                       (const float* xr, const float* c, const float* s, float* o, int64_t half, bool inverse),
+                       (xr, c, s, o, half, inverse))
+POLYTUNE_VECTOR_KERNEL(RotateRow,
+                       (const uint16_t* xr, const float* c, const float* s, uint16_t* o, int64_t half, bool inverse),
+                       (xr, c, s, o, half, inverse))
+
+template <typename T>
 void RotateRows(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, bool inverse, at::Tensor& out) {
   const int64_t batch = x.size(0), heads = x.size(1), seq = x.size(2), dim = x.size(3), half = dim / 2;
-  const float* xp = x.data_ptr<float>();
+  const T* xp = Elements<T>(x);
   const float* cp = cos.data_ptr<float>();
   const float* sp = sin.data_ptr<float>();
-  float* op = out.data_ptr<float>();
+  T* op = Elements<T>(out);
   const int64_t xs0 = x.stride(0), xs1 = x.stride(1), xs2 = x.stride(2);
   const int64_t cs0 = cos.stride(0), cs1 = cos.stride(1), ss0 = sin.stride(0), ss1 = sin.stride(1);
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 14) / std::max<int64_t>(1, dim));
   at::parallel_for(0, batch * heads * seq, grain, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const int64_t t = row % seq, bh = row / seq, h = bh % heads, b = bh / heads;
-      const float* xr = xp + b * xs0 + h * xs1 + t * xs2;
+      const T* xr = xp + b * xs0 + h * xs1 + t * xs2;
       const float* c = cp + b * cs0 + t * cs1;
       const float* s = sp + b * ss0 + t * ss1;
-      float* o = op + row * dim;
-      if (!inverse) {
-        for (int64_t i = 0; i < half; ++i) {
-          o[i] = xr[i] * c[i] - xr[i + half] * s[i];
-          o[i + half] = xr[i + half] * c[i + half] + xr[i] * s[i + half];
-        }
-      } else {
-        for (int64_t i = 0; i < half; ++i) {
-          o[i] = xr[i] * c[i] + xr[i + half] * s[i + half];
-          o[i + half] = xr[i + half] * c[i + half] - xr[i] * s[i];
-        }
-      }
+      RotateRow(xr, c, s, op + row * dim, half, inverse);
     }
   });
 }
@@ -95,7 +122,10 @@ at::Tensor RopeTable(const at::Tensor& t, const at::Tensor& x) {
 at::Tensor Rotate(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, bool inverse) {
   const at::Tensor xs = x.stride(3) == 1 ? x : x.contiguous();
   at::Tensor out = at::empty(x.sizes(), x.options());
-  RotateRows(xs, RopeTable(cos, x), RopeTable(sin, x), inverse, out);
+  if (x.scalar_type() == at::kFloat)
+    RotateRows<float>(xs, RopeTable(cos, x), RopeTable(sin, x), inverse, out);
+  else
+    RotateRows<uint16_t>(xs, RopeTable(cos, x), RopeTable(sin, x), inverse, out);
   return out;
 }
 
@@ -119,8 +149,8 @@ at::Tensor ApplyRope(const at::Tensor& x, const at::Tensor& cos, const at::Tenso
   // The fused pass on CPU in fp32: one read and one contiguous write instead of a slice, a
   // negation, a concatenation, two products and a sum each way (and the copy attention's
   // reshape made of the transposed result).
-  if (x.device().is_cpu() && x.scalar_type() == at::kFloat && x.dim() == 4 && x.size(3) % 2 == 0 &&
-      !cos.requires_grad() && !sin.requires_grad())
+  if (x.device().is_cpu() && (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16) && x.dim() == 4 &&
+      x.size(3) % 2 == 0 && !cos.requires_grad() && !sin.requires_grad())
     return RopeFunction::apply(x, cos, sin);
   return ApplyRopeTensorOps(x, cos, sin);
 }

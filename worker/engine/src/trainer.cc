@@ -17,6 +17,7 @@
 #include "polytune/engine/adamw.h"
 #include "polytune/engine/adapter_io.h"
 #include "polytune/engine/checkpoint.h"
+#include "polytune/engine/cpu_threads.h"
 #include "polytune/engine/data_preparation.h"
 #include "polytune/engine/evaluator.h"
 #include "polytune/engine/gradient_buckets.h"
@@ -50,6 +51,11 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LoadModelWithAdapter(const TrainConf
   load.quantization = config.model.quantization;
   load.double_quant = config.model.double_quant;
   load.device = device;
+  ASSIGN_OR_RETURN(load.compute_dtype, ParseComputeDtype(config.training.compute_dtype));
+  if (device.is_cpu() && load.compute_dtype == at::kBFloat16 && !CpuHasNativeBf16Matmul())
+    std::fprintf(stderr,
+                 "warning: training.compute_dtype is bfloat16 but this CPU has neither AVX512_BF16 nor AMX-BF16: "
+                 "its bf16 matmuls are emulated and slower than float32\n");
   ASSIGN_OR_RETURN(std::unique_ptr<LlamaModel> model, LoadModel(config.model.path, load));
   const int64_t n_layers = model->config().num_hidden_layers;
   if (!config.init_adapter.empty()) {

@@ -176,6 +176,9 @@ struct JobSpec {
     int64_t eval_every = 0;        // 0: only at the start and the end
     int64_t checkpoint_every = 0;  // 0: only at the end
     std::string device = "auto";   // auto | cpu | cuda | cuda:N
+    // The dtype of the frozen base's matmuls and the activations (LoRA weights and the
+    // optimizer stay fp32): auto (bfloat16 on CUDA, float32 on CPU) | float32 | bfloat16.
+    std::string compute_dtype = "auto";
     int64_t num_threads = 0;       // 0: all cores divided among local ranks
     // Data parallel: gradients are all-reduced in buckets of about this size while backward
     // still runs (as DDP's bucket_cap_mb); 0: one all-reduce after backward.

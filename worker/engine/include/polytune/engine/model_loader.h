@@ -26,6 +26,9 @@ struct LoadOptions {
 // The default compute dtype for a device: fp32 on CPU, bf16 on CUDA.
 at::ScalarType DefaultComputeDtype(const at::Device& device);
 
+// training.compute_dtype: "auto" (nullopt: the device's default), "float32" or "bfloat16".
+absl::StatusOr<std::optional<at::ScalarType>> ParseComputeDtype(const std::string& name);
+
 absl::StatusOr<std::unique_ptr<LlamaModel>> LoadModel(const std::string& model_dir, const LoadOptions& options);
 
 using spec::ParseQuantization;  // "none" / "nf4"
