@@ -116,6 +116,16 @@ TEST(Nf4, ScratchDequantisationEqualsAFreshOneAcrossSizes) {
     }
   }
   EXPECT_EQ(scratch.numel(), 300 * 129) << "grown to the largest, never shrunk";
+  // bf16 into the same scratch (replaced for the dtype, kept as large), then fp32 again: each
+  // the fp32 values converted, bit for bit.
+  for (at::ScalarType dtype : {at::kBFloat16, at::kFloat}) {
+    Nf4Tensor q = QuantizeNf4(at::randn({70, 37}) * 0.1, true);
+    at::Tensor reused = DequantizeNf4IntoScratch(q, &scratch, dtype);
+    EXPECT_EQ(reused.scalar_type(), dtype);
+    EXPECT_TRUE(at::equal(reused, DequantizeNf4(q, at::kFloat).to(dtype))) << dtype;
+    EXPECT_TRUE(at::equal(DequantizeNf4(q, dtype), DequantizeNf4(q, at::kFloat).to(dtype))) << dtype;
+    EXPECT_EQ(scratch.numel(), 300 * 129);
+  }
 }
 
 TEST(Nf4, FrozenLinearGradientIsDequantisedWeight) {

@@ -25,8 +25,8 @@ at::Tensor FillLogits(const at::Tensor& hidden, const at::Tensor& head, int64_t 
   at::Tensor logits = buffer.narrow(0, 0, end - begin);
   if (hidden.scalar_type() == at::kFloat)
     at::mm_out(logits, hidden.slice(0, begin, end), head.t());
-  else
-    logits.copy_(ChunkLogits(hidden, head, begin, end));
+  else  // the product in hidden's dtype, widened into the buffer in the same pass
+    logits.copy_(at::matmul(hidden.slice(0, begin, end), head.t()));
   return logits;
 }
 

@@ -32,13 +32,14 @@ int64_t FrozenWeight::StorageBytes() const {
 
 namespace {
 
-// The weight for one matmul. A quantised weight on CPU in fp32 is dequantised into a
+// The weight for one matmul. A quantised weight on CPU in fp32 or bf16 is dequantised into a
 // per-thread scratch buffer: the matmul consumes it at once and nothing keeps it (forward and
 // backward alike), so one buffer per thread serves every layer without an allocation per call.
 at::Tensor WeightForMatmul(const FrozenWeight& weight, at::ScalarType dtype) {
-  if (weight.is_quantized() && dtype == at::kFloat && weight.nf4().packed.device().is_cpu()) {
+  if (weight.is_quantized() && (dtype == at::kFloat || dtype == at::kBFloat16) &&
+      weight.nf4().packed.device().is_cpu()) {
     thread_local at::Tensor scratch;
-    return DequantizeNf4IntoScratch(weight.nf4(), &scratch);
+    return DequantizeNf4IntoScratch(weight.nf4(), &scratch, dtype);
   }
   return weight.Materialize(dtype);
 }

@@ -5,8 +5,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include <ATen/Parallel.h>
+
+#include "bf16_bits.h"
 
 namespace polytune::engine {
 namespace {
@@ -138,9 +141,12 @@ at::Tensor Nf4BlockAbsmax(const Nf4Tensor& q) {
 
 namespace {
 
-// CPU fast path: one pass over the packed bytes writing fp32 directly, blocks split across
-// threads. The tensor-op path below needs five passes and three temporaries.
-void DequantizeNf4Cpu(const Nf4Tensor& q, float* dst) {
+// CPU fast path: one pass over the packed bytes writing fp32 or bf16 directly, blocks split
+// across threads. The tensor-op path below needs five passes and three temporaries. In bf16
+// each block's 16 values are rounded from their fp32 values once, so the result is the fp32
+// one converted, bit for bit.
+template <typename T>
+void DequantizeNf4Cpu(const Nf4Tensor& q, T* dst) {
   static const auto& code = Nf4CodeBook();
   at::Tensor absmax = Nf4BlockAbsmax(q).contiguous();
   const uint8_t* packed = q.packed.data_ptr<uint8_t>();
@@ -150,8 +156,14 @@ void DequantizeNf4Cpu(const Nf4Tensor& q, float* dst) {
   at::parallel_for(0, blocks, 256, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
       const float scale = am[b];
-      float lut[16];
-      for (int i = 0; i < 16; ++i) lut[i] = code[i] * scale;
+      T lut[16];
+      for (int i = 0; i < 16; ++i) {
+        const float v = code[i] * scale;
+        if constexpr (std::is_same_v<T, float>)
+          lut[i] = v;
+        else
+          lut[i] = FloatToBf16(v);
+      }
       const int64_t first = b * kNf4BlockSize;
       const int64_t last = std::min(n, first + kNf4BlockSize);
       int64_t i = first;
@@ -171,6 +183,11 @@ void DequantizeNf4Cpu(const Nf4Tensor& q, float* dst) {
 at::Tensor DequantizeNf4(const Nf4Tensor& q, at::ScalarType dtype) {
   at::NoGradGuard no_grad;
   if (q.packed.device().is_cpu()) {
+    if (dtype == at::kBFloat16) {
+      at::Tensor out = at::empty(q.shape, at::kBFloat16);
+      DequantizeNf4Cpu(q, Elements<uint16_t>(out));
+      return out;
+    }
     at::Tensor out = at::empty(q.shape, at::kFloat);
     DequantizeNf4Cpu(q, out.data_ptr<float>());
     return dtype == at::kFloat ? out : out.to(dtype);
@@ -178,11 +195,16 @@ at::Tensor DequantizeNf4(const Nf4Tensor& q, at::ScalarType dtype) {
   return DequantizeNf4TensorOps(q, dtype);
 }
 
-at::Tensor DequantizeNf4IntoScratch(const Nf4Tensor& q, at::Tensor* scratch) {
+at::Tensor DequantizeNf4IntoScratch(const Nf4Tensor& q, at::Tensor* scratch, at::ScalarType dtype) {
   TORCH_CHECK(q.packed.device().is_cpu(), "DequantizeNf4IntoScratch is the CPU path");
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kBFloat16, "DequantizeNf4IntoScratch: fp32 or bf16");
   at::NoGradGuard no_grad;
-  if (!scratch->defined() || scratch->numel() < q.numel) *scratch = at::empty({q.numel}, at::kFloat);
-  DequantizeNf4Cpu(q, scratch->data_ptr<float>());
+  if (!scratch->defined() || scratch->numel() < q.numel || scratch->scalar_type() != dtype)
+    *scratch = at::empty({std::max(q.numel, scratch->defined() ? scratch->numel() : 0)}, at::dtype(dtype));
+  if (dtype == at::kFloat)
+    DequantizeNf4Cpu(q, scratch->data_ptr<float>());
+  else
+    DequantizeNf4Cpu(q, Elements<uint16_t>(*scratch));
   return scratch->narrow(0, 0, q.numel).view(q.shape);
 }
 

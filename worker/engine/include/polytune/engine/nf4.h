@@ -52,10 +52,11 @@ at::Tensor Nf4BlockAbsmax(const Nf4Tensor& q);
 
 // Dequantises to `dtype` with the original shape: code[index] * absmax in fp32, then cast.
 at::Tensor DequantizeNf4(const Nf4Tensor& q, at::ScalarType dtype);
-// CPU, fp32: the same values written into `*scratch` (grown when too small, never shrunk), so a
-// caller that dequantises weight after weight allocates (and page-faults) nothing per call.
-// The result aliases *scratch and is valid until the next call with the same scratch.
-at::Tensor DequantizeNf4IntoScratch(const Nf4Tensor& q, at::Tensor* scratch);
+// CPU, fp32 or bf16: the same values written into `*scratch` (grown when too small, never
+// shrunk; replaced when the dtype changes), so a caller that dequantises weight after weight
+// allocates (and page-faults) nothing per call. The result aliases *scratch and is valid until
+// the next call with the same scratch.
+at::Tensor DequantizeNf4IntoScratch(const Nf4Tensor& q, at::Tensor* scratch, at::ScalarType dtype = at::kFloat);
 
 // The device-generic implementation (plain tensor ops) that CUDA uses; CPU has a fused
 // loop. Exposed so tests on CPU-only machines keep the accelerator path honest.
