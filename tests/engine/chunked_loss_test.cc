@@ -39,6 +39,38 @@ TEST(ChunkedLoss, LossAndHiddenGradientEqualTheFullLogitsPath) {
   }
 }
 
+// bf16 on CPU takes the fused row kernel: against Hugging Face's semantics through autograd
+// (bf16 logits upcast to fp32, cross-entropy in fp32, the gradient back through the upcast and
+// the bf16 matmul), with row weights, ignored rows, a vocabulary that is no multiple of the
+// kernel's 16 lanes and chunks across threads. The loss differs by the exp approximation and
+// the summation order (1e-5 relative); the gradient, rounded to bf16 before the bf16 matmul
+// as the reference's is, by a bf16 ulp where an element lands on a rounding boundary.
+TEST(ChunkedLoss, Bf16FusedRowsEqualTheUpcastLogitsPath) {
+  at::manual_seed(8);
+  const int64_t n = 150, h = 64, v = 1001;
+  at::Tensor head = (at::randn({v, h}) * 0.3).to(at::kBFloat16);
+  at::Tensor targets = at::randint(0, v, {n}, at::kLong);
+  for (int64_t i : {0, 7, 149}) targets[i] = kIgnoreIndex;
+  at::Tensor weights = at::rand({n}) + 0.5;
+  at::Tensor base = at::randn({n, h}).to(at::kBFloat16);
+
+  at::Tensor ref_hidden = base.clone().requires_grad_(true);
+  at::Tensor logits = at::matmul(ref_hidden, head.t()).to(at::kFloat);
+  at::Tensor per_row = at::cross_entropy_loss(logits, targets, {}, at::Reduction::None, kIgnoreIndex);
+  at::Tensor ref = (per_row * weights).sum();
+  ref.backward();
+  for (int64_t chunk : {1, 64, 150}) {
+    at::Tensor hidden = base.clone().requires_grad_(true);
+    at::Tensor loss = ChunkedLinearCrossEntropySum(hidden, head, targets, chunk, weights);
+    loss.backward();
+    ASSERT_EQ(hidden.grad().scalar_type(), at::kBFloat16);
+    EXPECT_LT(std::abs(loss.item<double>() - ref.item<double>()) / ref.item<double>(), 1e-5) << "chunk " << chunk;
+    EXPECT_LT(testing::RelativeMaxError(hidden.grad(), ref_hidden.grad()), 1e-2) << "chunk " << chunk;
+    EXPECT_EQ(hidden.grad()[7].abs().max().item<float>(), 0.0f) << "an ignored row gets no gradient";
+    EXPECT_GT(hidden.grad()[8].abs().max().item<float>(), 0.0f);
+  }
+}
+
 // Forward computes the hidden gradient while the logits are at hand, and backward scales it by
 // whatever reaches the loss: a loss used twice, and a loss on a hidden that needs no gradient.
 TEST(ChunkedLoss, GradientComputedInForwardScalesByEveryUseOfTheLoss) {

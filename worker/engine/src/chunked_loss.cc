@@ -8,6 +8,7 @@
 
 #include <torch/csrc/autograd/custom_function.h>
 
+#include "cross_entropy_rows.h"
 #include "polytune/engine/token_dataset.h"
 
 namespace polytune::engine {
@@ -59,12 +60,25 @@ class ChunkedLinearCrossEntropy : public torch::autograd::Function<ChunkedLinear
     at::Tensor safe_targets = targets.clamp_min(0);
     at::Tensor total = at::zeros({}, hidden.options().dtype(at::kFloat));
     at::Tensor grad_hidden = needs_grad ? at::empty_like(hidden) : at::Tensor();
-    at::Tensor buffer = at::empty({std::min(n, chunk_rows), w.size(0)}, hidden.options().dtype(at::kFloat));
+    // bf16 on CPU: the chunk's bf16 logits go through one fused kernel (loss and, in place,
+    // their gradient); no fp32 copy of them.
+    const bool fused_bf16 = hidden.is_cpu() && hidden.scalar_type() == at::kBFloat16;
+    at::Tensor buffer =
+        fused_bf16 ? at::Tensor() : at::empty({std::min(n, chunk_rows), w.size(0)}, hidden.options().dtype(at::kFloat));
     for (int64_t b = 0; b < n; b += chunk_rows) {
       const int64_t e = std::min(n, b + chunk_rows);
-      at::Tensor logits = FillLogits(hidden, w, b, e, buffer);
       at::Tensor chunk_targets = safe_targets.slice(0, b, e);
       at::Tensor chunk_valid = valid.slice(0, b, e);
+      if (fused_bf16) {
+        at::Tensor logits = at::matmul(hidden.slice(0, b, e), w.t()).contiguous();
+        total += CrossEntropyRowsBf16(logits, chunk_targets, chunk_valid, needs_grad).sum();
+        if (needs_grad) {
+          at::Tensor rows = grad_hidden.slice(0, b, e);
+          at::matmul_out(rows, logits, w);
+        }
+        continue;
+      }
+      at::Tensor logits = FillLogits(hidden, w, b, e, buffer);
       at::Tensor target_logit = logits.gather(1, chunk_targets.unsqueeze(1)).squeeze(1);
       at::Tensor sums;
       at::Tensor chunk_lse = ExpInPlaceAndLogSumExp(logits, &sums);

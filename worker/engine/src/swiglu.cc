@@ -8,38 +8,10 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include "bf16_bits.h"
+#include "vector_exp.h"
 
 namespace polytune::engine {
 namespace {
-
-// expf for the vector loops below: Cody-Waite reduction x = n ln2 + r (|r| <= ln2 / 2), a
-// degree-7 Taylor polynomial for e^r (truncation 5e-9 relative, under the float rounding),
-// and 2^n built in the exponent bits. x is clamped to [-87, 88], where 2^n stays a normal
-// float; silu needs no more (exp(-x) beyond that range makes sigmoid 0 or 1 to float
-// precision). Straight-line float and integer arithmetic, so GCC vectorises the loops.
-POLYTUNE_ALWAYS_INLINE float ExpClamped(float x) {
-  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-  // Round x / ln2 to the nearest integer with the 1.5 * 2^23 trick (no float->int call).
-  const float shifter = 12582912.0f;
-  const float t = x * 1.44269504088896341f + shifter;
-  const float n = t - shifter;
-  int32_t bits;
-  std::memcpy(&bits, &t, sizeof(bits));
-  bits -= 0x4B400000;                                           // the shifter's own bits: leaves n as an integer
-  const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;  // ln2 split: hi exact, lo
-  float p = 1.0f / 5040.0f;
-  p = p * r + 1.0f / 720.0f;
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  const int32_t scale_bits = (bits + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &scale_bits, sizeof(scale));
-  return p * scale;
-}
 
 // T is float or bf16 bits. In bf16 every intermediate libtorch's silu(gate) * up would store
 // in bf16 is rounded to bf16 here too (silu(g); dy * up before silu's backward), so the fused
