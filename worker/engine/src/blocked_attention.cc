@@ -2,6 +2,7 @@
 
 #include <vector>
 
+#include "polytune/engine/attention_softmax.h"
 #include "polytune/engine/batched_matmul.h"
 
 namespace polytune::engine {
@@ -20,7 +21,7 @@ at::Tensor BlockedCausalAttention(const at::Tensor& q, const at::Tensor& k, cons
     at::Tensor scores = BatchedMatmulSplitsBatches(qb, keys_t)
                             ? BatchedMatmul(qb, keys_t).mul_(scale).add_(block_mask)
                             : at::baddbmm(block_mask, qb, keys_t, /*beta=*/1.0, /*alpha=*/scale);
-    at::Tensor probs = at::softmax(scores, -1, at::promote_types(q.scalar_type(), at::kFloat)).to(q.scalar_type());
+    at::Tensor probs = AttentionSoftmax(scores);
     outs.push_back(BatchedMatmul(probs, v3.narrow(1, 0, end)));
     start = end;
   }

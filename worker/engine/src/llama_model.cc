@@ -13,6 +13,7 @@
 #include <torch/version.h>
 
 #include "absl/strings/str_cat.h"
+#include "polytune/engine/attention_softmax.h"
 #include "polytune/engine/blocked_attention.h"
 #include "polytune/engine/rope.h"
 #include "polytune/engine/swiglu.h"
@@ -101,7 +102,7 @@ at::Tensor CachedAttention(const LayerRun& run, const at::Tensor& q, const at::T
   at::Tensor vv = groups == 1 ? v : v.repeat_interleave(groups, 1);
   const double scale = 1.0 / std::sqrt(static_cast<double>(run.config->head_dim));
   at::Tensor scores = at::matmul(q, kk.transpose(-1, -2)).mul_(scale).add_(run.cache_mask);
-  at::Tensor probs = at::softmax(scores, -1, at::promote_types(q.scalar_type(), at::kFloat)).to(q.scalar_type());
+  at::Tensor probs = AttentionSoftmax(scores);
   return at::matmul(probs, vv);
 }
 
@@ -124,7 +125,7 @@ at::Tensor Attention(const LayerRun& run, const at::Tensor& q, const at::Tensor&
   at::Tensor mask = full_mask.unsqueeze(0).expand({batch * heads, seq, seq});
   at::Tensor scores = at::baddbmm(mask, q.reshape({batch * heads, seq, dim}),
                                   kk.reshape({batch * heads, seq, dim}).transpose(1, 2), /*beta=*/1.0, /*alpha=*/scale);
-  at::Tensor probs = at::softmax(scores, -1, at::promote_types(q.scalar_type(), at::kFloat)).to(q.scalar_type());
+  at::Tensor probs = AttentionSoftmax(scores);
   return at::bmm(probs, vv.reshape({batch * heads, seq, dim})).view({batch, heads, seq, dim});
 }
 
