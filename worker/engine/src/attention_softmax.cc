@@ -1,5 +1,7 @@
 #include "polytune/engine/attention_softmax.h"
 
+#include <algorithm>
+
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 

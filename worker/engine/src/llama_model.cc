@@ -312,14 +312,6 @@ bool DecoderLayer::HasLora() const {
   return false;
 }
 
-at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
-  // fp32 statistics (HF); a float64 input stays float64 so gradient checks can run exactly.
-  at::Tensor xf = x.to(at::promote_types(x.scalar_type(), at::kFloat));
-  at::Tensor variance = xf.pow(2).mean(-1, /*keepdim=*/true);
-  xf = xf * at::rsqrt(variance + eps);
-  return weight * xf.to(x.scalar_type());
-}
-
 std::string PeftLoraName(int64_t layer, ProjKind kind, char matrix) {
   return absl::StrCat("base_model.model.model.layers.", layer, ".", ProjParentName(kind), ".", ProjName(kind), ".lora_",
                       std::string(1, matrix), ".weight");

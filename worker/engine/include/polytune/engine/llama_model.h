@@ -15,6 +15,7 @@
 #include "polytune/engine/frozen_linear.h"
 #include "polytune/engine/lora.h"
 #include "polytune/engine/model_config.h"
+#include "polytune/engine/rms_norm.h"  // RmsNorm, used by callers of the model
 
 namespace polytune::engine {
 
@@ -119,9 +120,6 @@ class LlamaModel {
   at::Tensor inv_freq_;
   std::optional<LoraSettings> lora_settings_;
 };
-
-// RMSNorm as Hugging Face computes it: fp32 statistics, cast back, times weight.
-at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps);
 
 // PEFT tensor name of a LoRA matrix ("A" or "B").
 std::string PeftLoraName(int64_t layer, ProjKind kind, char matrix);
