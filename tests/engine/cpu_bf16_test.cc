@@ -14,13 +14,12 @@
 #include <random>
 
 #include "nlohmann/json.hpp"
-#include "polytune/common/json_util.h"
 #include "polytune/engine/communicator.h"
 #include "polytune/engine/llama_model.h"
 #include "polytune/engine/loss.h"
 #include "polytune/engine/model_loader.h"
-#include "polytune/engine/safetensors.h"
 #include "polytune/engine/trainer.h"
+#include "reference_logits.h"
 #include "test_util.h"
 
 namespace polytune::engine {
@@ -38,25 +37,15 @@ std::unique_ptr<LlamaModel> Load(at::ScalarType dtype, Quantization q) {
 }
 
 TEST(CpuBf16, ForwardMatchesTheFp32ReferenceLogits) {
-  auto ref = SafetensorsFile::Open(kFixtures + "/llama_gqa.reference.safetensors");
-  ASSERT_TRUE(ref.ok()) << ref.status();
-  auto losses = ReadJsonFile(kFixtures + "/llama_gqa.reference.json");
-  ASSERT_TRUE(losses.ok()) << losses.status();
-  at::Tensor ids = *(*ref)->Load("input_ids");
-  at::Tensor labels = *(*ref)->Load("labels");
-  const int64_t targets = labels.slice(1, 1).ne(-100).sum().item<int64_t>();
+  testing::ReferenceLogits ref;
+  ASSERT_NO_FATAL_FAILURE(testing::LoadReferenceLogits(&ref));
   for (Quantization q : {Quantization::kNone, Quantization::kNf4}) {
     const std::string mode = q == Quantization::kNone ? "none" : "nf4_dq";
     auto model = Load(at::kBFloat16, q);
     at::NoGradGuard no_grad;
-    at::Tensor logits = model->Forward(ids).to(at::kFloat);
-    at::Tensor expected = *(*ref)->Load("logits_" + mode);
-    EXPECT_LT(testing::RelativeMaxError(logits, expected), 3e-2) << mode;
-    // Not trivially close: bf16 does change the logits.
-    EXPECT_GT(testing::RelativeMaxError(logits, expected), 1e-6) << mode;
-    const double loss = SumTokenCrossEntropy(logits, labels).item<double>() / targets;
-    const double ref_loss = (*losses)["loss"][mode].get<double>();
-    EXPECT_NEAR(loss, ref_loss, 1e-2 * std::abs(ref_loss)) << mode;
+    at::Tensor logits = model->Forward(ref.input_ids).to(at::kFloat);
+    const double error = testing::ExpectNearReference(ref, mode, logits, 3e-2, 1e-2, mode);
+    EXPECT_GT(error, 1e-6) << mode << ": not trivially close, bf16 does change the logits";
   }
 }
 

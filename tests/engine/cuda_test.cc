@@ -24,6 +24,7 @@
 #include "polytune/engine/safetensors.h"
 #include "polytune/engine/token_dataset.h"
 #include "polytune/engine/trainer.h"
+#include "reference_logits.h"
 #include "test_util.h"
 
 namespace polytune::engine {
@@ -72,13 +73,8 @@ struct ForwardCase {
 };
 
 TEST_F(Cuda, ForwardMatchesTheFp32ReferenceLogits) {
-  auto ref = SafetensorsFile::Open(kFixtures + "/llama_gqa.reference.safetensors");
-  ASSERT_TRUE(ref.ok()) << ref.status();
-  auto losses = ReadJsonFile(kFixtures + "/llama_gqa.reference.json");
-  ASSERT_TRUE(losses.ok()) << losses.status();
-  at::Tensor ids = *(*ref)->Load("input_ids");
-  at::Tensor labels = *(*ref)->Load("labels");
-  const int64_t targets = labels.slice(1, 1).ne(-100).sum().item<int64_t>();
+  testing::ReferenceLogits ref;
+  ASSERT_NO_FATAL_FAILURE(testing::LoadReferenceLogits(&ref));
   for (const ForwardCase& c : {ForwardCase{Quantization::kNone, at::kFloat, 1e-4, 1e-4},
                                ForwardCase{Quantization::kNf4, at::kFloat, 1e-4, 1e-4},
                                ForwardCase{Quantization::kNone, at::kBFloat16, 3e-2, 1e-2},
@@ -92,12 +88,9 @@ TEST_F(Cuda, ForwardMatchesTheFp32ReferenceLogits) {
     auto model = LoadModel(kFixtures + "/models/llama_gqa", o);
     ASSERT_TRUE(model.ok()) << model.status();
     at::NoGradGuard no_grad;
-    at::Tensor logits = (*model)->Forward(ids.cuda()).to(at::kFloat).cpu();
-    at::Tensor expected = *(*ref)->Load("logits_" + mode);
-    EXPECT_LT(testing::RelativeMaxError(logits, expected), c.logits_tolerance) << mode << " " << c.dtype;
-    const double loss = SumTokenCrossEntropy(logits, labels).item<double>() / targets;
-    const double ref_loss = (*losses)["loss"][mode].get<double>();
-    EXPECT_NEAR(loss, ref_loss, c.loss_tolerance * std::abs(ref_loss)) << mode << " " << c.dtype;
+    at::Tensor logits = (*model)->Forward(ref.input_ids.cuda()).to(at::kFloat).cpu();
+    testing::ExpectNearReference(ref, mode, logits, c.logits_tolerance, c.loss_tolerance,
+                                 mode + " " + std::string(c10::toString(c.dtype)));
   }
 }
 
