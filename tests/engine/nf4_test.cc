@@ -96,11 +96,16 @@ TEST(Nf4, DoubleQuantAbsmaxErrorWithinBoundAndSavesMemory) {
 }
 
 TEST(Nf4, FusedCpuPathEqualsTensorOpPath) {
-  for (bool dq : {false, true}) {
-    at::Tensor w = at::randn({37, 70}) * 0.2;  // 2590 values: a partial last block
-    Nf4Tensor q = QuantizeNf4(w, dq);
-    EXPECT_TRUE(DequantizeNf4(q, at::kFloat).equal(DequantizeNf4TensorOps(q, at::kFloat))) << "double_quant " << dq;
-    EXPECT_TRUE(DequantizeNf4(q, at::kBFloat16).equal(DequantizeNf4TensorOps(q, at::kBFloat16)));
+  // 2590 values: a partial last block; 39130: 612 blocks, so three double-quantisation
+  // blocks of 256, the last partial (the CPU path rebuilds each block's absmax itself).
+  for (auto shape : {std::vector<int64_t>{37, 70}, std::vector<int64_t>{130, 301}}) {
+    for (bool dq : {false, true}) {
+      at::Tensor w = at::randn(shape) * 0.2;
+      Nf4Tensor q = QuantizeNf4(w, dq);
+      EXPECT_TRUE(DequantizeNf4(q, at::kFloat).equal(DequantizeNf4TensorOps(q, at::kFloat)))
+          << "double_quant " << dq << " " << shape[0];
+      EXPECT_TRUE(DequantizeNf4(q, at::kBFloat16).equal(DequantizeNf4TensorOps(q, at::kBFloat16)));
+    }
   }
 }
 

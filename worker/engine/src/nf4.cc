@@ -145,17 +145,34 @@ namespace {
 // across threads. The tensor-op path below needs five passes and three temporaries. In bf16
 // each block's 16 values are rounded from their fp32 values once, so the result is the fp32
 // one converted, bit for bit.
+// Under double quantisation each block's absmax is rebuilt here, per block, as
+// Nf4BlockAbsmax does with tensor ops (dyn[code] * absmax2, then + offset, each rounded to
+// fp32; this file is built without FMA contraction), instead of by four tensor ops and their
+// temporaries per call: those had cost as much as the dequantisation itself.
 template <typename T>
 void DequantizeNf4Cpu(const Nf4Tensor& q, T* dst) {
   static const auto& code = Nf4CodeBook();
-  at::Tensor absmax = Nf4BlockAbsmax(q).contiguous();
+  static const auto& dyn = DynamicMap8Bit();
+  const bool dq = q.double_quant;
+  const at::Tensor absmax = dq ? at::Tensor() : q.absmax.contiguous();
+  const at::Tensor absmax_q = dq ? q.absmax_q.contiguous() : at::Tensor();
+  const at::Tensor absmax2 = dq ? q.absmax2.contiguous() : at::Tensor();
+  const float* am = dq ? nullptr : absmax.data_ptr<float>();
+  const uint8_t* am_q = dq ? absmax_q.data_ptr<uint8_t>() : nullptr;
+  const float* am2 = dq ? absmax2.data_ptr<float>() : nullptr;
+  const float offset = q.absmax_offset;
   const uint8_t* packed = q.packed.data_ptr<uint8_t>();
-  const float* am = absmax.data_ptr<float>();
   const int64_t n = q.numel;
   const int64_t blocks = q.num_blocks();
   at::parallel_for(0, blocks, 256, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
-      const float scale = am[b];
+      float scale;
+      if (dq) {
+        const float centred = dyn[am_q[b]] * am2[b / kDoubleQuantBlockSize];
+        scale = centred + offset;
+      } else {
+        scale = am[b];
+      }
       T lut[16];
       for (int i = 0; i < 16; ++i) {
         const float v = code[i] * scale;

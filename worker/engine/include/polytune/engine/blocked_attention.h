@@ -18,8 +18,10 @@ constexpr int64_t kAttentionBlock = 128;
 // upper triangle is never computed: at seq 512 that skips 3/8 of the scores, softmax and
 // probs @ V work, which had been the largest cost of the CPU training step after the linear
 // layers' GEMMs, and the whole [seq, seq] score tensor never exists at once. Only the
-// diagonal block needs the mask. Query blocks come from split() (whose backward is one cat);
-// key and value prefixes are narrow() views. Differentiable through autograd.
+// diagonal block needs the mask. Differentiable. On CPU in fp32 or bf16 the blocks' forward and
+// backward are one autograd node written out, whose softmax applies the scale and causality
+// itself (CausalSoftmaxRows; `mask` is then not read, which is why it must be the causal
+// mask); other devices and dtypes go through autograd op by op.
 at::Tensor BlockedCausalAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
                                   double scale);
 
