@@ -84,17 +84,21 @@ std::vector<int32_t> RowKeys(int64_t rows, const DropoutKey& key) {
 // per element (which had made the dropout 8 % of a training step's CPU time), so it vectorises.
 // T is float or bf16 bits; the product is computed in float and stored once, as libtorch's
 // x * mask does in either dtype.
+// The column counter is 32-bit (rows are shorter than 2^31, checked by the callers): with
+// the loop's 64-bit index the counter had been built in 64-bit lanes and narrowed, two
+// permutes per vector.
 template <typename T>
 POLYTUNE_ALWAYS_INLINE void HashDropoutRowImpl(const T* src, T* dst, int64_t per_row, uint32_t row_key,
                                                uint32_t threshold, float keep) {
+  const uint32_t n = static_cast<uint32_t>(per_row);
   if (src != nullptr) {
-    for (int64_t c = 0; c < per_row; ++c) {
-      const uint32_t z = Fmix32(static_cast<uint32_t>(c) * 0x9e3779b9u + row_key);
+    for (uint32_t c = 0; c < n; ++c) {
+      const uint32_t z = Fmix32(c * 0x9e3779b9u + row_key);
       StoreFromFloat(dst, c, (z >> 8) >= threshold ? LoadAsFloat(src, c) * keep : 0.0f);
     }
   } else {
-    for (int64_t c = 0; c < per_row; ++c) {
-      const uint32_t z = Fmix32(static_cast<uint32_t>(c) * 0x9e3779b9u + row_key);
+    for (uint32_t c = 0; c < n; ++c) {
+      const uint32_t z = Fmix32(c * 0x9e3779b9u + row_key);
       StoreFromFloat(dst, c, (z >> 8) >= threshold ? keep : 0.0f);
     }
   }
@@ -118,6 +122,7 @@ void ApplyHashDropout(const T* src, T* dst, int64_t rows, int64_t per_row, doubl
   // Keep u (24 bits) where float(u) >= float(p * 2^24), as the tensor-op version compares:
   // every u is exact in float, so that is u >= ceil(float(p * 2^24)). (Truncating p * 2^24
   // instead had kept u = floor(p * 2^24) too: the CPU and CUDA masks differed there.)
+  TORCH_CHECK(per_row < (int64_t{1} << 31), "LoRA dropout: row too large for the 32-bit counter");
   const uint32_t threshold = static_cast<uint32_t>(std::ceil(static_cast<double>(static_cast<float>(p * 16777216.0))));
   float keep = static_cast<float>(1.0 / (1.0 - p));
   if (std::is_same_v<T, uint16_t>) keep = RoundToBf16(keep);
