@@ -97,8 +97,11 @@ TEST(Nf4, DoubleQuantAbsmaxErrorWithinBoundAndSavesMemory) {
 
 TEST(Nf4, FusedCpuPathEqualsTensorOpPath) {
   // 2590 values: a partial last block; 39130: 612 blocks, so three double-quantisation
-  // blocks of 256, the last partial (the CPU path rebuilds each block's absmax itself).
-  for (auto shape : {std::vector<int64_t>{37, 70}, std::vector<int64_t>{130, 301}}) {
+  // blocks of 256, the last partial (the CPU path rebuilds each block's absmax itself);
+  // 15 values: no whole block; 524288: 8192 whole blocks, many chunks per thread. Where the
+  // CPU has AVX-512 the whole blocks take the lane-permute path, the rest the scalar one.
+  for (auto shape : {std::vector<int64_t>{37, 70}, std::vector<int64_t>{130, 301}, std::vector<int64_t>{3, 5},
+                     std::vector<int64_t>{1024, 512}}) {
     for (bool dq : {false, true}) {
       at::Tensor w = at::randn(shape) * 0.2;
       Nf4Tensor q = QuantizeNf4(w, dq);

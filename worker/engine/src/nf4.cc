@@ -7,6 +7,10 @@
 #include <cmath>
 #include <type_traits>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include <ATen/Parallel.h>
 
 #include "bf16_bits.h"
@@ -141,6 +145,82 @@ at::Tensor Nf4BlockAbsmax(const Nf4Tensor& q) {
 
 namespace {
 
+// One block's values from its scale: a 16-entry table of code[i] * scale, then a table load
+// per value. T is float or bf16 bits (the fp32 value rounded once).
+template <typename T>
+void DequantizeBlockScalar(const uint8_t* packed, float scale, int64_t first, int64_t last, T* dst) {
+  static const auto& code = Nf4CodeBook();
+  T lut[16];
+  for (int i = 0; i < 16; ++i) {
+    const float v = code[i] * scale;
+    if constexpr (std::is_same_v<T, float>)
+      lut[i] = v;
+    else
+      lut[i] = FloatToBf16(v);
+  }
+  int64_t i = first;
+  // Blocks start on even elements (64 is even), so pairs never straddle a block.
+  for (; i + 1 < last; i += 2) {
+    const uint8_t byte = packed[i >> 1];
+    dst[i] = lut[byte >> 4];
+    dst[i + 1] = lut[byte & 15];
+  }
+  if (i < last) dst[i] = lut[packed[i >> 1] >> 4];
+}
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define POLYTUNE_NF4_AVX512 1
+
+// Whole blocks with AVX-512: the 16 scaled code values sit in the lanes of one register and
+// every value is a lane permute by its nibble, where the scalar loop loads a table entry per
+// value. The table is the scalar one (the same fp32 multiply, the same rounding to bf16), so
+// the output is bit for bit the scalar path's. `packed` and `dst` point at the first block.
+template <typename T>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq"))) void DequantizeWholeBlocksAvx512(const uint8_t* packed,
+                                                                                               const float* scales,
+                                                                                               int64_t count, T* dst) {
+  static_assert(kNf4BlockSize == 64, "one block is 32 packed bytes, 64 values");
+  const __m512 code = _mm512_loadu_ps(Nf4CodeBook().data());
+  // Output word p of each 32-value half is byte p/2's high nibble (p even) or low nibble (p
+  // odd): lane p/2 of `high` or, with bit 5 of the index set, of `low`.
+  alignas(64) uint16_t first_half[32], second_half[32];
+  for (int p = 0; p < 32; ++p) {
+    first_half[p] = static_cast<uint16_t>((p / 2) | (p % 2 ? 32 : 0));
+    second_half[p] = static_cast<uint16_t>((16 + p / 2) | (p % 2 ? 32 : 0));
+  }
+  const __m512i order0 = _mm512_load_si512(first_half), order1 = _mm512_load_si512(second_half);
+  const __m512i nibble = _mm512_set1_epi16(15);
+  for (int64_t b = 0; b < count; ++b) {
+    const __m512i bytes = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(packed + 32 * b)));
+    const __m512i high = _mm512_srli_epi16(bytes, 4), low = _mm512_and_si512(bytes, nibble);
+    const __m512i idx0 = _mm512_permutex2var_epi16(high, order0, low);
+    const __m512i idx1 = _mm512_permutex2var_epi16(high, order1, low);
+    const __m512 values = _mm512_mul_ps(code, _mm512_set1_ps(scales[b]));
+    T* out = dst + kNf4BlockSize * b;
+    if constexpr (std::is_same_v<T, float>) {
+      const __m512i parts[4] = {_mm512_cvtepu16_epi32(_mm512_castsi512_si256(idx0)),
+                                _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(idx0, 1)),
+                                _mm512_cvtepu16_epi32(_mm512_castsi512_si256(idx1)),
+                                _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(idx1, 1))};
+      for (int k = 0; k < 4; ++k) _mm512_storeu_ps(out + 16 * k, _mm512_permutexvar_ps(parts[k], values));
+    } else {
+      // FloatToBf16 on 16 lanes: round to nearest even, NaN to 0x7FC0.
+      const __m512i u = _mm512_castps_si512(values);
+      const __m512i rounded = _mm512_srli_epi32(
+          _mm512_add_epi32(u, _mm512_add_epi32(_mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1)),
+                                               _mm512_set1_epi32(0x7FFF))),
+          16);
+      const __mmask16 nan =
+          _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7FFFFFFF)), _mm512_set1_epi32(0x7F800000));
+      const __m512i bits = _mm512_mask_mov_epi32(rounded, nan, _mm512_set1_epi32(0x7FC0));
+      const __m512i table = _mm512_castsi256_si512(_mm512_cvtepi32_epi16(bits));  // lanes 0-15; indices < 16
+      _mm512_storeu_si512(out, _mm512_permutexvar_epi16(idx0, table));
+      _mm512_storeu_si512(out + 32, _mm512_permutexvar_epi16(idx1, table));
+    }
+  }
+}
+#endif
+
 // CPU fast path: one pass over the packed bytes writing fp32 or bf16 directly, blocks split
 // across threads. The tensor-op path below needs five passes and three temporaries. In bf16
 // each block's 16 values are rounded from their fp32 values once, so the result is the fp32
@@ -151,7 +231,6 @@ namespace {
 // temporaries per call: those had cost as much as the dequantisation itself.
 template <typename T>
 void DequantizeNf4Cpu(const Nf4Tensor& q, T* dst) {
-  static const auto& code = Nf4CodeBook();
   static const auto& dyn = DynamicMap8Bit();
   const bool dq = q.double_quant;
   const at::Tensor absmax = dq ? at::Tensor() : q.absmax.contiguous();
@@ -164,33 +243,36 @@ void DequantizeNf4Cpu(const Nf4Tensor& q, T* dst) {
   const uint8_t* packed = q.packed.data_ptr<uint8_t>();
   const int64_t n = q.numel;
   const int64_t blocks = q.num_blocks();
+  const int64_t whole_blocks = n / kNf4BlockSize;
+#ifdef POLYTUNE_NF4_AVX512
+  const bool avx512 = CpuVectorLevel() == 2;
+#endif
   at::parallel_for(0, blocks, 256, [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) {
-      float scale;
-      if (dq) {
-        const float centred = dyn[am_q[b]] * am2[b / kDoubleQuantBlockSize];
-        scale = centred + offset;
-      } else {
-        scale = am[b];
+    constexpr int64_t kChunk = 256;
+    float scales[kChunk];
+    for (int64_t chunk = begin; chunk < end; chunk += kChunk) {
+      const int64_t count = std::min(kChunk, end - chunk);
+      for (int64_t j = 0; j < count; ++j) {
+        const int64_t b = chunk + j;
+        if (dq) {
+          const float centred = dyn[am_q[b]] * am2[b / kDoubleQuantBlockSize];
+          scales[j] = centred + offset;
+        } else {
+          scales[j] = am[b];
+        }
       }
-      T lut[16];
-      for (int i = 0; i < 16; ++i) {
-        const float v = code[i] * scale;
-        if constexpr (std::is_same_v<T, float>)
-          lut[i] = v;
-        else
-          lut[i] = FloatToBf16(v);
+      int64_t j = 0;
+#ifdef POLYTUNE_NF4_AVX512
+      if (avx512) {
+        const int64_t whole = std::max<int64_t>(0, std::min(count, whole_blocks - chunk));
+        DequantizeWholeBlocksAvx512(packed + chunk * kNf4BlockSize / 2, scales, whole, dst + chunk * kNf4BlockSize);
+        j = whole;
       }
-      const int64_t first = b * kNf4BlockSize;
-      const int64_t last = std::min(n, first + kNf4BlockSize);
-      int64_t i = first;
-      // Blocks start on even elements (64 is even), so pairs never straddle a block.
-      for (; i + 1 < last; i += 2) {
-        const uint8_t byte = packed[i >> 1];
-        dst[i] = lut[byte >> 4];
-        dst[i + 1] = lut[byte & 15];
+#endif
+      for (; j < count; ++j) {
+        const int64_t first = (chunk + j) * kNf4BlockSize;
+        DequantizeBlockScalar(packed, scales[j], first, std::min(n, first + kNf4BlockSize), dst);
       }
-      if (i < last) dst[i] = lut[packed[i >> 1] >> 4];
     }
   });
 }
