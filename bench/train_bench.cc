@@ -2,7 +2,9 @@
 // vocab 32000), trains it with the real trainer (NF4 + LoRA r16 on all seven projections,
 // activation checkpointing) on random sequences of --seq tokens, and prints one JSON object:
 // tokens/s, peak RSS, bytes per quantised parameter, and the step's matmul FLOP rate relative
-// to plain sgemm on the same shapes, timed right after each step in the same process.
+// to plain sgemm on the same shapes, timed right after each step in the same process; that
+// ratio without LoRA's rank-r products (matmul_efficiency_vs_sgemm: their time counts against
+// the step) and with them on both sides (matmul_efficiency_with_lora_vs_sgemm).
 //
 //   build/bench/train_bench [--hidden 512] [--layers 8] [--seq 512] [--batch 4] [--steps 6]
 //                           [--vocab 32000] [--threads N] [--rank R --world W --port P]
@@ -18,6 +20,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -68,9 +71,13 @@ struct Args {
 // and four in backward (3A), plus the two again in the recompute (4A). lm_head runs forward
 // and for its input gradient, both in the forward pass of the fused chunked cross-entropy
 // (2H). With checkpointing that keeps the projections' products, the recompute runs no
-// projection (2P + 4A + 2H). LoRA's rank-r products are left out.
+// projection (2P + 4A + 2H). LoRA's rank-r products are left out of Total; LoraTotal counts
+// them: per adapted projection the two forward products (x A^T, h B^T: L) and four in
+// backward (B's and A's input and weight gradients, 2L), and with checkpointing the forward
+// two again in every recompute (4L), down_proj's included (its LoRA values are needed).
 struct StepFlops {
-  double projections = 0, down = 0, attention = 0, head = 0;
+  double projections = 0, down = 0, attention = 0, head = 0, lora = 0;
+  double LoraTotal(bool checkpointing) const { return (checkpointing ? 4 : 3) * lora; }
   double Total(bool checkpointing, bool keeps_projections = false) const {
     if (checkpointing && keeps_projections) return 2 * projections + 4 * attention + 2 * head;
     return checkpointing ? 3 * projections - down + 4 * attention + 2 * head
@@ -91,7 +98,7 @@ double AttentionPairs(int64_t seq) {
   return pairs;
 }
 
-StepFlops CountFlops(const ModelConfig& c, int64_t batch, int64_t seq, bool cuda = false) {
+StepFlops CountFlops(const ModelConfig& c, int64_t batch, int64_t seq, bool cuda = false, int64_t lora_r = 0) {
   const double rows = static_cast<double>(batch * seq);
   const double h = c.hidden_size, q = c.num_attention_heads * c.head_dim, kv = c.num_key_value_heads * c.head_dim,
                inter = c.intermediate_size;
@@ -102,6 +109,8 @@ StepFlops CountFlops(const ModelConfig& c, int64_t batch, int64_t seq, bool cuda
   const double pairs = cuda ? static_cast<double>(seq) * seq : AttentionPairs(seq);
   f.attention = c.num_hidden_layers * 2.0 * (2.0 * batch * c.num_attention_heads * pairs * c.head_dim);
   f.head = 2.0 * rows * h * c.vocab_size;
+  f.lora =
+      lora_r > 0 ? c.num_hidden_layers * 2.0 * rows * lora_r * (h + q + 2 * (h + kv) + q + h + 3 * (h + inter)) : 0;
   return f;
 }
 
@@ -114,15 +123,21 @@ StepFlops CountFlops(const ModelConfig& c, int64_t batch, int64_t seq, bool cuda
 class SgemmReference {
  public:
   SgemmReference(const ModelConfig& c, int64_t batch, int64_t seq, bool checkpointing, bool keeps_projections,
-                 at::ScalarType dtype)
+                 at::ScalarType dtype, int64_t lora_r)
       : c_(c),
         batch_(batch),
         seq_(seq),
         checkpointing_(checkpointing),
         keeps_projections_(keeps_projections),
-        dtype_(dtype) {}
+        dtype_(dtype),
+        lora_r_(lora_r) {}
 
-  double RunOnce() const {
+  // Seconds for the matmuls StepFlops::Total counts, and for LoRA's (LoraTotal), timed apart.
+  struct Seconds {
+    double counted = 0, lora = 0;
+  };
+
+  Seconds RunOnce() const {
     const int64_t rows = batch_ * seq_;
     const int64_t h = c_.hidden_size, q = c_.num_attention_heads * c_.head_dim,
                   kv = c_.num_key_value_heads * c_.head_dim, inter = c_.intermediate_size;
@@ -165,7 +180,31 @@ class SgemmReference {
       at::matmul(hx.narrow(0, 0, n), hw.t());  // logits
       at::matmul(hg.narrow(0, 0, n), hw);      // hidden gradient
     }
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    Seconds seconds;
+    seconds.counted = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (lora_r_ <= 0) return seconds;
+    // LoRA's products on each projection's input x [rows, in] and output gradient g [rows, out]:
+    // A [r, in], B [out, r], h [rows, r] (also standing in for h's gradient).
+    std::vector<std::array<at::Tensor, 3>> adapters;
+    for (const Shape& s : proj)
+      adapters.push_back({make({lora_r_, s.x.size(1)}), make({s.w.size(0), lora_r_}), make({rows, lora_r_})});
+    t0 = std::chrono::steady_clock::now();
+    for (int64_t l = 0; l < c_.num_hidden_layers; ++l) {
+      for (size_t p = 0; p < proj.size(); ++p) {
+        const Shape& s = proj[p];
+        const auto& [la, lb, lh] = adapters[p];
+        for (int pass = 0; pass < (checkpointing_ ? 2 : 1); ++pass) {  // forward (+ recompute)
+          at::matmul(s.x, la.t());
+          at::matmul(lh, lb.t());
+        }
+        at::matmul(s.g, lb);      // h's gradient
+        at::matmul(s.g.t(), lh);  // B's gradient
+        at::matmul(lh, la);       // the input's gradient through A
+        at::matmul(lh.t(), s.x);  // A's gradient
+      }
+    }
+    seconds.lora = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return seconds;
   }
 
  private:
@@ -173,6 +212,7 @@ class SgemmReference {
   int64_t batch_, seq_;
   bool checkpointing_, keeps_projections_;
   at::ScalarType dtype_;
+  int64_t lora_r_;
 };
 
 double Median(std::vector<double> v) {
@@ -291,10 +331,11 @@ int main(int argc, char** argv) {
   } else {
     comm = MakeSingleProcessCommunicator();
   }
-  std::vector<double> step_tps, sgemm_seconds;
+  std::vector<double> step_tps;
+  std::vector<SgemmReference::Seconds> sgemm_seconds;
   const bool compare_with_sgemm = !cuda && a.world == 1 && !skip_sgemm;
   const bool keeps = cfg.training.checkpoint_keeps_projections;
-  SgemmReference reference(mc, a.batch, a.seq, cfg.training.gradient_checkpointing, keeps, compute_dtype);
+  SgemmReference reference(mc, a.batch, a.seq, cfg.training.gradient_checkpointing, keeps, compute_dtype, a.lora_r);
   TrainRunOptions opts;
   opts.progress = false;
   opts.on_record = [&](const polytune::MetricsRecord& r) {
@@ -362,12 +403,15 @@ int main(int argc, char** argv) {
 #endif
   } else if (compare_with_sgemm) {
     // Each step against the reference run right after it; the ratio's median and every ratio.
-    const double flops = CountFlops(mc, a.batch, a.seq, cuda).Total(cfg.training.gradient_checkpointing, keeps);
-    std::vector<double> ratios, sgemm_rates;
+    const StepFlops counted = CountFlops(mc, a.batch, a.seq, cuda, a.lora_r);
+    const double flops = counted.Total(cfg.training.gradient_checkpointing, keeps);
+    const double lora_flops = counted.LoraTotal(cfg.training.gradient_checkpointing);
+    std::vector<double> ratios, sgemm_rates, ratios_with_lora;
     for (size_t i = warm; i < step_tps.size() && i < sgemm_seconds.size(); ++i) {
       const double step_seconds = static_cast<double>(a.batch * a.seq) / step_tps[i];
-      ratios.push_back(sgemm_seconds[i] / step_seconds);
-      sgemm_rates.push_back(flops / sgemm_seconds[i] / 1e9);
+      ratios.push_back(sgemm_seconds[i].counted / step_seconds);
+      ratios_with_lora.push_back((sgemm_seconds[i].counted + sgemm_seconds[i].lora) / step_seconds);
+      sgemm_rates.push_back(flops / sgemm_seconds[i].counted / 1e9);
     }
     const double step_seconds = static_cast<double>(a.batch * a.seq) / tokens_per_second;
     out["matmul_gflop_per_step"] = flops / 1e9;
@@ -376,6 +420,10 @@ int main(int argc, char** argv) {
     out["sgemm_gflop_per_s_same_shapes"] = Median(sgemm_rates);  // GEMMs in the compute dtype
     out["matmul_efficiency_vs_sgemm"] = Median(ratios);
     out["matmul_efficiency_vs_sgemm_per_step"] = ratios;
+    // LoRA's rank-r products are matmuls the step runs too: counted here, with plain GEMMs of
+    // their shapes in the reference (which run far below the projections' rate).
+    out["lora_matmul_gflop_per_step"] = lora_flops / 1e9;
+    out["matmul_efficiency_with_lora_vs_sgemm"] = Median(ratios_with_lora);
   }
   std::printf("%s\n", out.dump().c_str());
   return 0;
