@@ -90,15 +90,18 @@ std::vector<int32_t> RowKeys(int64_t rows, const DropoutKey& key) {
 template <typename T>
 POLYTUNE_ALWAYS_INLINE void HashDropoutRowImpl(const T* src, T* dst, int64_t per_row, uint32_t row_key,
                                                uint32_t threshold, float keep) {
+  // The hash input c * golden + row_key is carried as a running sum (the same value mod 2^32),
+  // so the vector loop adds where it had multiplied: one of its three 32-bit multiplies.
   const uint32_t n = static_cast<uint32_t>(per_row);
+  uint32_t counter = row_key;
   if (src != nullptr) {
-    for (uint32_t c = 0; c < n; ++c) {
-      const uint32_t z = Fmix32(c * 0x9e3779b9u + row_key);
+    for (uint32_t c = 0; c < n; ++c, counter += 0x9e3779b9u) {
+      const uint32_t z = Fmix32(counter);
       StoreFromFloat(dst, c, (z >> 8) >= threshold ? LoadAsFloat(src, c) * keep : 0.0f);
     }
   } else {
-    for (uint32_t c = 0; c < n; ++c) {
-      const uint32_t z = Fmix32(c * 0x9e3779b9u + row_key);
+    for (uint32_t c = 0; c < n; ++c, counter += 0x9e3779b9u) {
+      const uint32_t z = Fmix32(counter);
       StoreFromFloat(dst, c, (z >> 8) >= threshold ? keep : 0.0f);
     }
   }
