@@ -3,6 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <limits>
+
 #include "polytune/engine/frozen_linear.h"
 #include "polytune/engine/safetensors.h"
 #include "test_util.h"
@@ -93,6 +96,41 @@ TEST(Nf4, DoubleQuantAbsmaxErrorWithinBoundAndSavesMemory) {
   const double bits_dq = 8.0 * dq.StorageBytes() / w.numel();
   EXPECT_NEAR(bits_plain, 4.5, 1e-9);
   EXPECT_LT(bits_dq, 4.13);
+}
+
+// The fused CPU quantisation against the tensor-op one CUDA runs: the same bytes and
+// statistics, for whole and partial blocks, an odd count (the pad nibble), an all-zero block,
+// values exactly on a midpoint, infinities and NaN (bucketize sends NaN past the last
+// midpoint), and a bf16 weight. Where the CPU has AVX-512 whole blocks take the vector path.
+TEST(Nf4, FusedCpuQuantisationEqualsTensorOpPath) {
+  at::manual_seed(31);
+  std::vector<at::Tensor> weights = {at::randn({37, 70}) * 0.2, at::randn({130, 301}), at::randn({3, 5}),
+                                     at::randn({512, 256}) * 0.01, at::randn({64, 33}).to(at::kBFloat16)};
+  at::Tensor edge = at::randn({4, 96});
+  edge[0].zero_();                                       // an all-zero block
+  edge[1][3] = std::numeric_limits<float>::infinity();   // a block scaled by 1/inf
+  edge[2][5] = std::numeric_limits<float>::quiet_NaN();  // a NaN block
+  edge[3].mul_(0.1);
+  edge[3][0] = 1.0f;                                          // absmax 1: values as they are
+  edge[3][1] = (Nf4CodeBook()[8] + Nf4CodeBook()[9]) * 0.5f;  // exactly on a midpoint
+  edge[3][2] = (Nf4CodeBook()[0] + Nf4CodeBook()[1]) * 0.5f;  // a negative one
+  weights.push_back(edge);
+  for (size_t w = 0; w < weights.size(); ++w) {
+    for (bool dq : {false, true}) {
+      const Nf4Tensor fused = QuantizeNf4(weights[w], dq), ops = QuantizeNf4TensorOps(weights[w], dq);
+      const std::string what = "weight " + std::to_string(w) + (dq ? " dq" : "");
+      EXPECT_TRUE(fused.packed.equal(ops.packed)) << what;
+      if (dq) {
+        EXPECT_TRUE(fused.absmax_q.equal(ops.absmax_q)) << what;
+        EXPECT_TRUE(at::allclose(fused.absmax2, ops.absmax2, 0, 0, /*equal_nan=*/true)) << what;
+        EXPECT_TRUE(std::isnan(ops.absmax_offset) ? std::isnan(fused.absmax_offset)
+                                                  : fused.absmax_offset == ops.absmax_offset)
+            << what;
+      } else {
+        EXPECT_TRUE(at::allclose(fused.absmax, ops.absmax, 0, 0, /*equal_nan=*/true)) << what;
+      }
+    }
+  }
 }
 
 TEST(Nf4, FusedCpuPathEqualsTensorOpPath) {

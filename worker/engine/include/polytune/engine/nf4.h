@@ -44,8 +44,12 @@ struct Nf4Tensor {
   int64_t StorageBytes() const;
 };
 
-// Quantises `weight` (any float dtype; computed in fp32 on its device).
+// Quantises `weight` (any float dtype; computed in fp32 on its device). On CPU a fused loop
+// per block; elsewhere QuantizeNf4TensorOps. Both give the same bytes.
 Nf4Tensor QuantizeNf4(const at::Tensor& weight, bool double_quant);
+// The device-generic implementation (tensor ops, at::bucketize) that CUDA uses. Exposed so
+// tests on CPU-only machines hold the fused CPU loop to it.
+Nf4Tensor QuantizeNf4TensorOps(const at::Tensor& weight, bool double_quant);
 
 // The per-block absmax as fp32 (dequantising it first under double quantisation).
 at::Tensor Nf4BlockAbsmax(const Nf4Tensor& q);
