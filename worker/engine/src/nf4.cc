@@ -28,12 +28,18 @@ at::Tensor CodeTensor(const float* values, int64_t n, const at::Device& device) 
   return at::from_blob(const_cast<float*>(values), {n}, at::kFloat).to(device);
 }
 
-// Midpoints between consecutive sorted code values. bucketize(x, midpoints) with right=false
-// returns the number of midpoints strictly below x, i.e. a value exactly on a midpoint goes
-// to the lower code, as bitsandbytes' `x > midpoint` decision tree does.
-at::Tensor Midpoints(const float* values, int64_t n, const at::Device& device) {
+// Midpoints between consecutive sorted code values, each (a + b) * 0.5 in float.
+std::vector<float> MidpointValues(const float* values, int64_t n) {
   std::vector<float> mids(n - 1);
   for (int64_t i = 0; i + 1 < n; ++i) mids[i] = (values[i] + values[i + 1]) * 0.5f;
+  return mids;
+}
+
+// The midpoints as a tensor. bucketize(x, midpoints) with right=false returns the number of
+// midpoints strictly below x, i.e. a value exactly on a midpoint goes to the lower code, as
+// bitsandbytes' `x > midpoint` decision tree does.
+at::Tensor Midpoints(const float* values, int64_t n, const at::Device& device) {
+  std::vector<float> mids = MidpointValues(values, n);
   return at::from_blob(mids.data(), {n - 1}, at::kFloat).clone().to(device);
 }
 
@@ -142,12 +148,6 @@ Nf4Tensor QuantizeNf4TensorOps(const at::Tensor& weight, bool double_quant) {
 
 namespace {
 
-std::vector<float> MidpointValues(const float* values, int64_t n) {
-  std::vector<float> mids(n - 1);
-  for (int64_t i = 0; i + 1 < n; ++i) mids[i] = (values[i] + values[i + 1]) * 0.5f;
-  return mids;
-}
-
 // The index at::bucketize(v, mids, right=false) gives: libtorch's lower bound, whose test
 // !(mid >= v) also sends NaN past the last midpoint.
 int64_t BucketIndex(const float* mids, int64_t n, float v) {
@@ -184,17 +184,19 @@ std::pair<float, float> BlockScale(const float* x, int64_t n) {
   return {m, m > 0.0f ? 1.0f / m : 0.0f};
 }
 
-// Each value's code index: the number of the 15 midpoints bucketize puts below x * inv
-// (!(mid >= v), so NaN counts past them all, as libtorch's lower bound sends it), packed two
-// per byte (the first value in the high nibble). n is even.
+// A value's code index: the number of the 15 midpoints bucketize puts below value * inv
+// (!(mid >= v), so NaN counts past them all, as libtorch's lower bound sends it). PackNf4Scalar
+// packs n (even) of them two per byte, the first value in the high nibble.
+int Nf4Index(float value, float inv, const float* mid) {
+  const float v = value * inv;
+  int idx = 0;
+  for (int j = 0; j < 15; ++j) idx += !(mid[j] >= v);
+  return idx;
+}
+
 void PackNf4Scalar(const float* x, int64_t n, float inv, const float* mid, uint8_t* packed) {
-  auto index = [&](float value) {
-    const float v = value * inv;
-    int idx = 0;
-    for (int j = 0; j < 15; ++j) idx += !(mid[j] >= v);
-    return idx;
-  };
-  for (int64_t i = 0; i < n; i += 2) packed[i / 2] = static_cast<uint8_t>(index(x[i]) << 4 | index(x[i + 1]));
+  for (int64_t i = 0; i < n; i += 2)
+    packed[i / 2] = static_cast<uint8_t>(Nf4Index(x[i], inv, mid) << 4 | Nf4Index(x[i + 1], inv, mid));
 }
 
 #ifdef POLYTUNE_NF4_AVX512
@@ -263,12 +265,8 @@ Nf4Tensor QuantizeNf4Cpu(const at::Tensor& weight, bool double_quant) {
       PackNf4Scalar(x + first, even, inv, mid, packed + first / 2);
 #endif
       // Only the tensor's last value can be unpaired: its low nibble is code 0.0 (index 7).
-      if (count != even) {
-        const float v = x[first + even] * inv;
-        int idx = 0;
-        for (int j = 0; j < 15; ++j) idx += !(mid[j] >= v);
-        packed[(first + even) / 2] = static_cast<uint8_t>(idx << 4 | 7);
-      }
+      if (count != even)
+        packed[(first + even) / 2] = static_cast<uint8_t>(Nf4Index(x[first + even], inv, mid) << 4 | 7);
     }
   });
   if (!double_quant) {
