@@ -11,6 +11,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include "bf16_bits.h"
+#include "lora_cpu_kernels.h"
 
 namespace polytune::engine {
 namespace {
@@ -227,12 +228,129 @@ at::Tensor LoraDropoutMaskTensorOps(const at::Tensor& x, double p, const Dropout
   return keep.view(x.sizes());
 }
 
+namespace {
+
+// LoRA dropout's mask for the fused CPU kernels: the same threshold and scale as
+// ApplyHashDropout in fp32.
+lora_cpu::RowMask KernelMask(double p, const std::vector<int32_t>& row_keys) {
+  lora_cpu::RowMask mask;
+  mask.row_keys = row_keys.data();
+  mask.threshold = static_cast<uint32_t>(std::ceil(static_cast<double>(static_cast<float>(p * 16777216.0))));
+  mask.keep = static_cast<float>(1.0 / (1.0 - p));
+  return mask;
+}
+
+// r rounded up to the kernels' multiple of 16; the extra ranks are zero rows of A and zero
+// columns of B, so they add exact zeros and get gradients that are cut off.
+int64_t PaddedRank(int64_t r) { return (r + 15) / 16 * 16; }
+
+at::Tensor PadRows(const at::Tensor& t, int64_t rows) {
+  if (t.size(0) == rows) return t.contiguous();
+  return at::cat({t, at::zeros({rows - t.size(0), t.size(1)}, t.options())}, 0);
+}
+
+// base [rows, out] += scaling * (dropout(x) @ A^T) @ B^T, with x [rows, in] and the mask of
+// `row_keys` (empty: no dropout). Returns h = dropout(x) @ A^T [rows, padded r] for backward.
+at::Tensor LoraCpuForward(const at::Tensor& base, const at::Tensor& x, const at::Tensor& a, const at::Tensor& b,
+                          double scaling, double p, const std::vector<int32_t>& row_keys) {
+  const int64_t rows = x.size(0), in = x.size(1), out = base.size(1), rp = PaddedRank(a.size(0));
+  const at::Tensor a_t = PadRows(a.detach(), rp).t().contiguous();  // [in, rp]
+  const at::Tensor b_t = PadRows(b.detach().t(), rp).contiguous();  // [rp, out]
+  at::Tensor h = at::empty({rows, rp}, x.options());
+  lora_cpu::RowMask mask;
+  if (p > 0.0) mask = KernelMask(p, row_keys);
+  lora_cpu::RowsTimesNarrow(x.data_ptr<float>(), rows, in, a_t.data_ptr<float>(), rp, 1.0f, p > 0.0 ? &mask : nullptr,
+                            h.data_ptr<float>());
+  lora_cpu::NarrowTimesWide(h.data_ptr<float>(), rows, rp, b_t.data_ptr<float>(), out, static_cast<float>(scaling),
+                            nullptr, /*accumulate=*/true, base.data_ptr<float>());
+  return h;
+}
+
+// The adapter's forward and backward on CPU fp32 through lora_cpu's kernels (see
+// lora_cpu_kernels.h). Inputs: the base output (accumulated into in place and returned), x
+// [rows, in] contiguous, A, B. Saves x itself and h [rows, r]: the masked x is recomputed by
+// the kernels where backward reads it, never stored.
+class LoraCpuFunction : public torch::autograd::Function<LoraCpuFunction> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, at::Tensor base, const at::Tensor& x,
+                            const at::Tensor& a, const at::Tensor& b, double scaling, double p,
+                            std::vector<int64_t> row_keys) {
+    const at::Tensor h = LoraCpuForward(base, x, a, b, scaling, p, Narrow(row_keys));
+    ctx->mark_dirty({base});
+    ctx->save_for_backward({x, h, a, b});
+    ctx->saved_data["scaling"] = scaling;
+    ctx->saved_data["p"] = p;
+    ctx->saved_data["keys"] = std::move(row_keys);
+    return base;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &x = saved[0], &h = saved[1], &a = saved[2], &b = saved[3];
+    const double scaling = ctx->saved_data["scaling"].toDouble(), p = ctx->saved_data["p"].toDouble();
+    const std::vector<int32_t> row_keys = Narrow(ctx->saved_data["keys"].toIntVector());
+    const at::Tensor g = grads[0].contiguous();
+    const int64_t rows = x.size(0), in = x.size(1), out = g.size(1), r = a.size(0), rp = h.size(1);
+    lora_cpu::RowMask mask;
+    if (p > 0.0) mask = KernelMask(p, row_keys);
+    const lora_cpu::RowMask* masked = p > 0.0 ? &mask : nullptr;
+    // dL/dh = scaling * g @ B, [rows, rp]
+    const at::Tensor b_padded = PadRows(b.detach().t(), rp).t().contiguous();  // [out, rp]
+    at::Tensor grad_h = at::empty({rows, rp}, g.options());
+    lora_cpu::RowsTimesNarrow(g.data_ptr<float>(), rows, out, b_padded.data_ptr<float>(), rp,
+                              static_cast<float>(scaling), nullptr, grad_h.data_ptr<float>());
+    at::Tensor grad_x, grad_a, grad_b;
+    if (ctx->needs_input_grad(3)) {  // dL/dB = scaling * g^T @ h, computed as its transpose [rp, out]
+      at::Tensor t = at::empty({rp, out}, g.options());
+      lora_cpu::NarrowTransposedTimesRows(h.data_ptr<float>(), rows, rp, g.data_ptr<float>(), out,
+                                          static_cast<float>(scaling), nullptr, t.data_ptr<float>());
+      grad_b = t.slice(0, 0, r).t().contiguous();
+    }
+    if (ctx->needs_input_grad(2)) {  // dL/dA = grad_h^T @ dropout(x), [rp, in]
+      at::Tensor t = at::empty({rp, in}, g.options());
+      lora_cpu::NarrowTransposedTimesRows(grad_h.data_ptr<float>(), rows, rp, x.data_ptr<float>(), in, 1.0f, masked,
+                                          t.data_ptr<float>());
+      grad_a = rp == r ? t : t.slice(0, 0, r).contiguous();
+    }
+    if (ctx->needs_input_grad(1)) {  // dL/dx = mask(grad_h @ A)
+      const at::Tensor a_padded = PadRows(a.detach(), rp);
+      grad_x = at::empty({rows, in}, g.options());
+      lora_cpu::NarrowTimesWide(grad_h.data_ptr<float>(), rows, rp, a_padded.data_ptr<float>(), in, 1.0f, masked,
+                                /*accumulate=*/false, grad_x.data_ptr<float>());
+    }
+    return {grads[0], grad_x, grad_a, grad_b, at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+// Whether AddTo takes lora_cpu's kernels: fp32 on a CPU that runs them, feature counts the
+// kernels take, and a base output AddTo may accumulate into.
+bool UsesCpuKernels(const at::Tensor& base_out, const at::Tensor& x, const at::Tensor& a) {
+  return x.device().is_cpu() && x.scalar_type() == at::kFloat && base_out.scalar_type() == at::kFloat &&
+         a.scalar_type() == at::kFloat && lora_cpu::Available() && x.size(-1) % 16 == 0 && base_out.dim() == 2 &&
+         base_out.size(1) % 16 == 0 && base_out.is_contiguous() && !base_out.is_view() &&
+         !(base_out.is_leaf() && base_out.requires_grad());
+}
+
+}  // namespace
+
 at::Tensor LoraAdapter::Forward(const at::Tensor& x, bool training, const DropoutKey& key) const {
   return AddTo(at::zeros({}, x.options()), x, training, key);
 }
 
 at::Tensor LoraAdapter::AddTo(const at::Tensor& base_out, const at::Tensor& x, bool training,
                               const DropoutKey& key) const {
+  if (UsesCpuKernels(base_out, x, a)) {
+    const at::Tensor rows = x.reshape({-1, x.size(-1)}).contiguous();
+    const double p = training ? dropout : 0.0;
+    std::vector<int32_t> keys32;
+    if (p > 0.0) keys32 = RowKeys(rows.size(0), key);
+    if (at::GradMode::is_enabled() && (rows.requires_grad() || a.requires_grad() || b.requires_grad()))
+      return LoraCpuFunction::apply(base_out, rows, a, b, scaling, p,
+                                    std::vector<int64_t>(keys32.begin(), keys32.end()));
+    LoraCpuForward(base_out, rows, a, b, scaling, p, keys32);
+    return base_out;
+  }
   at::Tensor input = x;
   if (training && dropout > 0.0) input = ApplyLoraDropout(x, dropout, key);
   const auto dtype = x.scalar_type();
