@@ -3,6 +3,8 @@
 // y = base(x) + B(A(dropout(x))) * scaling, scaling = alpha / r (or alpha / sqrt(r) with
 // rsLoRA). A is [r, in] kaiming-uniform(a = sqrt 5), i.e. U(-1/sqrt(in), 1/sqrt(in)); B is
 // [out, r] zeros. A and B are fp32 leaves; the product is computed in the input's dtype.
+// On CPU, fp32 inputs take fused kernels (src/lora_cpu_kernels.h) where the CPU has AVX-512
+// and the feature counts are multiples of 16: the same values within fp32 rounding.
 //
 // Dropout masks are a pure function of (token key, layer, module, feature): a counter-based
 // hash. A token's key comes from (seed, step, example, position in the example), so an
