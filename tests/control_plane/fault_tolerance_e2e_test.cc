@@ -43,6 +43,8 @@ class FaultTolerance : public ::testing::Test {
     dir_ = ::mkdtemp(t);
     crash_file_ = dir_ + "/crash";
     ::setenv("POLYTUNE_TEST_CRASH_FILE", crash_file_.c_str(), 1);  // the workers inherit it
+    pace_file_ = dir_ + "/pace";
+    ::setenv("POLYTUNE_TEST_PACE_FILE", pace_file_.c_str(), 1);
     target_ = "127.0.0.1:" + std::to_string(testing::FreePort());
     rendezvous_first_ = 21000 + static_cast<int>(::getpid() % 800) * 10;
     StartCoordinator();
@@ -196,7 +198,7 @@ class FaultTolerance : public ::testing::Test {
 
   static int WorkerIndex(const std::string& name) { return std::stoi(name.substr(1)); }
 
-  static inline std::string dir_, target_, crash_file_, reference_sha_;
+  static inline std::string dir_, target_, crash_file_, pace_file_, reference_sha_;
   static inline int rendezvous_first_ = 0;
   static inline pid_t coordinator_ = -1;
   static inline std::map<int, pid_t> workers_;
@@ -257,10 +259,13 @@ TEST_F(FaultTolerance, SigtermOfTheCoordinatorExitsZeroAndLosesNothing) {
 }
 
 TEST_F(FaultTolerance, DrainCheckpointsAndMovesTheJobAndUndrainTakesWorkAgain) {
+  // Paced (see the preemption test) until the drain has moved the job.
+  ASSERT_TRUE(WriteFileAtomic(pace_file_, "150\n").ok());
   const std::string id = Submit(Spec("drain"));
   ASSERT_TRUE(WaitStep(id, 10));
   const std::string drained = Status(id)["workers"][0];
   ShellResult d = Cli("workers drain " + drained + " --wait --json");
+  fs::remove(pace_file_);
   ASSERT_EQ(d.code, 0) << d.output;
   EXPECT_EQ(nlohmann::json::parse(d.output)["free_devices"], 1) << "--wait returns once it runs nothing";
   const nlohmann::json st = WaitEnded(id);
@@ -297,9 +302,15 @@ TEST_F(FaultTolerance, SigtermOfAWorkerDaemonCheckpointsItsRanksExitsZeroAndTheJ
 }
 
 TEST_F(FaultTolerance, HigherPriorityJobPreemptsAPreemptibleOneAndBothSucceed) {
+  // Steps paced at 150 ms until the preemption shows: the tiny job's remaining 30 steps had once
+  // finished before the coordinator preempted it (a race with the trainer's speed, seen in CI).
+  ASSERT_TRUE(WriteFileAtomic(pace_file_, "150\n").ok());
   const std::string low = Submit(Spec("low", ", preemptible: true"), 0);
   ASSERT_TRUE(WaitStep(low, 10));
   const std::string high = Submit(Spec("high"), 5);  // needs 2 devices; only 1 is free
+  for (int i = 0; i < 600 && Events(Status(low)).find("PENDING: preempted by") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  fs::remove(pace_file_);
   const nlohmann::json hs = WaitEnded(high);
   ASSERT_EQ(hs["state"], "SUCCEEDED") << Events(hs);
   const nlohmann::json ls = WaitEnded(low);
